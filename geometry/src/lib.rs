@@ -1,0 +1,181 @@
+//! The one place where striate computes the output size of a sliding window.
+//!
+//! Both the `network!` macro (at compile time) and the runtime kernels (when they build their
+//! geometry) call [`output_size`], so a shape the compiler proved is, by construction, the shape
+//! the kernels compute. Everything here is `const fn` and has no dependencies.
+//!
+//! ```
+//! use striate_geometry::{output_size, Rounding};
+//! // AlexNet's conv1: 227 wide, 11x11 kernels, stride 4, no padding.
+//! assert_eq!(output_size(227, 11, 4, 0, Rounding::Exact), Ok(55));
+//! // Stride 5 does not tile the input: (227 + 2*0 - 11)/5 + 1 = 44.2.
+//! assert!(output_size(227, 11, 5, 0, Rounding::Exact).is_err());
+//! assert_eq!(output_size(227, 11, 5, 0, Rounding::Floor), Ok(44));
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+/// How a window that does not tile its input exactly is treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rounding {
+    /// `(W + 2P - F)` must be a multiple of `S`; anything else is an error.
+    Exact,
+    /// PyTorch's default: the last, partial window positions are dropped (`floor`).
+    Floor,
+}
+
+/// Why an output size could not be computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SizeError {
+    /// The stride is zero.
+    ZeroStride,
+    /// The kernel is zero.
+    ZeroKernel,
+    /// The kernel is larger than the padded input: `F > W + 2P`.
+    KernelTooLarge {
+        /// `W + 2P`.
+        padded: usize,
+    },
+    /// `(W + 2P - F)` is not a multiple of `S` (only with [`Rounding::Exact`]).
+    Inexact {
+        /// `W + 2P - F`.
+        span: usize,
+        /// `span % S`.
+        remainder: usize,
+    },
+}
+
+/// `(W + 2P - F)/S + 1`: the number of positions of a window of size `kernel` that slides with
+/// `stride` over an input of size `input` padded with `pad` on both sides.
+///
+/// # Errors
+/// [`SizeError`] when the stride or kernel is zero, the kernel does not fit in the padded input,
+/// or (with [`Rounding::Exact`]) the stride does not tile the input.
+pub const fn output_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    rounding: Rounding,
+) -> Result<usize, SizeError> {
+    if stride == 0 {
+        return Err(SizeError::ZeroStride);
+    }
+    if kernel == 0 {
+        return Err(SizeError::ZeroKernel);
+    }
+    let padded = input + 2 * pad;
+    if kernel > padded {
+        return Err(SizeError::KernelTooLarge { padded });
+    }
+    let span = padded - kernel;
+    let remainder = span % stride;
+    if remainder != 0 {
+        if let Rounding::Exact = rounding {
+            return Err(SizeError::Inexact { span, remainder });
+        }
+    }
+    Ok(span / stride + 1)
+}
+
+/// Like [`output_size`] but for use in `const` items that have already been validated: an
+/// invalid geometry stops compilation (const evaluation panics) instead of returning an error.
+///
+/// # Panics
+/// When [`output_size`] returns an error.
+pub const fn output_size_checked(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    rounding: Rounding,
+) -> usize {
+    match output_size(input, kernel, stride, pad, rounding) {
+        Ok(v) => v,
+        Err(_) => panic!("invalid sliding-window geometry"),
+    }
+}
+
+/// The receptive field and the jump (distance on the input between adjacent outputs) of one
+/// axis, carried from layer to layer: a window of size `kernel` and `stride` over a feature map
+/// whose units see `field` input pixels and sit `jump` input pixels apart.
+///
+/// `field' = field + (kernel - 1) * jump`, `jump' = jump * stride`.
+///
+/// ```
+/// use striate_geometry::Receptive;
+/// let r = Receptive::INPUT.window(5, 1).window(2, 2).window(5, 1).window(2, 2);
+/// assert_eq!(r.field, 16); // LeNet-5 after its second pooling layer
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Receptive {
+    /// Input pixels seen by one unit along this axis.
+    pub field: usize,
+    /// Input pixels between two neighbouring units along this axis.
+    pub jump: usize,
+}
+
+impl Receptive {
+    /// A unit of the input itself sees one pixel.
+    pub const INPUT: Receptive = Receptive { field: 1, jump: 1 };
+
+    /// The receptive field after a window of `kernel` with `stride`.
+    pub const fn window(self, kernel: usize, stride: usize) -> Receptive {
+        Receptive {
+            field: self.field + kernel.saturating_sub(1) * self.jump,
+            jump: self.jump * stride,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_sizes() {
+        assert_eq!(output_size(28, 5, 1, 2, Rounding::Exact), Ok(28));
+        assert_eq!(output_size(28, 2, 2, 0, Rounding::Exact), Ok(14));
+        assert_eq!(output_size(55, 3, 2, 0, Rounding::Exact), Ok(27));
+        assert_eq!(output_size(5, 3, 2, 1, Rounding::Exact), Ok(3));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            output_size(227, 11, 5, 0, Rounding::Exact),
+            Err(SizeError::Inexact {
+                span: 216,
+                remainder: 1
+            })
+        );
+        assert_eq!(
+            output_size(3, 5, 1, 0, Rounding::Exact),
+            Err(SizeError::KernelTooLarge { padded: 3 })
+        );
+        assert_eq!(
+            output_size(3, 5, 0, 0, Rounding::Exact),
+            Err(SizeError::ZeroStride)
+        );
+        assert_eq!(
+            output_size(3, 0, 1, 0, Rounding::Exact),
+            Err(SizeError::ZeroKernel)
+        );
+        assert_eq!(output_size(7, 2, 2, 0, Rounding::Floor), Ok(3));
+    }
+
+    #[test]
+    fn alexnet_receptive_field() {
+        let r = Receptive::INPUT
+            .window(11, 4)
+            .window(3, 2)
+            .window(5, 1)
+            .window(3, 2)
+            .window(3, 1)
+            .window(3, 1)
+            .window(3, 1)
+            .window(3, 2);
+        assert_eq!(r.field, 195);
+    }
+}

@@ -1,0 +1,367 @@
+//! Parsing: the tokens of a `network!` invocation into a syntax tree that remembers every span.
+//!
+//! The grammar (`?` optional, `*` repeated, `,`-separated lists allow a trailing comma):
+//!
+//! ```text
+//! network   := attribute* visibility "struct" IDENT "{" item ("," item)* ","? "}"
+//! item      := "input" ":" "[" INT ("," INT)* "]"
+//!            | (IDENT ":")? layer ("->" "[" INT ("," INT)* "]")?
+//! layer     := IDENT ("(" argument ("," argument)* ","? ")")?
+//! argument  := (IDENT "=")? value
+//! value     := INT | FLOAT | "-" (INT | FLOAT) | "true" | "false" | "(" INT "," INT ")"
+//! ```
+//!
+//! Parsing accepts any layer name and any argument; which layers and arguments exist, and what
+//! their values must be, is checked in `shape.rs`, so that every such mistake in a network is
+//! reported in one compile.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{bracketed, parenthesized, Attribute, Expr, Ident, Lit, LitInt, Token, Visibility};
+
+/// The whole invocation.
+pub struct Network {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub name: Ident,
+    /// The braces, for errors about the network as a whole (an empty network).
+    pub brace_span: Span,
+    pub items: Vec<Item>,
+}
+
+/// One comma-separated entry.
+pub enum Item {
+    Input(InputDecl),
+    Layer(LayerItem),
+}
+
+/// `input: [C, H, W]` or `input: [N]`.
+pub struct InputDecl {
+    /// The `input` keyword-like identifier.
+    pub keyword: Ident,
+    pub dims: Vec<Dim>,
+    /// All tokens, for spans covering the whole declaration.
+    pub tokens: TokenStream,
+}
+
+/// A number inside `[..]`, with its span.
+#[derive(Clone)]
+pub struct Dim {
+    pub value: usize,
+    pub span: Span,
+}
+
+/// `name: kind(args) -> [dims]`.
+pub struct LayerItem {
+    pub name: Option<Ident>,
+    pub kind: Ident,
+    pub args: Vec<Arg>,
+    /// The declared output shape, if any, and the tokens of `-> [..]`.
+    pub expect: Option<(Vec<Dim>, TokenStream)>,
+    /// `kind(args)` as tokens, for spans covering the layer.
+    pub call_tokens: TokenStream,
+}
+
+/// One argument of a layer.
+pub struct Arg {
+    pub name: Option<Ident>,
+    pub value: Value,
+    /// The argument's tokens (name, `=` and value), for spans.
+    pub tokens: TokenStream,
+}
+
+/// An argument's value, classified but not yet checked against what the layer wants.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A non-negative integer literal.
+    Int(u64),
+    /// A floating-point literal, or a negative number.
+    Float(f64),
+    Bool(bool),
+    /// `(h, w)`.
+    Pair(u64, u64),
+    /// Anything else, described for the error message (`a string`, ...).
+    Other(String),
+}
+
+impl Value {
+    /// As written in a declaration string.
+    pub fn render(&self) -> String {
+        match self {
+            Value::Int(v) => v.to_string(),
+            Value::Float(v) => format_float(*v),
+            Value::Bool(b) => b.to_string(),
+            Value::Pair(h, w) => format!("({h}, {w})"),
+            Value::Other(s) => s.clone(),
+        }
+    }
+
+    /// What kind of value this is, for "expected ..., found ..." messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Int(v) => format!("the integer `{v}`"),
+            Value::Float(v) => format!("the number `{}`", format_float(*v)),
+            Value::Bool(b) => format!("the boolean `{b}`"),
+            Value::Pair(h, w) => format!("the pair `({h}, {w})`"),
+            Value::Other(s) => s.clone(),
+        }
+    }
+}
+
+/// `0.5`, `1e-5`, `2.0`: the shortest text that reads back as the same `f64`.
+pub fn format_float(v: f64) -> String {
+    let s = format!("{v}");
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+impl Parse for Network {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        input.parse::<Token![struct]>()?;
+        let name: Ident = input.parse()?;
+        let content;
+        let brace = syn::braced!(content in input);
+        let items = Punctuated::<Item, Token![,]>::parse_terminated(&content)?;
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the network's closing brace"));
+        }
+        Ok(Network {
+            attrs,
+            vis,
+            name,
+            brace_span: brace.span.join(),
+            items: items.into_iter().collect(),
+        })
+    }
+}
+
+impl Parse for Item {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let start = input.fork();
+        let first: Ident = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a layer such as `conv2d(6, kernel = 5)` or `input: [1, 28, 28]`",
+            )
+        })?;
+        if input.peek(Token![:]) && !input.peek(Token![::]) {
+            input.parse::<Token![:]>()?;
+            if input.peek(syn::token::Bracket) {
+                let dims = parse_dims(input)?;
+                let tokens = tokens_between(&start, input);
+                return Ok(Item::Input(InputDecl {
+                    keyword: first,
+                    dims,
+                    tokens,
+                }));
+            }
+            let call_start = input.fork();
+            let kind: Ident = input.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    format!("expected the layer that `{first}` names, e.g. `{first}: conv2d(6, kernel = 5)`"),
+                )
+            })?;
+            let args = parse_args(input)?;
+            let call_tokens = tokens_between(&call_start, input);
+            let expect = parse_expect(input)?;
+            return Ok(Item::Layer(LayerItem {
+                name: Some(first),
+                kind,
+                args,
+                expect,
+                call_tokens,
+            }));
+        }
+        let args = parse_args(input)?;
+        let call_tokens = tokens_between(&start, input);
+        let expect = parse_expect(input)?;
+        Ok(Item::Layer(LayerItem {
+            name: None,
+            kind: first,
+            args,
+            expect,
+            call_tokens,
+        }))
+    }
+}
+
+/// The tokens consumed between `start` (a fork taken earlier) and `end`.
+fn tokens_between(start: ParseStream, end: ParseStream) -> TokenStream {
+    let mut tokens = TokenStream::new();
+    let end_cursor = end.cursor();
+    let _ = start.step(|cursor| {
+        let mut rest = *cursor;
+        while rest != end_cursor {
+            match rest.token_tree() {
+                Some((tt, next)) => {
+                    tt.to_tokens(&mut tokens);
+                    rest = next;
+                }
+                None => break,
+            }
+        }
+        Ok(((), rest))
+    });
+    tokens
+}
+
+fn parse_dims(input: ParseStream) -> syn::Result<Vec<Dim>> {
+    let content;
+    bracketed!(content in input);
+    let dims = Punctuated::<LitInt, Token![,]>::parse_terminated(&content)?;
+    dims.iter()
+        .map(|lit| {
+            Ok(Dim {
+                value: lit.base10_parse::<usize>()?,
+                span: lit.span(),
+            })
+        })
+        .collect()
+}
+
+fn parse_args(input: ParseStream) -> syn::Result<Vec<Arg>> {
+    if !input.peek(syn::token::Paren) {
+        return Ok(Vec::new());
+    }
+    let content;
+    parenthesized!(content in input);
+    let args = Punctuated::<Arg, Token![,]>::parse_terminated(&content)?;
+    Ok(args.into_iter().collect())
+}
+
+fn parse_expect(input: ParseStream) -> syn::Result<Option<(Vec<Dim>, TokenStream)>> {
+    if !input.peek(Token![->]) {
+        return Ok(None);
+    }
+    let start = input.fork();
+    input.parse::<Token![->]>()?;
+    if !input.peek(syn::token::Bracket) {
+        return Err(input.error("expected the output shape after `->`, e.g. `-> [6, 28, 28]`"));
+    }
+    let dims = parse_dims(input)?;
+    Ok(Some((dims, tokens_between(&start, input))))
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let start = input.fork();
+        let name = if input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            let name: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            Some(name)
+        } else {
+            None
+        };
+        let expr: Expr = input.parse()?;
+        let value = classify(&expr);
+        Ok(Arg {
+            name,
+            value,
+            tokens: tokens_between(&start, input),
+        })
+    }
+}
+
+fn classify(expr: &Expr) -> Value {
+    match expr {
+        Expr::Lit(lit) => match &lit.lit {
+            Lit::Int(i) => match i.base10_parse::<u64>() {
+                Ok(v) => Value::Int(v),
+                Err(_) => Value::Other(format!("the literal `{i}`")),
+            },
+            Lit::Float(f) => match f.base10_parse::<f64>() {
+                Ok(v) => Value::Float(v),
+                Err(_) => Value::Other(format!("the literal `{f}`")),
+            },
+            Lit::Bool(b) => Value::Bool(b.value),
+            Lit::Str(_) => Value::Other("a string".to_string()),
+            other => Value::Other(format!("`{}`", other.to_token_stream())),
+        },
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => match classify(&u.expr) {
+            Value::Int(v) => Value::Float(-(v as f64)),
+            Value::Float(v) => Value::Float(-v),
+            _ => Value::Other(format!("`{}`", expr.to_token_stream())),
+        },
+        Expr::Paren(p) => classify(&p.expr),
+        Expr::Tuple(t) if t.elems.len() == 2 => {
+            let mut it = t.elems.iter().map(classify);
+            match (it.next(), it.next()) {
+                (Some(Value::Int(h)), Some(Value::Int(w))) => Value::Pair(h, w),
+                _ => Value::Other(format!("`{}`", expr.to_token_stream())),
+            }
+        }
+        Expr::Path(p) => Value::Other(format!("`{}`", p.to_token_stream())),
+        other => Value::Other(format!("`{}`", other.to_token_stream())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lenet() {
+        let net: Network = syn::parse_str(
+            "/// doc
+            pub struct LeNet5 {
+                input: [1, 28, 28],
+                conv1: conv2d(6, kernel = 5, pad = 2) -> [6, 28, 28],
+                relu,
+                max_pool(2),
+                flatten,
+                fc: linear(10, bias = false),
+            }",
+        )
+        .unwrap();
+        assert_eq!(net.name, "LeNet5");
+        assert_eq!(net.items.len(), 6);
+        let Item::Layer(conv) = &net.items[1] else {
+            panic!("conv1 is a layer")
+        };
+        assert_eq!(conv.name.as_ref().unwrap(), "conv1");
+        assert_eq!(conv.kind, "conv2d");
+        assert_eq!(conv.args.len(), 3);
+        assert_eq!(conv.args[0].value, Value::Int(6));
+        assert_eq!(conv.args[1].name.as_ref().unwrap(), "kernel");
+        let dims: Vec<usize> = conv.expect.as_ref().unwrap().0.iter().map(|d| d.value).collect();
+        assert_eq!(dims, [6, 28, 28]);
+        let Item::Layer(fc) = &net.items[5] else {
+            panic!("fc is a layer")
+        };
+        assert_eq!(fc.args[1].value, Value::Bool(false));
+    }
+
+    #[test]
+    fn classifies_values() {
+        let arg: Arg = syn::parse_str("kernel = (3, 5)").unwrap();
+        assert_eq!(arg.value, Value::Pair(3, 5));
+        let arg: Arg = syn::parse_str("-0.2").unwrap();
+        assert_eq!(arg.value, Value::Float(-0.2));
+        let arg: Arg = syn::parse_str("\"five\"").unwrap();
+        assert_eq!(arg.value, Value::Other("a string".into()));
+    }
+
+    #[test]
+    fn rejects_garbage_without_panicking() {
+        for src in [
+            "struct",
+            "struct N",
+            "struct N { input: [1, 2, }",
+            "struct N { conv2d(6 kernel = 5) }",
+            "struct N { a: }",
+            "struct N { x -> }",
+            "struct N { } extra",
+            "struct N { input: [1.5] }",
+        ] {
+            assert!(syn::parse_str::<Network>(src).is_err(), "{src}");
+        }
+    }
+}

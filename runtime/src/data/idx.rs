@@ -1,0 +1,429 @@
+//! The IDX format of the MNIST files: a magic number, the dimensions, then the raw values.
+//!
+//! ```text
+//! offset  bytes   meaning
+//! 0       2       0x00 0x00
+//! 2       1       data type: 0x08 unsigned byte (the only one read here), 0x09 signed byte,
+//!                 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64
+//! 3       1       number of dimensions D
+//! 4       4*D     each dimension, a big-endian u32
+//! 4+4*D   ...     the values, row-major, exactly the product of the dimensions
+//! ```
+//!
+//! A file may be gzip-compressed as a whole; that is recognised by the gzip magic `1f 8b`, not
+//! by the file name.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+
+use crate::{Error, Result};
+
+/// The two bytes that open every gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The type byte of unsigned-byte data, the only type MNIST uses.
+const UBYTE: u8 = 0x08;
+
+/// An array read from an IDX file of unsigned bytes: its dimensions and its values, row-major.
+///
+/// `data.len()` is always the product of `dims`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdxArray {
+    /// The dimensions, outermost first: `[N, H, W]` for MNIST images, `[N]` for labels.
+    pub dims: Vec<usize>,
+    /// The values in row-major order.
+    pub data: Vec<u8>,
+}
+
+// The derived `Debug` would print every pixel of the file.
+impl fmt::Debug for IdxArray {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdxArray")
+            .field("dims", &self.dims)
+            .field("data", &format_args!("[{} bytes]", self.data.len()))
+            .finish()
+    }
+}
+
+/// Reads an IDX file of unsigned bytes, raw or gzip-compressed.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the file if its contents
+/// are not a well-formed IDX array of unsigned bytes (see [`parse_idx`]).
+///
+/// # Example
+///
+/// ```
+/// use striate_runtime::data::read_idx;
+///
+/// let path = std::env::temp_dir().join(format!("striate-doc-read-idx-{}", std::process::id()));
+/// // A 2x3 array: magic 00 00 08 02, dims 2 and 3, then six values.
+/// std::fs::write(&path, [0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6])?;
+/// let array = read_idx(&path)?;
+/// assert_eq!(array.dims, [2, 3]);
+/// assert_eq!(array.data, [1, 2, 3, 4, 5, 6]);
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn read_idx(path: &Path) -> Result<IdxArray> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_idx(&bytes, path)
+}
+
+/// Parses the bytes of an IDX file of unsigned bytes, raw or gzip-compressed.
+///
+/// `origin` names where the bytes came from; it is only used in error messages.
+///
+/// # Errors
+///
+/// [`Error::Format`] naming `origin` when:
+/// - the gzip stream is corrupt;
+/// - the magic number does not start with `00 00`;
+/// - the type byte is not `0x08` (unsigned byte), naming the type found;
+/// - the header is cut short, or the data is shorter or longer than the dimensions say
+///   (stating the expected and the found number of bytes);
+/// - the product of the dimensions does not fit in a `usize`.
+///
+/// # Example
+///
+/// ```
+/// use std::path::Path;
+/// use striate_runtime::data::parse_idx;
+///
+/// let labels = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1], Path::new("labels"))?;
+/// assert_eq!(labels.dims, [3]);
+/// assert_eq!(labels.data, [7, 2, 1]);
+///
+/// let err = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 3, 7], Path::new("labels")).unwrap_err();
+/// assert!(err.to_string().contains("need 3 bytes of data"), "{err}");
+/// # Ok::<(), striate_runtime::Error>(())
+/// ```
+pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
+    if bytes.starts_with(&GZIP_MAGIC) {
+        parse_stream(MultiGzDecoder::new(bytes), origin, Encoding::Gzip)
+    } else {
+        parse_stream(bytes, origin, Encoding::Raw)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Raw,
+    Gzip,
+}
+
+impl Encoding {
+    /// Appended to format errors so a reader knows the offsets are in the decompressed stream.
+    fn note(self) -> &'static str {
+        match self {
+            Encoding::Raw => "",
+            Encoding::Gzip => " (after gzip decompression)",
+        }
+    }
+}
+
+/// Parses an IDX stream. Reading from a stream, rather than decompressing everything first,
+/// means a header that claims terabytes only costs as much memory as the data that is there.
+fn parse_stream(mut source: impl Read, origin: &Path, encoding: Encoding) -> Result<IdxArray> {
+    let note = encoding.note();
+    // Reading a byte slice cannot fail, so any read error comes from the gzip decoder.
+    let read_error = |e: io::Error| Error::format(origin, format!("corrupt gzip stream: {e}"));
+
+    let mut magic = [0u8; 4];
+    let got = read_up_to(&mut source, &mut magic).map_err(read_error)?;
+    if got < magic.len() {
+        return Err(Error::format(
+            origin,
+            format!(
+                "not an IDX file: expected a 4-byte magic number, found only {got} bytes{note}"
+            ),
+        ));
+    }
+    let [zero0, zero1, type_byte, ndims] = magic;
+    if [zero0, zero1] != [0, 0] {
+        return Err(Error::format(
+            origin,
+            format!(
+                "not an IDX file: expected the magic number to start with 00 00, \
+                 found {zero0:02x} {zero1:02x}{note}"
+            ),
+        ));
+    }
+    if type_byte != UBYTE {
+        return Err(Error::format(
+            origin,
+            format!(
+                "unsupported IDX data type 0x{type_byte:02x} ({}); only 0x08 (unsigned byte) \
+                 is supported",
+                type_name(type_byte)
+            ),
+        ));
+    }
+
+    let ndims = usize::from(ndims);
+    let mut dim_bytes = vec![0u8; 4 * ndims];
+    let got = read_up_to(&mut source, &mut dim_bytes).map_err(read_error)?;
+    if got < dim_bytes.len() {
+        return Err(Error::format(
+            origin,
+            format!(
+                "truncated IDX header: {ndims} dimensions need {} bytes after the magic number, \
+                 found {got}{note}",
+                dim_bytes.len()
+            ),
+        ));
+    }
+    let dims: Vec<usize> = dim_bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .map(|d| usize::try_from(d).unwrap_or(usize::MAX))
+        .collect();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| {
+            Error::format(
+                origin,
+                format!(
+                    "IDX dimensions {dims:?} multiply to more than {} values",
+                    usize::MAX
+                ),
+            )
+        })?;
+
+    let header = 4 + dim_bytes.len();
+    let mut data = Vec::new();
+    // `take` bounds the read by what the header promises; `read_to_end` grows the buffer only as
+    // data actually arrives.
+    source
+        .by_ref()
+        .take(u64::try_from(expected).unwrap_or(u64::MAX))
+        .read_to_end(&mut data)
+        .map_err(read_error)?;
+    if data.len() < expected {
+        return Err(Error::format(
+            origin,
+            format!(
+                "truncated IDX data: dimensions {dims:?} need {expected} bytes of data after \
+                 the {header}-byte header, found {}{note}",
+                data.len()
+            ),
+        ));
+    }
+    let excess = io::copy(&mut source, &mut io::sink()).map_err(read_error)?;
+    if excess > 0 {
+        return Err(Error::format(
+            origin,
+            format!(
+                "excess IDX data: dimensions {dims:?} need {expected} bytes of data after the \
+                 {header}-byte header, found {} ({excess} too many){note}",
+                u64::try_from(expected)
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(excess)
+            ),
+        ));
+    }
+    Ok(IdxArray { dims, data })
+}
+
+/// Fills as much of `buf` as the source has, returning how many bytes were read.
+fn read_up_to(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The IDX name of a type byte, for error messages.
+fn type_name(type_byte: u8) -> &'static str {
+    match type_byte {
+        0x08 => "unsigned byte",
+        0x09 => "signed byte",
+        0x0B => "i16",
+        0x0C => "i32",
+        0x0D => "f32",
+        0x0E => "f64",
+        _ => "not an IDX type",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+    use std::io::Write;
+
+    fn origin() -> &'static Path {
+        Path::new("test.idx")
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// A well-formed 2x3 unsigned-byte array.
+    const GOOD: [u8; 18] = [0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 10, 20, 30, 40, 50, 60];
+
+    fn format_reason(err: Error) -> String {
+        match err {
+            Error::Format { path, reason } => {
+                assert_eq!(path, origin());
+                reason
+            }
+            other => panic!("expected a format error, found {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_raw_bytes() {
+        let array = parse_idx(&GOOD, origin()).unwrap();
+        assert_eq!(array.dims, [2, 3]);
+        assert_eq!(array.data, [10, 20, 30, 40, 50, 60]);
+    }
+
+    #[test]
+    fn parses_gzip_by_content_not_name() {
+        let array = parse_idx(&gzip(&GOOD), origin()).unwrap();
+        assert_eq!(array, parse_idx(&GOOD, origin()).unwrap());
+    }
+
+    #[test]
+    fn big_endian_dimensions() {
+        // One dimension of 0x0102 = 258 values.
+        let mut bytes = vec![0, 0, 8, 1, 0, 0, 1, 2];
+        bytes.extend([7; 258]);
+        let array = parse_idx(&bytes, origin()).unwrap();
+        assert_eq!(array.dims, [258]);
+        assert_eq!(array.data.len(), 258);
+    }
+
+    #[test]
+    fn empty_dimension_has_no_data() {
+        let array = parse_idx(&[0, 0, 8, 2, 0, 0, 0, 0, 0, 0, 0, 5], origin()).unwrap();
+        assert_eq!(array.dims, [0, 5]);
+        assert!(array.data.is_empty());
+    }
+
+    #[test]
+    fn wrong_magic() {
+        let mut bytes = GOOD;
+        bytes[0] = 0x50;
+        bytes[1] = 0x4b;
+        let reason = format_reason(parse_idx(&bytes, origin()).unwrap_err());
+        assert!(reason.contains("found 50 4b"), "{reason}");
+    }
+
+    #[test]
+    fn too_short_for_magic() {
+        let reason = format_reason(parse_idx(&[0, 0], origin()).unwrap_err());
+        assert!(reason.contains("found only 2 bytes"), "{reason}");
+        let reason = format_reason(parse_idx(&[], origin()).unwrap_err());
+        assert!(reason.contains("found only 0 bytes"), "{reason}");
+    }
+
+    #[test]
+    fn unsupported_type_is_named() {
+        let mut bytes = GOOD;
+        bytes[2] = 0x0D;
+        let reason = format_reason(parse_idx(&bytes, origin()).unwrap_err());
+        assert!(reason.contains("0x0d (f32)"), "{reason}");
+        assert!(reason.contains("only 0x08 (unsigned byte)"), "{reason}");
+    }
+
+    #[test]
+    fn truncated_header() {
+        let reason = format_reason(parse_idx(&GOOD[..9], origin()).unwrap_err());
+        assert!(reason.contains("2 dimensions need 8 bytes"), "{reason}");
+        assert!(reason.contains("found 5"), "{reason}");
+    }
+
+    #[test]
+    fn truncated_data_says_expected_and_found() {
+        let reason = format_reason(parse_idx(&GOOD[..16], origin()).unwrap_err());
+        assert!(reason.contains("need 6 bytes of data"), "{reason}");
+        assert!(reason.contains("found 4"), "{reason}");
+    }
+
+    #[test]
+    fn truncated_data_inside_gzip() {
+        let reason = format_reason(parse_idx(&gzip(&GOOD[..16]), origin()).unwrap_err());
+        assert!(reason.contains("need 6 bytes of data"), "{reason}");
+        assert!(reason.contains("after gzip decompression"), "{reason}");
+    }
+
+    #[test]
+    fn excess_data_says_expected_and_found() {
+        let mut bytes = GOOD.to_vec();
+        bytes.extend([1, 2, 3]);
+        let reason = format_reason(parse_idx(&bytes, origin()).unwrap_err());
+        assert!(reason.contains("need 6 bytes of data"), "{reason}");
+        assert!(reason.contains("found 9 (3 too many)"), "{reason}");
+    }
+
+    #[test]
+    fn dimension_product_overflow() {
+        // Eight dimensions of 2^32 - 1 overflow any usize.
+        let mut bytes = vec![0, 0, 8, 8];
+        bytes.extend([0xff; 32]);
+        let reason = format_reason(parse_idx(&bytes, origin()).unwrap_err());
+        assert!(reason.contains("multiply to more than"), "{reason}");
+    }
+
+    #[test]
+    fn huge_claimed_size_with_little_data_is_truncated_not_allocated() {
+        // 2^32 - 1 squared bytes promised, 3 given: must fail fast without allocating the promise.
+        let bytes = [
+            0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3,
+        ];
+        let reason = format_reason(parse_idx(&bytes, origin()).unwrap_err());
+        assert!(reason.contains("truncated IDX data"), "{reason}");
+        assert!(reason.contains("found 3"), "{reason}");
+    }
+
+    #[test]
+    fn corrupt_gzip() {
+        let mut bytes = gzip(&GOOD);
+        let len = bytes.len();
+        bytes.truncate(len - 12);
+        bytes.extend([0xde; 4]);
+        let reason = format_reason(parse_idx(&bytes, origin()).unwrap_err());
+        assert!(reason.contains("gzip"), "{reason}");
+    }
+
+    #[test]
+    fn read_idx_names_missing_file() {
+        let path = std::env::temp_dir().join(format!(
+            "striate-idx-missing-{}-does-not-exist",
+            std::process::id()
+        ));
+        match read_idx(&path).unwrap_err() {
+            Error::Io { path: p, source } => {
+                assert_eq!(p, path);
+                assert_eq!(source.kind(), io::ErrorKind::NotFound);
+            }
+            other => panic!("expected an io error, found {other:?}"),
+        }
+    }
+
+    #[test]
+    fn debug_does_not_dump_data() {
+        let array = parse_idx(&GOOD, origin()).unwrap();
+        assert_eq!(
+            format!("{array:?}"),
+            "IdxArray { dims: [2, 3], data: [6 bytes] }"
+        );
+    }
+}

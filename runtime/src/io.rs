@@ -1,0 +1,548 @@
+//! Weight files: named `f32` tensors in the [safetensors](https://huggingface.co/docs/safetensors)
+//! format, which PyTorch, JAX and others read and write.
+//!
+//! Files are written atomically: a crash or a failed save leaves any earlier file at the same
+//! path whole.
+//!
+//! # Example
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use striate_runtime::io::{load_tensors, read_metadata, save_tensors};
+//!
+//! let path = std::env::temp_dir().join(format!("striate-doc-io-{}.safetensors", std::process::id()));
+//! let weight = [0.5_f32, -1.0, 2.0, 0.0, 1.5, -0.25];
+//! let bias = [0.1_f32, 0.2];
+//! let metadata = HashMap::from([("network".to_string(), "Tiny".to_string())]);
+//! save_tensors(
+//!     &path,
+//!     &[
+//!         ("fc.weight".to_string(), vec![2, 3], &weight[..]),
+//!         ("fc.bias".to_string(), vec![2], &bias[..]),
+//!     ],
+//!     Some(metadata.clone()),
+//! )?;
+//!
+//! let tensors = load_tensors(&path)?;
+//! assert_eq!(tensors[0].name, "fc.bias"); // file order: by name
+//! assert_eq!(tensors[1].shape, [2, 3]);
+//! assert_eq!(tensors[1].data, weight);
+//! assert_eq!(read_metadata(&path)?, metadata);
+//! # std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use safetensors::tensor::{Metadata, SafeTensorError};
+use safetensors::{Dtype, SafeTensors, View};
+
+use crate::{Error, Result};
+
+/// The key safetensors reserves in its header for the free-form metadata.
+const METADATA_KEY: &str = "__metadata__";
+
+/// A tensor read from a weight file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadedTensor {
+    /// Its name in the file (`"conv1.weight"`, ...).
+    pub name: String,
+    /// Its shape, outermost dimension first; empty for a scalar.
+    pub shape: Vec<usize>,
+    /// Its values in row-major order; as many as the product of `shape`.
+    pub data: Vec<f32>,
+}
+
+/// Writes named `f32` tensors, each `(name, shape, values)` with the values in row-major order,
+/// and optional string metadata to a safetensors file at `path`, replacing any file there.
+///
+/// The file is written atomically: the bytes go to a temporary file in the same directory,
+/// which is flushed to disk and then renamed over `path`. If anything fails, the temporary
+/// file is removed and an existing file at `path` is left as it was.
+///
+/// The file lists the tensors sorted by name, whatever their order in `tensors`.
+///
+/// # Errors
+///
+/// - [`Error::Shape`] if a tensor's shape does not multiply to its number of values;
+/// - [`Error::Config`] if two tensors have the same name, or one is named `__metadata__`;
+/// - [`Error::Io`] naming `path` if the file cannot be written (for example when its directory
+///   does not exist);
+/// - [`Error::Format`] naming `path` if safetensors refuses to serialize the tensors.
+///
+/// # Example
+///
+/// See the [module documentation](self).
+pub fn save_tensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let mut names = HashSet::with_capacity(tensors.len());
+    for (name, shape, data) in tensors {
+        let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if count != Some(data.len()) {
+            return Err(Error::shape(
+                format!("tensor `{name}` to save (its shape must multiply to its value count)"),
+                shape,
+                &[data.len()],
+            ));
+        }
+        if name == METADATA_KEY {
+            return Err(Error::Config {
+                name: "tensor name",
+                reason: format!("`{METADATA_KEY}` is reserved by safetensors for the metadata"),
+            });
+        }
+        if !names.insert(name.as_str()) {
+            return Err(Error::Config {
+                name: "tensor name",
+                reason: format!("`{name}` is given twice; names in a weight file must be unique"),
+            });
+        }
+    }
+
+    let views = tensors
+        .iter()
+        .map(|(name, shape, data)| (name.as_str(), F32View { shape, data }));
+    let bytes = safetensors::serialize(views, &metadata)
+        .map_err(|e| Error::format(path, format!("safetensors could not serialize: {e}")))?;
+    write_atomically(path, &bytes)
+}
+
+/// Reads every tensor of a safetensors file of `f32` tensors, in the order they are stored
+/// (for files written by [`save_tensors`], sorted by name).
+///
+/// # Errors
+///
+/// - [`Error::Io`] if the file cannot be read;
+/// - [`Error::Format`] naming the file if it is not a valid safetensors file (with safetensors'
+///   own diagnosis), or if a tensor is not `F32` (naming the tensor and its dtype).
+///
+/// # Example
+///
+/// ```
+/// use striate_runtime::{io::load_tensors, Error};
+///
+/// let path = std::env::temp_dir().join(format!("striate-doc-load-{}.txt", std::process::id()));
+/// std::fs::write(&path, "not weights")?;
+/// let err = load_tensors(&path).unwrap_err();
+/// assert!(matches!(err, Error::Format { .. }), "{err}");
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn load_tensors(path: &Path) -> Result<Vec<LoadedTensor>> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (header_len, metadata) = parse_header(path, &bytes)?;
+    // `read_metadata` checked that the header fits and the tensors cover the rest exactly.
+    let data = bytes.get(8 + header_len..).unwrap_or_default();
+
+    let mut infos: Vec<_> = metadata.tensors().into_iter().collect();
+    infos.sort_by_key(|(_, info)| info.data_offsets);
+    infos
+        .into_iter()
+        .map(|(name, info)| {
+            if info.dtype != Dtype::F32 {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "tensor `{name}` has dtype {:?}; only F32 weights can be loaded",
+                        info.dtype
+                    ),
+                ));
+            }
+            let (start, end) = info.data_offsets;
+            let raw = data.get(start..end).ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("tensor `{name}`: data offsets {start}..{end} are outside the file"),
+                )
+            })?;
+            let values = raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Ok(LoadedTensor {
+                name,
+                shape: info.shape.clone(),
+                data: values,
+            })
+        })
+        .collect()
+}
+
+/// Reads the free-form string metadata of a safetensors file; empty if it has none.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] if it is not a valid
+/// safetensors file.
+///
+/// # Example
+///
+/// See the [module documentation](self).
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, metadata) = parse_header(path, &bytes)?;
+    Ok(metadata.metadata().clone().unwrap_or_default())
+}
+
+/// Parses and validates the header, returning its length and contents.
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<(usize, Metadata)> {
+    SafeTensors::read_metadata(bytes).map_err(|e| {
+        Error::format(
+            path,
+            format!("not a valid safetensors file ({}): {e}", describe(&e)),
+        )
+    })
+}
+
+/// A phrase for safetensors' errors, whose own messages are just the variant names.
+fn describe(e: &SafeTensorError) -> &'static str {
+    match e {
+        SafeTensorError::HeaderTooSmall => "shorter than the 8-byte header length",
+        SafeTensorError::HeaderTooLarge => "the header length is implausibly large",
+        SafeTensorError::InvalidHeaderLength => "the header length runs past the end of the file",
+        SafeTensorError::InvalidHeader => "the header is not UTF-8",
+        SafeTensorError::InvalidHeaderStart | SafeTensorError::InvalidHeaderDeserialization => {
+            "the header is not the expected JSON"
+        }
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "the tensors do not cover the data exactly: the file is truncated or has extra bytes"
+        }
+        SafeTensorError::InvalidOffset(_) | SafeTensorError::TensorInvalidInfo => {
+            "a tensor's data offsets do not match its shape and dtype"
+        }
+        SafeTensorError::ValidationOverflow => "a tensor's size overflows",
+        _ => "invalid file",
+    }
+}
+
+/// An `f32` tensor seen through safetensors' [`View`], converted to bytes only when written.
+struct F32View<'a> {
+    shape: &'a [usize],
+    data: &'a [f32],
+}
+
+impl View for F32View<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    fn data_len(&self) -> usize {
+        std::mem::size_of_val(self.data)
+    }
+}
+
+/// Distinguishes the temporary files of concurrent saves within one process.
+static SAVE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`, so
+/// readers see either the old file or the whole new one. Errors name `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file_name = path.file_name().ok_or_else(|| {
+        Error::io(
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a path to a file"),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let temp: PathBuf = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        SAVE_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if let Err(e) = written {
+        // The temporary file may not exist (if creating it failed); either way it must go.
+        let _ = fs::remove_file(&temp);
+        return Err(Error::io(path, e));
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Makes the rename itself durable. Best effort: some file systems refuse to sync a directory,
+/// and by now the new file is complete and in place either way.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::tensor::TensorView;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(test: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!(
+                "striate-io-{test}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn entries(&self) -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn format_reason(err: Error, expected_path: &Path) -> String {
+        match err {
+            Error::Format { path, reason } => {
+                assert_eq!(path, expected_path);
+                reason
+            }
+            other => panic!("expected a format error, found {other:?}"),
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_bit() {
+        let dir = TempDir::new("round-trip");
+        let path = dir.0.join("w.safetensors");
+        let weight = [
+            1.5,
+            -0.0,
+            f32::INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE / 4.0,
+            f32::MAX,
+        ];
+        let scalar = [42.0];
+        let tensors = [
+            ("z.weight".to_string(), vec![2, 3], &weight[..]),
+            ("a.scale".to_string(), vec![], &scalar[..]),
+            ("m.empty".to_string(), vec![0, 4], &[][..]),
+        ];
+        let metadata = HashMap::from([("epoch".to_string(), "7".to_string())]);
+        save_tensors(&path, &tensors, Some(metadata.clone())).unwrap();
+
+        let loaded = load_tensors(&path).unwrap();
+        let names: Vec<&str> = loaded.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["a.scale", "m.empty", "z.weight"]);
+        assert_eq!(loaded[0].shape, Vec::<usize>::new());
+        assert_eq!(loaded[0].data, scalar);
+        assert_eq!(loaded[1].shape, [0, 4]);
+        assert!(loaded[1].data.is_empty());
+        assert_eq!(loaded[2].shape, [2, 3]);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&loaded[2].data), bits(&weight));
+        assert_eq!(read_metadata(&path).unwrap(), metadata);
+    }
+
+    #[test]
+    fn file_is_readable_by_safetensors_itself() {
+        let dir = TempDir::new("interop");
+        let path = dir.0.join("w.safetensors");
+        save_tensors(&path, &[("b".into(), vec![2], &[1.0, -2.0][..])], None).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let view = st.tensor("b").unwrap();
+        assert_eq!(view.dtype(), Dtype::F32);
+        assert_eq!(view.shape(), [2]);
+        assert_eq!(
+            view.data(),
+            [1.0f32.to_le_bytes(), (-2.0f32).to_le_bytes()].concat()
+        );
+        assert!(read_metadata(&path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn save_replaces_an_existing_file_and_leaves_no_temp_file() {
+        let dir = TempDir::new("replace");
+        let path = dir.0.join("w.safetensors");
+        fs::write(&path, "old contents").unwrap();
+        save_tensors(&path, &[("w".into(), vec![1], &[3.0][..])], None).unwrap();
+        save_tensors(&path, &[("w".into(), vec![2], &[4.0, 5.0][..])], None).unwrap();
+        assert_eq!(dir.entries(), ["w.safetensors"]);
+        assert_eq!(load_tensors(&path).unwrap()[0].data, [4.0, 5.0]);
+    }
+
+    /// A directory at the target path makes the final rename fail, after the temporary file was
+    /// written: the error names the target and the temporary file is gone.
+    #[test]
+    fn failed_rename_removes_the_temp_file() {
+        let dir = TempDir::new("rename-fails");
+        let path = dir.0.join("w.safetensors");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("keep"), "x").unwrap();
+        match save_tensors(&path, &[("w".into(), vec![1], &[3.0][..])], None) {
+            Err(Error::Io { path: p, .. }) => assert_eq!(p, path),
+            other => panic!("expected an io error, found {other:?}"),
+        }
+        assert_eq!(dir.entries(), ["w.safetensors"]);
+        assert_eq!(fs::read_to_string(path.join("keep")).unwrap(), "x");
+    }
+
+    #[test]
+    fn rejected_tensors_leave_the_existing_file_untouched() {
+        let dir = TempDir::new("rejected");
+        let path = dir.0.join("w.safetensors");
+        fs::write(&path, "old contents").unwrap();
+        match save_tensors(&path, &[("w".into(), vec![2, 2], &[1.0; 3][..])], None) {
+            Err(Error::Shape {
+                expected, found, ..
+            }) => assert_eq!((expected, found), (vec![2, 2], vec![3])),
+            other => panic!("expected a shape error, found {other:?}"),
+        }
+        let twice = [
+            ("w".into(), vec![1], &[1.0][..]),
+            ("w".into(), vec![1], &[2.0][..]),
+        ];
+        assert!(matches!(
+            save_tensors(&path, &twice, None),
+            Err(Error::Config {
+                name: "tensor name",
+                ..
+            })
+        ));
+        let reserved = [(METADATA_KEY.into(), vec![1], &[1.0][..])];
+        assert!(matches!(
+            save_tensors(&path, &reserved, None),
+            Err(Error::Config {
+                name: "tensor name",
+                ..
+            })
+        ));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old contents");
+        assert_eq!(dir.entries(), ["w.safetensors"]);
+    }
+
+    #[test]
+    fn save_into_missing_directory_is_an_io_error() {
+        let dir = TempDir::new("no-dir");
+        let path = dir.0.join("missing").join("w.safetensors");
+        match save_tensors(&path, &[("w".into(), vec![1], &[1.0][..])], None) {
+            Err(Error::Io { path: p, source }) => {
+                assert_eq!(p, path);
+                assert_eq!(source.kind(), io::ErrorKind::NotFound);
+            }
+            other => panic!("expected an io error, found {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_file_is_an_io_error() {
+        let dir = TempDir::new("missing");
+        let path = dir.0.join("none.safetensors");
+        for err in [
+            load_tensors(&path).unwrap_err(),
+            read_metadata(&path).unwrap_err(),
+        ] {
+            match err {
+                Error::Io { path: p, source } => {
+                    assert_eq!(p, path);
+                    assert_eq!(source.kind(), io::ErrorKind::NotFound);
+                }
+                other => panic!("expected an io error, found {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_files_are_format_errors() {
+        let dir = TempDir::new("corrupt");
+        let path = dir.0.join("w.safetensors");
+        save_tensors(&path, &[("w".into(), vec![4], &[1.0; 4][..])], None).unwrap();
+        let good = fs::read(&path).unwrap();
+
+        let header = |len: u64, json: &str| [&len.to_le_bytes()[..], json.as_bytes()].concat();
+        let cases: [(&[u8], &str); 6] = [
+            (b"abc", "HeaderTooSmall"),
+            (b"not a safetensors file at all", "HeaderTooLarge"),
+            (&header(100, "{}"), "InvalidHeaderLength"),
+            (&header(8, "garbage!"), "InvalidHeaderDeserialization"),
+            (&good[..good.len() - 1], "MetadataIncompleteBuffer"),
+            (&[&good[..], &[0]].concat(), "MetadataIncompleteBuffer"),
+        ];
+        for (bytes, diagnosis) in cases {
+            fs::write(&path, bytes).unwrap();
+            for err in [
+                load_tensors(&path).unwrap_err(),
+                read_metadata(&path).unwrap_err(),
+            ] {
+                let reason = format_reason(err, &path);
+                assert!(
+                    reason.starts_with("not a valid safetensors file"),
+                    "{reason}"
+                );
+                assert!(reason.contains(diagnosis), "{reason}");
+            }
+        }
+    }
+
+    #[test]
+    fn non_f32_tensor_is_named() {
+        let dir = TempDir::new("dtype");
+        let path = dir.0.join("w.safetensors");
+        let f64_bytes: Vec<u8> = [1.0f64, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f32_bytes: Vec<u8> = 1.0f32.to_le_bytes().to_vec();
+        let tensors = [
+            (
+                "a.ok",
+                TensorView::new(Dtype::F32, vec![1], &f32_bytes).unwrap(),
+            ),
+            (
+                "b.double",
+                TensorView::new(Dtype::F64, vec![2], &f64_bytes).unwrap(),
+            ),
+        ];
+        fs::write(&path, safetensors::serialize(tensors, &None).unwrap()).unwrap();
+        let reason = format_reason(load_tensors(&path).unwrap_err(), &path);
+        assert!(
+            reason.contains("tensor `b.double` has dtype F64"),
+            "{reason}"
+        );
+        // The metadata of such a file is still readable.
+        assert!(read_metadata(&path).unwrap().is_empty());
+    }
+}

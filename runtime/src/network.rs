@@ -1,0 +1,494 @@
+//! The trait every `network!` implements, and the types it hands out.
+
+use ndarray::{Array, ArrayView, ArrayViewD, ArrayViewMutD, Dimension, IxDyn};
+use rand::SeedableRng;
+
+use crate::params::{Init, ParamInfo, ParamStore};
+use crate::summary::Summary;
+use crate::tape::{Slot, Tape};
+use crate::{Error, Result};
+
+/// The random number generator of dropout masks and initialisation.
+pub type NetRng = rand_xoshiro::Xoshiro256PlusPlus;
+
+/// Training or evaluation: dropout is active and batch norm uses batch statistics only in
+/// training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Dropout drops, batch norm normalises with batch statistics and updates its running ones.
+    Train,
+    /// Dropout is the identity, batch norm uses its running statistics.
+    Eval,
+}
+
+/// What a forward pass may touch besides the parameters.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Pass<'a> {
+    /// Inference: buffers are read only.
+    Eval {
+        /// Running statistics.
+        buffers: &'a [f32],
+    },
+    /// Training: running statistics are updated and dropout draws masks.
+    Train {
+        /// Running statistics.
+        buffers: &'a mut [f32],
+        /// Dropout's generator.
+        rng: &'a mut NetRng,
+    },
+}
+
+/// Static facts about one layer, computed by the `network!` macro.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// The layer's name, or `""` for an unnamed layer.
+    pub name: &'static str,
+    /// The layer kind as written: `conv2d`, `max_pool`, `relu`, ...
+    pub kind: &'static str,
+    /// The layer as declared, e.g. `conv2d(6, kernel = 5, pad = 2)`.
+    pub declaration: &'static str,
+    /// Output shape per sample: `[C, H, W]` or `[F]`.
+    pub output: &'static [usize],
+    /// Learnable parameters.
+    pub params: usize,
+    /// Height and width of the input region one output unit sees. After `flatten`, the whole
+    /// input.
+    pub receptive_field: [usize; 2],
+    /// Multiply-adds per sample (convolutions and linear layers; 0 for the others).
+    pub macs: u64,
+}
+
+/// A network's learnable parameters, running statistics and dropout generator.
+///
+/// The `network!` macro's struct wraps one of these; the [`Network`] trait reaches it through
+/// [`Network::state`].
+#[derive(Clone, Debug)]
+pub struct State {
+    /// Learnable parameters (`<layer>.weight`, `<layer>.bias`).
+    pub params: ParamStore,
+    /// Buffers that are not learned (`<layer>.running_mean`, `<layer>.running_var`).
+    pub buffers: ParamStore,
+    /// The generator of dropout masks.
+    pub rng: NetRng,
+}
+
+impl State {
+    /// Parameters and buffers filled as their tables say, drawn from `seed`.
+    ///
+    /// Weights are drawn in declaration order from one Xoshiro256++ stream seeded with `seed`;
+    /// see [`Init`] for the schemes. Dropout's generator is seeded from the same seed.
+    pub fn init(params: &'static [ParamInfo], buffers: &'static [ParamInfo], seed: u64) -> State {
+        let mut rng = NetRng::seed_from_u64(seed);
+        let mut p = ParamStore::zeros(params);
+        let mut b = ParamStore::zeros(buffers);
+        fill(&mut p, &mut rng);
+        fill(&mut b, &mut rng);
+        State {
+            params: p,
+            buffers: b,
+            rng: NetRng::seed_from_u64(seed ^ 0xD0_0D_5EED),
+        }
+    }
+}
+
+fn fill(store: &mut ParamStore, rng: &mut NetRng) {
+    use rand::Rng;
+    for (info, mut view) in store.iter_mut() {
+        let bound = match info.init {
+            Init::Zeros => {
+                view.fill(0.0);
+                continue;
+            }
+            Init::Ones => {
+                view.fill(1.0);
+                continue;
+            }
+            Init::HeUniform { fan_in } => (6.0 / fan_in.max(1) as f64).sqrt(),
+            Init::GlorotUniform { fan_in, fan_out } => (6.0 / (fan_in + fan_out).max(1) as f64).sqrt(),
+        } as f32;
+        view.mapv_inplace(|_| rng.random_range(-bound..=bound));
+    }
+}
+
+/// One parameter or buffer, as [`Network::visit`] shows it.
+#[derive(Debug)]
+pub struct Tensor<'a> {
+    /// Its name and shape.
+    pub info: &'static ParamInfo,
+    /// True for a learnable parameter, false for a buffer (running statistics).
+    pub learnable: bool,
+    /// Its values.
+    pub values: ArrayViewD<'a, f32>,
+}
+
+/// One parameter or buffer, as [`Network::visit_mut`] shows it.
+#[derive(Debug)]
+pub struct TensorMut<'a> {
+    /// Its name and shape.
+    pub info: &'static ParamInfo,
+    /// True for a learnable parameter, false for a buffer (running statistics).
+    pub learnable: bool,
+    /// Its values, mutably.
+    pub values: ArrayViewMutD<'a, f32>,
+}
+
+/// Gradients of every parameter (under the parameters' own names) and, optionally, of the input.
+///
+/// Backward passes **add** into it; call [`Gradients::zero`] between steps.
+#[derive(Clone, Debug)]
+pub struct Gradients {
+    params: ParamStore,
+    input: Option<Vec<f32>>,
+    input_shape: Vec<usize>,
+}
+
+impl Gradients {
+    /// Zero gradients for a parameter table; the input gradient is not computed.
+    pub fn zeros(table: &'static [ParamInfo]) -> Gradients {
+        Gradients {
+            params: ParamStore::zeros(table),
+            input: None,
+            input_shape: Vec::new(),
+        }
+    }
+
+    /// Also compute the gradient with respect to the network's input (costs one more
+    /// convolution backward for networks that start with one).
+    pub fn with_input(mut self) -> Gradients {
+        self.input = Some(Vec::new());
+        self
+    }
+
+    /// True when the input gradient is computed.
+    pub fn wants_input(&self) -> bool {
+        self.input.is_some()
+    }
+
+    /// The gradient of the parameter called `name`, in that parameter's shape.
+    pub fn get(&self, name: &str) -> Option<ArrayViewD<'_, f32>> {
+        self.params.get(name)
+    }
+
+    /// All parameter gradients, in the same flat layout as the parameters.
+    pub fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// All parameter gradients, mutably.
+    pub fn params_mut(&mut self) -> &mut ParamStore {
+        &mut self.params
+    }
+
+    /// The gradient with respect to the input batch, `[N, ...]`, when asked for with
+    /// [`Gradients::with_input`] and after a backward pass.
+    pub fn input(&self) -> Option<ArrayViewD<'_, f32>> {
+        let data = self.input.as_ref()?;
+        if self.input_shape.is_empty() {
+            return None;
+        }
+        ArrayViewD::from_shape(IxDyn(&self.input_shape), data).ok()
+    }
+
+    /// Sets every gradient to zero.
+    pub fn zero(&mut self) {
+        self.params.zero();
+        if let Some(v) = &mut self.input {
+            v.fill(0.0);
+        }
+    }
+
+    fn add_input(&mut self, shape: Vec<usize>, grad: &[f32]) {
+        let Some(buf) = &mut self.input else { return };
+        if self.input_shape != shape || buf.len() != grad.len() {
+            buf.clear();
+            buf.resize(grad.len(), 0.0);
+            self.input_shape = shape;
+        }
+        for (b, g) in buf.iter_mut().zip(grad) {
+            *b += g;
+        }
+    }
+}
+
+/// A network declared with `network!`: its shapes as constants, its parameters, and its
+/// forward and backward passes.
+///
+/// Everything but the items marked hidden is provided; the macro generates the rest.
+pub trait Network: Sized {
+    /// `Ix4` for `[N, C, H, W]` input, `Ix2` for `[N, F]`.
+    type InputDim: Dimension;
+    /// `Ix4` or `Ix2`, after the last layer.
+    type OutputDim: Dimension;
+
+    /// The struct's name.
+    const NAME: &'static str;
+    /// Input shape per sample: `[C, H, W]` or `[F]`.
+    const INPUT_SHAPE: &'static [usize];
+    /// Output shape per sample.
+    const OUTPUT_SHAPE: &'static [usize];
+    /// Learnable parameters in all layers.
+    const NUM_PARAMS: usize;
+    /// One entry per layer, in order.
+    const LAYERS: &'static [LayerInfo];
+    /// Learnable parameters: names, shapes, offsets.
+    const PARAMS: &'static [ParamInfo];
+    /// Running statistics: names, shapes, offsets.
+    const BUFFERS: &'static [ParamInfo];
+    /// Per-layer tape storage (index 0 is the input).
+    #[doc(hidden)]
+    const TAPE: &'static [Slot];
+
+    /// The network's parameters, buffers and generator.
+    fn state(&self) -> &State;
+    /// The same, mutably.
+    fn state_mut(&mut self) -> &mut State;
+    /// A network around `state` (whose tables must be this network's).
+    #[doc(hidden)]
+    fn from_state(state: State) -> Self;
+
+    /// The generated forward pass over the tape's slots; the input is already in slot 0.
+    #[doc(hidden)]
+    fn raw_forward(params: &[f32], pass: Pass<'_>, tape: &mut Tape);
+
+    /// The generated backward pass; the output gradient is already on the tape.
+    #[doc(hidden)]
+    fn raw_backward(params: &[f32], d_params: &mut [f32], tape: &mut Tape, input_grad: bool);
+
+    /// A network with parameters drawn deterministically from `seed`.
+    ///
+    /// Convolution and linear weights: He-uniform `U(±√(6/fan_in))` when the next activation
+    /// is `relu` or `leaky_relu`, Glorot-uniform `U(±√(6/(fan_in+fan_out)))` otherwise. Biases
+    /// and batch-norm shifts 0, batch-norm scales 1, running means 0, running variances 1.
+    /// The same seed gives the same network on every machine.
+    fn init(seed: u64) -> Self {
+        Self::from_state(State::init(Self::PARAMS, Self::BUFFERS, seed))
+    }
+
+    /// The per-layer table (Keras-style) with totals; print it with `{}`.
+    fn summary() -> Summary {
+        Summary::new(Self::NAME, Self::INPUT_SHAPE, Self::LAYERS)
+    }
+
+    /// Learnable parameters.
+    fn params(&self) -> &ParamStore {
+        &self.state().params
+    }
+
+    /// Learnable parameters, mutably (for optimizers and loading weights).
+    fn params_mut(&mut self) -> &mut ParamStore {
+        &mut self.state_mut().params
+    }
+
+    /// Running statistics.
+    fn buffers(&self) -> &ParamStore {
+        &self.state().buffers
+    }
+
+    /// Running statistics, mutably.
+    fn buffers_mut(&mut self) -> &mut ParamStore {
+        &mut self.state_mut().buffers
+    }
+
+    /// Zero gradients with this network's parameter names.
+    fn gradients(&self) -> Gradients {
+        Gradients::zeros(Self::PARAMS)
+    }
+
+    /// Every parameter, then every buffer, by name.
+    fn visit(&self, mut f: impl FnMut(Tensor<'_>)) {
+        let state = self.state();
+        for (info, values) in state.params.iter() {
+            f(Tensor {
+                info,
+                learnable: true,
+                values,
+            });
+        }
+        for (info, values) in state.buffers.iter() {
+            f(Tensor {
+                info,
+                learnable: false,
+                values,
+            });
+        }
+    }
+
+    /// Every parameter, then every buffer, by name, mutably.
+    fn visit_mut(&mut self, mut f: impl FnMut(TensorMut<'_>)) {
+        let state = self.state_mut();
+        for (info, values) in state.params.iter_mut() {
+            f(TensorMut {
+                info,
+                learnable: true,
+                values,
+            });
+        }
+        for (info, values) in state.buffers.iter_mut() {
+            f(TensorMut {
+                info,
+                learnable: false,
+                values,
+            });
+        }
+    }
+
+    /// Inference (evaluation mode) on a batch of any size: `[N, ...INPUT_SHAPE]` in,
+    /// `[N, ...OUTPUT_SHAPE]` out.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the input's per-sample shape is not [`Network::INPUT_SHAPE`].
+    fn forward(&self, x: ArrayView<'_, f32, Self::InputDim>) -> Result<Array<f32, Self::OutputDim>> {
+        let mut tape = Tape::new();
+        let n = load_input::<Self>(&mut tape, x.into_dyn(), false)?;
+        let state = self.state();
+        Self::raw_forward(
+            state.params.as_slice(),
+            Pass::Eval {
+                buffers: state.buffers.as_slice(),
+            },
+            &mut tape,
+        );
+        let out = tape.take_output();
+        Ok(output_array::<Self>(n, out))
+    }
+
+    /// A forward pass that records on `tape` what [`Network::backward`] needs, in `mode`;
+    /// returns the output, which lives on the tape.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for a wrong input shape; [`Error::EmptyBatch`] for an empty batch in
+    /// training mode (batch statistics need a sample).
+    fn forward_tape<'t>(
+        &mut self,
+        x: ArrayView<'_, f32, Self::InputDim>,
+        tape: &'t mut Tape,
+        mode: Mode,
+    ) -> Result<ArrayView<'t, f32, Self::OutputDim>> {
+        let train = mode == Mode::Train;
+        let n = load_input::<Self>(tape, x.into_dyn(), train)?;
+        let state = self.state_mut();
+        let pass = match mode {
+            Mode::Train => Pass::Train {
+                buffers: state.buffers.as_mut_slice(),
+                rng: &mut state.rng,
+            },
+            Mode::Eval => Pass::Eval {
+                buffers: state.buffers.as_slice(),
+            },
+        };
+        Self::raw_forward(state.params.as_slice(), pass, tape);
+        let out = tape.output(Self::LAYERS.len());
+        Ok(output_view::<Self>(n, out))
+    }
+
+    /// [`Network::forward_tape`] in training mode.
+    ///
+    /// # Errors
+    /// As [`Network::forward_tape`].
+    fn forward_train<'t>(
+        &mut self,
+        x: ArrayView<'_, f32, Self::InputDim>,
+        tape: &'t mut Tape,
+    ) -> Result<ArrayView<'t, f32, Self::OutputDim>> {
+        self.forward_tape(x, tape, Mode::Train)
+    }
+
+    /// Back-propagates `d_out` (the loss gradient with respect to the output of the forward
+    /// pass recorded on `tape`), **adding** the gradient of every parameter, summed over the
+    /// batch, into `grads` (and of the input, if `grads` asks for it).
+    ///
+    /// # Errors
+    /// [`Error::Tape`] when `tape` holds no forward pass of this network; [`Error::Shape`] when
+    /// `d_out` does not have the output's shape or `grads` is for another network.
+    fn backward(
+        &self,
+        tape: &mut Tape,
+        d_out: ArrayView<'_, f32, Self::OutputDim>,
+        grads: &mut Gradients,
+    ) -> Result<()> {
+        if !tape.is_for(Self::TAPE) {
+            return Err(Error::Tape(format!(
+                "backward of {} needs a tape filled by its forward_tape or forward_train",
+                Self::NAME
+            )));
+        }
+        let n = tape.batch();
+        let expected = batch_shape(n, Self::OUTPUT_SHAPE);
+        if d_out.shape() != expected.as_slice() {
+            return Err(Error::shape(
+                format!("output gradient of {}", Self::NAME),
+                &expected,
+                d_out.shape(),
+            ));
+        }
+        if grads.params.len() != Self::NUM_PARAMS || grads.params.table() != Self::PARAMS {
+            return Err(Error::shape(
+                format!("gradients of {}", Self::NAME),
+                &[Self::NUM_PARAMS],
+                &[grads.params.len()],
+            ));
+        }
+        let d_out = d_out.as_standard_layout();
+        tape.begin_backward(d_out.as_slice().expect("standard layout is contiguous"));
+        let want_input = grads.wants_input();
+        Self::raw_backward(
+            self.state().params.as_slice(),
+            grads.params.as_mut_slice(),
+            tape,
+            want_input,
+        );
+        if want_input {
+            grads.add_input(batch_shape(n, Self::INPUT_SHAPE), tape.input_grad());
+        }
+        Ok(())
+    }
+}
+
+fn batch_shape(n: usize, per_sample: &[usize]) -> Vec<usize> {
+    let mut s = Vec::with_capacity(per_sample.len() + 1);
+    s.push(n);
+    s.extend_from_slice(per_sample);
+    s
+}
+
+fn load_input<N: Network>(tape: &mut Tape, x: ArrayViewD<'_, f32>, train: bool) -> Result<usize> {
+    let n = x.shape().first().copied().unwrap_or(0);
+    if &x.shape()[1..] != N::INPUT_SHAPE {
+        return Err(Error::shape(
+            format!("input of {}", N::NAME),
+            &batch_shape(n, N::INPUT_SHAPE),
+            x.shape(),
+        ));
+    }
+    if train && n == 0 {
+        return Err(Error::EmptyBatch {
+            what: format!("training forward pass of {}", N::NAME),
+        });
+    }
+    tape.prepare(N::TAPE, n, train);
+    let dst = tape.input_mut();
+    match x.as_slice() {
+        Some(src) => dst.copy_from_slice(src),
+        None => {
+            for (d, s) in dst.iter_mut().zip(x.iter()) {
+                *d = *s;
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn output_view<'t, N: Network>(n: usize, out: &'t [f32]) -> ArrayView<'t, f32, N::OutputDim> {
+    ArrayView::from_shape(IxDyn(&batch_shape(n, N::OUTPUT_SHAPE)), out)
+        .expect("tape output has the network's output shape")
+        .into_dimensionality::<N::OutputDim>()
+        .expect("OutputDim matches OUTPUT_SHAPE")
+}
+
+fn output_array<N: Network>(n: usize, out: Vec<f32>) -> Array<f32, N::OutputDim> {
+    Array::from_shape_vec(IxDyn(&batch_shape(n, N::OUTPUT_SHAPE)), out)
+        .expect("tape output has the network's output shape")
+        .into_dimensionality::<N::OutputDim>()
+        .expect("OutputDim matches OUTPUT_SHAPE")
+}

@@ -1,0 +1,267 @@
+//! Softmax and the softmax cross-entropy loss with its gradient.
+
+use crate::{Error, Result};
+
+/// The mean over the batch of `-log softmax(logits)[label]`, with its gradient with respect to
+/// the logits, `d_logits = (softmax(logits) - onehot(labels)) / N`.
+///
+/// `logits` is `(N, K)` with `K = classes`, `N` being `logits.len() / classes`. Unlike the
+/// other kernels' gradients, `d_logits` is **assigned**, not accumulated: the loss is where
+/// backpropagation starts. Each row is shifted by its maximum before exponentiating
+/// (`log Σ eˣ = m + log Σ eˣ⁻ᵐ`), so large logits do not overflow; sums are in `f64`.
+/// Logits are expected to be finite.
+///
+/// # Errors
+/// Checked before anything is written, in this order:
+/// - [`Error::Shape`] when `logits.len()` is not a multiple of `classes` (or `classes` is 0 and
+///   `logits` is not empty), or `d_logits` differs in length from `logits`;
+/// - [`Error::LabelCount`] when there is not one label per row;
+/// - [`Error::EmptyBatch`] when there are no rows;
+/// - [`Error::LabelOutOfRange`] for the first label that is not below `classes`.
+///
+/// # Example
+/// ```
+/// use striate_runtime::ops::loss::softmax_cross_entropy;
+///
+/// // Two equal logits: the loss is ln 2, and a step against the gradient raises class 0.
+/// let mut d_logits = [0.0; 2];
+/// let loss = softmax_cross_entropy(&mut d_logits, &[0.0, 0.0], &[0], 2)?;
+/// assert!((loss - std::f32::consts::LN_2).abs() < 1e-7);
+/// assert_eq!(d_logits, [-0.5, 0.5]);
+/// # Ok::<(), striate_runtime::Error>(())
+/// ```
+pub fn softmax_cross_entropy(
+    d_logits: &mut [f32],
+    logits: &[f32],
+    labels: &[usize],
+    classes: usize,
+) -> Result<f32> {
+    // logits: (N, K), labels: (N) -> d_logits: (N, K), loss: ()
+    let n = logits.len().checked_div(classes).unwrap_or(0);
+    if n * classes != logits.len() {
+        return Err(Error::shape(
+            "logits (batch size 0 = any)",
+            &[0, classes],
+            &[logits.len()],
+        ));
+    }
+    if d_logits.len() != logits.len() {
+        return Err(Error::shape("d_logits", &[n, classes], &[d_logits.len()]));
+    }
+    if labels.len() != n {
+        return Err(Error::LabelCount {
+            expected: n,
+            found: labels.len(),
+        });
+    }
+    if n == 0 {
+        return Err(Error::EmptyBatch {
+            what: "softmax cross-entropy".into(),
+        });
+    }
+    if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        return Err(Error::LabelOutOfRange {
+            label,
+            index,
+            classes,
+        });
+    }
+    let inv_n = 1.0 / n as f32;
+    let mut total = 0.0f64;
+    for ((d_row, row), &label) in d_logits
+        .chunks_exact_mut(classes)
+        .zip(logits.chunks_exact(classes))
+        .zip(labels)
+    {
+        let max = row_max(row);
+        let mut sum = 0.0f64;
+        for (d, &l) in d_row.iter_mut().zip(row) {
+            let e = (l - max).exp();
+            *d = e;
+            sum += e as f64;
+        }
+        // -log softmax[label] = log Σ e^(l - max) - (l[label] - max)
+        total += sum.ln() - (row[label] - max) as f64;
+        let scale = (1.0 / sum) as f32 * inv_n;
+        for d in d_row.iter_mut() {
+            *d *= scale;
+        }
+        d_row[label] -= inv_n;
+    }
+    Ok((total / n as f64) as f32)
+}
+
+/// Row-wise softmax, `probs[i, k] = e^(logits[i, k]) / Σ_j e^(logits[i, j])`, shifted by the
+/// row maximum so that large logits do not overflow. `probs` is overwritten.
+///
+/// # Panics
+/// In debug builds, when the lengths differ or are not a multiple of `classes`.
+///
+/// # Example
+/// ```
+/// use striate_runtime::ops::loss::softmax;
+///
+/// let mut probs = [0.0; 3];
+/// softmax(&mut probs, &[1000.0, 1000.0, -1000.0], 3);
+/// assert_eq!(probs, [0.5, 0.5, 0.0]);
+/// ```
+pub fn softmax(probs: &mut [f32], logits: &[f32], classes: usize) {
+    // logits: (N, K) -> probs: (N, K)
+    debug_assert_eq!(probs.len(), logits.len());
+    debug_assert!(classes > 0 || logits.is_empty());
+    if classes == 0 {
+        return;
+    }
+    debug_assert_eq!(logits.len() % classes, 0);
+    for (p_row, row) in probs
+        .chunks_exact_mut(classes)
+        .zip(logits.chunks_exact(classes))
+    {
+        let max = row_max(row);
+        let mut sum = 0.0f64;
+        for (p, &l) in p_row.iter_mut().zip(row) {
+            *p = (l - max).exp();
+            sum += *p as f64;
+        }
+        let scale = (1.0 / sum) as f32;
+        for p in p_row.iter_mut() {
+            *p *= scale;
+        }
+    }
+}
+
+fn row_max(row: &[f32]) -> f32 {
+    row.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_util::{assert_close, check_gradient, rng, uniform};
+    use rand::Rng;
+
+    #[test]
+    fn known_values() {
+        let mut d = [f32::NAN; 2];
+        let loss = softmax_cross_entropy(&mut d, &[0.0, 0.0], &[0], 2).unwrap();
+        assert!((loss - std::f32::consts::LN_2).abs() < 1e-7, "{loss}");
+        assert_eq!(d, [-0.5, 0.5]);
+
+        // F.cross_entropy(torch.tensor([[1., 2., 3.], [1., 2., 3.]]), torch.tensor([2, 0]))
+        // = (0.40760596 + 2.40760596) / 2 = 1.40760596
+        let mut d = [f32::NAN; 6];
+        let logits = [1.0, 2.0, 3.0, 1.0, 2.0, 3.0];
+        let loss = softmax_cross_entropy(&mut d, &logits, &[2, 0], 3).unwrap();
+        assert!((loss - 1.407_606).abs() < 1e-6, "{loss}");
+        // softmax([1, 2, 3]) = [0.09003057, 0.24472847, 0.66524096]
+        let p = [0.090_030_57, 0.244_728_47, 0.665_240_96];
+        let expected = [
+            p[0] / 2.0,
+            p[1] / 2.0,
+            (p[2] - 1.0) / 2.0,
+            (p[0] - 1.0) / 2.0,
+            p[1] / 2.0,
+            p[2] / 2.0,
+        ];
+        assert_close("d_logits", &d, &expected, 1e-6);
+    }
+
+    /// Logits of ±1000 would overflow `exp` without the shift by the maximum.
+    #[test]
+    fn huge_logits_do_not_overflow() {
+        let mut d = [f32::NAN; 3];
+        let loss = softmax_cross_entropy(&mut d, &[1000.0, 0.0, -1000.0], &[1], 3).unwrap();
+        assert_eq!(loss, 1000.0);
+        assert_eq!(d, [1.0, -1.0, 0.0]);
+        let loss = softmax_cross_entropy(&mut d, &[1000.0, 1000.0, 0.0], &[0], 3).unwrap();
+        assert!((loss - std::f32::consts::LN_2).abs() < 1e-6, "{loss}");
+        let mut probs = [f32::NAN; 3];
+        softmax(&mut probs, &[-1000.0, -1000.0, -1000.0], 3);
+        assert_close("probs", &probs, &[1.0 / 3.0; 3], 1e-7);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_match_the_loss_gradient() {
+        let mut r = rng(130);
+        let (n, k) = (5, 7);
+        let logits: Vec<f32> = uniform(&mut r, n * k).iter().map(|v| 10.0 * v).collect();
+        let labels: Vec<usize> = (0..n).map(|_| r.random_range(0..k)).collect();
+        let mut probs = vec![f32::NAN; n * k];
+        softmax(&mut probs, &logits, k);
+        for row in probs.chunks_exact(k) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+        let mut d = vec![f32::NAN; n * k];
+        softmax_cross_entropy(&mut d, &logits, &labels, k).unwrap();
+        for (i, &label) in labels.iter().enumerate() {
+            for j in 0..k {
+                let onehot = if j == label { 1.0 } else { 0.0 };
+                let expected = (probs[i * k + j] - onehot) / n as f32;
+                assert!((d[i * k + j] - expected).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let mut r = rng(131);
+        for (n, k) in [(1, 1), (1, 2), (3, 5), (4, 10)] {
+            let logits: Vec<f32> = uniform(&mut r, n * k).iter().map(|v| 3.0 * v).collect();
+            let labels: Vec<usize> = (0..n).map(|_| r.random_range(0..k)).collect();
+            let mut d = vec![f32::NAN; n * k];
+            softmax_cross_entropy(&mut d, &logits, &labels, k).unwrap();
+            let mut scratch = vec![0.0; n * k];
+            check_gradient(&format!("n {n} k {k}"), &logits, &d, 1e-2, 1e-3, |l| {
+                softmax_cross_entropy(&mut scratch, l, &labels, k).unwrap() as f64
+            });
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let mut d = [7.0; 4];
+        let logits = [0.0; 4];
+        let err = softmax_cross_entropy(&mut d, &logits, &[0], 2).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LabelCount {
+                    expected: 2,
+                    found: 1
+                }
+            ),
+            "{err}"
+        );
+        let err = softmax_cross_entropy(&mut d, &logits, &[1, 2], 2).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LabelOutOfRange {
+                    label: 2,
+                    index: 1,
+                    classes: 2
+                }
+            ),
+            "{err}"
+        );
+        let err = softmax_cross_entropy(&mut [], &[], &[], 3).unwrap_err();
+        assert!(matches!(err, Error::EmptyBatch { .. }), "{err}");
+        let err = softmax_cross_entropy(&mut d, &logits, &[0], 3).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{err}");
+        let err = softmax_cross_entropy(&mut d[..2], &logits, &[0, 0], 2).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{err}");
+        let err = softmax_cross_entropy(&mut [], &[], &[0], 0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LabelCount {
+                    expected: 0,
+                    found: 1
+                }
+            ),
+            "{err}"
+        );
+        // Nothing was written on any error.
+        assert_eq!(d, [7.0; 4]);
+    }
+}

@@ -1,0 +1,63 @@
+//! Helpers shared by the kernels' tests: seeded random data, closeness checks and a
+//! finite-difference gradient check.
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// A deterministic generator, so a failing test fails the same way every time.
+pub(crate) fn rng(seed: u64) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(seed)
+}
+
+/// `len` values uniform in `[-1, 1)`.
+pub(crate) fn uniform(rng: &mut impl Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// Asserts `|a - b| <= tol * max(1, |b|)` element by element, naming the first bad index.
+#[track_caller]
+pub(crate) fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let ok = (x - y).abs() <= tol * y.abs().max(1.0);
+        assert!(ok, "{what}[{i}]: {x} vs {y} (tol {tol})");
+    }
+}
+
+/// `Σ rᵢ yᵢ` in `f64`: the scalar whose gradient with respect to `y` is `r`. Contracting an
+/// output with random weights `r` and feeding `d_y = r` to a backward checks every output's
+/// gradient at once.
+pub(crate) fn dot(r: &[f32], y: &[f32]) -> f64 {
+    assert_eq!(r.len(), y.len());
+    r.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+/// Compares `analytic`, the gradient of `loss` at `x`, with central differences
+/// `(loss(x + εeᵢ) - loss(x - εeᵢ)) / 2ε`, allowing `tol * max(1, |analytic|)` per element.
+#[track_caller]
+pub(crate) fn check_gradient(
+    what: &str,
+    x: &[f32],
+    analytic: &[f32],
+    eps: f32,
+    tol: f64,
+    mut loss: impl FnMut(&[f32]) -> f64,
+) {
+    assert_eq!(x.len(), analytic.len(), "{what}: lengths differ");
+    let mut probe = x.to_vec();
+    for i in 0..x.len() {
+        probe[i] = x[i] + eps;
+        let plus = loss(&probe);
+        probe[i] = x[i] - eps;
+        let minus = loss(&probe);
+        probe[i] = x[i];
+        // The step actually taken, after rounding x ± ε to f32.
+        let step = (x[i] + eps) as f64 - (x[i] - eps) as f64;
+        let numeric = (plus - minus) / step;
+        let exact = analytic[i] as f64;
+        assert!(
+            (numeric - exact).abs() <= tol * exact.abs().max(1.0),
+            "{what}[{i}]: finite difference {numeric} vs backward {exact}"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! Index arithmetic of a sliding window with zero padding, shared by convolution and pooling.
+//!
+//! Along one axis, output `o` of a window of size `k`, `stride` and `pad` reads the inputs
+//! `o*stride - pad + t` for the taps `t` in `0..k`; those outside `0..input` are padding.
+
+use std::ops::Range;
+
+/// The outputs whose tap `tap` lands on a real input: the `o` in `0..outputs` with
+/// `0 <= o*stride + tap - pad < input`.
+pub(crate) fn outputs_reading(
+    tap: usize,
+    pad: usize,
+    stride: usize,
+    input: usize,
+    outputs: usize,
+) -> Range<usize> {
+    // o*stride >= pad - tap
+    let lo = pad.saturating_sub(tap).div_ceil(stride);
+    // o*stride < input + pad - tap
+    let hi = (input + pad)
+        .saturating_sub(tap)
+        .div_ceil(stride)
+        .min(outputs);
+    lo.min(hi)..hi
+}
+
+/// The real inputs covered by output `o`'s window: `o*stride - pad .. o*stride - pad + k`
+/// clipped to `0..input` (empty when the window lies wholly in the padding).
+pub(crate) fn inputs_read(
+    o: usize,
+    k: usize,
+    pad: usize,
+    stride: usize,
+    input: usize,
+) -> Range<usize> {
+    let end = (o * stride + k).saturating_sub(pad).min(input);
+    let start = (o * stride).saturating_sub(pad).min(end);
+    start..end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both functions against the definition, on every small geometry.
+    #[test]
+    fn ranges_match_the_definition() {
+        for input in 1..7usize {
+            for k in 1..5usize {
+                for stride in 1..4usize {
+                    for pad in 0..4usize {
+                        if k > input + 2 * pad {
+                            continue;
+                        }
+                        let outputs = (input + 2 * pad - k) / stride + 1;
+                        let inside = |o: usize, t: usize| {
+                            let i = (o * stride + t) as isize - pad as isize;
+                            (0..input as isize).contains(&i)
+                        };
+                        for t in 0..k {
+                            let expected: Vec<usize> =
+                                (0..outputs).filter(|&o| inside(o, t)).collect();
+                            let got: Vec<usize> =
+                                outputs_reading(t, pad, stride, input, outputs).collect();
+                            assert_eq!(got, expected, "input {input} k {k} s {stride} p {pad}");
+                        }
+                        for o in 0..outputs {
+                            let expected: Vec<usize> = (0..k)
+                                .filter(|&t| inside(o, t))
+                                .map(|t| o * stride + t - pad)
+                                .collect();
+                            let got: Vec<usize> = inputs_read(o, k, pad, stride, input).collect();
+                            assert_eq!(got, expected, "input {input} k {k} s {stride} p {pad}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

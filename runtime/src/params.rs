@@ -1,0 +1,181 @@
+//! Named, flat storage for parameters, buffers and their gradients.
+
+use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
+
+use crate::{Error, Result};
+
+/// How a parameter or buffer is filled by [`crate::Network::init`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// All zeros (biases, batch-norm shift, running mean).
+    Zeros,
+    /// All ones (batch-norm scale, running variance).
+    Ones,
+    /// He (Kaiming) uniform, `U(±√(6/fan_in))`: for weights followed by a ReLU-like activation.
+    HeUniform {
+        /// Inputs feeding one output unit.
+        fan_in: usize,
+    },
+    /// Glorot (Xavier) uniform, `U(±√(6/(fan_in + fan_out)))`: for weights followed by
+    /// `tanh`, `sigmoid` or nothing.
+    GlorotUniform {
+        /// Inputs feeding one output unit.
+        fan_in: usize,
+        /// Outputs fed by one input unit.
+        fan_out: usize,
+    },
+}
+
+/// Where one parameter or buffer lives in its [`ParamStore`], and how it is initialised.
+///
+/// The `network!` macro emits a `const` table of these; names follow PyTorch's `state_dict`
+/// (`conv1.weight`, `bn1.running_var`, ...), shapes PyTorch's layouts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParamInfo {
+    /// `<layer>.<weight|bias|running_mean|running_var>`.
+    pub name: &'static str,
+    /// PyTorch layout: conv weight `[out, in, kh, kw]`, linear weight `[out, in]`, others `[n]`.
+    pub shape: &'static [usize],
+    /// Offset of the first value in the flat store.
+    pub offset: usize,
+    /// Number of values (the product of `shape`).
+    pub len: usize,
+    /// Initial values.
+    pub init: Init,
+}
+
+/// A flat `f32` buffer with a table of named tensors in it.
+///
+/// All parameters of a network sit in one contiguous buffer, so an optimizer updates them in one
+/// pass, and gradients use a second store with the same table, hence the same names.
+///
+/// ```
+/// use striate_runtime::{Init, ParamInfo, ParamStore};
+/// static TABLE: [ParamInfo; 2] = [
+///     ParamInfo { name: "fc.weight", shape: &[2, 3], offset: 0, len: 6, init: Init::Zeros },
+///     ParamInfo { name: "fc.bias", shape: &[2], offset: 6, len: 2, init: Init::Zeros },
+/// ];
+/// let mut store = ParamStore::zeros(&TABLE);
+/// store.get_mut("fc.bias").unwrap().fill(0.5);
+/// assert_eq!(store.get("fc.bias").unwrap().sum(), 1.0);
+/// assert_eq!(store.get("fc.weight").unwrap().shape(), &[2, 3]);
+/// assert!(store.get("fc.gamma").is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamStore {
+    table: &'static [ParamInfo],
+    data: Vec<f32>,
+}
+
+impl ParamStore {
+    /// A store for `table` with every value zero.
+    pub fn zeros(table: &'static [ParamInfo]) -> Self {
+        let len = table.last().map_or(0, |p| p.offset + p.len);
+        ParamStore {
+            table,
+            data: vec![0.0; len],
+        }
+    }
+
+    /// The table of names, shapes and offsets.
+    pub fn table(&self) -> &'static [ParamInfo] {
+        self.table
+    }
+
+    /// Every value, in table order.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Every value, mutably, in table order.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// Total number of values.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the table holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Sets every value to zero (for gradients, before the next backward pass).
+    pub fn zero(&mut self) {
+        self.data.fill(0.0);
+    }
+
+    /// The entry called `name`.
+    pub fn info(&self, name: &str) -> Option<&'static ParamInfo> {
+        self.table.iter().find(|p| p.name == name)
+    }
+
+    /// The tensor called `name`, in its PyTorch shape.
+    pub fn get(&self, name: &str) -> Option<ArrayViewD<'_, f32>> {
+        let p = self.info(name)?;
+        Some(self.view(p))
+    }
+
+    /// The tensor called `name`, mutably.
+    pub fn get_mut(&mut self, name: &str) -> Option<ArrayViewMutD<'_, f32>> {
+        let p = self.info(name)?;
+        let slice = &mut self.data[p.offset..p.offset + p.len];
+        Some(ArrayViewMutD::from_shape(IxDyn(p.shape), slice).expect("table shape matches length"))
+    }
+
+    /// Copies `values` into the tensor called `name`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownParameter`] for a name not in the table, [`Error::Shape`] when `values`
+    /// does not have the tensor's shape.
+    pub fn set(&mut self, name: &str, values: ndarray::ArrayViewD<'_, f32>) -> Result<()> {
+        let known = self.known_names();
+        let mut dst = self.get_mut(name).ok_or(Error::UnknownParameter {
+            name: name.to_string(),
+            known,
+        })?;
+        if dst.shape() != values.shape() {
+            return Err(Error::shape(name, dst.shape(), values.shape()));
+        }
+        dst.assign(&values);
+        Ok(())
+    }
+
+    /// Every tensor with its entry, in table order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static ParamInfo, ArrayViewD<'_, f32>)> {
+        self.table.iter().map(move |p| (p, self.view(p)))
+    }
+
+    /// Every tensor mutably, with its entry, in table order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&'static ParamInfo, ArrayViewMutD<'_, f32>)> {
+        let mut rest: &mut [f32] = &mut self.data;
+        let mut consumed = 0;
+        self.table.iter().map(move |p| {
+            let skip = p.offset - consumed;
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
+            let (mine, tail) = tail.split_at_mut(p.len);
+            rest = tail;
+            consumed = p.offset + p.len;
+            let view = ArrayViewMutD::from_shape(IxDyn(p.shape), mine)
+                .expect("table shape matches length");
+            (p, view)
+        })
+    }
+
+    /// The names in the table, comma-separated (for error messages).
+    pub fn known_names(&self) -> String {
+        let names: Vec<&str> = self.table.iter().map(|p| p.name).collect();
+        if names.is_empty() {
+            "(none)".to_string()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    fn view(&self, p: &ParamInfo) -> ArrayViewD<'_, f32> {
+        ArrayViewD::from_shape(IxDyn(p.shape), &self.data[p.offset..p.offset + p.len])
+            .expect("table shape matches length")
+    }
+}

@@ -1,0 +1,411 @@
+//! The training loop: mini-batch SGD over a [`Dataset`] with a progress bar, and evaluation
+//! with a confusion matrix.
+//!
+//! ```
+//! use striate_runtime::data::Dataset;
+//! use striate_runtime::optim::Sgd;
+//! use striate_runtime::train::{evaluate, Trainer};
+//! # use striate_runtime::*;
+//! # // A hand-written two-class linear network, as `network!` would generate it.
+//! # struct Tiny { state: State }
+//! # static PARAMS: [ParamInfo; 2] = [
+//! #     ParamInfo { name: "fc.weight", shape: &[2, 2], offset: 0, len: 4, init: Init::GlorotUniform { fan_in: 2, fan_out: 2 } },
+//! #     ParamInfo { name: "fc.bias", shape: &[2], offset: 4, len: 2, init: Init::Zeros },
+//! # ];
+//! # static LAYERS: [LayerInfo; 2] = [
+//! #     LayerInfo { name: "", kind: "flatten", declaration: "flatten", output: &[2], params: 0, receptive_field: [1, 2], macs: 0 },
+//! #     LayerInfo { name: "fc", kind: "linear", declaration: "linear(2)", output: &[2], params: 6, receptive_field: [1, 2], macs: 4 },
+//! # ];
+//! # static TAPE: [Slot; 3] = [Slot::act(2), Slot::act(2), Slot::act(2)];
+//! # const G: ops::linear::LinearGeom = ops::linear::LinearGeom { in_f: 2, out_f: 2 };
+//! # impl Network for Tiny {
+//! #     type InputDim = ndarray::Ix4; type OutputDim = ndarray::Ix2;
+//! #     const NAME: &'static str = "Tiny"; const INPUT_SHAPE: &'static [usize] = &[1, 1, 2];
+//! #     const OUTPUT_SHAPE: &'static [usize] = &[2]; const NUM_PARAMS: usize = 6;
+//! #     const LAYERS: &'static [LayerInfo] = &LAYERS; const PARAMS: &'static [ParamInfo] = &PARAMS;
+//! #     const BUFFERS: &'static [ParamInfo] = &[]; const TAPE: &'static [Slot] = &TAPE;
+//! #     fn state(&self) -> &State { &self.state } fn state_mut(&mut self) -> &mut State { &mut self.state }
+//! #     fn from_state(state: State) -> Self { Tiny { state } }
+//! #     fn raw_forward(p: &[f32], _: Pass<'_>, tape: &mut Tape) {
+//! #         let n = tape.batch();
+//! #         layers::copy_forward(tape.forward_slots(1));
+//! #         let s = tape.forward_slots(2); let (w, b) = p.split_at(4);
+//! #         ops::linear::forward(s.y, s.x, w, Some(b), &G, n);
+//! #     }
+//! #     fn raw_backward(p: &[f32], d: &mut [f32], tape: &mut Tape, _: bool) {
+//! #         let n = tape.batch();
+//! #         let s = tape.backward_slots(2); let (dw, db) = d.split_at_mut(4);
+//! #         ops::linear::backward(Some(s.d_x), dw, Some(db), s.d_y, s.x, &p[..4], &G, n);
+//! #         tape.swap_grads();
+//! #         layers::copy_backward(tape.backward_slots(1)); tape.swap_grads();
+//! #     }
+//! # }
+//! // Points left of zero are class 0, right of zero class 1.
+//! let xs: Vec<f32> = (0..200).flat_map(|i| [i as f32 / 100.0 - 1.0, 0.5]).collect();
+//! let ys: Vec<usize> = (0..200).map(|i| usize::from(i >= 100)).collect();
+//! let data = Dataset::new(xs, ys, [1, 1, 2], 2)?;
+//!
+//! let mut net = Tiny::init(0);
+//! let mut trainer = Trainer::new(&mut net, Sgd::new(0.5).momentum(0.9));
+//! for epoch in 0..20 {
+//!     trainer.epoch(&data, 20, epoch, false)?;
+//! }
+//! let eval = evaluate(&net, &data, 64)?;
+//! assert!(eval.accuracy() > 0.95, "{}", eval.accuracy());
+//! # Ok::<(), striate_runtime::Error>(())
+//! ```
+
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array2, ArrayView, ArrayView2, ArrayViewD, Ix2, IxDyn};
+
+use crate::data::{shuffled_indices, Dataset};
+use crate::ops::loss::softmax_cross_entropy;
+use crate::optim::{LrSchedule, Sgd};
+use crate::{Error, Gradients, Network, Result, Tape};
+
+/// Mean softmax cross-entropy of `logits` `[N, K]` against class `labels`, and its gradient
+/// with respect to the logits (already divided by `N`).
+///
+/// Allocates the gradient; [`Trainer`] reuses one instead.
+///
+/// # Errors
+/// [`Error::LabelCount`], [`Error::LabelOutOfRange`] or [`Error::EmptyBatch`].
+///
+/// ```
+/// use striate_runtime::{cross_entropy, ndarray::array};
+/// let (loss, d) = cross_entropy(array![[0.0f32, 0.0]].view(), &[1])?;
+/// assert!((loss - std::f32::consts::LN_2).abs() < 1e-6);
+/// assert_eq!(d, array![[0.5f32, -0.5]]);
+/// # Ok::<(), striate_runtime::Error>(())
+/// ```
+pub fn cross_entropy(logits: ArrayView2<'_, f32>, labels: &[usize]) -> Result<(f32, Array2<f32>)> {
+    let logits = logits.as_standard_layout();
+    let (n, k) = logits.dim();
+    let mut d = Array2::zeros((n, k));
+    let loss = softmax_cross_entropy(
+        d.as_slice_mut().expect("fresh array is contiguous"),
+        logits.as_slice().expect("standard layout is contiguous"),
+        labels,
+        k,
+    )?;
+    Ok((loss, d))
+}
+
+/// Index of the largest value of each row (the predicted class).
+fn argmax_rows(logits: &[f32], classes: usize) -> impl Iterator<Item = usize> + '_ {
+    logits.chunks_exact(classes).map(|row| {
+        row.iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+            .0
+    })
+}
+
+/// What one training step measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Mean loss over the batch.
+    pub loss: f32,
+    /// Samples whose largest logit was their label.
+    pub correct: usize,
+    /// Samples in the batch.
+    pub samples: usize,
+}
+
+/// What one epoch measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochReport {
+    /// The epoch (from 0).
+    pub epoch: usize,
+    /// Mean of the batches' losses.
+    pub loss: f32,
+    /// Share of training samples classified right while training.
+    pub accuracy: f32,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Training images per second.
+    pub images_per_sec: f64,
+}
+
+/// The result of [`evaluate`]: loss, accuracy and confusion matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss over the samples.
+    pub loss: f32,
+    /// Samples classified right.
+    pub correct: usize,
+    /// Samples seen.
+    pub total: usize,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl Evaluation {
+    /// `correct / total` (0 for no samples).
+    pub fn accuracy(&self) -> f32 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.correct as f32 / self.total as f32
+        }
+    }
+
+    /// The confusion matrix as a text table, rows the true class, columns the prediction.
+    pub fn confusion_table(&self) -> String {
+        let k = self.confusion.len();
+        let width = self
+            .confusion
+            .iter()
+            .flatten()
+            .map(|v| v.to_string().len())
+            .max()
+            .unwrap_or(1)
+            .max(k.to_string().len());
+        let mut out = format!("{:>6} | predicted\n", "true");
+        out.push_str(&format!("{:>6} |", ""));
+        for c in 0..k {
+            out.push_str(&format!(" {c:>width$}"));
+        }
+        out.push('\n');
+        out.push_str(&format!("{}-+{}\n", "-".repeat(6), "-".repeat(k * (width + 1))));
+        for (t, row) in self.confusion.iter().enumerate() {
+            out.push_str(&format!("{t:>6} |"));
+            for v in row {
+                out.push_str(&format!(" {v:>width$}"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn input_view<'a, N: Network>(x: &'a [f32], n: usize) -> Result<ArrayView<'a, f32, N::InputDim>> {
+    let mut shape = vec![n];
+    shape.extend_from_slice(N::INPUT_SHAPE);
+    let view = ArrayViewD::from_shape(IxDyn(&shape), x).map_err(|_| Error::Shape {
+        what: format!("batch for {}", N::NAME),
+        expected: shape.clone(),
+        found: vec![x.len()],
+    })?;
+    view.into_dimensionality::<N::InputDim>()
+        .map_err(|_| Error::shape(format!("batch for {}", N::NAME), &shape, &[x.len()]))
+}
+
+fn check_data<N: Network>(data: &Dataset) -> Result<usize> {
+    let per_sample: usize = N::INPUT_SHAPE.iter().product();
+    if data.sample_len() != per_sample {
+        return Err(Error::shape(
+            format!("samples of the dataset for {}", N::NAME),
+            N::INPUT_SHAPE,
+            &data.sample_shape(),
+        ));
+    }
+    let classes = N::OUTPUT_SHAPE.iter().product::<usize>();
+    if N::OUTPUT_SHAPE.len() != 1 || classes < data.classes() {
+        return Err(Error::shape(
+            format!("output of {} (one logit per class of the dataset)", N::NAME),
+            &[data.classes()],
+            N::OUTPUT_SHAPE,
+        ));
+    }
+    Ok(classes)
+}
+
+/// Classifies every sample of `data` in batches of `batch` (evaluation mode) and counts.
+///
+/// # Errors
+/// [`Error::Shape`] when the dataset's samples are not the network's input or its classes do not
+/// fit its output; [`Error::Config`] for a zero batch.
+pub fn evaluate<N: Network<OutputDim = Ix2>>(net: &N, data: &Dataset, batch: usize) -> Result<Evaluation> {
+    if batch == 0 {
+        return Err(Error::Config {
+            name: "batch size",
+            reason: "must be at least 1, found 0".into(),
+        });
+    }
+    let classes = check_data::<N>(data)?;
+    let mut confusion = vec![vec![0; classes]; classes];
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    let mut d_logits = Vec::new();
+    let mut loss_sum = 0.0f64;
+    let mut correct = 0;
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(batch) {
+        data.gather(chunk, &mut x, &mut y);
+        let logits = net.forward(input_view::<N>(&x, chunk.len())?)?;
+        let logits = logits.as_slice().expect("fresh output is contiguous");
+        d_logits.resize(logits.len(), 0.0);
+        loss_sum += softmax_cross_entropy(&mut d_logits, logits, &y, classes)? as f64 * chunk.len() as f64;
+        for (pred, &truth) in argmax_rows(logits, classes).zip(&y) {
+            confusion[truth][pred] += 1;
+            correct += usize::from(pred == truth);
+        }
+    }
+    let total = data.len();
+    Ok(Evaluation {
+        loss: if total == 0 { 0.0 } else { (loss_sum / total as f64) as f32 },
+        correct,
+        total,
+        confusion,
+    })
+}
+
+/// Trains a classifier with softmax cross-entropy and SGD, reusing every buffer from one step to
+/// the next.
+pub struct Trainer<'n, N: Network> {
+    net: &'n mut N,
+    opt: Sgd,
+    base_lr: f32,
+    schedule: LrSchedule,
+    /// Shuffles of epoch `e` use `seed + e`.
+    seed: u64,
+    tape: Tape,
+    grads: Gradients,
+    d_logits: Array2<f32>,
+    x: Vec<f32>,
+    y: Vec<usize>,
+}
+
+impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
+    /// A trainer for `net` with `opt`; constant learning rate, shuffle seed 0.
+    pub fn new(net: &'n mut N, opt: Sgd) -> Self {
+        let grads = net.gradients();
+        Trainer {
+            base_lr: opt.lr(),
+            net,
+            opt,
+            schedule: LrSchedule::Constant,
+            seed: 0,
+            tape: Tape::new(),
+            grads,
+            d_logits: Array2::zeros((0, 0)),
+            x: Vec::new(),
+            y: Vec::new(),
+        }
+    }
+
+    /// Decays the learning rate by `schedule` from epoch to epoch.
+    pub fn schedule(mut self, schedule: LrSchedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// The base of the shuffle seeds: epoch `e` visits the samples in the order
+    /// [`shuffled_indices(len, seed + e)`](shuffled_indices).
+    pub fn shuffle_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The network being trained.
+    pub fn net(&self) -> &N {
+        self.net
+    }
+
+    /// One step of SGD on a batch: forward, loss, backward, update.
+    ///
+    /// # Errors
+    /// Shape errors for a batch that is not the network's input, label errors from the loss.
+    pub fn step(&mut self, x: ArrayView<'_, f32, N::InputDim>, labels: &[usize]) -> Result<StepStats> {
+        let logits = self.net.forward_train(x, &mut self.tape)?;
+        let (n, k) = logits.dim();
+        if self.d_logits.dim() != (n, k) {
+            self.d_logits = Array2::zeros((n, k));
+        }
+        let loss = softmax_cross_entropy(
+            self.d_logits.as_slice_mut().expect("owned array is contiguous"),
+            logits.as_slice().expect("tape output is contiguous"),
+            labels,
+            k,
+        )?;
+        let correct = argmax_rows(logits.as_slice().expect("tape output is contiguous"), k)
+            .zip(labels)
+            .filter(|(p, t)| p == *t)
+            .count();
+        self.grads.zero();
+        self.net.backward(&mut self.tape, self.d_logits.view(), &mut self.grads)?;
+        self.opt
+            .step(self.net.params_mut().as_mut_slice(), self.grads.params().as_slice())?;
+        Ok(StepStats {
+            loss,
+            correct,
+            samples: n,
+        })
+    }
+
+    /// One pass over `data` in shuffled batches of `batch` (the last, partial batch included),
+    /// with a progress bar on the terminal when `progress` is true.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero batch or an invalid schedule; shape errors when the dataset
+    /// does not fit the network.
+    pub fn epoch(&mut self, data: &Dataset, batch: usize, epoch: usize, progress: bool) -> Result<EpochReport> {
+        if batch == 0 {
+            return Err(Error::Config {
+                name: "batch size",
+                reason: "must be at least 1, found 0".into(),
+            });
+        }
+        self.schedule.validate()?;
+        check_data::<N>(data)?;
+        let lr = self.schedule.lr_at(self.base_lr, epoch);
+        self.opt.set_lr(lr);
+        let order = shuffled_indices(data.len(), self.seed.wrapping_add(epoch as u64));
+        let steps = order.len().div_ceil(batch);
+        let bar = if progress {
+            let bar = ProgressBar::new(steps as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+                )
+                .expect("the template is valid")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("epoch {}", epoch + 1));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let start = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut x = std::mem::take(&mut self.x);
+        let mut y = std::mem::take(&mut self.y);
+        let result = (|| {
+            for (i, chunk) in order.chunks(batch).enumerate() {
+                data.gather(chunk, &mut x, &mut y);
+                let stats = self.step(input_view::<N>(&x, chunk.len())?, &y)?;
+                loss_sum += stats.loss as f64;
+                correct += stats.correct;
+                seen += stats.samples;
+                bar.inc(1);
+                if i % 8 == 0 || i + 1 == steps {
+                    let secs = start.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_message(format!(
+                        "loss {:.4}  acc {:.2}%  {:.0} img/s",
+                        loss_sum / (i + 1) as f64,
+                        100.0 * correct as f64 / seen as f64,
+                        seen as f64 / secs
+                    ));
+                }
+            }
+            Ok::<(), Error>(())
+        })();
+        self.x = x;
+        self.y = y;
+        bar.finish_and_clear();
+        result?;
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(EpochReport {
+            epoch,
+            loss: if steps == 0 { 0.0 } else { (loss_sum / steps as f64) as f32 },
+            accuracy: if seen == 0 { 0.0 } else { correct as f32 / seen as f32 },
+            lr,
+            seconds,
+            images_per_sec: seen as f64 / seconds.max(1e-9),
+        })
+    }
+}

@@ -1,0 +1,9 @@
+use striate::prelude::*;
+
+network! {
+    struct Net {
+        fc1: linear(10),
+    }
+}
+
+fn main() {}
