@@ -331,7 +331,14 @@ mod tests {
         assert_eq!(conv.args.len(), 3);
         assert_eq!(conv.args[0].value, Value::Int(6));
         assert_eq!(conv.args[1].name.as_ref().unwrap(), "kernel");
-        let dims: Vec<usize> = conv.expect.as_ref().unwrap().0.iter().map(|d| d.value).collect();
+        let dims: Vec<usize> = conv
+            .expect
+            .as_ref()
+            .unwrap()
+            .0
+            .iter()
+            .map(|d| d.value)
+            .collect();
         assert_eq!(dims, [6, 28, 28]);
         let Item::Layer(fc) = &net.items[5] else {
             panic!("fc is a layer")

@@ -209,7 +209,10 @@ fn weight_and_bias(
         (quote!(split_at), quote!(&))
     };
     if bias_len == 0 {
-        (quote! { let #w = #borrow #store[#start..#mid]; }, quote!(None))
+        (
+            quote! { let #w = #borrow #store[#start..#mid]; },
+            quote!(None),
+        )
     } else {
         let wl = usize_lit(weight_len);
         (
@@ -226,16 +229,36 @@ fn forward_call(layer: &LayerPlan, g: &syn::Ident) -> TokenStream {
     match &layer.kind {
         Kind::Conv2d { out_c, bias, .. } => {
             let wl = out_c * layer_fan_in(layer);
-            let (lets, bias) = weight_and_bias(&params, layer, wl, if *bias { *out_c } else { 0 }, false, &w, &b);
+            let (lets, bias) = weight_and_bias(
+                &params,
+                layer,
+                wl,
+                if *bias { *out_c } else { 0 },
+                false,
+                &w,
+                &b,
+            );
             quote! { #lets #rt::ops::conv2d::forward(s.y, s.x, w, #bias, &Self::#g, n, s.scratch); }
         }
         Kind::Linear { out_f, bias } => {
             let wl = out_f * layer.input.numel();
-            let (lets, bias) = weight_and_bias(&params, layer, wl, if *bias { *out_f } else { 0 }, false, &w, &b);
+            let (lets, bias) = weight_and_bias(
+                &params,
+                layer,
+                wl,
+                if *bias { *out_f } else { 0 },
+                false,
+                &w,
+                &b,
+            );
             quote! { #lets #rt::ops::linear::forward(s.y, s.x, w, #bias, &Self::#g, n); }
         }
-        Kind::Pool { max: true, .. } => quote! { #rt::ops::pool::max_forward(s.y, s.idx, s.x, &Self::#g, n); },
-        Kind::Pool { max: false, .. } => quote! { #rt::ops::pool::avg_forward(s.y, s.x, &Self::#g, n); },
+        Kind::Pool { max: true, .. } => {
+            quote! { #rt::ops::pool::max_forward(s.y, s.idx, s.x, &Self::#g, n); }
+        }
+        Kind::Pool { max: false, .. } => {
+            quote! { #rt::ops::pool::avg_forward(s.y, s.x, &Self::#g, n); }
+        }
         Kind::BatchNorm { .. } => {
             let c = layer.output.dims()[0];
             let (lets, _) = weight_and_bias(&params, layer, c, c, false, &w, &b);
@@ -283,8 +306,12 @@ fn backward_call(layer: &LayerPlan, g: &syn::Ident, first: bool) -> TokenStream 
             let (dlets, dbias) = weight_and_bias(&d_params, layer, wl, bl, true, &dw, &db);
             quote! { #lets #dlets #rt::ops::linear::backward(#d_x, d_w, #dbias, s.d_y, s.x, w, &Self::#g, n); }
         }
-        Kind::Pool { max: true, .. } => quote! { #rt::ops::pool::max_backward(s.d_x, s.d_y, s.idx, &Self::#g, n); },
-        Kind::Pool { max: false, .. } => quote! { #rt::ops::pool::avg_backward(s.d_x, s.d_y, &Self::#g, n); },
+        Kind::Pool { max: true, .. } => {
+            quote! { #rt::ops::pool::max_backward(s.d_x, s.d_y, s.idx, &Self::#g, n); }
+        }
+        Kind::Pool { max: false, .. } => {
+            quote! { #rt::ops::pool::avg_backward(s.d_x, s.d_y, &Self::#g, n); }
+        }
         Kind::BatchNorm { .. } => {
             let c = layer.output.dims()[0];
             let (lets, _) = weight_and_bias(&params, layer, c, c, false, &w, &b);
@@ -406,7 +433,10 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
     } else {
         quote!(_pass)
     };
-    let uses_train = plan.layers.iter().any(|l| matches!(l.kind, Kind::BatchNorm { .. }));
+    let uses_train = plan
+        .layers
+        .iter()
+        .any(|l| matches!(l.kind, Kind::BatchNorm { .. }));
     let train_binding = if uses_train {
         quote!(let train = tape.is_train();)
     } else {

@@ -320,11 +320,13 @@ fn resolve<'a>(layer: &'a LayerItem, kind: &str, errors: &mut Errors) -> Option<
     let mut values: HashMap<&'static str, &Arg> = HashMap::new();
     let mut ok = true;
     let mut next_positional = 0;
+    let mut surplus = false;
     for a in &layer.args {
         let spec = match &a.name {
             None => {
                 let Some(spec) = positional.get(next_positional) else {
                     ok = false;
+                    surplus = true;
                     if specs.is_empty() {
                         errors.spanned(&a.tokens, format!("`{kind}` takes no arguments"));
                     } else {
@@ -332,10 +334,11 @@ fn resolve<'a>(layer: &'a LayerItem, kind: &str, errors: &mut Errors) -> Option<
                         errors.spanned(
                             &a.tokens,
                             format!(
-                                "too many unnamed arguments: `{kind}` takes {} ({}); name the others, e.g. `{} = ...`; expected one of: {}",
-                                if taken.is_empty() { "none".to_string() } else { taken.len().to_string() },
+                                "too many unnamed arguments: `{kind}` takes {} unnamed ({}); name the others, e.g. `{} = {}`; expected one of: {}",
+                                taken.len(),
                                 one_of(&taken),
                                 specs.iter().find(|s| !s.positional).map_or("stride", |s| s.name),
+                                a.value.render(),
                                 one_of(&names)
                             ),
                         );
@@ -357,7 +360,10 @@ fn resolve<'a>(layer: &'a LayerItem, kind: &str, errors: &mut Errors) -> Option<
                     } else {
                         errors.spanned(
                             name,
-                            format!("unknown argument `{n}` for `{kind}`; {hint}expected one of: {}", one_of(&names)),
+                            format!(
+                                "unknown argument `{n}` for `{kind}`; {hint}expected one of: {}",
+                                one_of(&names)
+                            ),
                         );
                     }
                     continue;
@@ -367,7 +373,10 @@ fn resolve<'a>(layer: &'a LayerItem, kind: &str, errors: &mut Errors) -> Option<
         };
         if values.contains_key(spec.name) {
             ok = false;
-            errors.spanned(&a.tokens, format!("duplicate argument `{}` for `{kind}`", spec.name));
+            errors.spanned(
+                &a.tokens,
+                format!("duplicate argument `{}` for `{kind}`", spec.name),
+            );
             continue;
         }
         if !check_value(spec, a, errors) {
@@ -376,7 +385,8 @@ fn resolve<'a>(layer: &'a LayerItem, kind: &str, errors: &mut Errors) -> Option<
         values.insert(spec.name, a);
     }
     for spec in specs.iter().filter(|s| s.required) {
-        if !values.contains_key(spec.name) {
+        // After surplus unnamed arguments the "missing" one is most likely among them.
+        if !values.contains_key(spec.name) && !surplus {
             ok = false;
             let example = match kind {
                 "conv2d" if spec.name == "kernel" => "e.g. `conv2d(6, kernel = 5)`".to_string(),
@@ -386,7 +396,10 @@ fn resolve<'a>(layer: &'a LayerItem, kind: &str, errors: &mut Errors) -> Option<
             };
             errors.spanned(
                 &layer.call_tokens,
-                format!("`{kind}` is missing its `{}` argument; {example}", spec.name),
+                format!(
+                    "`{kind}` is missing its `{}` argument; {example}",
+                    spec.name
+                ),
             );
         }
     }
@@ -409,9 +422,10 @@ fn check_value(spec: &ArgSpec, a: &Arg, errors: &mut Errors) -> bool {
             _ => wrong(errors, "a positive integer"),
         },
         ArgKind::Window => match v {
-            Value::Int(0) | Value::Pair(0, _) | Value::Pair(_, 0) => {
-                wrong(errors, "at least 1 (a zero-sized window or stride has no output)")
-            }
+            Value::Int(0) | Value::Pair(0, _) | Value::Pair(_, 0) => wrong(
+                errors,
+                "at least 1 (a zero-sized window or stride has no output)",
+            ),
             Value::Int(_) | Value::Pair(..) => true,
             _ => wrong(errors, "a positive integer or a pair `(height, width)`"),
         },
@@ -538,55 +552,56 @@ fn window_output(
     pad: [usize; 2],
     floor: bool,
     layer: &LayerItem,
-    res: &Resolved<'_>,
     errors: &mut Errors,
 ) -> Option<[usize; 2]> {
-    let rounding = if floor { Rounding::Floor } else { Rounding::Exact };
-    let axes = ["height", "width"];
+    let rounding = if floor {
+        Rounding::Floor
+    } else {
+        Rounding::Exact
+    };
     let mut out = [0; 2];
-    let mut messages: Vec<(String, Option<&TokenStream>)> = Vec::new();
+    let mut failed: Vec<(usize, SizeError)> = Vec::new();
     for a in 0..2 {
-        let size = input[a + 1];
-        match output_size(size, kernel[a], stride[a], pad[a], rounding) {
+        match output_size(input[a + 1], kernel[a], stride[a], pad[a], rounding) {
             Ok(v) => out[a] = v,
-            Err(SizeError::KernelTooLarge { padded }) => {
-                let need = (kernel[a] - size).div_ceil(2);
-                messages.push((
-                    format!(
-                        "{who}: the {what} {} {} is larger than the padded input {} {size} + 2*{} = {padded}; the input is {}; use a {what} of at most {padded} or `pad = {need}`",
-                        axes[a],
-                        kernel[a],
-                        axes[a],
-                        pad[a],
-                        dims_text(&input),
-                    ),
-                    res.tokens("kernel"),
-                ));
-            }
-            Err(SizeError::Inexact { .. }) => {
-                messages.push((
-                    format!(
-                        "{who}: output {} {} is not a whole number; {}",
-                        axes[a],
-                        formula(size, kernel[a], stride[a], pad[a]),
-                        suggest(size, kernel[a], stride[a], pad[a])
-                    ),
-                    res.tokens("stride").or(res.tokens("kernel")),
-                ));
-            }
             // Zero kernels and strides were reported when the arguments were checked.
             Err(SizeError::ZeroKernel | SizeError::ZeroStride) => return None,
+            Err(e) => failed.push((a, e)),
         }
     }
-    if messages.is_empty() {
+    if failed.is_empty() {
         return Some(out);
     }
     // A square input with a square window fails the same way on both axes: say it once.
-    if messages.len() == 2 && input[1] == input[2] && kernel[0] == kernel[1] && stride[0] == stride[1] && pad[0] == pad[1] {
-        let (msg, _) = &messages[0];
-        messages = vec![(msg.replacen("height", "height and width", 1), None)];
+    let square = input[1] == input[2]
+        && kernel[0] == kernel[1]
+        && stride[0] == stride[1]
+        && pad[0] == pad[1];
+    if square && failed.len() == 2 {
+        failed.truncate(1);
     }
-    for (msg, _) in messages {
+    for (a, e) in failed {
+        let axis = match (square, a) {
+            (true, _) => "height and width",
+            (false, 0) => "height",
+            (false, _) => "width",
+        };
+        let size = input[a + 1];
+        let msg = match e {
+            SizeError::KernelTooLarge { padded } => format!(
+                "{who}: the {what} ({}) does not fit the padded input: {axis} {size} + 2*{} = {padded} is less than {}; the input is {}; use a {what} of at most {padded} or `pad = {}`",
+                if kernel[0] == kernel[1] { format!("{0}x{0}", kernel[0]) } else { format!("{}x{}", kernel[0], kernel[1]) },
+                pad[a],
+                kernel[a],
+                dims_text(&input),
+                (kernel[a] - size).div_ceil(2),
+            ),
+            _ => format!(
+                "{who}: output {axis} {} is not a whole number; {}",
+                formula(size, kernel[a], stride[a], pad[a]),
+                suggest(size, kernel[a], stride[a], pad[a])
+            ),
+        };
         errors.spanned(&layer.call_tokens, msg);
     }
     None
@@ -621,7 +636,10 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
     if layer_items.is_empty() && input.is_some() {
         errors.at(
             net.name.span(),
-            format!("`{}` has no layers; add at least one after `input`, e.g. `fc: linear(10)`", net.name),
+            format!(
+                "`{}` has no layers; add at least one after `input`, e.g. `fc: linear(10)`",
+                net.name
+            ),
         );
     }
     for (i, layer) in layer_items.iter().enumerate() {
@@ -633,7 +651,10 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
             Some(name) => {
                 let n = name.to_string();
                 if n == "input" {
-                    errors.spanned(name, "`input` names the network's input, not a layer; choose another name");
+                    errors.spanned(
+                        name,
+                        "`input` names the network's input, not a layer; choose another name",
+                    );
                 } else if let Some(first) = names.get(&n) {
                     errors.spanned(
                         name,
@@ -662,7 +683,10 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
                 .unwrap_or_default();
             errors.spanned(
                 &layer.kind,
-                format!("unknown layer `{kind}`; {hint}the layers are: {}", one_of(LAYER_KINDS)),
+                format!(
+                    "unknown layer `{kind}`; {hint}the layers are: {}",
+                    one_of(LAYER_KINDS)
+                ),
             );
             shape = None;
             continue;
@@ -682,7 +706,11 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
         let mut n_params = 0usize;
         let param_offset = params.last().map_or(0, |p: &TensorPlan| p.offset + p.len);
         let buffer_offset = buffers.last().map_or(0, |p: &TensorPlan| p.offset + p.len);
-        let pname = layer.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        let pname = layer
+            .name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
         let push = |list: &mut Vec<TensorPlan>, suffix: &str, shape: Vec<usize>, init: InitPlan| {
             let offset = list.last().map_or(0, |p| p.offset + p.len);
             let len = shape.iter().product();
@@ -697,12 +725,24 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
         };
         match &k {
             Kind::Conv2d {
-                out_c, kernel, stride, bias, ..
+                out_c,
+                kernel,
+                stride,
+                bias,
+                ..
             } => {
-                let Shape::Spatial([c, ..]) = in_shape else { unreachable!("checked in build_layer") };
+                let Shape::Spatial([c, ..]) = in_shape else {
+                    unreachable!("checked in build_layer")
+                };
                 let fan_in = c * kernel[0] * kernel[1];
-                let init = weight_init(&layer_items[i + 1..], fan_in, out_c * kernel[0] * kernel[1]);
-                n_params += push(&mut params, "weight", vec![*out_c, c, kernel[0], kernel[1]], init);
+                let init =
+                    weight_init(&layer_items[i + 1..], fan_in, out_c * kernel[0] * kernel[1]);
+                n_params += push(
+                    &mut params,
+                    "weight",
+                    vec![*out_c, c, kernel[0], kernel[1]],
+                    init,
+                );
                 if *bias {
                     n_params += push(&mut params, "bias", vec![*out_c], InitPlan::Zeros);
                 }
@@ -791,12 +831,23 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
 fn explain(kind: &Kind, input: Shape, out: Shape) -> String {
     let (kernel, stride, pad) = match kind {
         Kind::Conv2d {
-            kernel, stride, pad, ..
+            kernel,
+            stride,
+            pad,
+            ..
         }
         | Kind::Pool {
-            kernel, stride, pad, ..
+            kernel,
+            stride,
+            pad,
+            ..
         } => (kernel, stride, pad),
-        Kind::Flatten => return format!(" (flatten multiplies {})", input.text().replace(", ", " x ")),
+        Kind::Flatten => {
+            return format!(
+                " (flatten multiplies {})",
+                input.text().replace(", ", " x ")
+            )
+        }
         _ => return String::new(),
     };
     let (Shape::Spatial([_, h, w]), Shape::Spatial(_)) = (input, out) else {
@@ -852,7 +903,8 @@ fn build_layer(
             let stride = res.pair("stride", [1, 1]);
             let pad = res.pair("pad", [0, 0]);
             let floor = res.bool("floor", false);
-            let [oh, ow] = window_output(who, "kernel", d, kernel, stride, pad, floor, layer, res, errors)?;
+            let [oh, ow] =
+                window_output(who, "kernel", d, kernel, stride, pad, floor, layer, errors)?;
             let out_c = res.int("out_channels", 1);
             Some((
                 Kind::Conv2d {
@@ -886,7 +938,8 @@ fn build_layer(
                 );
                 return None;
             }
-            let [oh, ow] = window_output(who, "window", d, kernel, stride, pad, floor, layer, res, errors)?;
+            let [oh, ow] =
+                window_output(who, "window", d, kernel, stride, pad, floor, layer, errors)?;
             Some((
                 Kind::Pool {
                     max: kind == "max_pool",
@@ -968,14 +1021,20 @@ fn check_input(net: &Network, errors: &mut Errors) -> Option<Shape> {
     }
     for (_, extra) in inputs.iter().skip(1) {
         ok = false;
-        errors.spanned(&extra.tokens, "duplicate `input`: a network has exactly one input shape");
+        errors.spanned(
+            &extra.tokens,
+            "duplicate `input`: a network has exactly one input shape",
+        );
     }
     if decl.keyword != "input" {
         // Unreachable through the parser, which only makes an input of `name: [..]`; but a
         // layer name followed by dims is a likely typo of `input`.
         errors.spanned(
             &decl.tokens,
-            format!("`{}: [..]` looks like an input shape; write `input: [..]`", decl.keyword),
+            format!(
+                "`{}: [..]` looks like an input shape; write `input: [..]`",
+                decl.keyword
+            ),
         );
         return None;
     }
@@ -1042,7 +1101,10 @@ mod tests {
         assert_eq!(p.output(), Shape::Vector(10));
         assert_eq!(p.num_params(), 61_706);
         assert_eq!(p.layers[0].params, 156);
-        let rf: Vec<usize> = [0, 2, 3, 5].iter().map(|&i| p.layers[i].receptive_field[0]).collect();
+        let rf: Vec<usize> = [0, 2, 3, 5]
+            .iter()
+            .map(|&i| p.layers[i].receptive_field[0])
+            .collect();
         assert_eq!(rf, [5, 6, 14, 16]);
         assert_eq!(p.layers[0].macs, 6 * 28 * 28 * 25);
         assert_eq!(p.params[0].name, "conv1.weight");
@@ -1050,12 +1112,19 @@ mod tests {
         assert_eq!(p.params[0].init, InitPlan::He { fan_in: 25 });
         assert_eq!(p.params.last().unwrap().name, "fc3.bias");
         // fc3 has no activation after it.
-        assert_eq!(p.params[8].init, InitPlan::Glorot { fan_in: 84, fan_out: 10 });
+        assert_eq!(
+            p.params[8].init,
+            InitPlan::Glorot {
+                fan_in: 84,
+                fan_out: 10
+            }
+        );
     }
 
     #[test]
     fn inexact_stride_shows_formula_and_fixes() {
-        let e = errors("struct A { input: [3, 227, 227], conv1: conv2d(96, kernel = 11, stride = 5) }");
+        let e =
+            errors("struct A { input: [3, 227, 227], conv1: conv2d(96, kernel = 11, stride = 5) }");
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(
             e[0],
@@ -1087,11 +1156,14 @@ mod tests {
     #[test]
     fn shape_mistakes() {
         let e = errors("struct N { input: [1, 28, 28], fc: linear(10) }");
-        assert!(e[0].contains("add `flatten` before it to make it [784]"), "{e:?}");
+        assert!(
+            e[0].contains("add `flatten` before it to make it [784]"),
+            "{e:?}"
+        );
         let e = errors("struct N { input: [10], c: conv2d(4, kernel = 3) }");
         assert!(e[0].contains("needs a spatial input"), "{e:?}");
         let e = errors("struct N { input: [1, 3, 3], c: conv2d(4, kernel = 5) }");
-        assert!(e[0].contains("larger than the padded input"), "{e:?}");
+        assert_eq!(e[0], "c: the kernel (5x5) does not fit the padded input: height and width 3 + 2*0 = 3 is less than 5; the input is [1, 3, 3]; use a kernel of at most 3 or `pad = 1`");
         let e = errors("struct N { input: [1, 28, 28], c: conv2d(4, kernel = 5) -> [4, 28, 28] }");
         assert_eq!(
             e[0],
@@ -1105,14 +1177,22 @@ mod tests {
         assert!(errors("struct N { }")[0].contains("needs its input shape"));
         assert!(errors("struct N { input: [4] }")[0].contains("has no layers"));
         assert!(errors("struct N { relu, input: [4] }")[0].contains("must be the first item"));
-        assert!(errors("struct N { input: [4], a: linear(2), a: linear(2) }")[0].contains("duplicate layer name"));
+        assert!(
+            errors("struct N { input: [4], a: linear(2), a: linear(2) }")[0]
+                .contains("duplicate layer name")
+        );
         assert!(errors("struct N { input: [4], conv(2) }")[0].contains("did you mean `conv2d`"));
         assert!(errors("struct N { input: [4, 4] }")[0].contains("2 dimensions"));
         assert!(errors("struct N { input: [4], a: linear(0) }")[0].contains("at least 1"));
         assert!(errors("struct N { input: [4], a: linear(2, 3) }")[0].contains("too many unnamed"));
-        assert!(errors("struct N { input: [4], a: linear(2, bias = 1) }")[0].contains("`true` or `false`"));
-        assert!(errors("struct N { input: [4], a: linear(bias = true) }")[0].contains("missing its `out_features`"));
-        assert!(errors("struct N { input: [4], a: linear(2, bias = true, bias = false) }")[0].contains("duplicate argument"));
+        assert!(errors("struct N { input: [4], a: linear(2, bias = 1) }")[0]
+            .contains("`true` or `false`"));
+        assert!(errors("struct N { input: [4], a: linear(bias = true) }")[0]
+            .contains("missing its `out_features`"));
+        assert!(
+            errors("struct N { input: [4], a: linear(2, bias = true, bias = false) }")[0]
+                .contains("duplicate argument")
+        );
     }
 
     #[test]

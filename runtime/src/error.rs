@@ -25,7 +25,9 @@ pub enum Error {
         what: String,
     },
     /// A class label is not below the number of classes.
-    #[error("label {label} at position {index} is out of range: the network has {classes} classes")]
+    #[error(
+        "label {label} at position {index} is out of range: the network has {classes} classes"
+    )]
     LabelOutOfRange {
         /// The bad label.
         label: usize,

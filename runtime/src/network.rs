@@ -87,7 +87,7 @@ impl State {
         State {
             params: p,
             buffers: b,
-            rng: NetRng::seed_from_u64(seed ^ 0xD0_0D_5EED),
+            rng: NetRng::seed_from_u64(seed ^ 0xD00D_5EED),
         }
     }
 }
@@ -105,7 +105,9 @@ fn fill(store: &mut ParamStore, rng: &mut NetRng) {
                 continue;
             }
             Init::HeUniform { fan_in } => (6.0 / fan_in.max(1) as f64).sqrt(),
-            Init::GlorotUniform { fan_in, fan_out } => (6.0 / (fan_in + fan_out).max(1) as f64).sqrt(),
+            Init::GlorotUniform { fan_in, fan_out } => {
+                (6.0 / (fan_in + fan_out).max(1) as f64).sqrt()
+            }
         } as f32;
         view.mapv_inplace(|_| rng.random_range(-bound..=bound));
     }
@@ -338,7 +340,10 @@ pub trait Network: Sized {
     ///
     /// # Errors
     /// [`Error::Shape`] when the input's per-sample shape is not [`Network::INPUT_SHAPE`].
-    fn forward(&self, x: ArrayView<'_, f32, Self::InputDim>) -> Result<Array<f32, Self::OutputDim>> {
+    fn forward(
+        &self,
+        x: ArrayView<'_, f32, Self::InputDim>,
+    ) -> Result<Array<f32, Self::OutputDim>> {
         let mut tape = Tape::new();
         let n = load_input::<Self>(&mut tape, x.into_dyn(), false)?;
         let state = self.state();

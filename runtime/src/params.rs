@@ -149,7 +149,9 @@ impl ParamStore {
     }
 
     /// Every tensor mutably, with its entry, in table order.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&'static ParamInfo, ArrayViewMutD<'_, f32>)> {
+    pub fn iter_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (&'static ParamInfo, ArrayViewMutD<'_, f32>)> {
         let mut rest: &mut [f32] = &mut self.data;
         let mut consumed = 0;
         self.table.iter().map(move |p| {

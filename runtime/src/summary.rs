@@ -55,7 +55,13 @@ pub(crate) fn thousands(v: u64) -> String {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let header = ["layer", "output shape", "params", "receptive field", "mult-adds"];
+        let header = [
+            "layer",
+            "output shape",
+            "params",
+            "receptive field",
+            "mult-adds",
+        ];
         let mut rows: Vec<[String; 5]> = vec![[
             "input".to_string(),
             shape_text(self.input),

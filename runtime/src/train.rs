@@ -98,7 +98,13 @@ fn argmax_rows(logits: &[f32], classes: usize) -> impl Iterator<Item = usize> + 
     logits.chunks_exact(classes).map(|row| {
         row.iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                if v > best.1 {
+                    (i, v)
+                } else {
+                    best
+                }
+            })
             .0
     })
 }
@@ -171,7 +177,11 @@ impl Evaluation {
             out.push_str(&format!(" {c:>width$}"));
         }
         out.push('\n');
-        out.push_str(&format!("{}-+{}\n", "-".repeat(6), "-".repeat(k * (width + 1))));
+        out.push_str(&format!(
+            "{}-+{}\n",
+            "-".repeat(6),
+            "-".repeat(k * (width + 1))
+        ));
         for (t, row) in self.confusion.iter().enumerate() {
             out.push_str(&format!("{t:>6} |"));
             for v in row {
@@ -220,7 +230,11 @@ fn check_data<N: Network>(data: &Dataset) -> Result<usize> {
 /// # Errors
 /// [`Error::Shape`] when the dataset's samples are not the network's input or its classes do not
 /// fit its output; [`Error::Config`] for a zero batch.
-pub fn evaluate<N: Network<OutputDim = Ix2>>(net: &N, data: &Dataset, batch: usize) -> Result<Evaluation> {
+pub fn evaluate<N: Network<OutputDim = Ix2>>(
+    net: &N,
+    data: &Dataset,
+    batch: usize,
+) -> Result<Evaluation> {
     if batch == 0 {
         return Err(Error::Config {
             name: "batch size",
@@ -239,7 +253,8 @@ pub fn evaluate<N: Network<OutputDim = Ix2>>(net: &N, data: &Dataset, batch: usi
         let logits = net.forward(input_view::<N>(&x, chunk.len())?)?;
         let logits = logits.as_slice().expect("fresh output is contiguous");
         d_logits.resize(logits.len(), 0.0);
-        loss_sum += softmax_cross_entropy(&mut d_logits, logits, &y, classes)? as f64 * chunk.len() as f64;
+        loss_sum +=
+            softmax_cross_entropy(&mut d_logits, logits, &y, classes)? as f64 * chunk.len() as f64;
         for (pred, &truth) in argmax_rows(logits, classes).zip(&y) {
             confusion[truth][pred] += 1;
             correct += usize::from(pred == truth);
@@ -247,7 +262,11 @@ pub fn evaluate<N: Network<OutputDim = Ix2>>(net: &N, data: &Dataset, batch: usi
     }
     let total = data.len();
     Ok(Evaluation {
-        loss: if total == 0 { 0.0 } else { (loss_sum / total as f64) as f32 },
+        loss: if total == 0 {
+            0.0
+        } else {
+            (loss_sum / total as f64) as f32
+        },
         correct,
         total,
         confusion,
@@ -310,14 +329,20 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
     ///
     /// # Errors
     /// Shape errors for a batch that is not the network's input, label errors from the loss.
-    pub fn step(&mut self, x: ArrayView<'_, f32, N::InputDim>, labels: &[usize]) -> Result<StepStats> {
+    pub fn step(
+        &mut self,
+        x: ArrayView<'_, f32, N::InputDim>,
+        labels: &[usize],
+    ) -> Result<StepStats> {
         let logits = self.net.forward_train(x, &mut self.tape)?;
         let (n, k) = logits.dim();
         if self.d_logits.dim() != (n, k) {
             self.d_logits = Array2::zeros((n, k));
         }
         let loss = softmax_cross_entropy(
-            self.d_logits.as_slice_mut().expect("owned array is contiguous"),
+            self.d_logits
+                .as_slice_mut()
+                .expect("owned array is contiguous"),
             logits.as_slice().expect("tape output is contiguous"),
             labels,
             k,
@@ -327,9 +352,12 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
             .filter(|(p, t)| p == *t)
             .count();
         self.grads.zero();
-        self.net.backward(&mut self.tape, self.d_logits.view(), &mut self.grads)?;
-        self.opt
-            .step(self.net.params_mut().as_mut_slice(), self.grads.params().as_slice())?;
+        self.net
+            .backward(&mut self.tape, self.d_logits.view(), &mut self.grads)?;
+        self.opt.step(
+            self.net.params_mut().as_mut_slice(),
+            self.grads.params().as_slice(),
+        )?;
         Ok(StepStats {
             loss,
             correct,
@@ -343,7 +371,13 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
     /// # Errors
     /// [`Error::Config`] for a zero batch or an invalid schedule; shape errors when the dataset
     /// does not fit the network.
-    pub fn epoch(&mut self, data: &Dataset, batch: usize, epoch: usize, progress: bool) -> Result<EpochReport> {
+    pub fn epoch(
+        &mut self,
+        data: &Dataset,
+        batch: usize,
+        epoch: usize,
+        progress: bool,
+    ) -> Result<EpochReport> {
         if batch == 0 {
             return Err(Error::Config {
                 name: "batch size",
@@ -401,8 +435,16 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         let seconds = start.elapsed().as_secs_f64();
         Ok(EpochReport {
             epoch,
-            loss: if steps == 0 { 0.0 } else { (loss_sum / steps as f64) as f32 },
-            accuracy: if seen == 0 { 0.0 } else { correct as f32 / seen as f32 },
+            loss: if steps == 0 {
+                0.0
+            } else {
+                (loss_sum / steps as f64) as f32
+            },
+            accuracy: if seen == 0 {
+                0.0
+            } else {
+                correct as f32 / seen as f32
+            },
             lr,
             seconds,
             images_per_sec: seen as f64 / seconds.max(1e-9),

@@ -1,4 +1,4 @@
-// Only the width fails: the error names that axis alone.
+// Only the height fails (the width tiles exactly): the error names that axis alone.
 use striate::prelude::*;
 
 network! {
