@@ -1,5 +1,8 @@
 //! The trait every `network!` implements, and the types it hands out.
 
+use std::collections::HashMap;
+use std::path::Path;
+
 use ndarray::{Array, ArrayView, ArrayViewD, ArrayViewMutD, Dimension, IxDyn};
 use rand::SeedableRng;
 
@@ -333,6 +336,92 @@ pub trait Network: Sized {
                 values,
             });
         }
+    }
+
+    /// Writes every parameter and buffer, under its PyTorch name, to a safetensors file,
+    /// atomically (an earlier file at `path` stays whole if the write fails).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let state = self.state();
+        let mut tensors = Vec::new();
+        for store in [&state.params, &state.buffers] {
+            for info in store.table() {
+                let values = &store.as_slice()[info.offset..info.offset + info.len];
+                tensors.push((info.name.to_string(), info.shape.to_vec(), values));
+            }
+        }
+        let metadata = HashMap::from([
+            ("network".to_string(), Self::NAME.to_string()),
+            (
+                "written_by".to_string(),
+                format!("striate {}", env!("CARGO_PKG_VERSION")),
+            ),
+        ]);
+        crate::io::save_tensors(path.as_ref(), &tensors, Some(metadata))
+    }
+
+    /// Reads every parameter and buffer from a safetensors file written by [`Network::save`]
+    /// (or by PyTorch from a module with the same names). Nothing changes unless every tensor
+    /// is present with the right shape.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for an unreadable file; [`Error::Format`] naming the tensor when one is
+    /// missing, has another shape, or is not the network's.
+    fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut found: HashMap<String, crate::io::LoadedTensor> = crate::io::load_tensors(path)?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        let mut ordered = Vec::new();
+        for info in Self::PARAMS.iter().chain(Self::BUFFERS) {
+            let t = found.remove(info.name).ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!(
+                        "missing tensor `{}` of shape {:?} that {} needs",
+                        info.name,
+                        info.shape,
+                        Self::NAME
+                    ),
+                )
+            })?;
+            if t.shape != info.shape {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "tensor `{}`: expected shape {:?}, found {:?}",
+                        info.name, info.shape, t.shape
+                    ),
+                ));
+            }
+            ordered.push(t);
+        }
+        if let Some(extra) = found.keys().min() {
+            return Err(Error::format(
+                path,
+                format!(
+                    "tensor `{extra}` is not a parameter or buffer of {}; it has: {}",
+                    Self::NAME,
+                    self.params().known_names()
+                ),
+            ));
+        }
+        let state = self.state_mut();
+        let (np, nb) = (state.params.table().len(), state.buffers.table().len());
+        debug_assert_eq!(np + nb, ordered.len());
+        let (p, b) = ordered.split_at(np);
+        for (t, info) in p.iter().zip(Self::PARAMS) {
+            let dst = &mut state.params.as_mut_slice()[info.offset..info.offset + info.len];
+            dst.copy_from_slice(&t.data);
+        }
+        for (t, info) in b.iter().zip(Self::BUFFERS) {
+            let dst = &mut state.buffers.as_mut_slice()[info.offset..info.offset + info.len];
+            dst.copy_from_slice(&t.data);
+        }
+        Ok(())
     }
 
     /// Inference (evaluation mode) on a batch of any size: `[N, ...INPUT_SHAPE]` in,

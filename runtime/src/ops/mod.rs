@@ -16,6 +16,7 @@ pub mod dropout;
 mod gemm;
 pub mod linear;
 pub mod loss;
+pub mod parallel;
 pub mod pool;
 mod window;
 
