@@ -1,0 +1,178 @@
+//! The generated API: shapes checked at run time with errors naming both shapes, batches of any
+//! size, train and eval modes, deterministic initialisation, parameters by name, weight files.
+
+use striate::prelude::*;
+use striate::runtime::Network;
+
+network! {
+    /// A small convolutional classifier with every mode-dependent layer.
+    pub struct Small {
+        input: [1, 8, 8],
+        conv: conv2d(4, kernel = 3, pad = 1),
+        bn: batch_norm,
+        relu,
+        max_pool(2),
+        flatten,
+        drop: dropout(0.5),
+        fc: linear(3),
+    }
+}
+
+fn batch(n: usize) -> Array4<f32> {
+    Array4::from_shape_fn((n, 1, 8, 8), |(b, _, i, j)| ((b * 64 + i * 8 + j) as f32 * 0.37).sin())
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("striate-api-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn wrong_input_shape_is_an_error_naming_both_shapes() {
+    let net = Small::init(0);
+    let err = net.forward(Array4::zeros((5, 1, 8, 9)).view()).unwrap_err();
+    assert_eq!(err.to_string(), "input of Small: expected shape [5, 1, 8, 8], found [5, 1, 8, 9]");
+    assert!(matches!(err, striate::Error::Shape { .. }));
+}
+
+#[test]
+fn any_batch_size() {
+    let net = Small::init(0);
+    for n in [0, 1, 3, 64] {
+        assert_eq!(net.forward(batch(n).view()).unwrap().shape(), &[n, 3]);
+    }
+    // One sample alone gives what it gives inside a batch (evaluation mode).
+    let all = net.forward(batch(4).view()).unwrap();
+    let one = net.forward(batch(4).slice(ndarray::s![2..3, .., .., ..])).unwrap();
+    for (a, b) in all.row(2).iter().zip(one.row(0)) {
+        assert!((a - b).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn non_contiguous_input() {
+    let net = Small::init(0);
+    let x = batch(6);
+    let strided = x.slice(ndarray::s![..;2, .., .., ..]);
+    let copied = strided.to_owned();
+    assert_eq!(net.forward(strided).unwrap(), net.forward(copied.view()).unwrap());
+}
+
+#[test]
+fn same_seed_same_network() {
+    assert_eq!(Small::init(7).params(), Small::init(7).params());
+    assert_ne!(Small::init(7).params(), Small::init(8).params());
+    let net = Small::init(7);
+    assert!(net.params().get("bn.weight").unwrap().iter().all(|v| *v == 1.0));
+    assert!(net.buffers().get("bn.running_var").unwrap().iter().all(|v| *v == 1.0));
+    assert!(net.params().get("conv.bias").unwrap().iter().all(|v| *v == 0.0));
+    // He-uniform bound for conv (fan-in 9, ReLU follows): sqrt(6/9).
+    let bound = (6.0f32 / 9.0).sqrt();
+    let w = net.params().get("conv.weight").unwrap();
+    assert!(w.iter().all(|v| v.abs() <= bound) && w.iter().any(|v| v.abs() > bound / 2.0));
+}
+
+#[test]
+fn train_and_eval_modes() {
+    let mut net = Small::init(1);
+    let x = batch(8);
+    let mut tape = Tape::new();
+    let eval_a = net.forward_tape(x.view(), &mut tape, Mode::Eval).unwrap().to_owned();
+    let eval_b = net.forward(x.view()).unwrap();
+    assert_eq!(eval_a, eval_b, "evaluation is deterministic and leaves no trace");
+    let before = net.buffers().clone();
+    let train_a = net.forward_train(x.view(), &mut tape).unwrap().to_owned();
+    let train_b = net.forward_train(x.view(), &mut tape).unwrap().to_owned();
+    assert_ne!(train_a, train_b, "dropout draws a new mask every training pass");
+    assert_ne!(net.buffers(), &before, "training updates the running statistics");
+    // PyTorch's momentum 0.1: running_mean = 0.9 * 0 + 0.1 * batch mean, twice.
+    let mean = net.buffers().get("bn.running_mean").unwrap().to_owned();
+    assert!(mean.iter().any(|v| v.abs() > 1e-4));
+    assert!(net.forward_train(Array4::zeros((0, 1, 8, 8)).view(), &mut tape).is_err());
+}
+
+#[test]
+fn backward_checks_its_inputs() {
+    let mut net = Small::init(0);
+    let mut grads = net.gradients();
+    let mut tape = Tape::new();
+    let d = Array2::<f32>::zeros((4, 3));
+    let err = net.backward(&mut tape, d.view(), &mut grads).unwrap_err();
+    assert!(err.to_string().contains("needs a tape filled by its forward"), "{err}");
+    net.forward_train(batch(4).view(), &mut tape).unwrap();
+    let err = net.backward(&mut tape, Array2::zeros((3, 3)).view(), &mut grads).unwrap_err();
+    assert_eq!(err.to_string(), "output gradient of Small: expected shape [4, 3], found [3, 3]");
+    net.backward(&mut tape, d.view(), &mut grads).unwrap();
+    assert!(grads.input().is_none());
+    assert_eq!(grads.get("fc.weight").unwrap().shape(), &[3, 64]);
+}
+
+#[test]
+fn parameters_by_name() {
+    let mut net = Small::init(0);
+    let names: Vec<&str> = Small::PARAMS.iter().map(|p| p.name).collect();
+    assert_eq!(names, ["conv.weight", "conv.bias", "bn.weight", "bn.bias", "fc.weight", "fc.bias"]);
+    let buffers: Vec<&str> = Small::BUFFERS.iter().map(|p| p.name).collect();
+    assert_eq!(buffers, ["bn.running_mean", "bn.running_var"]);
+    let mut seen = Vec::new();
+    net.visit_mut(|mut t| {
+        seen.push((t.info.name, t.learnable, t.values.shape().to_vec()));
+        if t.info.name == "fc.bias" {
+            t.values.fill(2.5);
+        }
+    });
+    assert_eq!(seen.len(), 8);
+    assert_eq!(seen[0], ("conv.weight", true, vec![4, 1, 3, 3]));
+    assert_eq!(seen[7], ("bn.running_var", false, vec![4]));
+    assert!(net.params().get("fc.bias").unwrap().iter().all(|v| *v == 2.5));
+    let err = net
+        .params_mut()
+        .set("fc.bias", Array1::zeros(4).into_dyn().view())
+        .unwrap_err();
+    assert_eq!(err.to_string(), "fc.bias: expected shape [3], found [4]");
+    let err = net
+        .params_mut()
+        .set("fc.gamma", Array1::zeros(3).into_dyn().view())
+        .unwrap_err();
+    assert!(err.to_string().starts_with("unknown parameter `fc.gamma`"), "{err}");
+}
+
+#[test]
+fn weights_round_trip_through_a_file() {
+    let path = temp_path("round-trip.safetensors");
+    let mut trained = Small::init(3);
+    let mut tape = Tape::new();
+    trained.forward_train(batch(4).view(), &mut tape).unwrap();
+    trained.save(&path).unwrap();
+    let mut loaded = Small::init(4);
+    loaded.load(&path).unwrap();
+    assert_eq!(loaded.params(), trained.params());
+    assert_eq!(loaded.buffers(), trained.buffers());
+    assert_eq!(loaded.forward(batch(2).view()).unwrap(), trained.forward(batch(2).view()).unwrap());
+    std::fs::remove_file(&path).unwrap();
+}
+
+network! {
+    struct Other {
+        input: [1, 8, 8],
+        conv: conv2d(5, kernel = 3, pad = 1),
+        flatten,
+        fc: linear(3),
+    }
+}
+
+#[test]
+fn loading_the_wrong_file_is_an_error_and_changes_nothing() {
+    let path = temp_path("other.safetensors");
+    Other::init(0).save(&path).unwrap();
+    let mut net = Small::init(0);
+    let before = net.params().clone();
+    let err = net.load(&path).unwrap_err().to_string();
+    assert!(err.contains("tensor `conv.weight`: expected shape [4, 1, 3, 3], found [5, 1, 3, 3]"), "{err}");
+    assert_eq!(net.params(), &before);
+    std::fs::write(&path, b"not a weight file").unwrap();
+    let err = net.load(&path).unwrap_err();
+    assert!(matches!(err, striate::Error::Format { .. }), "{err}");
+    std::fs::remove_file(&path).unwrap();
+    let err = net.load(&path).unwrap_err();
+    assert!(matches!(err, striate::Error::Io { .. }), "{err}");
+}
