@@ -90,13 +90,13 @@ fn main() -> striate::Result<()> {
     println!("{}\n", ConvDemo::summary());
     print_volume("input volume (+pad 1), 5x5x3:", x.index_axis(Axis(0), 0));
     let w = net.params().get("conv.weight").expect("conv has a weight");
-    for f in 0..2 {
+    for (f, bias) in BIASES.iter().enumerate() {
         let filter = w
             .index_axis(Axis(0), f)
             .into_dimensionality()
             .expect("a filter is 3-D");
         print_volume(&format!("filter w{f}, 3x3x3:"), filter);
-        println!("  bias b{f} = {}", BIASES[f]);
+        println!("  bias b{f} = {bias}");
     }
     print_volume("output volume, 3x3x2:", y.index_axis(Axis(0), 0));
     let expected = Array4::from_shape_fn((1, 2, 3, 3), |(_, o, i, j)| EXPECTED[o][i][j]);

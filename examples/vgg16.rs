@@ -43,7 +43,9 @@ fn main() -> striate::Result<()> {
     if std::env::args().any(|a| a == "--train-step") {
         let start = std::time::Instant::now();
         let mut net = Vgg16::init(0);
-        let x = Array4::from_shape_fn((2, 3, 224, 224), |(n, c, i, j)| ((n + c + i * j) % 7) as f32 / 7.0);
+        let x = Array4::from_shape_fn((2, 3, 224, 224), |(n, c, i, j)| {
+            ((n + c + i * j) % 7) as f32 / 7.0
+        });
         let mut tape = Tape::new();
         let mut grads = net.gradients();
         let logits = net.forward_train(x.view(), &mut tape)?;

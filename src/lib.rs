@@ -79,3 +79,8 @@ pub mod prelude {
     pub use striate_runtime::optim::{LrSchedule, Sgd};
     pub use striate_runtime::{cross_entropy, Error, Gradients, Mode, Network, Tape};
 }
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -19,7 +19,9 @@ network! {
 }
 
 fn batch(n: usize) -> Array4<f32> {
-    Array4::from_shape_fn((n, 1, 8, 8), |(b, _, i, j)| ((b * 64 + i * 8 + j) as f32 * 0.37).sin())
+    Array4::from_shape_fn((n, 1, 8, 8), |(b, _, i, j)| {
+        ((b * 64 + i * 8 + j) as f32 * 0.37).sin()
+    })
 }
 
 fn temp_path(name: &str) -> std::path::PathBuf {
@@ -30,7 +32,10 @@ fn temp_path(name: &str) -> std::path::PathBuf {
 fn wrong_input_shape_is_an_error_naming_both_shapes() {
     let net = Small::init(0);
     let err = net.forward(Array4::zeros((5, 1, 8, 9)).view()).unwrap_err();
-    assert_eq!(err.to_string(), "input of Small: expected shape [5, 1, 8, 8], found [5, 1, 8, 9]");
+    assert_eq!(
+        err.to_string(),
+        "input of Small: expected shape [5, 1, 8, 8], found [5, 1, 8, 9]"
+    );
     assert!(matches!(err, striate::Error::Shape { .. }));
 }
 
@@ -42,7 +47,9 @@ fn any_batch_size() {
     }
     // One sample alone gives what it gives inside a batch (evaluation mode).
     let all = net.forward(batch(4).view()).unwrap();
-    let one = net.forward(batch(4).slice(ndarray::s![2..3, .., .., ..])).unwrap();
+    let one = net
+        .forward(batch(4).slice(ndarray::s![2..3, .., .., ..]))
+        .unwrap();
     for (a, b) in all.row(2).iter().zip(one.row(0)) {
         assert!((a - b).abs() < 1e-5);
     }
@@ -54,7 +61,10 @@ fn non_contiguous_input() {
     let x = batch(6);
     let strided = x.slice(ndarray::s![..;2, .., .., ..]);
     let copied = strided.to_owned();
-    assert_eq!(net.forward(strided).unwrap(), net.forward(copied.view()).unwrap());
+    assert_eq!(
+        net.forward(strided).unwrap(),
+        net.forward(copied.view()).unwrap()
+    );
 }
 
 #[test]
@@ -62,9 +72,24 @@ fn same_seed_same_network() {
     assert_eq!(Small::init(7).params(), Small::init(7).params());
     assert_ne!(Small::init(7).params(), Small::init(8).params());
     let net = Small::init(7);
-    assert!(net.params().get("bn.weight").unwrap().iter().all(|v| *v == 1.0));
-    assert!(net.buffers().get("bn.running_var").unwrap().iter().all(|v| *v == 1.0));
-    assert!(net.params().get("conv.bias").unwrap().iter().all(|v| *v == 0.0));
+    assert!(net
+        .params()
+        .get("bn.weight")
+        .unwrap()
+        .iter()
+        .all(|v| *v == 1.0));
+    assert!(net
+        .buffers()
+        .get("bn.running_var")
+        .unwrap()
+        .iter()
+        .all(|v| *v == 1.0));
+    assert!(net
+        .params()
+        .get("conv.bias")
+        .unwrap()
+        .iter()
+        .all(|v| *v == 0.0));
     // He-uniform bound for conv (fan-in 9, ReLU follows): sqrt(6/9).
     let bound = (6.0f32 / 9.0).sqrt();
     let w = net.params().get("conv.weight").unwrap();
@@ -76,18 +101,33 @@ fn train_and_eval_modes() {
     let mut net = Small::init(1);
     let x = batch(8);
     let mut tape = Tape::new();
-    let eval_a = net.forward_tape(x.view(), &mut tape, Mode::Eval).unwrap().to_owned();
+    let eval_a = net
+        .forward_tape(x.view(), &mut tape, Mode::Eval)
+        .unwrap()
+        .to_owned();
     let eval_b = net.forward(x.view()).unwrap();
-    assert_eq!(eval_a, eval_b, "evaluation is deterministic and leaves no trace");
+    assert_eq!(
+        eval_a, eval_b,
+        "evaluation is deterministic and leaves no trace"
+    );
     let before = net.buffers().clone();
     let train_a = net.forward_train(x.view(), &mut tape).unwrap().to_owned();
     let train_b = net.forward_train(x.view(), &mut tape).unwrap().to_owned();
-    assert_ne!(train_a, train_b, "dropout draws a new mask every training pass");
-    assert_ne!(net.buffers(), &before, "training updates the running statistics");
+    assert_ne!(
+        train_a, train_b,
+        "dropout draws a new mask every training pass"
+    );
+    assert_ne!(
+        net.buffers(),
+        &before,
+        "training updates the running statistics"
+    );
     // PyTorch's momentum 0.1: running_mean = 0.9 * 0 + 0.1 * batch mean, twice.
     let mean = net.buffers().get("bn.running_mean").unwrap().to_owned();
     assert!(mean.iter().any(|v| v.abs() > 1e-4));
-    assert!(net.forward_train(Array4::zeros((0, 1, 8, 8)).view(), &mut tape).is_err());
+    assert!(net
+        .forward_train(Array4::zeros((0, 1, 8, 8)).view(), &mut tape)
+        .is_err());
 }
 
 #[test]
@@ -97,10 +137,19 @@ fn backward_checks_its_inputs() {
     let mut tape = Tape::new();
     let d = Array2::<f32>::zeros((4, 3));
     let err = net.backward(&mut tape, d.view(), &mut grads).unwrap_err();
-    assert!(err.to_string().contains("needs a tape filled by its forward"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("needs a tape filled by its forward"),
+        "{err}"
+    );
     net.forward_train(batch(4).view(), &mut tape).unwrap();
-    let err = net.backward(&mut tape, Array2::zeros((3, 3)).view(), &mut grads).unwrap_err();
-    assert_eq!(err.to_string(), "output gradient of Small: expected shape [4, 3], found [3, 3]");
+    let err = net
+        .backward(&mut tape, Array2::zeros((3, 3)).view(), &mut grads)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "output gradient of Small: expected shape [4, 3], found [3, 3]"
+    );
     net.backward(&mut tape, d.view(), &mut grads).unwrap();
     assert!(grads.input().is_none());
     assert_eq!(grads.get("fc.weight").unwrap().shape(), &[3, 64]);
@@ -110,7 +159,17 @@ fn backward_checks_its_inputs() {
 fn parameters_by_name() {
     let mut net = Small::init(0);
     let names: Vec<&str> = Small::PARAMS.iter().map(|p| p.name).collect();
-    assert_eq!(names, ["conv.weight", "conv.bias", "bn.weight", "bn.bias", "fc.weight", "fc.bias"]);
+    assert_eq!(
+        names,
+        [
+            "conv.weight",
+            "conv.bias",
+            "bn.weight",
+            "bn.bias",
+            "fc.weight",
+            "fc.bias"
+        ]
+    );
     let buffers: Vec<&str> = Small::BUFFERS.iter().map(|p| p.name).collect();
     assert_eq!(buffers, ["bn.running_mean", "bn.running_var"]);
     let mut seen = Vec::new();
@@ -123,7 +182,12 @@ fn parameters_by_name() {
     assert_eq!(seen.len(), 8);
     assert_eq!(seen[0], ("conv.weight", true, vec![4, 1, 3, 3]));
     assert_eq!(seen[7], ("bn.running_var", false, vec![4]));
-    assert!(net.params().get("fc.bias").unwrap().iter().all(|v| *v == 2.5));
+    assert!(net
+        .params()
+        .get("fc.bias")
+        .unwrap()
+        .iter()
+        .all(|v| *v == 2.5));
     let err = net
         .params_mut()
         .set("fc.bias", Array1::zeros(4).into_dyn().view())
@@ -133,7 +197,10 @@ fn parameters_by_name() {
         .params_mut()
         .set("fc.gamma", Array1::zeros(3).into_dyn().view())
         .unwrap_err();
-    assert!(err.to_string().starts_with("unknown parameter `fc.gamma`"), "{err}");
+    assert!(
+        err.to_string().starts_with("unknown parameter `fc.gamma`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -147,7 +214,10 @@ fn weights_round_trip_through_a_file() {
     loaded.load(&path).unwrap();
     assert_eq!(loaded.params(), trained.params());
     assert_eq!(loaded.buffers(), trained.buffers());
-    assert_eq!(loaded.forward(batch(2).view()).unwrap(), trained.forward(batch(2).view()).unwrap());
+    assert_eq!(
+        loaded.forward(batch(2).view()).unwrap(),
+        trained.forward(batch(2).view()).unwrap()
+    );
     std::fs::remove_file(&path).unwrap();
 }
 
@@ -167,7 +237,10 @@ fn loading_the_wrong_file_is_an_error_and_changes_nothing() {
     let mut net = Small::init(0);
     let before = net.params().clone();
     let err = net.load(&path).unwrap_err().to_string();
-    assert!(err.contains("tensor `conv.weight`: expected shape [4, 1, 3, 3], found [5, 1, 3, 3]"), "{err}");
+    assert!(
+        err.contains("tensor `conv.weight`: expected shape [4, 1, 3, 3], found [5, 1, 3, 3]"),
+        "{err}"
+    );
     assert_eq!(net.params(), &before);
     std::fs::write(&path, b"not a weight file").unwrap();
     let err = net.load(&path).unwrap_err();

@@ -39,7 +39,12 @@ network! {
 
 /// `sum(output * r)`, computed in f64, with dropout's generator reset so every evaluation
 /// draws the same masks.
-fn objective<N: Network>(net: &mut N, x: ArrayView<'_, f32, N::InputDim>, r: &[f32], mode: Mode) -> f64 {
+fn objective<N: Network>(
+    net: &mut N,
+    x: ArrayView<'_, f32, N::InputDim>,
+    r: &[f32],
+    mode: Mode,
+) -> f64 {
     net.state_mut().rng = NetRng::seed_from_u64(99);
     let saved = net.buffers().clone();
     let mut tape = Tape::new();
@@ -62,7 +67,9 @@ fn check<N: Network>(seed: u64, input_shape: &[usize], mode: Mode) {
     for v in net.buffers_mut().as_mut_slice() {
         *v = rng.random_range(0.5..1.5);
     }
-    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(input_shape), |_| rng.random_range(-1.0f32..1.0));
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(input_shape), |_| {
+        rng.random_range(-1.0f32..1.0)
+    });
     let x = x.into_dimensionality::<N::InputDim>().unwrap();
     let n_out = input_shape[0] * N::OUTPUT_SHAPE.iter().product::<usize>();
     let r: Vec<f32> = (0..n_out).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -71,7 +78,10 @@ fn check<N: Network>(seed: u64, input_shape: &[usize], mode: Mode) {
     net.state_mut().rng = NetRng::seed_from_u64(99);
     let saved = net.buffers().clone();
     let mut tape = Tape::new();
-    let y_shape = net.forward_tape(x.view(), &mut tape, mode).unwrap().raw_dim();
+    let y_shape = net
+        .forward_tape(x.view(), &mut tape, mode)
+        .unwrap()
+        .raw_dim();
     *net.buffers_mut() = saved;
     let d_out = Array::from_shape_vec(y_shape, r.clone()).unwrap();
     let mut grads = net.gradients().with_input();
@@ -101,7 +111,11 @@ fn check<N: Network>(seed: u64, input_shape: &[usize], mode: Mode) {
             .find(|p| (p.offset..p.offset + p.len).contains(&i))
             .unwrap()
             .name;
-        close((plus - minus) / (2.0 * eps as f64), grads.params().as_slice()[i], &format!("{name} [{i}]"));
+        close(
+            (plus - minus) / (2.0 * eps as f64),
+            grads.params().as_slice()[i],
+            &format!("{name} [{i}]"),
+        );
     }
     let d_x = grads.input().unwrap().to_owned();
     let mut x = x;
@@ -114,7 +128,11 @@ fn check<N: Network>(seed: u64, input_shape: &[usize], mode: Mode) {
         x.as_slice_mut().unwrap()[i] = orig - eps;
         let minus = objective(&mut net, x.view(), &r, mode);
         x.as_slice_mut().unwrap()[i] = orig;
-        close((plus - minus) / (2.0 * eps as f64), d_x.as_slice().unwrap()[i], &format!("input [{i}]"));
+        close(
+            (plus - minus) / (2.0 * eps as f64),
+            d_x.as_slice().unwrap()[i],
+            &format!("input [{i}]"),
+        );
     }
 }
 

@@ -87,7 +87,10 @@ fn alexnet_figures() {
 #[test]
 fn summary_text() {
     let text = LeNet5::summary().to_string();
-    assert!(text.contains("conv1: conv2d(6, kernel = 5, pad = 2)"), "{text}");
+    assert!(
+        text.contains("conv1: conv2d(6, kernel = 5, pad = 2)"),
+        "{text}"
+    );
     assert!(text.contains("total params: 61,706"), "{text}");
     assert!(text.contains("[16, 5, 5]"), "{text}");
 }

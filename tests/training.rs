@@ -32,9 +32,18 @@ fn lenet_learns_the_builtin_digits() {
     let mut trainer = Trainer::new(&mut net, Sgd::new(0.02).momentum(0.9)).shuffle_seed(1);
     let first = trainer.epoch(&mnist.train, 32, 0, false).unwrap();
     let second = trainer.epoch(&mnist.train, 32, 1, false).unwrap();
-    assert!(second.loss < first.loss, "{} then {}", first.loss, second.loss);
+    assert!(
+        second.loss < first.loss,
+        "{} then {}",
+        first.loss,
+        second.loss
+    );
     let after = evaluate(&net, &mnist.test, 500).unwrap();
-    assert!(after.accuracy() >= 0.95, "after two epochs: {}", after.accuracy());
+    assert!(
+        after.accuracy() >= 0.95,
+        "after two epochs: {}",
+        after.accuracy()
+    );
     assert_eq!(after.total, 1996);
     let diagonal: usize = (0..10).map(|c| after.confusion[c][c]).sum();
     assert_eq!(diagonal, after.correct);

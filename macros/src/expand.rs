@@ -7,7 +7,7 @@
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
-use crate::ast::Network;
+use crate::ast::{Item, Network};
 use crate::shape::{InitPlan, Kind, LayerPlan, Plan, Shape, TensorPlan};
 
 fn usize_lit(v: usize) -> Literal {
@@ -535,6 +535,25 @@ pub fn fallback(net: &Network, errors: Vec<syn::Error>) -> TokenStream {
     let attrs = &net.attrs;
     let vis = &net.vis;
     let name_str = name.to_string();
+    // The dimensions the network was meant to have, so that code using it type-checks.
+    let mut vector = false;
+    let mut in_dim = quote!(::striate::ndarray::IxDyn);
+    for item in &net.items {
+        match item {
+            Item::Input(decl) if decl.dims.len() == 1 => {
+                vector = true;
+                in_dim = quote!(::striate::ndarray::Ix2);
+            }
+            Item::Input(decl) if decl.dims.len() == 3 => in_dim = quote!(::striate::ndarray::Ix4),
+            Item::Layer(l) if l.kind == "flatten" || l.kind == "linear" => vector = true,
+            _ => {}
+        }
+    }
+    let out_dim = if vector {
+        quote!(::striate::ndarray::Ix2)
+    } else {
+        quote!(::striate::ndarray::Ix4)
+    };
     quote! {
         #(#compile_errors)*
         #(#attrs)*
@@ -543,8 +562,8 @@ pub fn fallback(net: &Network, errors: Vec<syn::Error>) -> TokenStream {
         }
 
         impl ::striate::runtime::Network for #name {
-            type InputDim = ::striate::ndarray::IxDyn;
-            type OutputDim = ::striate::ndarray::IxDyn;
+            type InputDim = #in_dim;
+            type OutputDim = #out_dim;
             const NAME: &'static str = #name_str;
             const INPUT_SHAPE: &'static [usize] = &[];
             const OUTPUT_SHAPE: &'static [usize] = &[];

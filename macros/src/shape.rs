@@ -658,7 +658,7 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
                 } else if let Some(first) = names.get(&n) {
                     errors.spanned(
                         name,
-                        format!("duplicate layer name `{n}`: layer {index} and layer {first} are both called `{n}`; parameters are named after their layer, so names must be unique"),
+                        format!("duplicate layer name `{n}`: layers {first} and {index} are both called `{n}`; parameters are named after their layer, so names must be unique"),
                     );
                 } else {
                     names.insert(n, index);

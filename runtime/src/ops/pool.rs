@@ -127,6 +127,16 @@ pub fn max_forward(y: &mut [f32], argmax: &mut [u32], x: &[f32], g: &Pool2dGeom,
     debug_check(y, x, g, n);
     debug_assert_eq!(argmax.len(), y.len());
     debug_assert!(u32::try_from(g.in_len()).is_ok_and(|len| len < EMPTY_WINDOW));
+    if g.pad_h == 0 && g.pad_w == 0 {
+        // Every window lies wholly inside the input: no clipping, and for LeNet's 2×2 windows
+        // a loop the compiler unrolls.
+        if (g.k_h, g.k_w) == (2, 2) {
+            max_forward_unpadded::<2, 2>(y, argmax, x, g, n);
+        } else {
+            max_forward_unpadded::<0, 0>(y, argmax, x, g, n);
+        }
+        return;
+    }
     let (plane, area, in_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.in_w);
     for p in 0..n * g.c {
         let x_p = &x[p * plane..(p + 1) * plane];
@@ -157,6 +167,53 @@ pub fn max_forward(y: &mut [f32], argmax: &mut [u32], x: &[f32], g: &Pool2dGeom,
                 }
                 y_p[out] = best;
                 argmax_p[out] = (base + best_at) as u32;
+            }
+        }
+    }
+}
+
+/// [`max_forward`] without padding, for windows of `KH×KW` (or, when both are 0, of the
+/// geometry's size): the same winners, found without clipping any window.
+fn max_forward_unpadded<const KH: usize, const KW: usize>(
+    y: &mut [f32],
+    argmax: &mut [u32],
+    x: &[f32],
+    g: &Pool2dGeom,
+    n: usize,
+) {
+    // x: (N, C, H, W) -> y: (N, C, OH, OW), argmax: (N, C, OH, OW)
+    let (k_h, k_w) = if KH == 0 { (g.k_h, g.k_w) } else { (KH, KW) };
+    debug_assert_eq!((k_h, k_w), (g.k_h, g.k_w));
+    debug_assert!(g.pad_h == 0 && g.pad_w == 0);
+    let (plane, area, in_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.in_w);
+    if plane == 0 || area == 0 {
+        return;
+    }
+    let planes = x.chunks_exact(plane).take(n * g.c);
+    let outs = y.chunks_exact_mut(area).zip(argmax.chunks_exact_mut(area));
+    for (p, (x_p, (y_p, argmax_p))) in planes.zip(outs).enumerate() {
+        let base = (p % g.c) * plane;
+        for oh in 0..g.out_h {
+            let top = oh * g.stride_h * in_w;
+            let y_row = &mut y_p[oh * g.out_w..(oh + 1) * g.out_w];
+            let a_row = &mut argmax_p[oh * g.out_w..(oh + 1) * g.out_w];
+            for (ow, (y_o, a_o)) in y_row.iter_mut().zip(a_row).enumerate() {
+                let corner = top + ow * g.stride_w;
+                let mut best_at = corner;
+                let mut best = x_p[corner];
+                for kh in 0..k_h {
+                    let start = corner + kh * in_w;
+                    for (kw, &v) in x_p[start..start + k_w].iter().enumerate() {
+                        // The same rule as the general path: later cells win only when
+                        // greater, or NaN.
+                        if v > best || v.is_nan() {
+                            best = v;
+                            best_at = start + kw;
+                        }
+                    }
+                }
+                *y_o = best;
+                *a_o = (base + best_at) as u32;
             }
         }
     }
