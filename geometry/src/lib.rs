@@ -65,7 +65,7 @@ pub const fn output_size(
     if kernel == 0 {
         return Err(SizeError::ZeroKernel);
     }
-    let padded = input + 2 * pad;
+    let padded = input.saturating_add(pad.saturating_mul(2));
     if kernel > padded {
         return Err(SizeError::KernelTooLarge { padded });
     }
@@ -122,9 +122,13 @@ impl Receptive {
 
     /// The receptive field after a window of `kernel` with `stride`.
     pub const fn window(self, kernel: usize, stride: usize) -> Receptive {
+        // Saturating: a deep stack of strided layers must not overflow (the field is then
+        // "everything" anyway).
         Receptive {
-            field: self.field + kernel.saturating_sub(1) * self.jump,
-            jump: self.jump * stride,
+            field: self
+                .field
+                .saturating_add(kernel.saturating_sub(1).saturating_mul(self.jump)),
+            jump: self.jump.saturating_mul(stride),
         }
     }
 }

@@ -25,3 +25,144 @@ pub fn network(input: TokenStream) -> TokenStream {
     }
     .into()
 }
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::{TokenStream, TokenTree};
+
+    use crate::{ast, expand, shape};
+
+    /// Parse, check and expand, as the macro does (without the compiler's `TokenStream`).
+    fn run(tokens: TokenStream) -> TokenStream {
+        match syn::parse2::<ast::Network>(tokens) {
+            Ok(net) => match shape::check(&net) {
+                Ok(plan) => expand::expand(&net, &plan),
+                Err(errors) => expand::fallback(&net, errors),
+            },
+            Err(e) => e.into_compile_error(),
+        }
+    }
+
+    const SOURCE: &str = "/// doc
+        pub struct Zoo {
+            input: [3, 20, 18],
+            c1: conv2d(4, kernel = (3, 5), stride = 1, pad = (1, 2), bias = false) -> [4, 20, 18],
+            bn1: batch_norm(momentum = 0.2, eps = 1e-3),
+            leaky_relu(0.1),
+            max_pool((2, 3), stride = (2, 3)),
+            c2: conv2d(5, kernel = 3, stride = 2, floor = true),
+            tanh,
+            avg_pool(2, stride = 1, pad = 1),
+            sigmoid,
+            dropout(0.25),
+            flatten,
+            fc1: linear(16),
+            relu,
+            fc2: linear(3, bias = false),
+        }";
+
+    /// Every token of the source, flattened (groups are rebuilt by re-parsing the text).
+    fn tokens_of(src: &str) -> Vec<String> {
+        fn walk(ts: TokenStream, out: &mut Vec<String>) {
+            for tt in ts {
+                match tt {
+                    TokenTree::Group(g) => {
+                        let (open, close) = match g.delimiter() {
+                            proc_macro2::Delimiter::Parenthesis => ("(", ")"),
+                            proc_macro2::Delimiter::Brace => ("{", "}"),
+                            proc_macro2::Delimiter::Bracket => ("[", "]"),
+                            proc_macro2::Delimiter::None => ("", ""),
+                        };
+                        out.push(open.to_string());
+                        walk(g.stream(), out);
+                        out.push(close.to_string());
+                    }
+                    other => out.push(other.to_string()),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(src.parse().unwrap(), &mut out);
+        out
+    }
+
+    /// The macro never panics: thousands of mutations of a valid network (tokens deleted,
+    /// duplicated, swapped, or replaced by extreme values) each give code or errors.
+    #[test]
+    fn never_panics_on_mutated_input() {
+        let base = tokens_of(SOURCE);
+        let replacements = [
+            "0",
+            "18446744073709551615",
+            "99999999999999999999999",
+            "16777217",
+            "1e400",
+            "-1e300",
+            "3.5e38",
+            "1e-50",
+            "(0, 0)",
+            "(1, 99999999999)",
+            "true",
+            "\"s\"",
+            "input",
+            "x",
+            "->",
+            "[]",
+            ",",
+            ":",
+            "=",
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut compiled = 0;
+        for _ in 0..3000 {
+            let mut toks = base.clone();
+            for _ in 0..1 + next(3) {
+                let i = next(toks.len());
+                match next(4) {
+                    0 => {
+                        toks.remove(i);
+                    }
+                    1 => {
+                        let t = toks[i].clone();
+                        toks.insert(i, t);
+                    }
+                    2 => {
+                        let j = next(toks.len());
+                        toks.swap(i, j);
+                    }
+                    _ => toks[i] = replacements[next(replacements.len())].to_string(),
+                }
+            }
+            let text = toks.join(" ");
+            // Unbalanced delimiters do not lex; the compiler rejects those before the macro.
+            let Ok(stream) = text.parse::<TokenStream>() else {
+                continue;
+            };
+            let result = std::panic::catch_unwind(|| run(stream));
+            assert!(result.is_ok(), "the macro panicked on:\n{text}");
+            compiled += 1;
+        }
+        assert!(compiled > 1000, "only {compiled} mutations lexed");
+    }
+
+    #[test]
+    fn huge_sizes_are_errors_not_overflows() {
+        for src in [
+            "struct N { input: [16777216, 16777216, 16777216], relu }",
+            "struct N { input: [1, 4096, 4096], c: conv2d(16777216, kernel = 4096) }",
+            "struct N { input: [16777216], a: linear(16777216) }",
+            "struct N { input: [1, 8, 8], c: conv2d(2, kernel = 3, pad = 16777216) }",
+            "struct N { input: [4], leaky_relu(1e300) }",
+            "struct N { input: [4], bn: batch_norm(eps = 1e-60) }",
+        ] {
+            let net: ast::Network = syn::parse_str(src).unwrap();
+            assert!(shape::check(&net).is_err(), "{src}");
+        }
+    }
+}

@@ -149,6 +149,36 @@ impl Errors {
     }
 }
 
+/// The largest size of one dimension, kernel, stride or padding.
+pub const MAX_SIZE: u64 = 1 << 24;
+
+/// The largest number of values in one tensor (a layer's output per sample, or its weight).
+pub const MAX_TENSOR: u128 = 1 << 36;
+
+/// `Some(product)` when the product of `factors` is at most [`MAX_TENSOR`].
+fn tensor_len(factors: &[usize]) -> Option<usize> {
+    let product = factors
+        .iter()
+        .try_fold(1u128, |acc, &f| acc.checked_mul(f as u128))?;
+    (product <= MAX_TENSOR).then_some(product as usize)
+}
+
+/// Reports a tensor too large for striate; returns whether it fits.
+fn fits(who: &str, what: &str, factors: &[usize], layer: &LayerItem, errors: &mut Errors) -> bool {
+    if tensor_len(factors).is_some() {
+        return true;
+    }
+    let text: Vec<String> = factors.iter().map(|f| f.to_string()).collect();
+    errors.spanned(
+        &layer.call_tokens,
+        format!(
+            "{who}: the {what} would hold {} values, more than the 2^36 striate supports",
+            text.join(" x ")
+        ),
+    );
+    false
+}
+
 /// The layers striate knows, for "did you mean" suggestions and the list in messages.
 pub const LAYER_KINDS: &[&str] = &[
     "conv2d",
@@ -415,6 +445,14 @@ fn check_value(spec: &ArgSpec, a: &Arg, errors: &mut Errors) -> bool {
         errors.spanned(&a.tokens, format!("`{name}` must be {want}, found {found}"));
         false
     };
+    let too_large = match v {
+        Value::Int(i) => *i > MAX_SIZE,
+        Value::Pair(h, w) => *h > MAX_SIZE || *w > MAX_SIZE,
+        _ => false,
+    };
+    if too_large && matches!(spec.kind, ArgKind::Count | ArgKind::Window | ArgKind::Pad) {
+        return wrong(errors, &format!("at most {MAX_SIZE}"));
+    }
     match spec.kind {
         ArgKind::Count => match v {
             Value::Int(0) => wrong(errors, "at least 1"),
@@ -443,7 +481,7 @@ fn check_value(spec: &ArgSpec, a: &Arg, errors: &mut Errors) -> bool {
             None => wrong(errors, "a probability in [0, 1), such as `0.5`"),
         },
         ArgKind::Number => match number(v) {
-            Some(x) if x.is_finite() => true,
+            Some(x) if (x as f32).is_finite() => true,
             _ => wrong(errors, "a number, such as `0.01`"),
         },
         ArgKind::Fraction => match number(v) {
@@ -452,7 +490,7 @@ fn check_value(spec: &ArgSpec, a: &Arg, errors: &mut Errors) -> bool {
             None => wrong(errors, "a number in [0, 1], such as `0.1`"),
         },
         ArgKind::Positive => match number(v) {
-            Some(x) if x > 0.0 && x.is_finite() => true,
+            Some(x) if x as f32 > 0.0 && (x as f32).is_finite() => true,
             Some(_) => wrong(errors, "a number above 0"),
             None => wrong(errors, "a number above 0, such as `1e-5`"),
         },
@@ -746,7 +784,7 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
                 if *bias {
                     n_params += push(&mut params, "bias", vec![*out_c], InitPlan::Zeros);
                 }
-                macs = (out.numel() * fan_in) as u64;
+                macs = u64::try_from(out.numel() as u128 * fan_in as u128).unwrap_or(u64::MAX);
                 for a in 0..2 {
                     receptive[a] = receptive[a].window(kernel[a], stride[a]);
                 }
@@ -906,6 +944,17 @@ fn build_layer(
             let [oh, ow] =
                 window_output(who, "kernel", d, kernel, stride, pad, floor, layer, errors)?;
             let out_c = res.int("out_channels", 1);
+            if !fits(who, "output", &[out_c, oh, ow], layer, errors)
+                || !fits(
+                    who,
+                    "weight",
+                    &[out_c, d[0], kernel[0], kernel[1]],
+                    layer,
+                    errors,
+                )
+            {
+                return None;
+            }
             Some((
                 Kind::Conv2d {
                     out_c,
@@ -964,6 +1013,9 @@ fn build_layer(
                 return None;
             }
             let out_f = res.int("out_features", 1);
+            if !fits(who, "weight", &[out_f, input.numel()], layer, errors) {
+                return None;
+            }
             Some((
                 Kind::Linear {
                     out_f,
@@ -1042,7 +1094,23 @@ fn check_input(net: &Network, errors: &mut Errors) -> Option<Shape> {
         if d.value == 0 {
             ok = false;
             errors.at(d.span, "input dimensions must be at least 1, found 0");
+        } else if d.value as u64 > MAX_SIZE {
+            ok = false;
+            errors.at(
+                d.span,
+                format!(
+                    "input dimensions must be at most {MAX_SIZE}, found {}",
+                    d.value
+                ),
+            );
         }
+    }
+    if ok && tensor_len(&decl.dims.iter().map(|d| d.value).collect::<Vec<_>>()).is_none() {
+        ok = false;
+        errors.spanned(
+            &decl.tokens,
+            "the input would hold more than the 2^36 values striate supports",
+        );
     }
     let dims: Vec<usize> = decl.dims.iter().map(|d| d.value).collect();
     let shape = match dims.as_slice() {
