@@ -11,23 +11,10 @@ mod conv_demo;
 #[path = "../examples/alexnet.rs"]
 mod alexnet;
 
-network! {
-    struct LeNet5 {
-        input: [1, 28, 28],
-        conv1: conv2d(6, kernel = 5, pad = 2),
-        relu,
-        max_pool(2),
-        conv2: conv2d(16, kernel = 5),
-        relu,
-        max_pool(2),
-        flatten,
-        fc1: linear(120),
-        relu,
-        fc2: linear(84),
-        relu,
-        fc3: linear(10),
-    }
-}
+#[allow(dead_code)]
+#[path = "../examples/lenet.rs"]
+mod lenet;
+use lenet::LeNet5;
 
 #[test]
 fn conv_demo_output_volume() {

@@ -3,23 +3,10 @@
 use striate::prelude::*;
 use striate::train::{evaluate, Trainer};
 
-network! {
-    struct LeNet5 {
-        input: [1, 28, 28],
-        conv1: conv2d(6, kernel = 5, pad = 2),
-        relu,
-        max_pool(2),
-        conv2: conv2d(16, kernel = 5),
-        relu,
-        max_pool(2),
-        flatten,
-        fc1: linear(120),
-        relu,
-        fc2: linear(84),
-        relu,
-        fc3: linear(10),
-    }
-}
+#[allow(dead_code)]
+#[path = "../examples/lenet.rs"]
+mod lenet;
+use lenet::LeNet5;
 
 /// Two epochs over the 8,004 training digits reach at least 95% on the 1,996 test digits
 /// (the example's full 12 epochs reach 98.5%); the untrained network is at chance.

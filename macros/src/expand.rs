@@ -354,6 +354,21 @@ fn slot_tokens(layer: &LayerPlan) -> TokenStream {
     }
 }
 
+/// The `Network` methods that reach the struct's one field.
+fn state_methods(name: &syn::Ident) -> TokenStream {
+    quote! {
+        fn state(&self) -> &::striate::runtime::State {
+            &self.state
+        }
+        fn state_mut(&mut self) -> &mut ::striate::runtime::State {
+            &mut self.state
+        }
+        fn from_state(state: ::striate::runtime::State) -> Self {
+            #name { state }
+        }
+    }
+}
+
 /// The struct, its constants and its `Network` implementation.
 pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
     let name = &net.name;
@@ -442,6 +457,7 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
     } else {
         TokenStream::new()
     };
+    let state_methods = state_methods(name);
     let doc_shape = format!(
         "Input {} per sample, output {}; {} parameters.",
         plan.input.text(),
@@ -490,17 +506,7 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
             const BUFFERS: &'static [::striate::runtime::ParamInfo] = &#name::BUFFERS;
             const TAPE: &'static [::striate::runtime::Slot] = &#name::__TAPE;
 
-            fn state(&self) -> &::striate::runtime::State {
-                &self.state
-            }
-
-            fn state_mut(&mut self) -> &mut ::striate::runtime::State {
-                &mut self.state
-            }
-
-            fn from_state(state: ::striate::runtime::State) -> Self {
-                #name { state }
-            }
+            #state_methods
 
             #[allow(unused_variables, clippy::let_unit_value)]
             fn raw_forward(
@@ -535,6 +541,7 @@ pub fn fallback(net: &Network, errors: Vec<syn::Error>) -> TokenStream {
     let attrs = &net.attrs;
     let vis = &net.vis;
     let name_str = name.to_string();
+    let state_methods = state_methods(name);
     // The dimensions the network was meant to have, so that code using it type-checks.
     let mut vector = false;
     let mut in_dim = quote!(::striate::ndarray::IxDyn);
@@ -572,15 +579,7 @@ pub fn fallback(net: &Network, errors: Vec<syn::Error>) -> TokenStream {
             const PARAMS: &'static [::striate::runtime::ParamInfo] = &[];
             const BUFFERS: &'static [::striate::runtime::ParamInfo] = &[];
             const TAPE: &'static [::striate::runtime::Slot] = &[];
-            fn state(&self) -> &::striate::runtime::State {
-                &self.state
-            }
-            fn state_mut(&mut self) -> &mut ::striate::runtime::State {
-                &mut self.state
-            }
-            fn from_state(state: ::striate::runtime::State) -> Self {
-                #name { state }
-            }
+            #state_methods
             fn raw_forward(_: &[f32], _: ::striate::runtime::Pass<'_>, _: &mut ::striate::runtime::Tape) {
                 ::core::unreachable!("the network did not compile")
             }
