@@ -25,7 +25,7 @@ use crate::{Error, Result};
 /// assert_eq!(data.len(), 4);
 /// assert_eq!(data.image(1)[[0, 0, 1]], 5.0 / 16.0);
 ///
-/// let batches: Vec<_> = data.batches(3, Order::Sequential).collect();
+/// let batches: Vec<_> = data.batches(3, Order::Sequential)?.collect();
 /// assert_eq!(batches.len(), 2); // a full batch of 3, then the last one
 /// assert_eq!(batches[1].0.shape(), [1, 1, 2, 2]);
 /// assert_eq!(batches[1].1, [0]);
@@ -236,9 +236,9 @@ impl Dataset {
     /// [`Batches::drop_last`] says otherwise. For a new order every epoch, pass a new seed
     /// (for example the base seed plus the epoch).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `batch` is zero.
+    /// [`Error::Config`] if `batch` is zero.
     ///
     /// # Example
     ///
@@ -246,23 +246,28 @@ impl Dataset {
     /// use striate_runtime::data::{Dataset, Order};
     ///
     /// let data = Dataset::new(vec![0.0; 10], vec![0; 10], [1, 1, 1], 1)?;
-    /// assert_eq!(data.batches(4, Order::Shuffled { seed: 1 }).len(), 3);
-    /// assert_eq!(data.batches(4, Order::Sequential).drop_last(true).len(), 2);
+    /// assert_eq!(data.batches(4, Order::Shuffled { seed: 1 })?.len(), 3);
+    /// assert_eq!(data.batches(4, Order::Sequential)?.drop_last(true).len(), 2);
     /// # Ok::<(), striate_runtime::Error>(())
     /// ```
-    pub fn batches(&self, batch: usize, order: Order) -> Batches<'_> {
-        assert!(batch > 0, "the batch size must be positive, found 0");
+    pub fn batches(&self, batch: usize, order: Order) -> Result<Batches<'_>> {
+        if batch == 0 {
+            return Err(Error::Config {
+                name: "batch size",
+                reason: "must be at least 1, found 0".to_string(),
+            });
+        }
         let order = match order {
             Order::Sequential => (0..self.len()).collect(),
             Order::Shuffled { seed } => shuffled_indices(self.len(), seed),
         };
-        Batches {
+        Ok(Batches {
             data: self,
             order,
             batch,
             next: 0,
             drop_last: false,
-        }
+        })
     }
 
     /// A new dataset holding copies of the first `min(n, len())` samples, for quick tests.
@@ -535,7 +540,12 @@ mod tests {
         let data = Dataset::new(vec![], vec![], [1, 28, 28], 10).unwrap();
         assert!(data.is_empty());
         assert_eq!(data.images().shape(), [0, 1, 28, 28]);
-        assert_eq!(data.batches(4, Order::Shuffled { seed: 3 }).count(), 0);
+        assert_eq!(
+            data.batches(4, Order::Shuffled { seed: 3 })
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]
@@ -576,7 +586,7 @@ mod tests {
     #[test]
     fn sequential_batches_keep_the_partial_last_batch_by_default() {
         let data = numbered(5);
-        let batches = data.batches(2, Order::Sequential);
+        let batches = data.batches(2, Order::Sequential).unwrap();
         assert_eq!(batches.len(), 3);
         let batches: Vec<_> = batches.collect();
         assert_eq!(batches.len(), 3);
@@ -591,15 +601,24 @@ mod tests {
     #[test]
     fn drop_last_drops_only_a_partial_batch() {
         let data = numbered(5);
-        let mut batches = data.batches(2, Order::Sequential).drop_last(true);
+        let mut batches = data.batches(2, Order::Sequential).unwrap().drop_last(true);
         assert_eq!(batches.len(), 2);
         assert_eq!(batches.next().unwrap().1, [0, 1]);
         assert_eq!(batches.next().unwrap().1, [2, 0]);
         assert!(batches.next().is_none());
         assert!(batches.next().is_none());
-        assert_eq!(data.batches(5, Order::Sequential).drop_last(true).len(), 1);
         assert_eq!(
-            data.batches(6, Order::Sequential).drop_last(true).count(),
+            data.batches(5, Order::Sequential)
+                .unwrap()
+                .drop_last(true)
+                .len(),
+            1
+        );
+        assert_eq!(
+            data.batches(6, Order::Sequential)
+                .unwrap()
+                .drop_last(true)
+                .count(),
             0
         );
     }
@@ -608,7 +627,7 @@ mod tests {
     fn shuffled_batches_follow_shuffled_indices() {
         let data = numbered(7);
         let seed = 0x5EED0000;
-        let batches = data.batches(3, Order::Shuffled { seed });
+        let batches = data.batches(3, Order::Shuffled { seed }).unwrap();
         let order = shuffled_indices(7, seed);
         assert_eq!(batches.order(), order);
         let firsts: Vec<f32> = batches
@@ -619,9 +638,12 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "the batch size must be positive")]
-    fn zero_batch_panics() {
-        numbered(2).batches(0, Order::Sequential);
+    fn zero_batch_is_an_error() {
+        let err = numbered(2).batches(0, Order::Sequential).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid batch size: must be at least 1, found 0"
+        );
     }
 
     #[test]

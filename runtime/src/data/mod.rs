@@ -15,12 +15,13 @@
 //! let mnist = Mnist::builtin();
 //! let quick = mnist.train.take(100);
 //! for (epoch, seed) in (0..2).zip(100u64..) {
-//!     for (x, y) in quick.batches(32, Order::Shuffled { seed }) {
+//!     for (x, y) in quick.batches(32, Order::Shuffled { seed })? {
 //!         assert_eq!(x.shape()[1..], [1, 28, 28]);
 //!         assert_eq!(x.shape()[0], y.len());
 //!         assert!(y.iter().all(|&digit| digit < 10), "epoch {epoch}");
 //!     }
 //! }
+//! # Ok::<(), striate_runtime::Error>(())
 //! ```
 
 mod dataset;
