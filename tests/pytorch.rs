@@ -1,0 +1,140 @@
+//! striate against PyTorch 2.15 on the CPU: the same weights (loaded from a PyTorch
+//! `state_dict` written as safetensors, which also proves the names and layouts match), the same
+//! input, one training-mode forward and backward of the mean cross-entropy. Logits, loss, every
+//! parameter gradient, the input gradient, the updated batch-norm running statistics and the
+//! evaluation-mode logits must agree.
+//!
+//! The numbers come from `tests/fixtures/torch_reference.py` (its docstring says how to run it).
+
+use std::path::PathBuf;
+
+use striate::io::{load_tensors, LoadedTensor};
+use striate::prelude::*;
+use striate::runtime::Network;
+
+#[allow(dead_code)]
+#[path = "../examples/lenet.rs"]
+mod lenet;
+
+network! {
+    /// `Mixed` in torch_reference.py: every layer kind but dropout.
+    struct Mixed {
+        input: [2, 9, 8],
+        c1: conv2d(3, kernel = (3, 2), stride = (2, 1), pad = 1),
+        bn1: batch_norm,
+        leaky_relu(0.1),
+        max_pool((2, 3), stride = 1, pad = 1),
+        c2: conv2d(4, kernel = 3, bias = false),
+        tanh,
+        avg_pool(2, stride = 1),
+        sigmoid,
+        flatten,
+        fc1: linear(7),
+        bn2: batch_norm,
+        relu,
+        fc2: linear(5),
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+struct Case(Vec<LoadedTensor>);
+
+impl Case {
+    fn get(&self, name: &str) -> &LoadedTensor {
+        self.0
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("fixture has no `{name}`"))
+    }
+
+    fn array(&self, name: &str) -> ndarray::ArrayD<f32> {
+        let t = self.get(name);
+        ndarray::ArrayD::from_shape_vec(t.shape.clone(), t.data.clone()).unwrap()
+    }
+}
+
+fn assert_close(what: &str, ours: &[f32], theirs: &[f32]) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
+    // Relative to the largest magnitude of the tensor; a floor of 1e-6 for values that are
+    // zero in exact arithmetic (a bias followed by batch norm) and rounding noise in PyTorch.
+    let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * scale + 1e-4 * b.abs() + 1e-6,
+            "{what}[{i}]: striate {a}, PyTorch {b} (largest magnitude {scale})"
+        );
+    }
+}
+
+fn compare<N: Network<OutputDim = ndarray::Ix2>>(name: &str) {
+    let mut net = N::init(0);
+    net.load(fixture(&format!("{name}_state.safetensors")))
+        .unwrap();
+    let case = Case(load_tensors(&fixture(&format!("{name}_case.safetensors"))).unwrap());
+    let x = case
+        .array("x")
+        .into_dimensionality::<N::InputDim>()
+        .unwrap();
+    let labels: Vec<usize> = case
+        .get("labels")
+        .data
+        .iter()
+        .map(|v| *v as usize)
+        .collect();
+
+    let mut tape = Tape::new();
+    let logits = net.forward_train(x.view(), &mut tape).unwrap();
+    assert_close(
+        "logits",
+        logits.as_slice().unwrap(),
+        &case.get("logits").data,
+    );
+    let (loss, d_logits) = cross_entropy(logits, &labels).unwrap();
+    assert_close("loss", &[loss], &case.get("loss").data);
+    let mut grads = net.gradients().with_input();
+    net.backward(&mut tape, d_logits.view(), &mut grads)
+        .unwrap();
+    for info in N::PARAMS {
+        let ours = grads.get(info.name).unwrap();
+        assert_close(
+            &format!("grad of {}", info.name),
+            ours.as_slice().unwrap(),
+            &case.get(&format!("grad.{}", info.name)).data,
+        );
+    }
+    let d_x = grads.input().unwrap();
+    assert_close(
+        "grad of the input",
+        d_x.as_slice().unwrap(),
+        &case.get("grad.input").data,
+    );
+    for info in N::BUFFERS {
+        let ours = net.buffers().get(info.name).unwrap();
+        assert_close(
+            &format!("updated {}", info.name),
+            ours.as_slice().unwrap(),
+            &case.get(&format!("after.{}", info.name)).data,
+        );
+    }
+    let eval = net.forward(x.view()).unwrap();
+    assert_close(
+        "evaluation logits",
+        eval.as_slice().unwrap(),
+        &case.get("eval_logits").data,
+    );
+}
+
+#[test]
+fn lenet_matches_pytorch() {
+    compare::<lenet::LeNet5>("lenet");
+}
+
+#[test]
+fn every_layer_kind_matches_pytorch() {
+    compare::<Mixed>("mixed");
+}
