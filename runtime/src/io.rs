@@ -137,6 +137,16 @@ pub fn save_tensors(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn load_tensors(path: &Path) -> Result<Vec<LoadedTensor>> {
+    load_tensors_where(path, |_| true)
+}
+
+/// [`load_tensors`] for the tensors whose name `keep` accepts; the others are skipped
+/// whatever their dtype (PyTorch's integer `num_batches_tracked` counters, for example).
+///
+/// # Errors
+///
+/// As [`load_tensors`], for the tensors kept.
+pub fn load_tensors_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<LoadedTensor>> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     let (header_len, metadata) = parse_header(path, &bytes)?;
     // `read_metadata` checked that the header fits and the tensors cover the rest exactly.
@@ -146,6 +156,7 @@ pub fn load_tensors(path: &Path) -> Result<Vec<LoadedTensor>> {
     infos.sort_by_key(|(_, info)| info.data_offsets);
     infos
         .into_iter()
+        .filter(|(name, _)| keep(name))
         .map(|(name, info)| {
             if info.dtype != Dtype::F32 {
                 return Err(Error::format(

@@ -362,19 +362,31 @@ pub trait Network: Sized {
         crate::io::save_tensors(path.as_ref(), &tensors, Some(metadata))
     }
 
-    /// Reads every parameter and buffer from a safetensors file written by [`Network::save`]
-    /// (or by PyTorch from a module with the same names). Nothing changes unless every tensor
-    /// is present with the right shape.
+    /// Reads every parameter and buffer from a safetensors file written by [`Network::save`],
+    /// or by PyTorch (`safetensors.torch.save_file(model.state_dict(), path)`) from a module
+    /// whose attributes carry the same names; batch norm's `num_batches_tracked` counters are
+    /// skipped. Nothing changes unless every tensor is present with the right shape.
     ///
     /// # Errors
     /// [`Error::Io`] for an unreadable file; [`Error::Format`] naming the tensor when one is
     /// missing, has another shape, or is not the network's.
     fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let mut found: HashMap<String, crate::io::LoadedTensor> = crate::io::load_tensors(path)?
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
+        // PyTorch's batch norm also counts its batches in an integer buffer, which striate
+        // does not keep: skip it.
+        let is_counter = |name: &str| {
+            name.strip_suffix(".num_batches_tracked")
+                .is_some_and(|layer| {
+                    Self::BUFFERS
+                        .iter()
+                        .any(|b| b.name.strip_suffix(".running_mean") == Some(layer))
+                })
+        };
+        let mut found: HashMap<String, crate::io::LoadedTensor> =
+            crate::io::load_tensors_where(path, |name| !is_counter(name))?
+                .into_iter()
+                .map(|t| (t.name.clone(), t))
+                .collect();
         let mut ordered = Vec::new();
         for info in Self::PARAMS.iter().chain(Self::BUFFERS) {
             let t = found.remove(info.name).ok_or_else(|| {
