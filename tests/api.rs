@@ -56,6 +56,26 @@ fn any_batch_size() {
 }
 
 #[test]
+fn inference_reuses_its_tape() {
+    let net = Small::init(2);
+    let mut tape = Tape::new();
+    let x = batch(5);
+    let first = net.infer(x.view(), &mut tape).unwrap().to_owned();
+    let bytes = tape.allocated_bytes();
+    let second = net.infer(x.view(), &mut tape).unwrap().to_owned();
+    assert_eq!(first, second);
+    assert_eq!(first, net.forward(x.view()).unwrap());
+    assert_eq!(tape.allocated_bytes(), bytes, "a warm tape does not grow");
+    let err = net
+        .infer(Array4::zeros((1, 2, 8, 8)).view(), &mut tape)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input of Small: expected shape [1, 1, 8, 8], found [1, 2, 8, 8]"
+    );
+}
+
+#[test]
 fn non_contiguous_input() {
     let net = Small::init(0);
     let x = batch(6);

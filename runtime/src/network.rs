@@ -446,17 +446,30 @@ pub trait Network: Sized {
         x: ArrayView<'_, f32, Self::InputDim>,
     ) -> Result<Array<f32, Self::OutputDim>> {
         let mut tape = Tape::new();
-        let n = load_input::<Self>(&mut tape, x.into_dyn(), false)?;
+        let n = self.infer(x, &mut tape)?.shape()[0];
+        Ok(output_array::<Self>(n, tape.take_output()))
+    }
+
+    /// Inference (evaluation mode) that reuses `tape`'s buffers: after the first call with a
+    /// given batch size, a call allocates nothing. The output lives on the tape.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the input's per-sample shape is not [`Network::INPUT_SHAPE`].
+    fn infer<'t>(
+        &self,
+        x: ArrayView<'_, f32, Self::InputDim>,
+        tape: &'t mut Tape,
+    ) -> Result<ArrayView<'t, f32, Self::OutputDim>> {
+        let n = load_input::<Self>(tape, x.into_dyn(), false)?;
         let state = self.state();
         Self::raw_forward(
             state.params.as_slice(),
             Pass::Eval {
                 buffers: state.buffers.as_slice(),
             },
-            &mut tape,
+            tape,
         );
-        let out = tape.take_output();
-        Ok(output_array::<Self>(n, out))
+        Ok(output_view::<Self>(n, tape.output(Self::LAYERS.len())))
     }
 
     /// A forward pass that records on `tape` what [`Network::backward`] needs, in `mode`;
