@@ -1,7 +1,7 @@
 //! The `network!` macro of [striate](https://docs.rs/striate).
 //!
-//! Three stages, data flowing one way: [`ast`] parses the tokens, [`shape`] infers every
-//! layer's shape and reports every mistake at once, [`expand`] emits the code. Use it through
+//! Three stages, data flowing one way: `ast` parses the tokens, `shape` infers every
+//! layer's shape and reports every mistake at once, `expand` emits the code. Use it through
 //! the `striate` crate, whose documentation describes the language.
 
 use proc_macro::TokenStream;
