@@ -75,4 +75,3 @@ pub mod prelude {
     pub use striate_runtime::optim::{LrSchedule, Sgd};
     pub use striate_runtime::{cross_entropy, Error, Gradients, Mode, Network, Tape};
 }
-

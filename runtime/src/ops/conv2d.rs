@@ -1,6 +1,7 @@
 //! 2-D convolution (cross-correlation, as in PyTorch), forward and backward.
 
 use super::gemm::{sgemm, Mat, MatMut};
+use super::parallel::{self, SharedMut};
 use super::window::outputs_reading;
 use striate_geometry::{output_size, Rounding, SizeError};
 
@@ -137,8 +138,9 @@ impl Conv2dGeom {
 /// `y = w ⋆ x + b`: the cross-correlation of each sample with each kernel, zero-padded, as
 /// PyTorch's `conv2d`: `y[n,o,i,j] = b[o] + Σ_{c,u,v} w[o,c,u,v] x[n,c,i·SH+u-PH,j·SW+v-PW]`.
 ///
-/// `y` is overwritten. Each sample is unfolded (im2col) into `scratch`, which grows to
-/// [`Conv2dGeom::col_len`] on first use and is reused after that, and multiplied by the weights
+/// `y` is overwritten. The batch is split over the [`parallel::threads`]; each sample is
+/// unfolded (im2col) into its thread's part of `scratch`, which grows to
+/// [`Conv2dGeom::col_len`] per thread on first use and is reused after that, and multiplied by the weights
 /// seen as a `(O, C·KH·KW)` matrix in one `sgemm`. A 1×1 kernel with stride 1 and no padding
 /// multiplies the input directly.
 ///
@@ -170,19 +172,51 @@ pub fn forward(
     // x: (N, C, H, W), w: (O, C, KH, KW), b: (O) -> y: (N, O, OH, OW)
     debug_check(y, x, w, g, n);
     debug_assert!(b.map_or(true, |b| b.len() == g.out_c));
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let col_len = if g.is_pointwise() { 0 } else { g.col_len() };
+    // One task per thread, each with its own run of samples and its own unfolding buffer.
+    // The scratch is sized for the backward pass too, so that it grows once.
+    let tasks = parallel::tasks_for(n, 1);
+    let per_task = col_len + g.weight_len();
+    if scratch.len() < tasks * per_task {
+        scratch.resize(tasks * per_task, 0.0);
+    }
+    let y_all = SharedMut::new(y);
+    let cols = SharedMut::new(&mut scratch[..tasks * per_task]);
+    parallel::run(tasks, |t| {
+        let samples = parallel::part(n, tasks, t);
+        // Safety: task `t` alone touches its samples' outputs and its own unfolding buffer;
+        // `run` returns before `y` and `scratch` are borrowed again.
+        let (y_t, col) = unsafe {
+            (
+                y_all.slice(samples.start * out_len, samples.len() * out_len),
+                cols.slice(t * per_task, col_len),
+            )
+        };
+        let x_t = &x[samples.start * in_len..samples.end * in_len];
+        forward_samples(y_t, x_t, w, b, g, samples.len(), col);
+    });
+}
+
+/// [`forward`] of consecutive samples on one thread, unfolding each into `col`.
+fn forward_samples(
+    y: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    g: &Conv2dGeom,
+    n: usize,
+    col: &mut [f32],
+) {
     let (rows, fan_in, area) = (g.out_c, g.col_rows(), g.out_h * g.out_w);
     let (in_len, out_len) = (g.in_len(), g.out_len());
     let pointwise = g.is_pointwise();
-    if !pointwise && scratch.len() < g.col_len() {
-        scratch.resize(g.col_len(), 0.0);
-    }
     for i in 0..n {
         let x_n = &x[i * in_len..(i + 1) * in_len];
         let y_n = &mut y[i * out_len..(i + 1) * out_len];
         let col: &[f32] = if pointwise {
             x_n
         } else {
-            let col = &mut scratch[..g.col_len()];
             im2col(col, x_n, g);
             col
         };
@@ -209,15 +243,16 @@ pub fn forward(
 /// The gradients of [`forward`]: `d_w += Σ_n d_y_n · col_nᵀ`, `d_b += Σ_{n,i,j} d_y`, and,
 /// when `d_x` is given, `d_x += col2im(wᵀ · d_y_n)`. All three accumulate.
 ///
-/// `scratch` holds one unfolded sample ([`Conv2dGeom::col_len`] values): the unfolded input
-/// while `d_w` is accumulated, then the unfolded input gradient. It grows on first use only.
+/// The batch is split over the [`parallel::threads`]. Per thread, `scratch` holds one unfolded
+/// sample ([`Conv2dGeom::col_len`] values: the unfolded input while `d_w` is accumulated, then
+/// the unfolded input gradient) and a partial `d_w`. It grows on first use only.
 ///
 /// # Panics
 /// When a slice is shorter than the geometry needs; in debug builds, when any length differs.
 // The argument list is the calling convention of every generated network.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
-    mut d_x: Option<&mut [f32]>,
+    d_x: Option<&mut [f32]>,
     d_w: &mut [f32],
     d_b: Option<&mut [f32]>,
     d_y: &[f32],
@@ -233,7 +268,7 @@ pub fn backward(
     debug_assert_eq!(d_w.len(), g.weight_len());
     debug_assert!(d_x.as_ref().map_or(true, |d_x| d_x.len() == x.len()));
     debug_assert!(d_b.as_ref().map_or(true, |d_b| d_b.len() == g.out_c));
-    let (rows, fan_in, area) = (g.out_c, g.col_rows(), g.out_h * g.out_w);
+    let area = g.out_h * g.out_w;
     let (in_len, out_len) = (g.in_len(), g.out_len());
     if let Some(d_b) = d_b {
         for d_y_n in (0..n).map(|i| &d_y[i * out_len..(i + 1) * out_len]) {
@@ -242,10 +277,77 @@ pub fn backward(
             }
         }
     }
-    let pointwise = g.is_pointwise();
-    if !pointwise && scratch.len() < g.col_len() {
-        scratch.resize(g.col_len(), 0.0);
+    let col_len = if g.is_pointwise() { 0 } else { g.col_len() };
+    let w_len = g.weight_len();
+    // One task per thread, each with its own run of samples, its own unfolding buffer and
+    // (beyond the first task, which adds into `d_w` itself) its own partial `d_w`, summed into
+    // `d_w` in task order afterwards, so the result depends on the thread count only.
+    let tasks = parallel::tasks_for(n, 1);
+    let per_task = col_len + w_len;
+    if scratch.len() < tasks * per_task {
+        scratch.resize(tasks * per_task, 0.0);
     }
+    let scratch = &mut scratch[..tasks * per_task];
+    for partial in scratch.chunks_exact_mut(per_task).skip(1) {
+        partial[col_len..].fill(0.0);
+    }
+    {
+        let d_x_all = d_x.map(SharedMut::new);
+        let d_w_first = SharedMut::new(d_w);
+        let bufs = SharedMut::new(scratch);
+        parallel::run(tasks, |t| {
+            let samples = parallel::part(n, tasks, t);
+            // Safety: task `t` alone touches its samples' input gradients, its own part of
+            // `scratch`, and (task 0 only) `d_w`; `run` returns before any of them is
+            // borrowed again.
+            let (col, d_w_t, d_x_t) = unsafe {
+                let buf = bufs.slice(t * per_task, per_task);
+                let (col, partial) = buf.split_at_mut(col_len);
+                let d_w_t = if t == 0 {
+                    d_w_first.slice(0, w_len)
+                } else {
+                    partial
+                };
+                let d_x_t =
+                    d_x_all.map(|d| d.slice(samples.start * in_len, samples.len() * in_len));
+                (col, d_w_t, d_x_t)
+            };
+            backward_samples(
+                d_x_t,
+                d_w_t,
+                &d_y[samples.start * out_len..samples.end * out_len],
+                &x[samples.start * in_len..samples.end * in_len],
+                w,
+                g,
+                samples.len(),
+                col,
+            );
+        });
+    }
+    for partial in scratch.chunks_exact(per_task).skip(1) {
+        for (d, &p) in d_w.iter_mut().zip(&partial[col_len..]) {
+            *d += p;
+        }
+    }
+}
+
+/// [`backward`]'s `d_w` and `d_x` for consecutive samples on one thread, unfolding each into
+/// `col`.
+// The arguments of `backward`, less the bias, plus the buffer.
+#[allow(clippy::too_many_arguments)]
+fn backward_samples(
+    mut d_x: Option<&mut [f32]>,
+    d_w: &mut [f32],
+    d_y: &[f32],
+    x: &[f32],
+    w: &[f32],
+    g: &Conv2dGeom,
+    n: usize,
+    col: &mut [f32],
+) {
+    let (rows, fan_in, area) = (g.out_c, g.col_rows(), g.out_h * g.out_w);
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let pointwise = g.is_pointwise();
     for i in 0..n {
         let x_n = &x[i * in_len..(i + 1) * in_len];
         let d_y_n = &d_y[i * out_len..(i + 1) * out_len];
@@ -263,7 +365,6 @@ pub fn backward(
                 sgemm(1.0, w_t, d_y_n, 1.0, MatMut::new(d_x_n, fan_in, area));
             }
         } else {
-            let col = &mut scratch[..g.col_len()];
             im2col(col, x_n, g);
             // d_w[O, C·KH·KW] += d_y_n[O, OH·OW] · colᵀ[OH·OW, C·KH·KW]
             let col_t = Mat::new(col, fan_in, area).t();
@@ -542,6 +643,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The batch split over three threads gives what the reference gives (tasks of one
+    /// sample, of several, and no sample at all).
+    #[test]
+    fn threaded_matches_naive() {
+        crate::ops::parallel::with_threads(3, || {
+            let mut r = rng(4);
+            let mut scratch = Vec::new();
+            for case in CASES {
+                let g = geom(case);
+                for n in [case.0, 4, 7] {
+                    let x = uniform(&mut r, n * g.in_len());
+                    let w = uniform(&mut r, g.weight_len());
+                    let b = uniform(&mut r, g.out_c);
+                    let mut fast = vec![f32::NAN; n * g.out_len()];
+                    let mut naive = vec![f32::NAN; n * g.out_len()];
+                    forward(&mut fast, &x, &w, Some(&b), &g, n, &mut scratch);
+                    forward_naive(&mut naive, &x, &w, Some(&b), &g, n);
+                    assert_close(&format!("y {g:?} n {n}"), &fast, &naive, 1e-5);
+                    let d_y = uniform(&mut r, n * g.out_len());
+                    let d_w0 = uniform(&mut r, w.len());
+                    let (mut d_x, mut d_w, mut d_b) =
+                        (vec![0.5; x.len()], d_w0.clone(), vec![0.25; g.out_c]);
+                    let (mut e_x, mut e_w, mut e_b) = (d_x.clone(), d_w0, d_b.clone());
+                    let (dx, dw, db) = (&mut d_x[..], &mut d_w[..], &mut d_b[..]);
+                    backward(Some(dx), dw, Some(db), &d_y, &x, &w, &g, n, &mut scratch);
+                    let (ex, ew, eb) = (&mut e_x[..], &mut e_w[..], &mut e_b[..]);
+                    backward_naive(Some(ex), ew, Some(eb), &d_y, &x, &w, &g, n);
+                    assert_close(&format!("d_x {g:?} n {n}"), &d_x, &e_x, 1e-5);
+                    assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-5);
+                    assert_close(&format!("d_b {g:?} n {n}"), &d_b, &e_b, 1e-5);
+                }
+            }
+        });
     }
 
     /// `L = Σ r ⊙ forward(x, w, b)`, differentiated numerically in `x`, `w` and `b`.

@@ -1,18 +1,276 @@
-//! The kernels' thread count.
+//! The kernels' threads: a small fork-join pool that splits one kernel call into a few tasks.
 //!
-//! Kernels split their work over at most [`threads`] threads. The count is process-wide, like
-//! PyTorch's `torch.set_num_threads`; the default is 1.
+//! The count is process-wide, like PyTorch's `torch.set_num_threads`; the default is 1 (no
+//! worker threads at all). Workers are started by [`set_threads`] (the only allocation), then
+//! each [`run`] hands them a task index through atomics: no allocation, no channel, and a
+//! worker that has just finished spins briefly before sleeping, so the many short kernel calls
+//! of a small network do not each pay a futex wake-up.
+//!
+//! A task is identified by its index, and a kernel gives each index its own slice of the output
+//! and of the scratch space; which thread runs which index does not change the result, so
+//! results are the same for every run with the same thread count.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
-/// Sets the number of threads the kernels use (at least 1).
+/// Sets the number of threads the kernels use (at least 1), starting worker threads as needed.
+///
+/// Lowering the count leaves the extra workers asleep.
 pub fn set_threads(n: usize) {
-    THREADS.store(n.max(1), Ordering::Relaxed);
+    let n = n.max(1);
+    THREADS.store(n, Ordering::Relaxed);
+    if n > 1 {
+        pool().grow(n - 1);
+    }
 }
 
 /// The number of threads the kernels use.
 pub fn threads() -> usize {
+    #[cfg(test)]
+    if let Some(n) = OVERRIDE.with(std::cell::Cell::get) {
+        return n;
+    }
     THREADS.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// A thread count for the calling test only, so tests running side by side do not change
+    /// each other's.
+    static OVERRIDE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the kernels called from this thread using `n` threads.
+#[cfg(test)]
+pub(crate) fn with_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    if n > 1 {
+        pool().grow(n - 1);
+    }
+    OVERRIDE.with(|o| o.set(Some(n.max(1))));
+    let r = f();
+    OVERRIDE.with(|o| o.set(None));
+    r
+}
+
+/// How many tasks to split `work` units into: one per thread, but none smaller than `min_work`.
+pub(crate) fn tasks_for(work: usize, min_work: usize) -> usize {
+    (work / min_work.max(1)).clamp(1, threads())
+}
+
+/// Runs `f(0)`, ..., `f(tasks - 1)`, on the calling thread and the workers, and returns when
+/// all are done. With one task, one thread, or when the pool is already busy (a nested or a
+/// concurrent call), the tasks run one after the other on the calling thread.
+pub(crate) fn run<F: Fn(usize) + Sync>(tasks: usize, f: F) {
+    if tasks <= 1 || threads() <= 1 {
+        (0..tasks).for_each(f);
+        return;
+    }
+    let pool = pool();
+    if pool
+        .busy
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        (0..tasks).for_each(f);
+        return;
+    }
+    let workers = pool.spawned.load(Ordering::Acquire);
+    let job: &(dyn Fn(usize) + Sync) = &f;
+    // Safety: the job is written only while `busy` is held and no worker is inside a job (the
+    // previous `run` waited for `pending` to reach 0 before releasing `busy`), so nothing reads
+    // the cell while it is written. The lifetime is erased to store the pointer; it is only
+    // dereferenced by workers before they decrement `pending`, and this function does not
+    // return (so `f` stays alive) until `pending` is 0.
+    unsafe {
+        *pool.job.get() = Some(Job {
+            f: std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), JobFn>(job),
+            tasks,
+        });
+    }
+    pool.next.store(0, Ordering::Relaxed);
+    pool.pending.store(workers, Ordering::Relaxed);
+    {
+        let _guard = pool.lock.lock().unwrap_or_else(|e| e.into_inner());
+        pool.epoch.fetch_add(1, Ordering::Release);
+    }
+    pool.wake.notify_all();
+    pool.work(job, tasks);
+    while pool.pending.load(Ordering::Acquire) != 0 {
+        std::hint::spin_loop();
+    }
+    pool.busy.store(false, Ordering::Release);
+}
+
+type JobFn = *const (dyn Fn(usize) + Sync + 'static);
+
+#[derive(Clone, Copy)]
+struct Job {
+    f: JobFn,
+    tasks: usize,
+}
+
+struct Pool {
+    busy: AtomicBool,
+    job: UnsafeCell<Option<Job>>,
+    /// Bumped once per `run`; a worker that sees a new value takes part in that job.
+    epoch: AtomicUsize,
+    /// The next task index to hand out.
+    next: AtomicUsize,
+    /// Workers that have not yet finished the current job.
+    pending: AtomicUsize,
+    spawned: AtomicUsize,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+// Safety: `job` is the only field that is not `Sync` by itself; it is written only by the
+// holder of `busy` while no worker reads it, and read by workers only between an `epoch` bump
+// (Release/Acquire) and their `pending` decrement, as explained in `run`.
+unsafe impl Sync for Pool {}
+// Safety: the raw pointer in `job` is only a borrowed closure that is `Sync` (see above); the
+// pool lives in a static and is never moved between threads after creation anyway.
+unsafe impl Send for Pool {}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool {
+        busy: AtomicBool::new(false),
+        job: UnsafeCell::new(None),
+        epoch: AtomicUsize::new(0),
+        next: AtomicUsize::new(0),
+        pending: AtomicUsize::new(0),
+        spawned: AtomicUsize::new(0),
+        lock: Mutex::new(()),
+        wake: Condvar::new(),
+    })
+}
+
+/// Spin iterations a worker waits for the next job before it sleeps (some tens of
+/// microseconds: longer than the gap between two kernels of one training step).
+const SPIN: usize = 1 << 16;
+
+impl Pool {
+    /// Starts workers until there are `n`; takes `busy` so no job runs meanwhile.
+    fn grow(&'static self, n: usize) {
+        while self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+        let have = self.spawned.load(Ordering::Acquire);
+        for _ in have..n {
+            let seen = self.epoch.load(Ordering::Acquire);
+            std::thread::Builder::new()
+                .name("striate-worker".into())
+                .spawn(move || self.worker(seen))
+                .expect("cannot start a kernel thread");
+        }
+        self.spawned.store(have.max(n), Ordering::Release);
+        self.busy.store(false, Ordering::Release);
+    }
+
+    fn worker(&self, mut seen: usize) {
+        loop {
+            let mut spins = 0;
+            while self.epoch.load(Ordering::Acquire) == seen {
+                if spins < SPIN {
+                    spins += 1;
+                    std::hint::spin_loop();
+                } else {
+                    let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while self.epoch.load(Ordering::Acquire) == seen {
+                        guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+            }
+            seen = self.epoch.load(Ordering::Acquire);
+            // Safety: see `run`: the job was written before the epoch bump we just observed
+            // and stays valid until we decrement `pending`.
+            let job = unsafe { (*self.job.get()).expect("a job comes with each epoch") };
+            // Safety: as above, the closure outlives this use.
+            self.work(unsafe { &*job.f }, job.tasks);
+            self.pending.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// Takes task indices until none are left.
+    fn work(&self, f: &(dyn Fn(usize) + Sync), tasks: usize) {
+        loop {
+            let t = self.next.fetch_add(1, Ordering::Relaxed);
+            if t >= tasks {
+                break;
+            }
+            f(t);
+        }
+    }
+}
+
+/// `*mut T` that may be shared between the tasks of one [`run`], each task touching only its
+/// own disjoint part.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut<T>(*mut T);
+
+// Safety: only used to give disjoint ranges of one slice to the tasks of one `run`, which all
+// end before the slice's borrow does (see `SharedMut::slice`).
+unsafe impl<T: Send> Send for SharedMut<T> {}
+// Safety: as above.
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    pub(crate) fn new(s: &mut [T]) -> Self {
+        SharedMut(s.as_mut_ptr())
+    }
+
+    /// `len` elements from `start`.
+    ///
+    /// # Safety
+    /// The range must lie inside the slice given to [`SharedMut::new`], that slice must still be
+    /// borrowed, and no other live reference may overlap the range.
+    pub(crate) unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
+        // Safety: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}
+
+/// The part `t` of `tasks` of `0..n` (contiguous, sizes differing by at most one).
+pub(crate) fn part(n: usize, tasks: usize, t: usize) -> std::ops::Range<usize> {
+    (t * n / tasks)..((t + 1) * n / tasks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_the_range() {
+        for n in 0..20 {
+            for tasks in 1..5 {
+                let all: Vec<usize> = (0..tasks).flat_map(|t| part(n, tasks, t)).collect();
+                assert_eq!(all, (0..n).collect::<Vec<_>>());
+            }
+        }
+    }
+
+    /// Every task runs exactly once, with one thread or several, and nested calls run inline.
+    #[test]
+    fn every_task_runs_once() {
+        for threads in [1, 2, 3] {
+            with_threads(threads, || {
+                for tasks in [0, 1, 2, 5, 64] {
+                    let counts: Vec<AtomicUsize> =
+                        (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+                    run(tasks, |t| {
+                        counts[t].fetch_add(1, Ordering::Relaxed);
+                        run(2, |_| {});
+                    });
+                    assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
+                }
+            });
+        }
+    }
 }

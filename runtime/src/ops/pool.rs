@@ -130,7 +130,9 @@ pub fn max_forward(y: &mut [f32], argmax: &mut [u32], x: &[f32], g: &Pool2dGeom,
     if g.pad_h == 0 && g.pad_w == 0 {
         // Every window lies wholly inside the input: no clipping, and for LeNet's 2×2 windows
         // a loop the compiler unrolls.
-        if (g.k_h, g.k_w) == (2, 2) {
+        if (g.k_h, g.k_w, g.stride_h, g.stride_w) == (2, 2, 2, 2) {
+            max_forward_2x2(y, argmax, x, g, n);
+        } else if (g.k_h, g.k_w) == (2, 2) {
             max_forward_unpadded::<2, 2>(y, argmax, x, g, n);
         } else {
             max_forward_unpadded::<0, 0>(y, argmax, x, g, n);
@@ -172,6 +174,46 @@ pub fn max_forward(y: &mut [f32], argmax: &mut [u32], x: &[f32], g: &Pool2dGeom,
     }
 }
 
+/// [`max_forward`] for 2×2 windows with stride 2 and no padding (LeNet's, VGG's): each output
+/// row reads two input rows pairwise, with no index arithmetic in the inner loop.
+fn max_forward_2x2(y: &mut [f32], argmax: &mut [u32], x: &[f32], g: &Pool2dGeom, n: usize) {
+    // x: (N, C, H, W) -> y: (N, C, H/2, W/2), argmax: (N, C, H/2, W/2)
+    let (plane, area, in_w, out_w) = (g.in_h * g.in_w, g.out_h * g.out_w, g.in_w, g.out_w);
+    if plane == 0 || area == 0 {
+        return;
+    }
+    let planes = x.chunks_exact(plane).take(n * g.c);
+    let outs = y.chunks_exact_mut(area).zip(argmax.chunks_exact_mut(area));
+    for (p, (x_p, (y_p, argmax_p))) in planes.zip(outs).enumerate() {
+        let base = ((p % g.c) * plane) as u32;
+        let rows = y_p
+            .chunks_exact_mut(out_w)
+            .zip(argmax_p.chunks_exact_mut(out_w));
+        for (oh, (y_row, a_row)) in rows.enumerate() {
+            let top = 2 * oh * in_w;
+            let r0 = &x_p[top..top + 2 * out_w];
+            let r1 = &x_p[top + in_w..top + in_w + 2 * out_w];
+            let cells = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+            for (ow, ((y_o, a_o), (c0, c1))) in y_row.iter_mut().zip(a_row).zip(cells).enumerate() {
+                // Row-major window order; a later cell wins when greater, or NaN.
+                let at = base + top as u32 + 2 * ow as u32;
+                let (mut best, mut best_at) = (c0[0], at);
+                for (v, v_at) in [
+                    (c0[1], at + 1),
+                    (c1[0], at + in_w as u32),
+                    (c1[1], at + in_w as u32 + 1),
+                ] {
+                    let wins = v > best || v.is_nan();
+                    best = if wins { v } else { best };
+                    best_at = if wins { v_at } else { best_at };
+                }
+                *y_o = best;
+                *a_o = best_at;
+            }
+        }
+    }
+}
+
 /// [`max_forward`] without padding, for windows of `KH×KW` (or, when both are 0, of the
 /// geometry's size): the same winners, found without clipping any window.
 fn max_forward_unpadded<const KH: usize, const KW: usize>(
@@ -205,11 +247,11 @@ fn max_forward_unpadded<const KH: usize, const KW: usize>(
                     let start = corner + kh * in_w;
                     for (kw, &v) in x_p[start..start + k_w].iter().enumerate() {
                         // The same rule as the general path: later cells win only when
-                        // greater, or NaN.
-                        if v > best || v.is_nan() {
-                            best = v;
-                            best_at = start + kw;
-                        }
+                        // greater, or NaN. Written as selects, not a branch: on real data
+                        // which cell wins is unpredictable.
+                        let wins = v > best || v.is_nan();
+                        best = if wins { v } else { best };
+                        best_at = if wins { start + kw } else { best_at };
                     }
                 }
                 *y_o = best;
