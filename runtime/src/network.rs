@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use ndarray::{Array, ArrayView, ArrayViewD, ArrayViewMutD, Dimension, IxDyn};
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 
+use crate::ops::parallel::{self, SharedMut};
 use crate::params::{Init, ParamInfo, ParamStore};
 use crate::summary::Summary;
 use crate::tape::{Slot, Tape};
@@ -203,12 +204,14 @@ impl Gradients {
         }
     }
 
-    fn add_input(&mut self, shape: Vec<usize>, grad: &[f32]) {
+    fn add_input<N: Network>(&mut self, n: usize, grad: &[f32]) {
         let Some(buf) = &mut self.input else { return };
-        if self.input_shape != shape || buf.len() != grad.len() {
+        let same_shape =
+            self.input_shape.first() == Some(&n) && self.input_shape[1..] == *N::INPUT_SHAPE;
+        if !same_shape || buf.len() != grad.len() {
             buf.clear();
             buf.resize(grad.len(), 0.0);
-            self.input_shape = shape;
+            self.input_shape = batch_shape(n, N::INPUT_SHAPE);
         }
         for (b, g) in buf.iter_mut().zip(grad) {
             *b += g;
@@ -460,15 +463,11 @@ pub trait Network: Sized {
         x: ArrayView<'_, f32, Self::InputDim>,
         tape: &'t mut Tape,
     ) -> Result<ArrayView<'t, f32, Self::OutputDim>> {
-        let n = load_input::<Self>(tape, x.into_dyn(), false)?;
         let state = self.state();
-        Self::raw_forward(
-            state.params.as_slice(),
-            Pass::Eval {
-                buffers: state.buffers.as_slice(),
-            },
-            tape,
-        );
+        let pass = Pass::Eval {
+            buffers: state.buffers.as_slice(),
+        };
+        let n = forward_pass::<Self>(state.params.as_slice(), pass, tape, x.into_dyn(), false)?;
         Ok(output_view::<Self>(n, tape.output(Self::LAYERS.len())))
     }
 
@@ -485,7 +484,6 @@ pub trait Network: Sized {
         mode: Mode,
     ) -> Result<ArrayView<'t, f32, Self::OutputDim>> {
         let train = mode == Mode::Train;
-        let n = load_input::<Self>(tape, x.into_dyn(), train)?;
         let state = self.state_mut();
         let pass = match mode {
             Mode::Train => Pass::Train {
@@ -496,9 +494,8 @@ pub trait Network: Sized {
                 buffers: state.buffers.as_slice(),
             },
         };
-        Self::raw_forward(state.params.as_slice(), pass, tape);
-        let out = tape.output(Self::LAYERS.len());
-        Ok(output_view::<Self>(n, out))
+        let n = forward_pass::<Self>(state.params.as_slice(), pass, tape, x.into_dyn(), train)?;
+        Ok(output_view::<Self>(n, tape.output(Self::LAYERS.len())))
     }
 
     /// [`Network::forward_tape`] in training mode.
@@ -533,11 +530,10 @@ pub trait Network: Sized {
             )));
         }
         let n = tape.batch();
-        let expected = batch_shape(n, Self::OUTPUT_SHAPE);
-        if d_out.shape() != expected.as_slice() {
+        if d_out.shape()[0] != n || &d_out.shape()[1..] != Self::OUTPUT_SHAPE {
             return Err(Error::shape(
                 format!("output gradient of {}", Self::NAME),
-                &expected,
+                &batch_shape(n, Self::OUTPUT_SHAPE),
                 d_out.shape(),
             ));
         }
@@ -549,16 +545,53 @@ pub trait Network: Sized {
             ));
         }
         let d_out = d_out.as_standard_layout();
-        tape.begin_backward(d_out.as_slice().expect("standard layout is contiguous"));
+        let d_out = d_out.as_slice().expect("standard layout is contiguous");
         let want_input = grads.wants_input();
-        Self::raw_backward(
-            self.state().params.as_slice(),
-            grads.params.as_mut_slice(),
-            tape,
-            want_input,
-        );
+        let params = self.state().params.as_slice();
+        if tape.shards() == 1 {
+            tape.begin_backward(d_out);
+            Self::raw_backward(params, grads.params.as_mut_slice(), tape, want_input);
+            if want_input {
+                grads.add_input::<Self>(n, tape.input_grad());
+            }
+            return Ok(());
+        }
+        // The batch was split over threads: each shard back-propagates its own samples, shard 0
+        // into `grads`, the others into buffers of their own, which are then added in order (so
+        // the result depends on the thread count only).
+        let shards = tape.shards();
+        let parts = tape.shard_backward(Self::NUM_PARAMS);
+        let per_out: usize = Self::OUTPUT_SHAPE.iter().product();
+        let tapes = SharedMut::new(parts.tapes);
+        let extra = SharedMut::new(parts.grads);
+        let main = SharedMut::new(grads.params.as_mut_slice());
+        parallel::run(shards, |s| {
+            let samples = parallel::part(n, shards, s);
+            // Safety: task `s` alone touches shard tape `s` and gradient buffer `s` (shard 0:
+            // the caller's gradients); `run` returns before any of them is borrowed again.
+            let (t, g) = unsafe {
+                let t = &mut tapes.slice(s, 1)[0];
+                let g: &mut [f32] = if s == 0 {
+                    main.slice(0, Self::NUM_PARAMS)
+                } else {
+                    &mut extra.slice(s - 1, 1)[0]
+                };
+                (t, g)
+            };
+            t.begin_backward(&d_out[samples.start * per_out..samples.end * per_out]);
+            Self::raw_backward(params, g, t, want_input);
+        });
+        for g in parts.grads.iter() {
+            for (a, b) in grads.params.as_mut_slice().iter_mut().zip(g) {
+                *a += b;
+            }
+        }
         if want_input {
-            grads.add_input(batch_shape(n, Self::INPUT_SHAPE), tape.input_grad());
+            parts.input_grad.clear();
+            for t in parts.tapes.iter() {
+                parts.input_grad.extend_from_slice(t.input_grad());
+            }
+            grads.add_input::<Self>(n, parts.input_grad);
         }
         Ok(())
     }
@@ -571,7 +604,100 @@ fn batch_shape(n: usize, per_sample: &[usize]) -> Vec<usize> {
     s
 }
 
-fn load_input<N: Network>(tape: &mut Tape, x: ArrayViewD<'_, f32>, train: bool) -> Result<usize> {
+/// Samples per thread below which a batch is not split.
+const MIN_SHARD: usize = 4;
+
+/// How many shards (one per thread) a pass over `n` samples is split into: whole-network data
+/// parallelism, which keeps both cores busy through the many small layers of a network like
+/// LeNet-5. Training a network with batch norm is not split, as its statistics are over the
+/// whole batch.
+fn shard_count<N: Network>(n: usize, train: bool) -> usize {
+    let threads = parallel::threads();
+    if threads <= 1 || (train && !N::BUFFERS.is_empty()) {
+        return 1;
+    }
+    (n / MIN_SHARD).clamp(1, threads)
+}
+
+/// Checks the input and runs the generated forward pass on the tape, or on one shard tape per
+/// thread; returns the batch size.
+fn forward_pass<N: Network>(
+    params: &[f32],
+    mut pass: Pass<'_>,
+    tape: &mut Tape,
+    x: ArrayViewD<'_, f32>,
+    train: bool,
+) -> Result<usize> {
+    let n = check_input::<N>(&x, train)?;
+    let shards = shard_count::<N>(n, train);
+    if shards == 1 {
+        tape.prepare(N::TAPE, n, train);
+        copy_into(tape.input_mut(), &x);
+        N::raw_forward(params, pass, tape);
+        return Ok(n);
+    }
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout is contiguous");
+    let per_in: usize = N::INPUT_SHAPE.iter().product();
+    let per_out: usize = N::OUTPUT_SHAPE.iter().product();
+    let parts = tape.prepare_shards(N::TAPE, n, train, shards);
+    let eval_buffers: &[f32] = match &mut pass {
+        Pass::Eval { buffers } => buffers,
+        Pass::Train { rng, .. } => {
+            // Each shard draws its dropout masks from its own generator, seeded from the
+            // network's, so a step depends only on the seed and the thread count.
+            for r in parts.rngs.iter_mut() {
+                *r = NetRng::seed_from_u64(rng.next_u64());
+            }
+            &[]
+        }
+    };
+    let tapes = SharedMut::new(parts.tapes);
+    let rngs = SharedMut::new(parts.rngs);
+    parallel::run(shards, |s| {
+        let samples = parallel::part(n, shards, s);
+        // Safety: task `s` alone touches shard tape `s` and generator `s`; `run` returns before
+        // either is borrowed again.
+        let (t, rng) = unsafe { (&mut tapes.slice(s, 1)[0], &mut rngs.slice(s, 1)[0]) };
+        t.prepare(N::TAPE, samples.len(), train);
+        t.input_mut()
+            .copy_from_slice(&xs[samples.start * per_in..samples.end * per_in]);
+        let pass = if train {
+            // Only networks without buffers are split in training.
+            Pass::Train {
+                buffers: &mut [],
+                rng,
+            }
+        } else {
+            Pass::Eval {
+                buffers: eval_buffers,
+            }
+        };
+        N::raw_forward(params, pass, t);
+    });
+    let last = N::LAYERS.len();
+    for (s, t) in parts.tapes.iter().enumerate() {
+        let samples = parallel::part(n, shards, s);
+        parts.output[samples.start * per_out..samples.end * per_out]
+            .copy_from_slice(t.output(last));
+    }
+    Ok(n)
+}
+
+fn copy_into(dst: &mut [f32], x: &ArrayViewD<'_, f32>) {
+    match x.as_slice() {
+        Some(src) => dst.copy_from_slice(src),
+        None => {
+            for (d, s) in dst.iter_mut().zip(x.iter()) {
+                *d = *s;
+            }
+        }
+    }
+}
+
+/// The batch size of `x`, after checking its per-sample shape (and, for training, that it is
+/// not empty).
+fn check_input<N: Network>(x: &ArrayViewD<'_, f32>, train: bool) -> Result<usize> {
     let n = x.shape().first().copied().unwrap_or(0);
     if &x.shape()[1..] != N::INPUT_SHAPE {
         return Err(Error::shape(
@@ -585,28 +711,29 @@ fn load_input<N: Network>(tape: &mut Tape, x: ArrayViewD<'_, f32>, train: bool) 
             what: format!("training forward pass of {}", N::NAME),
         });
     }
-    tape.prepare(N::TAPE, n, train);
-    let dst = tape.input_mut();
-    match x.as_slice() {
-        Some(src) => dst.copy_from_slice(src),
-        None => {
-            for (d, s) in dst.iter_mut().zip(x.iter()) {
-                *d = *s;
-            }
-        }
-    }
     Ok(n)
 }
 
+/// `[n, ...per_sample]` without allocating (ndarray keeps up to four dimensions inline).
+fn batch_dims(n: usize, per_sample: &[usize]) -> IxDyn {
+    let mut dims = [0usize; 4];
+    if per_sample.len() >= dims.len() {
+        return IxDyn(&batch_shape(n, per_sample));
+    }
+    dims[0] = n;
+    dims[1..=per_sample.len()].copy_from_slice(per_sample);
+    IxDyn(&dims[..=per_sample.len()])
+}
+
 fn output_view<'t, N: Network>(n: usize, out: &'t [f32]) -> ArrayView<'t, f32, N::OutputDim> {
-    ArrayView::from_shape(IxDyn(&batch_shape(n, N::OUTPUT_SHAPE)), out)
+    ArrayView::from_shape(batch_dims(n, N::OUTPUT_SHAPE), out)
         .expect("tape output has the network's output shape")
         .into_dimensionality::<N::OutputDim>()
         .expect("OutputDim matches OUTPUT_SHAPE")
 }
 
 fn output_array<N: Network>(n: usize, out: Vec<f32>) -> Array<f32, N::OutputDim> {
-    Array::from_shape_vec(IxDyn(&batch_shape(n, N::OUTPUT_SHAPE)), out)
+    Array::from_shape_vec(batch_dims(n, N::OUTPUT_SHAPE), out)
         .expect("tape output has the network's output shape")
         .into_dimensionality::<N::OutputDim>()
         .expect("OutputDim matches OUTPUT_SHAPE")

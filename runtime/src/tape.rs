@@ -1,6 +1,10 @@
 //! The tape: every activation a training forward pass keeps for the backward pass, and the
 //! scratch space of the kernels, reused from one step to the next.
 
+use rand::SeedableRng;
+
+use crate::network::NetRng;
+
 /// The storage one layer needs on the tape, per sample unless said otherwise.
 ///
 /// The `network!` macro emits one per layer (plus one for the input, at index 0) as a `const`.
@@ -34,6 +38,8 @@ struct Recorded {
     layout: &'static [Slot],
     batch: usize,
     train: bool,
+    /// 1, or the number of shard tapes the batch was split over (one per thread).
+    shards: usize,
 }
 
 /// Activations and workspace of one network, kept between its forward and backward passes.
@@ -55,6 +61,32 @@ pub struct Tape {
     scratch: Vec<f32>,
     grad_out: Vec<f32>,
     grad_in: Vec<f32>,
+    /// One tape per thread when a pass is split over the batch.
+    shards: Vec<Tape>,
+    /// Dropout's generator of each shard, reseeded from the network's every training pass.
+    shard_rngs: Vec<NetRng>,
+    /// Parameter gradients of shards 1.. (shard 0 adds into the caller's gradients).
+    shard_grads: Vec<Vec<f32>>,
+}
+
+/// The buffers of a forward pass split over the batch.
+pub(crate) struct ShardForward<'a> {
+    /// One tape per shard.
+    pub tapes: &'a mut [Tape],
+    /// One dropout generator per shard.
+    pub rngs: &'a mut [NetRng],
+    /// The whole batch's output, gathered from the shards.
+    pub output: &'a mut [f32],
+}
+
+/// The buffers of a backward pass split over the batch.
+pub(crate) struct ShardBackward<'a> {
+    /// The shard tapes of the forward pass.
+    pub tapes: &'a mut [Tape],
+    /// Zeroed parameter gradients for shards 1...
+    pub grads: &'a mut [Vec<f32>],
+    /// The whole batch's input gradient, gathered from the shards.
+    pub input_grad: &'a mut Vec<f32>,
 }
 
 /// The buffers of one layer during the forward pass.
@@ -110,7 +142,9 @@ impl Tape {
     /// Bytes held by the tape's buffers (capacity, not length).
     pub fn allocated_bytes(&self) -> usize {
         let f = |v: &Vec<f32>| v.capacity() * 4;
-        self.acts.iter().map(f).sum::<usize>()
+        self.shards.iter().map(Tape::allocated_bytes).sum::<usize>()
+            + self.shard_grads.iter().map(f).sum::<usize>()
+            + self.acts.iter().map(f).sum::<usize>()
             + self.aux.iter().map(f).sum::<usize>()
             + self.idx.iter().map(|v| v.capacity() * 4).sum::<usize>()
             + f(&self.scratch)
@@ -133,7 +167,59 @@ impl Tape {
             layout,
             batch: n,
             train,
+            shards: 1,
         });
+    }
+
+    /// The number of shard tapes the last forward pass was split over (1: not split).
+    pub fn shards(&self) -> usize {
+        self.recorded.map_or(1, |r| r.shards)
+    }
+
+    /// Prepares a pass of `n` samples split over `k` shard tapes; only the output slot of this
+    /// tape is used (to gather the shards' outputs).
+    pub(crate) fn prepare_shards(
+        &mut self,
+        layout: &'static [Slot],
+        n: usize,
+        train: bool,
+        k: usize,
+    ) -> ShardForward<'_> {
+        self.acts.resize_with(layout.len(), Vec::new);
+        let last = layout.len() - 1;
+        self.acts[last].resize(n * layout[last].act, 0.0);
+        self.shards.resize_with(k.max(self.shards.len()), Tape::new);
+        self.shard_rngs
+            .resize_with(k.max(self.shard_rngs.len()), || NetRng::seed_from_u64(0));
+        self.recorded = Some(Recorded {
+            layout,
+            batch: n,
+            train,
+            shards: k,
+        });
+        ShardForward {
+            tapes: &mut self.shards[..k],
+            rngs: &mut self.shard_rngs[..k],
+            output: &mut self.acts[last],
+        }
+    }
+
+    /// The shard tapes of the last forward pass, with `params`-long zeroed gradient buffers
+    /// for shards 1...
+    pub(crate) fn shard_backward(&mut self, params: usize) -> ShardBackward<'_> {
+        let k = self.shards();
+        if self.shard_grads.len() < k - 1 {
+            self.shard_grads.resize_with(k - 1, Vec::new);
+        }
+        for g in &mut self.shard_grads[..k - 1] {
+            g.clear();
+            g.resize(params, 0.0);
+        }
+        ShardBackward {
+            tapes: &mut self.shards[..k],
+            grads: &mut self.shard_grads[..k - 1],
+            input_grad: &mut self.grad_out,
+        }
     }
 
     /// True when the tape was last prepared for `layout`.

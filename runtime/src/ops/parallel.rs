@@ -212,8 +212,16 @@ impl Pool {
 
 /// `*mut T` that may be shared between the tasks of one [`run`], each task touching only its
 /// own disjoint part.
-#[derive(Clone, Copy)]
 pub(crate) struct SharedMut<T>(*mut T);
+
+// By hand: the derives would ask `T: Copy`, but only the pointer is copied.
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for SharedMut<T> {}
 
 // Safety: only used to give disjoint ranges of one slice to the tasks of one `run`, which all
 // end before the slice's borrow does (see `SharedMut::slice`).
