@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example lenet -- [--data DIR] [--epochs N] [--batch N] [--lr X]
-//!                                        [--seed N] [--out FILE]
+//!                                        [--seed N] [--threads N] [--out FILE]
 //! ```
 //!
 //! Prints a progress bar per epoch (loss, accuracy, images/s), the test accuracy after each
@@ -34,8 +34,8 @@ network! {
     }
 }
 
-const USAGE: &str =
-    "usage: lenet [--data DIR] [--epochs N] [--batch N] [--lr X] [--seed N] [--out FILE]
+const USAGE: &str = "usage: lenet [--data DIR] [--epochs N] [--batch N] [--lr X] [--seed N]
+             [--threads N] [--out FILE]
 
   --data DIR    a directory with the four MNIST files (train-images-idx3-ubyte[.gz], ...);
                 default: the 10,000 digits built into striate
@@ -44,6 +44,7 @@ const USAGE: &str =
   --lr X        initial learning rate of SGD with momentum 0.9, halved every 4 epochs
                 (default 0.02)
   --seed N      seed of the initial weights and of the shuffles (default 1)
+  --threads N   threads to split each batch over (default: every core)
   --out FILE    where to save the trained weights (default lenet.safetensors)";
 
 struct Options {
@@ -52,6 +53,7 @@ struct Options {
     batch: usize,
     lr: f32,
     seed: u64,
+    threads: usize,
     out: PathBuf,
 }
 
@@ -62,6 +64,7 @@ fn parse_args() -> Result<Options, String> {
         batch: 32,
         lr: 0.02,
         seed: 1,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         out: PathBuf::from("lenet.safetensors"),
     };
     let mut args = std::env::args().skip(1);
@@ -83,6 +86,10 @@ fn parse_args() -> Result<Options, String> {
                 _ => return Err(bad("a number above 0")),
             },
             "--seed" => o.seed = value.parse().map_err(|_| bad("a whole number"))?,
+            "--threads" => match value.parse() {
+                Ok(t) if t > 0 => o.threads = t,
+                _ => return Err(bad("a whole number above 0")),
+            },
             "--out" => o.out = PathBuf::from(&value),
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -91,20 +98,20 @@ fn parse_args() -> Result<Options, String> {
 }
 
 fn run(o: &Options) -> striate::Result<()> {
+    striate::set_threads(o.threads);
     let mnist = match &o.data {
         Some(dir) => Mnist::load(dir)?,
         None => Mnist::builtin(),
     };
+    let source = match &o.data {
+        Some(d) => format!("from {}", d.display()),
+        None => "built in".to_string(),
+    };
     println!(
-        "{} training and {} test digits{}",
+        "{} training and {} test digits ({source}), {} thread(s)",
         mnist.train.len(),
         mnist.test.len(),
-        o.data
-            .as_ref()
-            .map_or(" (built in)".to_string(), |d| format!(
-                " from {}",
-                d.display()
-            ))
+        o.threads
     );
     println!("{}\n", LeNet5::summary());
 

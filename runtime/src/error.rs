@@ -94,6 +94,17 @@ impl Error {
         }
     }
 
+    /// `Ok` for a batch of at least one sample, [`Error::Config`] otherwise.
+    pub(crate) fn check_batch(batch: usize) -> Result<()> {
+        if batch == 0 {
+            return Err(Error::Config {
+                name: "batch size",
+                reason: "must be at least 1, found 0".to_string(),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -235,12 +235,7 @@ pub fn evaluate<N: Network<OutputDim = Ix2>>(
     data: &Dataset,
     batch: usize,
 ) -> Result<Evaluation> {
-    if batch == 0 {
-        return Err(Error::Config {
-            name: "batch size",
-            reason: "must be at least 1, found 0".into(),
-        });
-    }
+    Error::check_batch(batch)?;
     let classes = check_data::<N>(data)?;
     let mut confusion = vec![vec![0; classes]; classes];
     let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -378,12 +373,7 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         epoch: usize,
         progress: bool,
     ) -> Result<EpochReport> {
-        if batch == 0 {
-            return Err(Error::Config {
-                name: "batch size",
-                reason: "must be at least 1, found 0".into(),
-            });
-        }
+        Error::check_batch(batch)?;
         self.schedule.validate()?;
         check_data::<N>(data)?;
         let lr = self.schedule.lr_at(self.base_lr, epoch);

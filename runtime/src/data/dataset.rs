@@ -251,12 +251,7 @@ impl Dataset {
     /// # Ok::<(), striate_runtime::Error>(())
     /// ```
     pub fn batches(&self, batch: usize, order: Order) -> Result<Batches<'_>> {
-        if batch == 0 {
-            return Err(Error::Config {
-                name: "batch size",
-                reason: "must be at least 1, found 0".to_string(),
-            });
-        }
+        Error::check_batch(batch)?;
         let order = match order {
             Order::Sequential => (0..self.len()).collect(),
             Order::Shuffled { seed } => shuffled_indices(self.len(), seed),
