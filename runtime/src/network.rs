@@ -223,6 +223,15 @@ impl Gradients {
 /// forward and backward passes.
 ///
 /// Everything but the items marked hidden is provided; the macro generates the rest.
+///
+/// # Threads
+///
+/// With more than one thread ([`crate::ops::parallel::set_threads`]), a batch of at least
+/// eight samples is split into one shard per thread, and each thread runs the whole generated
+/// forward and backward pass on its own shard (a tape of its own, inside the caller's
+/// [`Tape`]); the shards' parameter gradients are then added in shard order. Results depend
+/// on the thread count only, not on timing. Training a network with `batch_norm` is not split,
+/// since its statistics are over the whole batch; its kernels still use the threads.
 pub trait Network: Sized {
     /// `Ix4` for `[N, C, H, W]` input, `Ix2` for `[N, F]`.
     type InputDim: Dimension;
