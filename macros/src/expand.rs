@@ -354,6 +354,40 @@ fn slot_tokens(layer: &LayerPlan) -> TokenStream {
     }
 }
 
+/// Lines of the struct's rustdoc: the layers as a table, as `summary()` prints them.
+fn doc_table(plan: &Plan) -> Vec<String> {
+    let mut lines = vec![
+        String::new(),
+        format!(
+            "Declared with `striate::network!`: input {} per sample, output {}, {} parameters.",
+            plan.input.text(),
+            plan.output().text(),
+            plan.num_params()
+        ),
+        String::new(),
+        "| layer | output | parameters | receptive field |".to_string(),
+        "| --- | --- | ---: | ---: |".to_string(),
+    ];
+    for l in &plan.layers {
+        let label = match &l.name {
+            Some(n) => format!("`{n}: {}`", l.declaration),
+            None => format!("`{}`", l.declaration),
+        };
+        let [h, w] = l.receptive_field;
+        let field = if h == w {
+            h.to_string()
+        } else {
+            format!("{h}x{w}")
+        };
+        lines.push(format!(
+            "| {label} | `{}` | {} | {field} |",
+            l.output.text(),
+            l.params
+        ));
+    }
+    lines
+}
+
 /// The `Network` methods that reach the struct's one field.
 fn state_methods(name: &syn::Ident) -> TokenStream {
     quote! {
@@ -458,17 +492,11 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
         TokenStream::new()
     };
     let state_methods = state_methods(name);
-    let doc_shape = format!(
-        "Input {} per sample, output {}; {} parameters.",
-        plan.input.text(),
-        plan.output().text(),
-        plan.num_params()
-    );
+    let doc_table = doc_table(plan);
 
     quote! {
         #(#attrs)*
-        #[doc = ""]
-        #[doc = #doc_shape]
+        #(#[doc = #doc_table])*
         #[derive(Clone, Debug)]
         #vis struct #name {
             state: ::striate::runtime::State,
