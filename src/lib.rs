@@ -3,11 +3,11 @@
 
 pub use striate_macros::network;
 pub use striate_runtime as runtime;
+pub use striate_runtime::ops::parallel::{set_threads, threads};
 pub use striate_runtime::{
     cross_entropy, Error, Gradients, LayerInfo, Mode, Network, ParamInfo, ParamStore, Result,
     Summary, Tape,
 };
-pub use striate_runtime::ops::parallel::{set_threads, threads};
 pub use striate_runtime::{data, io, ops, optim, train};
 
 /// ndarray, re-exported so that generated code and users name the same version.

@@ -6,8 +6,9 @@
 //! cargo bench -p striate-runtime --bench kernels -- conv2d/alexnet --quick
 //! ```
 //!
-//! Batch 64 for LeNet's layers (its training batch), 8 for AlexNet's conv1; one thread unless
-//! `STRIATE_THREADS` says otherwise.
+//! Batch 64 for LeNet's layers (its training batch), 8 for AlexNet's conv1, and for the linear
+//! layers' forward also 1, 4, 8 and 16 (`forward_b*`: inference latency, where the layers switch
+//! from dot products to `sgemm`); one thread unless `STRIATE_THREADS` says otherwise.
 
 use std::hint::black_box;
 
@@ -113,6 +114,21 @@ fn dense(c: &mut Criterion, name: &str, g: LinearGeom, n: usize) {
     group.bench_function("forward", |bench| {
         bench.iter(|| linear::forward(&mut y, black_box(&x), &w, Some(&b), &g, n))
     });
+    // Small batches (inference latency): the rows given by the first samples.
+    for rows in [1, 4, 8, 16] {
+        group.bench_function(format!("forward_b{rows}"), |bench| {
+            bench.iter(|| {
+                linear::forward(
+                    &mut y[..rows * g.out_f],
+                    black_box(&x[..rows * g.in_f]),
+                    &w,
+                    Some(&b),
+                    &g,
+                    rows,
+                )
+            })
+        });
+    }
     group.bench_function("backward", |bench| {
         bench.iter(|| {
             linear::backward(

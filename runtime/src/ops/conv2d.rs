@@ -3,6 +3,7 @@
 use super::gemm::{sgemm, Mat, MatMut};
 use super::parallel::{self, SharedMut};
 use super::window::outputs_reading;
+use std::ops::Range;
 use striate_geometry::{output_size, Rounding, SizeError};
 
 /// The geometry of one convolution layer, per sample.
@@ -138,11 +139,13 @@ impl Conv2dGeom {
 /// `y = w ⋆ x + b`: the cross-correlation of each sample with each kernel, zero-padded, as
 /// PyTorch's `conv2d`: `y[n,o,i,j] = b[o] + Σ_{c,u,v} w[o,c,u,v] x[n,c,i·SH+u-PH,j·SW+v-PW]`.
 ///
-/// `y` is overwritten. The batch is split over the [`parallel::threads`]; each sample is
-/// unfolded (im2col) into its thread's part of `scratch`, which grows to
-/// [`Conv2dGeom::col_len`] per thread on first use and is reused after that, and multiplied by the weights
-/// seen as a `(O, C·KH·KW)` matrix in one `sgemm`. A 1×1 kernel with stride 1 and no padding
-/// multiplies the input directly.
+/// `y` is overwritten. The batch is split over the [`parallel::threads`], each with its own
+/// part of `scratch` (grown on first use, reused after that). Stride 1 with at most 16 output
+/// channels (LeNet-5's layers) runs a direct kernel that accumulates each run of outputs in
+/// registers. Otherwise the samples are unfolded (im2col) and multiplied by the weights seen
+/// as a `(O, C·KH·KW)` matrix by `sgemm`: several small samples side by side in one call, a
+/// large one (AlexNet's conv1) a slab of output rows at a time so that the unfolded slab stays
+/// in the cache. A 1×1 kernel with stride 1 and no padding multiplies the input directly.
 ///
 /// # Panics
 /// When a slice is shorter than the geometry needs; in debug builds, when any length differs.
@@ -173,32 +176,100 @@ pub fn forward(
     debug_check(y, x, w, g, n);
     debug_assert!(b.map_or(true, |b| b.len() == g.out_c));
     let (in_len, out_len) = (g.in_len(), g.out_len());
-    let col_len = if g.is_pointwise() { 0 } else { g.col_len() };
     // One task per thread, each with its own run of samples and its own unfolding buffer.
     // The scratch is sized for the backward pass too, so that it grows once.
     let tasks = parallel::tasks_for(n, 1);
-    let per_task = col_len + g.weight_len();
-    if scratch.len() < tasks * per_task {
-        scratch.resize(tasks * per_task, 0.0);
+    let lay = Workspace::new(g, n.div_ceil(tasks));
+    if scratch.len() < tasks * lay.per_task {
+        scratch.resize(tasks * lay.per_task, 0.0);
     }
     let y_all = SharedMut::new(y);
-    let cols = SharedMut::new(&mut scratch[..tasks * per_task]);
+    let bufs = SharedMut::new(&mut scratch[..tasks * lay.per_task]);
     parallel::run(tasks, |t| {
         let samples = parallel::part(n, tasks, t);
-        // Safety: task `t` alone touches its samples' outputs and its own unfolding buffer;
+        // Safety: task `t` alone touches its samples' outputs and its own part of `scratch`;
         // `run` returns before `y` and `scratch` are borrowed again.
-        let (y_t, col) = unsafe {
+        let (y_t, buf) = unsafe {
             (
                 y_all.slice(samples.start * out_len, samples.len() * out_len),
-                cols.slice(t * per_task, col_len),
+                bufs.slice(t * lay.per_task, lay.per_task),
             )
         };
         let x_t = &x[samples.start * in_len..samples.end * in_len];
-        forward_samples(y_t, x_t, w, b, g, samples.len(), col);
+        forward_samples(y_t, x_t, w, b, g, samples.len(), &lay, buf);
     });
 }
 
-/// [`forward`] of consecutive samples on one thread, unfolding each into `col`.
+/// Values of an unfolded slab of output rows above which [`forward`] unfolds a sample a slab
+/// at a time (2 MiB). Chosen with `alexnet-fwd` at 2 threads, where both threads unfolding a
+/// whole 4.4 MB sample each ran out of cache (23 ms against 16 ms at 1 thread): slabs of 128K
+/// values gave 15.7 ms, 256K to 512K values 12 to 13 ms (within the noise of each other),
+/// 1024K 23 ms again. One thread: 24 to 25 ms throughout.
+const SLAB_VALUES: usize = 512 * 1024;
+
+/// Output rows per slab: all of them for a small layer, fewer where the whole unfolded sample
+/// would leave the cache (AlexNet's conv1: 4.4 MB per sample, 3 slabs of 19 rows).
+fn slab_rows(g: &Conv2dGeom) -> usize {
+    let per_row = (g.col_rows() * g.out_w).max(1);
+    let most = (SLAB_VALUES / per_row).clamp(1, g.out_h.max(1));
+    // Slabs of equal size rather than a short last one.
+    g.out_h.div_ceil(g.out_h.div_ceil(most).max(1)).max(1)
+}
+
+/// How one task's part of the scratch is laid out: `block` samples are unfolded side by side
+/// into one `(C·KH·KW, block·OH·OW)` matrix (`col`), so that one `sgemm` covers them all, with
+/// a `(O, block·OH·OW)` matrix beside it (`rows`: the block's outputs before they are scattered
+/// into `(N, O, OH, OW)`, or its output gradients gathered from there), then a partial `d_w`.
+#[derive(Clone, Copy, Debug)]
+struct Workspace {
+    block: usize,
+    col_len: usize,
+    rows_len: usize,
+    /// The scratch of the direct kernels ([`direct::backward_len`]), when they apply.
+    direct_len: usize,
+    per_task: usize,
+}
+
+/// Columns (output positions) one `sgemm` should cover at least, so that a layer with small
+/// outputs makes one call (and one allocation of matrixmultiply's packing buffer) per block of
+/// samples rather than per sample. On LeNet-5's conv2 (100 positions) this measured neither
+/// faster nor slower than one call per sample; the direct kernels now take that layer anyway.
+const MIN_COLUMNS: usize = 2048;
+
+impl Workspace {
+    /// The workspace of a task of at most `samples` samples.
+    fn new(g: &Conv2dGeom, samples: usize) -> Self {
+        let area = g.out_h * g.out_w;
+        let block = if g.is_pointwise() || area == 0 || direct::handles_all(g) {
+            1
+        } else {
+            MIN_COLUMNS.div_ceil(area).clamp(1, samples.max(1))
+        };
+        let col_len = if g.is_pointwise() || direct::handles_all(g) {
+            0
+        } else {
+            block * g.col_len()
+        };
+        let rows_len = if block > 1 { block * g.out_len() } else { 0 };
+        let direct_len = if direct::applies(g) {
+            direct::backward_len(g)
+        } else {
+            0
+        };
+        Workspace {
+            block,
+            col_len,
+            rows_len,
+            direct_len,
+            per_task: col_len.max(direct_len) + rows_len + g.weight_len(),
+        }
+    }
+}
+
+/// [`forward`] of consecutive samples on one thread, unfolding them into `buf` a block at a
+/// time.
+// The arguments of `forward`, plus the workspace.
+#[allow(clippy::too_many_arguments)]
 fn forward_samples(
     y: &mut [f32],
     x: &[f32],
@@ -206,46 +277,102 @@ fn forward_samples(
     b: Option<&[f32]>,
     g: &Conv2dGeom,
     n: usize,
-    col: &mut [f32],
+    lay: &Workspace,
+    buf: &mut [f32],
 ) {
     let (rows, fan_in, area) = (g.out_c, g.col_rows(), g.out_h * g.out_w);
     let (in_len, out_len) = (g.in_len(), g.out_len());
-    let pointwise = g.is_pointwise();
-    for i in 0..n {
-        let x_n = &x[i * in_len..(i + 1) * in_len];
-        let y_n = &mut y[i * out_len..(i + 1) * out_len];
-        let col: &[f32] = if pointwise {
-            x_n
-        } else {
-            im2col(col, x_n, g);
-            col
-        };
-        let beta = match b {
-            Some(b) => {
-                for (o, &b_o) in b.iter().enumerate() {
-                    y_n[o * area..(o + 1) * area].fill(b_o);
+    if direct::applies(g) {
+        let padded = &mut buf[..direct::padded_len(g)];
+        for (x_n, y_n) in x.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
+            direct::forward_sample(y_n, x_n, w, b, g, padded);
+        }
+        return;
+    }
+    let (col, rest) = buf.split_at_mut(lay.col_len.max(lay.direct_len));
+    let out_rows = &mut rest[..lay.rows_len];
+    let mut start = 0;
+    while start < n {
+        let s = lay.block.min(n - start);
+        let x_b = &x[start * in_len..(start + s) * in_len];
+        let y_b = &mut y[start * out_len..(start + s) * out_len];
+        start += s;
+        if lay.block == 1 {
+            // One sample: multiply straight into its output, bias first.
+            let beta = match b {
+                Some(b) => {
+                    for (o, &b_o) in b.iter().enumerate() {
+                        y_b[o * area..(o + 1) * area].fill(b_o);
+                    }
+                    1.0
                 }
-                1.0
+                None => 0.0,
+            };
+            if g.is_pointwise() {
+                // y_n[O, H·W] (+)= w[O, C] · x_n[C, H·W]
+                sgemm(
+                    1.0,
+                    Mat::new(w, rows, fan_in),
+                    Mat::new(x_b, fan_in, area),
+                    beta,
+                    MatMut::new(y_b, rows, area),
+                );
+                continue;
             }
-            None => 0.0,
-        };
-        // y_n[O, OH·OW] (+)= w[O, C·KH·KW] · col[C·KH·KW, OH·OW]
+            // A few output rows at a time, so that the unfolded slab stays in the cache
+            // between being written and being packed by sgemm.
+            let slab = slab_rows(g);
+            for oh0 in (0..g.out_h).step_by(slab) {
+                let oh1 = (oh0 + slab).min(g.out_h);
+                let cols = (oh1 - oh0) * g.out_w;
+                im2col_rows(col, cols, x_b, g, oh0..oh1);
+                // y_n[O, slab] (+)= w[O, C·KH·KW] · col[C·KH·KW, slab]
+                sgemm(
+                    1.0,
+                    Mat::new(w, rows, fan_in),
+                    Mat::new(col, fan_in, cols),
+                    beta,
+                    MatMut::strided(&mut y_b[oh0 * g.out_w..], rows, cols, area),
+                );
+            }
+            continue;
+        }
+        let ld = s * area;
+        for (i, x_n) in x_b.chunks_exact(in_len).enumerate() {
+            im2col(&mut col[i * area..], ld, x_n, g);
+        }
+        // rows[O, s·OH·OW] = w[O, C·KH·KW] · col[C·KH·KW, s·OH·OW]
         sgemm(
             1.0,
             Mat::new(w, rows, fan_in),
-            Mat::new(col, fan_in, area),
-            beta,
-            MatMut::new(y_n, rows, area),
+            Mat::new(col, fan_in, ld),
+            0.0,
+            MatMut::new(out_rows, rows, ld),
         );
+        for (i, y_n) in y_b.chunks_exact_mut(out_len).enumerate() {
+            for (o, y_o) in y_n.chunks_exact_mut(area).enumerate() {
+                let src = &out_rows[o * ld + i * area..o * ld + (i + 1) * area];
+                match b {
+                    Some(b) => {
+                        for (d, &v) in y_o.iter_mut().zip(src) {
+                            *d = v + b[o];
+                        }
+                    }
+                    None => y_o.copy_from_slice(src),
+                }
+            }
+        }
     }
 }
 
 /// The gradients of [`forward`]: `d_w += Σ_n d_y_n · col_nᵀ`, `d_b += Σ_{n,i,j} d_y`, and,
 /// when `d_x` is given, `d_x += col2im(wᵀ · d_y_n)`. All three accumulate.
 ///
-/// The batch is split over the [`parallel::threads`]. Per thread, `scratch` holds one unfolded
-/// sample ([`Conv2dGeom::col_len`] values: the unfolded input while `d_w` is accumulated, then
-/// the unfolded input gradient) and a partial `d_w`. It grows on first use only.
+/// The batch is split over the [`parallel::threads`]. Per thread, `scratch` holds a partial
+/// `d_w` and either the direct kernels' buffers (stride 1, at most 16 output channels: `d_x`
+/// as the forward pass of the flipped kernels) or a block of unfolded samples (the unfolded
+/// input while `d_w` is accumulated, then the unfolded input gradient). It grows on first use
+/// only.
 ///
 /// # Panics
 /// When a slice is shorter than the geometry needs; in debug builds, when any length differs.
@@ -273,23 +400,24 @@ pub fn backward(
     if let Some(d_b) = d_b {
         for d_y_n in (0..n).map(|i| &d_y[i * out_len..(i + 1) * out_len]) {
             for (o, d_b_o) in d_b.iter_mut().enumerate() {
-                *d_b_o += d_y_n[o * area..(o + 1) * area].iter().sum::<f32>();
+                *d_b_o += lane_sum(&d_y_n[o * area..(o + 1) * area]);
             }
         }
     }
-    let col_len = if g.is_pointwise() { 0 } else { g.col_len() };
     let w_len = g.weight_len();
-    // One task per thread, each with its own run of samples, its own unfolding buffer and
-    // (beyond the first task, which adds into `d_w` itself) its own partial `d_w`, summed into
-    // `d_w` in task order afterwards, so the result depends on the thread count only.
+    // One task per thread, each with its own run of samples, its own workspace and (beyond
+    // the first task, which adds into `d_w` itself) its own partial `d_w`, summed into `d_w` in
+    // task order afterwards, so the result depends on the thread count only.
     let tasks = parallel::tasks_for(n, 1);
-    let per_task = col_len + w_len;
+    let lay = Workspace::new(g, n.div_ceil(tasks));
+    let per_task = lay.per_task;
     if scratch.len() < tasks * per_task {
         scratch.resize(tasks * per_task, 0.0);
     }
     let scratch = &mut scratch[..tasks * per_task];
+    let w_at = per_task - w_len;
     for partial in scratch.chunks_exact_mut(per_task).skip(1) {
-        partial[col_len..].fill(0.0);
+        partial[w_at..].fill(0.0);
     }
     {
         let d_x_all = d_x.map(SharedMut::new);
@@ -300,9 +428,9 @@ pub fn backward(
             // Safety: task `t` alone touches its samples' input gradients, its own part of
             // `scratch`, and (task 0 only) `d_w`; `run` returns before any of them is
             // borrowed again.
-            let (col, d_w_t, d_x_t) = unsafe {
+            let (buf, d_w_t, d_x_t) = unsafe {
                 let buf = bufs.slice(t * per_task, per_task);
-                let (col, partial) = buf.split_at_mut(col_len);
+                let (buf, partial) = buf.split_at_mut(w_at);
                 let d_w_t = if t == 0 {
                     d_w_first.slice(0, w_len)
                 } else {
@@ -310,7 +438,7 @@ pub fn backward(
                 };
                 let d_x_t =
                     d_x_all.map(|d| d.slice(samples.start * in_len, samples.len() * in_len));
-                (col, d_w_t, d_x_t)
+                (buf, d_w_t, d_x_t)
             };
             backward_samples(
                 d_x_t,
@@ -320,20 +448,21 @@ pub fn backward(
                 w,
                 g,
                 samples.len(),
-                col,
+                &lay,
+                buf,
             );
         });
     }
     for partial in scratch.chunks_exact(per_task).skip(1) {
-        for (d, &p) in d_w.iter_mut().zip(&partial[col_len..]) {
+        for (d, &p) in d_w.iter_mut().zip(&partial[w_at..]) {
             *d += p;
         }
     }
 }
 
-/// [`backward`]'s `d_w` and `d_x` for consecutive samples on one thread, unfolding each into
-/// `col`.
-// The arguments of `backward`, less the bias, plus the buffer.
+/// [`backward`]'s `d_w` and `d_x` for consecutive samples on one thread, unfolding them into
+/// `buf` a block at a time.
+// The arguments of `backward`, less the bias, plus the workspace.
 #[allow(clippy::too_many_arguments)]
 fn backward_samples(
     mut d_x: Option<&mut [f32]>,
@@ -343,36 +472,63 @@ fn backward_samples(
     w: &[f32],
     g: &Conv2dGeom,
     n: usize,
-    col: &mut [f32],
+    lay: &Workspace,
+    buf: &mut [f32],
 ) {
     let (rows, fan_in, area) = (g.out_c, g.col_rows(), g.out_h * g.out_w);
     let (in_len, out_len) = (g.in_len(), g.out_len());
-    let pointwise = g.is_pointwise();
-    for i in 0..n {
-        let x_n = &x[i * in_len..(i + 1) * in_len];
-        let d_y_n = &d_y[i * out_len..(i + 1) * out_len];
-        let d_x_n = d_x
+    if direct::applies(g) && (d_x.is_none() || direct::handles_all(g)) {
+        direct::backward(d_x, d_w, d_y, x, w, g, n, &mut buf[..lay.direct_len]);
+        return;
+    }
+    let (col, rest) = buf.split_at_mut(lay.col_len.max(lay.direct_len));
+    let col = &mut col[..lay.col_len];
+    let d_rows = &mut rest[..lay.rows_len];
+    let w_t = Mat::new(w, rows, fan_in).t();
+    let mut start = 0;
+    while start < n {
+        let s = lay.block.min(n - start);
+        let x_b = &x[start * in_len..(start + s) * in_len];
+        let d_y_b = &d_y[start * out_len..(start + s) * out_len];
+        let d_x_b = d_x
             .as_deref_mut()
-            .map(|d_x| &mut d_x[i * in_len..(i + 1) * in_len]);
-        let d_y_n = Mat::new(d_y_n, rows, area);
-        let w_t = Mat::new(w, rows, fan_in).t();
-        if pointwise {
+            .map(|d_x| &mut d_x[start * in_len..(start + s) * in_len]);
+        start += s;
+        if g.is_pointwise() {
+            let d_y_n = Mat::new(d_y_b, rows, area);
             // d_w[O, C] += d_y_n[O, H·W] · x_nᵀ[H·W, C]
-            let x_n_t = Mat::new(x_n, fan_in, area).t();
+            let x_n_t = Mat::new(x_b, fan_in, area).t();
             sgemm(1.0, d_y_n, x_n_t, 1.0, MatMut::new(d_w, rows, fan_in));
-            if let Some(d_x_n) = d_x_n {
+            if let Some(d_x_n) = d_x_b {
                 // d_x_n[C, H·W] += wᵀ[C, O] · d_y_n[O, H·W]
                 sgemm(1.0, w_t, d_y_n, 1.0, MatMut::new(d_x_n, fan_in, area));
             }
+            continue;
+        }
+        let ld = s * area;
+        for (i, x_n) in x_b.chunks_exact(in_len).enumerate() {
+            im2col(&mut col[i * area..], ld, x_n, g);
+        }
+        // The block's output gradients as one (O, s·OH·OW) matrix: a view of `d_y` for one
+        // sample, gathered for several.
+        let d_y_rows = if s == 1 {
+            Mat::new(d_y_b, rows, area)
         } else {
-            im2col(col, x_n, g);
-            // d_w[O, C·KH·KW] += d_y_n[O, OH·OW] · colᵀ[OH·OW, C·KH·KW]
-            let col_t = Mat::new(col, fan_in, area).t();
-            sgemm(1.0, d_y_n, col_t, 1.0, MatMut::new(d_w, rows, fan_in));
-            if let Some(d_x_n) = d_x_n {
-                // d_col[C·KH·KW, OH·OW] = wᵀ[C·KH·KW, O] · d_y_n[O, OH·OW], over the col buffer
-                sgemm(1.0, w_t, d_y_n, 0.0, MatMut::new(col, fan_in, area));
-                col2im_add(d_x_n, col, g);
+            for (i, d_y_n) in d_y_b.chunks_exact(out_len).enumerate() {
+                for (o, d_y_o) in d_y_n.chunks_exact(area).enumerate() {
+                    d_rows[o * ld + i * area..o * ld + (i + 1) * area].copy_from_slice(d_y_o);
+                }
+            }
+            Mat::new(d_rows, rows, ld)
+        };
+        // d_w[O, C·KH·KW] += d_y[O, s·OH·OW] · colᵀ[s·OH·OW, C·KH·KW]
+        let col_t = Mat::new(col, fan_in, ld).t();
+        sgemm(1.0, d_y_rows, col_t, 1.0, MatMut::new(d_w, rows, fan_in));
+        if let Some(d_x_b) = d_x_b {
+            // d_col[C·KH·KW, s·OH·OW] = wᵀ[C·KH·KW, O] · d_y[O, s·OH·OW], over the col buffer
+            sgemm(1.0, w_t, d_y_rows, 0.0, MatMut::new(col, fan_in, ld));
+            for (i, d_x_n) in d_x_b.chunks_exact_mut(in_len).enumerate() {
+                col2im_add(d_x_n, &col[i * area..], ld, g);
             }
         }
     }
@@ -461,6 +617,20 @@ pub fn backward_naive(
     }
 }
 
+/// `Σ v`, in sixteen interleaved partial sums (so that it vectorises; a single running sum
+/// must be added in order) combined in a fixed order at the end.
+fn lane_sum(v: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (l, &x) in lanes.iter_mut().zip(chunk) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// Where in `x` the tap `(c, kh, kw)` of output `(i, ·, oh, ow)` reads, or `None` in padding.
 fn input_index(
     g: &Conv2dGeom,
@@ -483,12 +653,20 @@ fn debug_check(y: &[f32], x: &[f32], w: &[f32], g: &Conv2dGeom, n: usize) {
 }
 
 /// Unfolds one sample: `col[(c·KH + kh)·KW + kw, oh·OW + ow] = x[c, oh·SH + kh - PH, ow·SW + kw - PW]`,
-/// zero where that lies in the padding.
-fn im2col(col: &mut [f32], x: &[f32], g: &Conv2dGeom) {
-    // x: (C, H, W) -> col: (C·KH·KW, OH·OW)
-    debug_assert_eq!(col.len(), g.col_len());
+/// zero where that lies in the padding. Row `r` of `col` starts at `r·ld` (`ld ≥ OH·OW`, so
+/// that several samples can be unfolded side by side).
+fn im2col(col: &mut [f32], ld: usize, x: &[f32], g: &Conv2dGeom) {
+    im2col_rows(col, ld, x, g, 0..g.out_h);
+}
+
+/// [`im2col`] of the output rows `out_rows` only: column `(oh - out_rows.start)·OW + ow`.
+fn im2col_rows(col: &mut [f32], ld: usize, x: &[f32], g: &Conv2dGeom, out_rows: Range<usize>) {
+    // x: (C, H, W) -> col: (C·KH·KW, rows·OW), rows ld apart
+    let area = out_rows.len() * g.out_w;
+    debug_assert!(g.col_rows() == 0 || col.len() >= (g.col_rows() - 1) * ld + area);
     debug_assert_eq!(x.len(), g.in_len());
-    let (plane, area, out_w, sw) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w, g.stride_w);
+    debug_assert!(out_rows.end <= g.out_h);
+    let (plane, out_w, sw) = (g.in_h * g.in_w, g.out_w, g.stride_w);
     let mut row_index = 0;
     for c in 0..g.in_c {
         let x_c = &x[c * plane..(c + 1) * plane];
@@ -496,9 +674,9 @@ fn im2col(col: &mut [f32], x: &[f32], g: &Conv2dGeom) {
             let rows_inside = outputs_reading(kh, g.pad_h, g.stride_h, g.in_h, g.out_h);
             for kw in 0..g.k_w {
                 let cols_inside = outputs_reading(kw, g.pad_w, sw, g.in_w, out_w);
-                let row = &mut col[row_index * area..(row_index + 1) * area];
+                let row = &mut col[row_index * ld..row_index * ld + area];
                 row_index += 1;
-                for (oh, out) in row.chunks_exact_mut(out_w).enumerate() {
+                for (oh, out) in out_rows.clone().zip(row.chunks_exact_mut(out_w)) {
                     if !rows_inside.contains(&oh) || cols_inside.is_empty() {
                         out.fill(0.0);
                         continue;
@@ -522,10 +700,11 @@ fn im2col(col: &mut [f32], x: &[f32], g: &Conv2dGeom) {
     }
 }
 
-/// The adjoint of [`im2col`]: adds every entry of `col` to the input cell it was read from.
-fn col2im_add(d_x: &mut [f32], col: &[f32], g: &Conv2dGeom) {
-    // col: (C·KH·KW, OH·OW) -> d_x: (C, H, W)
-    debug_assert_eq!(col.len(), g.col_len());
+/// The adjoint of [`im2col`]: adds every entry of `col` (rows `ld` apart) to the input cell
+/// it was read from.
+fn col2im_add(d_x: &mut [f32], col: &[f32], ld: usize, g: &Conv2dGeom) {
+    // col: (C·KH·KW, OH·OW), rows ld apart -> d_x: (C, H, W)
+    debug_assert!(g.col_rows() == 0 || col.len() >= (g.col_rows() - 1) * ld + g.out_h * g.out_w);
     debug_assert_eq!(d_x.len(), g.in_len());
     let (plane, area, out_w, sw) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w, g.stride_w);
     let mut row_index = 0;
@@ -535,7 +714,7 @@ fn col2im_add(d_x: &mut [f32], col: &[f32], g: &Conv2dGeom) {
             let rows_inside = outputs_reading(kh, g.pad_h, g.stride_h, g.in_h, g.out_h);
             for kw in 0..g.k_w {
                 let cols_inside = outputs_reading(kw, g.pad_w, sw, g.in_w, out_w);
-                let row = &col[row_index * area..(row_index + 1) * area];
+                let row = &col[row_index * ld..row_index * ld + area];
                 row_index += 1;
                 if cols_inside.is_empty() {
                     continue;
@@ -553,6 +732,562 @@ fn col2im_add(d_x: &mut [f32], col: &[f32], g: &Conv2dGeom) {
                         for (d, &v) in d_x_row[iw0..].iter_mut().step_by(sw).zip(src) {
                             *d += v;
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Direct kernels for stride-1 convolutions with few output channels (LeNet-5's two layers:
+/// 6 kernels of 1×5×5 and 16 of 6×5×5), where matrixmultiply's 16×16 tiles would be partly
+/// empty, the unfolded input is 25 times the size of the input, and each small `sgemm` packs
+/// and allocates. Each sample is copied once into a zero-padded buffer. Forward, every run of
+/// [`LANES`] outputs of one row, for up to [`GROUP`] output channels at once, is accumulated
+/// in registers over the taps; the weight gradient is accumulated per tap in registers over
+/// all output positions; the input gradient is the forward pass of the [`transposed`]
+/// geometry. No allocation, and results that do not depend on the thread count.
+mod direct {
+    use super::Conv2dGeom;
+
+    /// Whether the instruction-set level `level` (1: AVX-512, 2: AVX2 and FMA) may be used;
+    /// tests lower the ceiling to check the other compilations of the same code.
+    #[inline(always)]
+    fn isa_allowed(level: u8) -> bool {
+        #[cfg(test)]
+        {
+            level >= MIN_ISA.with(std::cell::Cell::get)
+        }
+        #[cfg(not(test))]
+        {
+            let _ = level;
+            true
+        }
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        /// The lowest level [`isa_allowed`] allows: 0 allows all, 3 only the plain code.
+        pub(super) static MIN_ISA: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Outputs of one row computed together (two AVX vectors).
+    pub(super) const LANES: usize = 16;
+    /// Output channels computed together: `GROUP × LANES` accumulators fill 12 of the 16 AVX
+    /// registers.
+    const GROUP: usize = 6;
+    /// The most output channels for which these kernels are used: measured faster than
+    /// im2col + sgemm for both LeNet-5 layers (6 and 16 channels; `conv2d/lenet*` in the
+    /// benches); beyond 16, sgemm's tiles fill up.
+    const MAX_OUT: usize = 16;
+
+    /// Whether [`forward_sample`] is used for `g`.
+    pub(super) const fn applies(g: &Conv2dGeom) -> bool {
+        g.stride_h == 1
+            && g.stride_w == 1
+            && g.out_c <= MAX_OUT
+            && g.out_h > 0
+            && g.out_w > 0
+            && !g.is_pointwise()
+    }
+
+    /// Row length of the padded buffer: the padded input row, and long enough that the last
+    /// run of [`LANES`] outputs reads only inside the row (the extra cells are zero).
+    pub(super) const fn padded_width(g: &Conv2dGeom) -> usize {
+        let reach = g.out_w.next_multiple_of(LANES) + g.k_w - 1;
+        let w = g.in_w + 2 * g.pad_w;
+        if reach > w {
+            reach
+        } else {
+            w
+        }
+    }
+
+    /// Row length of the padded buffer in [`backward_weights`], whose flat loops need no
+    /// reach past a row: the padded input row.
+    const fn weights_width(g: &Conv2dGeom) -> usize {
+        g.in_w + 2 * g.pad_w
+    }
+
+    /// Values of scratch [`forward_sample`] and [`backward_weights`] need: the padded
+    /// sample, `C × (H + 2PH) × padded_width`, then either one group's weights, tap-major, or
+    /// the output gradient with its rows padded with zeros to whole runs of [`LANES`].
+    pub(super) const fn padded_len(g: &Conv2dGeom) -> usize {
+        let weights = g.in_c * g.k_h * g.k_w * GROUP;
+        let d_y = g.out_c * flat_len(g);
+        plane_len(g) + if weights > d_y { weights } else { d_y }
+    }
+
+    /// Values of the padded sample, with a tail of zeros that [`weights_group`]'s last runs
+    /// read.
+    const fn plane_len(g: &Conv2dGeom) -> usize {
+        g.in_c * (g.in_h + 2 * g.pad_h) * padded_width(g) + g.k_w + LANES
+    }
+
+    /// One channel of the output gradient laid out as [`backward_weights`]' padded input
+    /// is, `OH` rows of [`weights_width`], rounded up to whole runs of [`LANES`].
+    const fn flat_len(g: &Conv2dGeom) -> usize {
+        (g.out_h * weights_width(g)).next_multiple_of(LANES)
+    }
+
+    /// Copies `x` into the middle of `padded`, rows `pw` apart, zero around it.
+    fn pad_sample(padded: &mut [f32], x: &[f32], g: &Conv2dGeom, pw: usize) {
+        let ph = g.in_h + 2 * g.pad_h;
+        padded.fill(0.0);
+        for (c, x_c) in x.chunks_exact(g.in_h * g.in_w).enumerate() {
+            for (h, x_row) in x_c.chunks_exact(g.in_w).enumerate() {
+                let at = (c * ph + h + g.pad_h) * pw + g.pad_w;
+                padded[at..at + g.in_w].copy_from_slice(x_row);
+            }
+        }
+    }
+
+    /// The geometry whose forward pass is `g`'s input gradient: the output gradient
+    /// correlated with the flipped kernels, padded by `K - 1 - P` (stride 1 only).
+    pub(super) const fn transposed(g: &Conv2dGeom) -> Option<Conv2dGeom> {
+        if g.stride_h != 1 || g.stride_w != 1 || g.pad_h >= g.k_h || g.pad_w >= g.k_w {
+            return None;
+        }
+        Some(Conv2dGeom {
+            in_c: g.out_c,
+            in_h: g.out_h,
+            in_w: g.out_w,
+            out_c: g.in_c,
+            k_h: g.k_h,
+            k_w: g.k_w,
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: g.k_h - 1 - g.pad_h,
+            pad_w: g.k_w - 1 - g.pad_w,
+            out_h: g.in_h,
+            out_w: g.in_w,
+        })
+    }
+
+    /// Whether these kernels do all of `g`'s work, the input gradient included.
+    pub(super) const fn handles_all(g: &Conv2dGeom) -> bool {
+        match transposed(g) {
+            Some(t) => applies(g) && applies(&t),
+            None => false,
+        }
+    }
+
+    /// Values of scratch [`backward`] needs (and [`forward_sample`], which needs less).
+    pub(super) const fn backward_len(g: &Conv2dGeom) -> usize {
+        let own = padded_len(g) + sums_len(g);
+        match transposed(g) {
+            Some(t) if handles_all(g) => own + g.weight_len() + g.in_len() + padded_len(&t),
+            _ => own,
+        }
+    }
+
+    /// [`super::backward`]'s `d_w` and (when [`handles_all`]) `d_x` of `n` samples, with
+    /// [`backward_weights`] and, for `d_x`, [`forward_sample`] of the [`transposed`]
+    /// geometry. `scratch` is [`backward_len`] values.
+    // The arguments of `backward`, less the bias, plus the buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn backward(
+        d_x: Option<&mut [f32]>,
+        d_w: &mut [f32],
+        d_y: &[f32],
+        x: &[f32],
+        w: &[f32],
+        g: &Conv2dGeom,
+        n: usize,
+        scratch: &mut [f32],
+    ) {
+        debug_assert!(applies(g));
+        debug_assert_eq!(scratch.len(), backward_len(g));
+        let (in_len, out_len) = (g.in_len(), g.out_len());
+        let (own, rest) = scratch.split_at_mut(padded_len(g) + sums_len(g));
+        let (padded, sums) = own.split_at_mut(padded_len(g));
+        sums.fill(0.0);
+        for (x_n, d_y_n) in x
+            .chunks_exact(in_len)
+            .zip(d_y.chunks_exact(out_len))
+            .take(n)
+        {
+            backward_weights(sums, d_y_n, x_n, g, padded);
+        }
+        add_sums(d_w, sums);
+        let (Some(d_x), Some(t)) = (d_x, transposed(g)) else {
+            return;
+        };
+        debug_assert!(handles_all(g));
+        let (flipped, rest) = rest.split_at_mut(g.weight_len());
+        let (d_x_n_only, padded_t) = rest.split_at_mut(in_len);
+        // flipped[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw]
+        let kk = g.k_h * g.k_w;
+        for (o, w_o) in w.chunks_exact(g.in_c * kk).enumerate() {
+            for (c, w_oc) in w_o.chunks_exact(kk).enumerate() {
+                let f = &mut flipped[(c * g.out_c + o) * kk..(c * g.out_c + o + 1) * kk];
+                for (f, &v) in f.iter_mut().zip(w_oc.iter().rev()) {
+                    *f = v;
+                }
+            }
+        }
+        for (d_x_n, d_y_n) in d_x.chunks_exact_mut(in_len).zip(d_y.chunks_exact(out_len)) {
+            forward_sample(d_x_n_only, d_y_n, flipped, None, &t, padded_t);
+            for (d, &v) in d_x_n.iter_mut().zip(&*d_x_n_only) {
+                *d += v;
+            }
+        }
+    }
+
+    /// Values of the per-lane sums [`backward_weights`] accumulates: `O × C·KH·KW × LANES`.
+    pub(super) const fn sums_len(g: &Conv2dGeom) -> usize {
+        g.out_c * g.col_rows() * LANES
+    }
+
+    /// One sample of [`super::backward`]'s `d_w += d_y · colᵀ` (stride 1), accumulated per
+    /// tap over all output positions in [`LANES`] partial sums each: `sums` holds them from
+    /// sample to sample (start it at zero; [`add_sums`] adds them to `d_w`), as summing
+    /// across lanes for every sample would cost as much as a small layer's products.
+    /// `scratch` is [`padded_len`] values.
+    pub(super) fn backward_weights(
+        sums: &mut [f32],
+        d_y: &[f32],
+        x: &[f32],
+        g: &Conv2dGeom,
+        scratch: &mut [f32],
+    ) {
+        // d_y: (O, OH, OW), x: (C, H, W) -> sums: (O, C·KH·KW, LANES)
+        debug_assert!(applies(g));
+        debug_assert_eq!(sums.len(), sums_len(g));
+        debug_assert_eq!(scratch.len(), padded_len(g));
+        let (padded, rest) = scratch.split_at_mut(plane_len(g));
+        let (pw, flat) = (weights_width(g), flat_len(g));
+        pad_sample(padded, x, g, pw);
+        // Rows as long as the padded input's, so that output position p = oh·pw + ow reads
+        // input p + (kh·pw + kw) for every tap: one flat loop per tap. Zero past each row's
+        // OW outputs and past the last row.
+        let d_y_runs = &mut rest[..g.out_c * flat];
+        d_y_runs.fill(0.0);
+        for (dst, src) in d_y_runs
+            .chunks_exact_mut(flat)
+            .zip(d_y.chunks_exact(g.out_h * g.out_w))
+        {
+            for (dst, src) in dst.chunks_exact_mut(pw).zip(src.chunks_exact(g.out_w)) {
+                dst[..g.out_w].copy_from_slice(src);
+            }
+        }
+        let d_y_runs = &*d_y_runs;
+        #[cfg(target_arch = "x86_64")]
+        if isa_allowed(1) && is_x86_feature_detected!("avx512f") {
+            // Safety: the CPU has AVX-512F, checked just above.
+            unsafe { weights_avx512(sums, d_y_runs, padded, g) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if isa_allowed(2) && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // Safety: the CPU has AVX2 and FMA, checked just above.
+            unsafe { weights_fma(sums, d_y_runs, padded, g) };
+            return;
+        }
+        weights_body::<1, false>(sums, d_y_runs, padded, g);
+    }
+
+    /// [`weights_body`] compiled for AVX-512, whose 32 registers hold the sums of four taps
+    /// for six channels.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn weights_avx512(sums: &mut [f32], d_y_runs: &[f32], padded: &[f32], g: &Conv2dGeom) {
+        weights_body::<4, true>(sums, d_y_runs, padded, g);
+    }
+
+    /// [`weights_body`] compiled for AVX2 and FMA.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn weights_fma(sums: &mut [f32], d_y_runs: &[f32], padded: &[f32], g: &Conv2dGeom) {
+        weights_body::<1, true>(sums, d_y_runs, padded, g);
+    }
+
+    /// `d_w += Σ_lanes sums`, each in a fixed order.
+    pub(super) fn add_sums(d_w: &mut [f32], sums: &[f32]) {
+        for (d, lanes) in d_w.iter_mut().zip(sums.chunks_exact(LANES)) {
+            *d += halving_sum(lanes.try_into().expect("LANES values"));
+        }
+    }
+
+    /// `Σ a` by adding halves (8 + 8, 4 + 4, ...): a fixed order, in a few vector additions.
+    #[inline(always)]
+    fn halving_sum(mut a: [f32; LANES]) -> f32 {
+        let mut width = LANES / 2;
+        while width > 0 {
+            for l in 0..width {
+                a[l] += a[l + width];
+            }
+            width /= 2;
+        }
+        a[0]
+    }
+
+    /// Splits the output channels into groups of at most [`GROUP`], as [`forward_body`], and
+    /// each kernel row into runs of `TAPS` taps computed together.
+    #[inline(always)]
+    fn weights_body<const TAPS: usize, const FMA: bool>(
+        sums: &mut [f32],
+        d_y_runs: &[f32],
+        padded: &[f32],
+        g: &Conv2dGeom,
+    ) {
+        let mut o0 = 0;
+        while o0 < g.out_c {
+            let count = GROUP.min(g.out_c - o0);
+            match count {
+                1 => weights_group::<1, TAPS, FMA>(sums, d_y_runs, padded, g, o0),
+                2 => weights_group::<2, TAPS, FMA>(sums, d_y_runs, padded, g, o0),
+                3 => weights_group::<3, TAPS, FMA>(sums, d_y_runs, padded, g, o0),
+                4 => weights_group::<4, TAPS, FMA>(sums, d_y_runs, padded, g, o0),
+                5 => weights_group::<5, TAPS, FMA>(sums, d_y_runs, padded, g, o0),
+                _ => weights_group::<GROUP, TAPS, FMA>(sums, d_y_runs, padded, g, o0),
+            }
+            o0 += count;
+        }
+    }
+
+    /// `d_w` of output channels `o0 .. o0 + G`, `TAPS` neighbouring taps of a kernel row at a
+    /// time (then one at a time for the rest of the row).
+    #[inline(always)]
+    fn weights_group<const G: usize, const TAPS: usize, const FMA: bool>(
+        sums: &mut [f32],
+        d_y_runs: &[f32],
+        padded: &[f32],
+        g: &Conv2dGeom,
+        o0: usize,
+    ) {
+        let (pw, ph) = (weights_width(g), g.in_h + 2 * g.pad_h);
+        let (taps, flat) = (g.col_rows(), flat_len(g));
+        let d_y_g = &d_y_runs[o0 * flat..(o0 + G) * flat];
+        let sums_g = &mut sums[o0 * taps * LANES..(o0 + G) * taps * LANES];
+        for c in 0..g.in_c {
+            for kh in 0..g.k_h {
+                let (x_at, t0) = ((c * ph + kh) * pw, (c * g.k_h + kh) * g.k_w);
+                let mut kw = 0;
+                while kw + TAPS <= g.k_w {
+                    weights_taps::<G, TAPS, FMA>(sums_g, d_y_g, padded, x_at + kw, t0 + kw, g);
+                    kw += TAPS;
+                }
+                for kw in kw..g.k_w {
+                    weights_taps::<G, 1, FMA>(sums_g, d_y_g, padded, x_at + kw, t0 + kw, g);
+                }
+            }
+        }
+    }
+
+    /// Taps `t0 .. t0 + K` (reading the padded input from `x_at`) of the `G` output channels
+    /// in `d_y_g`: `G × K` vector sums over every output position (the zeros in `d_y_g`'s
+    /// padding add nothing), each loaded gradient used `K` times and each loaded input `G`
+    /// times, then summed across lanes in a fixed order.
+    #[inline(always)]
+    fn weights_taps<const G: usize, const K: usize, const FMA: bool>(
+        sums_g: &mut [f32],
+        d_y_g: &[f32],
+        padded: &[f32],
+        x_at: usize,
+        t0: usize,
+        g: &Conv2dGeom,
+    ) {
+        let (taps, flat) = (g.col_rows(), flat_len(g));
+        let x = &padded[x_at..x_at + flat + K - 1];
+        let mut acc = [[[0.0f32; LANES]; K]; G];
+        for (o, acc) in acc.iter_mut().enumerate() {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let at = (o * taps + t0 + k) * LANES;
+                *acc = sums_g[at..at + LANES].try_into().expect("LANES values");
+            }
+        }
+        for i in (0..flat).step_by(LANES) {
+            let mut dv = [[0.0f32; LANES]; G];
+            for (o, dv) in dv.iter_mut().enumerate() {
+                *dv = d_y_g[o * flat + i..o * flat + i + LANES]
+                    .try_into()
+                    .expect("LANES values");
+            }
+            for k in 0..K {
+                let xv: &[f32; LANES] = x[i + k..i + k + LANES].try_into().expect("LANES values");
+                for o in 0..G {
+                    for l in 0..LANES {
+                        acc[o][k][l] = if FMA {
+                            dv[o][l].mul_add(xv[l], acc[o][k][l])
+                        } else {
+                            acc[o][k][l] + dv[o][l] * xv[l]
+                        };
+                    }
+                }
+            }
+        }
+        for (o, acc) in acc.iter().enumerate() {
+            for (k, acc) in acc.iter().enumerate() {
+                let at = (o * taps + t0 + k) * LANES;
+                sums_g[at..at + LANES].copy_from_slice(acc);
+            }
+        }
+    }
+    /// One sample of [`super::forward`] (stride 1): `y` is overwritten; `scratch` is
+    /// [`padded_len`] values.
+    pub(super) fn forward_sample(
+        y: &mut [f32],
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        g: &Conv2dGeom,
+        scratch: &mut [f32],
+    ) {
+        // x: (C, H, W), w: (O, C, KH, KW), b: (O) -> y: (O, OH, OW)
+        debug_assert!(applies(g));
+        debug_assert_eq!(scratch.len(), padded_len(g));
+        let (padded, w_t) = scratch.split_at_mut(plane_len(g));
+        pad_sample(padded, x, g, padded_width(g));
+        #[cfg(target_arch = "x86_64")]
+        if isa_allowed(1) && is_x86_feature_detected!("avx512f") {
+            // Safety: the CPU has AVX-512F, checked just above.
+            unsafe { forward_avx512(y, padded, w, b, g, w_t) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if isa_allowed(2) && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // Safety: the CPU has AVX2 and FMA, checked just above.
+            unsafe { forward_fma(y, padded, w, b, g, w_t) };
+            return;
+        }
+        forward_body::<false>(y, padded, w, b, g, w_t);
+    }
+
+    /// [`forward_body`] compiled for AVX-512 (one register per run of [`LANES`] outputs).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn forward_avx512(
+        y: &mut [f32],
+        padded: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        g: &Conv2dGeom,
+        w_t: &mut [f32],
+    ) {
+        forward_body::<true>(y, padded, w, b, g, w_t);
+    }
+
+    /// [`forward_body`] compiled for AVX2 and FMA.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_fma(
+        y: &mut [f32],
+        padded: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        g: &Conv2dGeom,
+        w_t: &mut [f32],
+    ) {
+        forward_body::<true>(y, padded, w, b, g, w_t);
+    }
+
+    /// Splits the output channels into groups of at most [`GROUP`], each a constant for
+    /// [`group`]. With `FMA`, products are fused into the sums (`f32::mul_add`), which is only
+    /// fast where the target has FMA.
+    #[inline(always)]
+    fn forward_body<const FMA: bool>(
+        y: &mut [f32],
+        padded: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        g: &Conv2dGeom,
+        w_t: &mut [f32],
+    ) {
+        let taps = g.col_rows();
+        let mut o0 = 0;
+        while o0 < g.out_c {
+            let count = GROUP.min(g.out_c - o0);
+            // The group's weights, tap-major: w_t[t·count + o] = w[o0 + o, t].
+            let w_t = &mut w_t[..taps * count];
+            for (o, w_o) in w[o0 * taps..(o0 + count) * taps]
+                .chunks_exact(taps)
+                .enumerate()
+            {
+                for (t, &v) in w_o.iter().enumerate() {
+                    w_t[t * count + o] = v;
+                }
+            }
+            let w_t = &*w_t;
+            match count {
+                1 => group::<1, FMA>(y, padded, w_t, b, g, o0),
+                2 => group::<2, FMA>(y, padded, w_t, b, g, o0),
+                3 => group::<3, FMA>(y, padded, w_t, b, g, o0),
+                4 => group::<4, FMA>(y, padded, w_t, b, g, o0),
+                5 => group::<5, FMA>(y, padded, w_t, b, g, o0),
+                _ => group::<GROUP, FMA>(y, padded, w_t, b, g, o0),
+            }
+            o0 += count;
+        }
+    }
+
+    /// Output channels `o0 .. o0 + G`, whose weights `w_t` holds tap-major.
+    #[inline(always)]
+    fn group<const G: usize, const FMA: bool>(
+        y: &mut [f32],
+        padded: &[f32],
+        w_t: &[f32],
+        b: Option<&[f32]>,
+        g: &Conv2dGeom,
+        o0: usize,
+    ) {
+        let (pw, ph) = (padded_width(g), g.in_h + 2 * g.pad_h);
+        let area = g.out_h * g.out_w;
+        debug_assert_eq!(w_t.len(), g.col_rows() * G);
+        for oh in 0..g.out_h {
+            for ow0 in (0..g.out_w).step_by(LANES) {
+                let mut acc = [[0.0f32; LANES]; G];
+                if let Some(b) = b {
+                    for (a, &b_o) in acc.iter_mut().zip(&b[o0..o0 + G]) {
+                        *a = [b_o; LANES];
+                    }
+                }
+                let mut w_taps = w_t.chunks_exact(G);
+                for c in 0..g.in_c {
+                    for kh in 0..g.k_h {
+                        let at = (c * ph + oh + kh) * pw + ow0;
+                        let row = &padded[at..at + LANES + g.k_w - 1];
+                        for (kw, w_tap) in (0..g.k_w).zip(&mut w_taps) {
+                            let xv: &[f32; LANES] =
+                                row[kw..kw + LANES].try_into().expect("LANES values");
+                            // A fixed length, so that the accumulators stay in registers.
+                            let w_tap: &[f32; G] = w_tap.try_into().expect("G weights");
+                            for (a, &wv) in acc.iter_mut().zip(w_tap) {
+                                for (a, &xv) in a.iter_mut().zip(xv) {
+                                    *a = if FMA {
+                                        wv.mul_add(xv, *a)
+                                    } else {
+                                        *a + wv * xv
+                                    };
+                                }
+                            }
+                        }
+                    }
+                }
+                let valid = LANES.min(g.out_w - ow0);
+                for (o, a) in acc.into_iter().enumerate() {
+                    let at = (o0 + o) * area + oh * g.out_w + ow0;
+                    if at + LANES <= (o0 + o + 1) * area {
+                        // A whole run, a fixed-size copy. The cells past the end of a short
+                        // run lie in later rows of the same channel, written after this one.
+                        y[at..at + LANES].copy_from_slice(&a);
+                    } else {
+                        // Copied whole first: slicing the accumulators themselves at a
+                        // run-time length would keep them in memory rather than registers.
+                        let out: [f32; LANES] = std::hint::black_box(a);
+                        y[at..at + valid].copy_from_slice(&out[..valid]);
                     }
                 }
             }
@@ -678,6 +1413,119 @@ mod tests {
                 }
             }
         });
+    }
+
+    /// Forward and backward (with and without `d_x` and `d_b`, into gradients that start
+    /// random) against the reference for `case` at each batch size, outputs NaN-filled first.
+    fn check_against_naive(case: &Case, batches: &[usize], seed: u64) {
+        let g = geom(case);
+        let mut r = rng(seed);
+        let mut scratch = Vec::new();
+        for &n in batches {
+            let x = uniform(&mut r, n * g.in_len());
+            let w = uniform(&mut r, g.weight_len());
+            let b = uniform(&mut r, g.out_c);
+            for bias in [None, Some(&b[..])] {
+                let mut fast = vec![f32::NAN; n * g.out_len()];
+                let mut naive = vec![f32::NAN; n * g.out_len()];
+                forward(&mut fast, &x, &w, bias, &g, n, &mut scratch);
+                forward_naive(&mut naive, &x, &w, bias, &g, n);
+                assert_close(&format!("y {g:?} n {n}"), &fast, &naive, 1e-4);
+            }
+            let d_y = uniform(&mut r, n * g.out_len());
+            let (d_x0, d_w0, d_b0) = (
+                uniform(&mut r, x.len()),
+                uniform(&mut r, w.len()),
+                uniform(&mut r, g.out_c),
+            );
+            for with_optional in [true, false] {
+                let (mut d_x, mut d_w, mut d_b) = (d_x0.clone(), d_w0.clone(), d_b0.clone());
+                let (mut e_x, mut e_w, mut e_b) = (d_x0.clone(), d_w0.clone(), d_b0.clone());
+                let (fx, fb, nx, nb) = if with_optional {
+                    (
+                        Some(&mut d_x[..]),
+                        Some(&mut d_b[..]),
+                        Some(&mut e_x[..]),
+                        Some(&mut e_b[..]),
+                    )
+                } else {
+                    (None, None, None, None)
+                };
+                backward(fx, &mut d_w, fb, &d_y, &x, &w, &g, n, &mut scratch);
+                backward_naive(nx, &mut e_w, nb, &d_y, &x, &w, &g, n);
+                assert_close(&format!("d_x {g:?} n {n}"), &d_x, &e_x, 1e-4);
+                assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-4);
+                assert_close(&format!("d_b {g:?} n {n}"), &d_b, &e_b, 1e-4);
+            }
+        }
+    }
+
+    /// The direct kernels (stride 1, at most 16 output channels): channel counts that leave
+    /// a short last group of 6, rows of 1, 15, 16, 17 and 22 outputs around the 16-output
+    /// runs, one input channel and several, padding from none to `K - 1`, and a padding of
+    /// `K` or more, where the input gradient falls back to im2col and `sgemm`.
+    #[test]
+    fn direct_kernels_match_naive() {
+        let cases: &[Case] = &[
+            (0, [1, 5, 5], 6, [5, 5], [1, 1], [2, 2]),
+            (1, [1, 28, 28], 6, [5, 5], [1, 1], [2, 2]),
+            (3, [6, 14, 14], 16, [5, 5], [1, 1], [0, 0]),
+            (2, [3, 9, 21], 7, [3, 4], [1, 1], [1, 2]),
+            (2, [2, 5, 17], 8, [3, 2], [1, 1], [0, 0]),
+            (1, [2, 4, 16], 13, [3, 3], [1, 1], [1, 1]),
+            (2, [5, 3, 3], 1, [3, 3], [1, 1], [0, 0]),
+            (3, [1, 6, 15], 2, [1, 3], [1, 1], [0, 1]),
+            (2, [2, 4, 5], 3, [2, 2], [1, 1], [2, 2]),
+        ];
+        for (i, case) in cases.iter().enumerate() {
+            assert!(direct::applies(&geom(case)), "{case:?}");
+            check_against_naive(case, &[case.0, 5], 30 + i as u64);
+        }
+        assert!(!direct::handles_all(&geom(&cases[8])));
+    }
+
+    /// The direct kernels compiled for AVX2 (one tap at a time in the weight gradient) and
+    /// without either instruction set, where the CPU running the tests has them.
+    #[test]
+    fn direct_kernels_on_every_instruction_set() {
+        let cases: &[Case] = &[
+            (2, [1, 28, 28], 6, [5, 5], [1, 1], [2, 2]),
+            (2, [6, 14, 14], 16, [5, 5], [1, 1], [0, 0]),
+            (2, [3, 9, 21], 7, [3, 4], [1, 1], [1, 2]),
+        ];
+        for level in [2, 3] {
+            direct::MIN_ISA.with(|m| m.set(level));
+            for (i, case) in cases.iter().enumerate() {
+                check_against_naive(case, &[case.0], 60 + i as u64);
+            }
+        }
+        direct::MIN_ISA.with(|m| m.set(0));
+    }
+
+    /// Samples unfolded side by side, one `sgemm` per block: 900 outputs per sample make
+    /// blocks of 3, so batches of 7 end on a block of 1; with stride 2 as well.
+    #[test]
+    fn blocked_unfolding_matches_naive() {
+        let cases: &[Case] = &[
+            (7, [2, 30, 30], 17, [3, 3], [1, 1], [1, 1]),
+            (7, [3, 61, 59], 20, [3, 3], [2, 2], [1, 1]),
+        ];
+        for (i, case) in cases.iter().enumerate() {
+            let g = geom(case);
+            assert!(!direct::applies(&g));
+            assert_eq!(Workspace::new(&g, 7).block, 3);
+            check_against_naive(case, &[7, 4], 40 + i as u64);
+        }
+        crate::ops::parallel::with_threads(2, || check_against_naive(&cases[0], &[7], 42));
+    }
+
+    /// A sample too large to unfold at once is unfolded a few output rows at a time.
+    #[test]
+    fn slabs_match_naive() {
+        let case: Case = (1, [16, 83, 83], 17, [5, 5], [2, 2], [0, 0]);
+        let g = geom(&case);
+        assert!(slab_rows(&g) < g.out_h);
+        check_against_naive(&case, &[1], 50);
     }
 
     /// `L = Σ r ⊙ forward(x, w, b)`, differentiated numerically in `x`, `w` and `b`.

@@ -48,18 +48,47 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// A writable row-major `rows × cols` matrix over the start of a slice.
+/// A writable row-major `rows × cols` matrix over the start of a slice, rows `rs` apart.
 #[derive(Debug)]
 pub(crate) struct MatMut<'a> {
     data: &'a mut [f32],
     rows: usize,
     cols: usize,
+    rs: usize,
 }
 
 impl<'a> MatMut<'a> {
     /// The row-major `rows × cols` matrix stored in `data` (which may be longer).
     pub(crate) fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        MatMut { data, rows, cols }
+        MatMut {
+            data,
+            rows,
+            cols,
+            rs: cols,
+        }
+    }
+
+    /// The `rows × cols` matrix whose row `i` is `data[i*rs .. i*rs + cols]` (`rs ≥ cols`):
+    /// a block of columns of a wider row-major matrix.
+    pub(crate) fn strided(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Self {
+        assert!(rs >= cols, "sgemm: C rows overlap");
+        MatMut {
+            data,
+            rows,
+            cols,
+            rs,
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn fits(&self) -> bool {
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        (self.rows - 1)
+            .checked_mul(self.rs)
+            .and_then(|r| r.checked_add(self.cols))
+            .is_some_and(|end| end <= self.data.len())
     }
 }
 
@@ -73,17 +102,14 @@ pub(crate) fn sgemm(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>
     assert_eq!((c.rows, c.cols), (m, n), "sgemm: output shape differs");
     assert!(a.fits(), "sgemm: A out of bounds");
     assert!(b.fits(), "sgemm: B out of bounds");
-    assert!(
-        m.checked_mul(n).is_some_and(|len| len <= c.data.len()),
-        "sgemm: C out of bounds"
-    );
+    assert!(c.fits(), "sgemm: C out of bounds");
     if m == 0 || n == 0 {
         return;
     }
     // Safety: the asserts above put every element sgemm reads, (i, j) at i*rs + j*cs for
     // i < rows and j < cols, inside `a.data` and `b.data`, and every element it writes,
-    // (i, j) at i*n + j, inside `c.data`. C is row-major with unit column stride, so no two of
-    // its elements alias, and being a `&mut` it overlaps neither A nor B. A stride that is
+    // (i, j) at i*rs + j, inside `c.data`. C has unit column stride and a row stride of at
+    // least n, so no two of its elements alias, and being a `&mut` it overlaps neither A nor B. A stride that is
     // multiplied by a non-zero index is below a slice length, hence at most `isize::MAX`, so
     // those casts are lossless; when k == 0, sgemm reads neither A nor B and only scales C.
     unsafe {
@@ -100,7 +126,7 @@ pub(crate) fn sgemm(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>
             b.cs as isize,
             beta,
             c.data.as_mut_ptr(),
-            n as isize,
+            c.rs as isize,
             1,
         );
     }
@@ -132,6 +158,24 @@ mod tests {
             MatMut::new(&mut c, 2, 2),
         );
         assert_eq!(c, [-6.0, 12.0, -6.0, 39.0]);
+    }
+
+    /// C as the middle two columns of a 2×4 matrix: the outer columns are left alone.
+    #[test]
+    fn strided_c() {
+        let a = [1.0, 2.0, 3.0, 4.0];
+        let b = [1.0, 0.0, 0.0, 1.0];
+        let mut c = [f32::NAN, 0.0, 0.0, f32::NAN, f32::NAN, 0.0, 0.0, f32::NAN];
+        sgemm(
+            1.0,
+            Mat::new(&a, 2, 2),
+            Mat::new(&b, 2, 2),
+            0.0,
+            MatMut::strided(&mut c[1..], 2, 2, 4),
+        );
+        assert_eq!(c[1..3], [1.0, 2.0]);
+        assert_eq!(c[5..7], [3.0, 4.0]);
+        assert!(c[0].is_nan() && c[3].is_nan() && c[4].is_nan() && c[7].is_nan());
     }
 
     #[test]

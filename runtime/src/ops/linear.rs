@@ -39,6 +39,15 @@ pub fn forward(y: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Linea
     // x: (N, I), w: (O, I), b: (O) -> y: (N, O)
     debug_check(y, x, w, g, n);
     debug_assert!(b.map_or(true, |b| b.len() == g.out_f));
+    if n <= MAX_DOT_ROWS {
+        dot::forward(y, x, w, b, g, n);
+    } else {
+        forward_sgemm(y, x, w, b, g, n);
+    }
+}
+
+/// [`forward`] by `sgemm`.
+fn forward_sgemm(y: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, g: &LinearGeom, n: usize) {
     let beta = match b {
         Some(b) if g.out_f > 0 => {
             for row in y.chunks_exact_mut(g.out_f) {
@@ -56,6 +65,197 @@ pub fn forward(y: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Linea
         beta,
         MatMut::new(y, n, g.out_f),
     );
+}
+
+/// Batches up to this size are multiplied by dot products ([`dot::forward`]) instead of
+/// `sgemm`, which would pack the whole weight matrix for a few rows (LeNet-5's fc1 at batch
+/// 1: 48,000 weights packed for 48,000 multiply-adds). Chosen with `linear/*/forward_b*` in the
+/// kernel benchmarks: at 8 rows the dot products win for all three LeNet-5 layers, at 16 rows
+/// `sgemm` wins for fc2.
+const MAX_DOT_ROWS: usize = 8;
+
+/// Matrix-vector products for [`forward`] with few rows.
+mod dot {
+    use super::LinearGeom;
+
+    /// Whether the instruction-set level `level` (2: AVX2 and FMA) may be used;
+    /// tests lower the ceiling to check the other compilations of the same code.
+    #[inline(always)]
+    fn isa_allowed(level: u8) -> bool {
+        #[cfg(test)]
+        {
+            level >= MIN_ISA.with(std::cell::Cell::get)
+        }
+        #[cfg(not(test))]
+        {
+            let _ = level;
+            true
+        }
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        /// The lowest level [`isa_allowed`] allows: 0 allows all, 3 only the plain code.
+        pub(super) static MIN_ISA: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+    }
+
+    /// `y = x wᵀ + b` one dot product at a time, each in [`LANES`] partial sums added in a
+    /// fixed order at the end. `y` is overwritten.
+    pub(super) fn forward(
+        y: &mut [f32],
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        g: &LinearGeom,
+        n: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if isa_allowed(2) && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // Safety: the CPU has AVX2 and FMA, checked just above.
+            unsafe { forward_fma(y, x, w, b, g, n) };
+            return;
+        }
+        // AArch64 always has fused multiply-adds, and matrixmultiply's NEON kernel uses them.
+        forward_body::<{ cfg!(target_arch = "aarch64") }>(y, x, w, b, g, n);
+    }
+
+    /// [`forward_body`] compiled for AVX2 and FMA (also on AVX-512 machines: eight rows fill
+    /// one AVX register, and with AVX-512 enabled the compiler pairs them into wider ones
+    /// with shuffles, measured three times slower).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_fma(
+        y: &mut [f32],
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        g: &LinearGeom,
+        n: usize,
+    ) {
+        forward_body::<true>(y, x, w, b, g, n);
+    }
+
+    /// matrixmultiply's depth of one pass (`kc`): its sums run over blocks of this many
+    /// products, each added to the output in turn.
+    const DEPTH: usize = 256;
+    /// Outputs computed together: as many independent sums as hide the latency of a fused
+    /// multiply-add.
+    const OUTS: usize = 8;
+
+    /// Each output is `b + Σ x·w` summed exactly as matrixmultiply's `sgemm` sums it: one
+    /// fused multiply-add after another from zero over each block of [`DEPTH`] products, each
+    /// block's sum then added to the output. So a batch gives the same results whichever path
+    /// its size takes (a network's batch-norm and PyTorch comparisons rest on sums that cancel
+    /// exactly, where a different order shows as noise). The rows of `x` are the vector lanes,
+    /// transposed a block at a time; with `FMA`, products are fused (`f32::mul_add`), as the
+    /// matching `sgemm` kernel fuses them, which is only fast where the target has FMA.
+    #[inline(always)]
+    fn forward_body<const FMA: bool>(
+        y: &mut [f32],
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        g: &LinearGeom,
+        n: usize,
+    ) {
+        debug_assert!(n <= ROWS);
+        let (i_f, o_f) = (g.in_f, g.out_f);
+        for y_s in y.chunks_exact_mut(o_f.max(1)).take(n) {
+            match b {
+                Some(b) => y_s.copy_from_slice(&b[..o_f]),
+                None => y_s.fill(0.0),
+            }
+        }
+        let mut x_t = [[0.0f32; ROWS]; DEPTH];
+        for k0 in (0..i_f).step_by(DEPTH) {
+            let depth = DEPTH.min(i_f - k0);
+            for (s, x_s) in x.chunks_exact(i_f).take(n).enumerate() {
+                for (x_t, &v) in x_t.iter_mut().zip(&x_s[k0..k0 + depth]) {
+                    x_t[s] = v;
+                }
+            }
+            let x_t = &x_t[..depth];
+            let mut o0 = 0;
+            while o0 < o_f {
+                let outs = OUTS.min(o_f - o0);
+                let at = (o0, k0);
+                match outs {
+                    1 => outputs::<1, FMA>(y, x_t, w, g, n, at),
+                    2 => outputs::<2, FMA>(y, x_t, w, g, n, at),
+                    3 => outputs::<3, FMA>(y, x_t, w, g, n, at),
+                    4 => outputs::<4, FMA>(y, x_t, w, g, n, at),
+                    5 => outputs::<5, FMA>(y, x_t, w, g, n, at),
+                    6 => outputs::<6, FMA>(y, x_t, w, g, n, at),
+                    7 => outputs::<7, FMA>(y, x_t, w, g, n, at),
+                    _ => outputs::<OUTS, FMA>(y, x_t, w, g, n, at),
+                }
+                o0 += outs;
+            }
+        }
+    }
+
+    /// `acc[j] += xv · wv[j]`, fused where `FMA`. A function rather than a closure: closures
+    /// are not compiled with their caller's target features, so `mul_add` would call `fmaf`.
+    #[inline(always)]
+    fn add_products<const J: usize, const FMA: bool>(
+        acc: &mut [[f32; ROWS]; J],
+        xv: &[f32; ROWS],
+        wv: [f32; J],
+    ) {
+        for (acc, wv) in acc.iter_mut().zip(wv) {
+            for (a, &xv) in acc.iter_mut().zip(xv) {
+                *a = if FMA {
+                    xv.mul_add(wv, *a)
+                } else {
+                    *a + xv * wv
+                };
+            }
+        }
+    }
+
+    /// Rows of `x` the vector lanes hold: [`super::MAX_DOT_ROWS`].
+    const ROWS: usize = super::MAX_DOT_ROWS;
+
+    /// Outputs `o0 .. o0 + J` of every row, over the block of products from `k0` whose inputs
+    /// `x_t` holds transposed.
+    #[inline(always)]
+    fn outputs<const J: usize, const FMA: bool>(
+        y: &mut [f32],
+        x_t: &[[f32; ROWS]],
+        w: &[f32],
+        g: &LinearGeom,
+        n: usize,
+        (o0, k0): (usize, usize),
+    ) {
+        let (i_f, depth) = (g.in_f, x_t.len());
+        let w_j: [&[f32]; J] = std::array::from_fn(|j| {
+            let at = (o0 + j) * i_f + k0;
+            &w[at..at + depth]
+        });
+        let mut acc = [[0.0f32; ROWS]; J];
+        // Eight products of each output at a time, so that the weights are bounds-checked
+        // once per eight.
+        const STEP: usize = 8;
+        let whole = depth / STEP * STEP;
+        for k0 in (0..whole).step_by(STEP) {
+            let w_k: [&[f32; STEP]; J] =
+                std::array::from_fn(|j| w_j[j][k0..k0 + STEP].try_into().expect("STEP weights"));
+            for (kk, xv) in x_t[k0..k0 + STEP].iter().enumerate() {
+                add_products::<J, FMA>(&mut acc, xv, std::array::from_fn(|j| w_k[j][kk]));
+            }
+        }
+        for (k, xv) in x_t.iter().enumerate().skip(whole) {
+            add_products::<J, FMA>(&mut acc, xv, std::array::from_fn(|j| w_j[j][k]));
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            for (s, &a) in acc.iter().enumerate().take(n) {
+                y[s * g.out_f + o0 + j] += a;
+            }
+        }
+    }
 }
 
 /// The gradients of [`forward`]: `d_w += d_yᵀ x`, `d_b += Σ_n d_y`, and, when `d_x` is given,
@@ -189,6 +389,13 @@ mod tests {
         (3, 5, 2),
         (17, 33, 10),
         (8, 120, 84),
+        (1, 400, 120),
+        (4, 15, 3),
+        (5, 31, 7),
+        (7, 40, 9),
+        (16, 50, 6),
+        (8, 50, 6),
+        (2, 9, 4),
     ];
 
     #[test]
@@ -205,6 +412,58 @@ mod tests {
                 forward(&mut y, &x, &w, bias, &g, n);
                 forward_naive(&mut expected, &x, &w, bias, &g, n);
                 assert_close(&format!("y {g:?}"), &y, &expected, 1e-5);
+            }
+        }
+    }
+
+    /// The dot products compiled for AVX2 and without either instruction set, where the
+    /// CPU running the tests has them.
+    #[test]
+    fn dot_products_on_every_instruction_set() {
+        let mut r = rng(23);
+        for level in [2, 3] {
+            dot::MIN_ISA.with(|m| m.set(level));
+            for &(n, in_f, out_f) in CASES.iter().filter(|c| c.0 <= MAX_DOT_ROWS) {
+                let g = LinearGeom { in_f, out_f };
+                let x = uniform(&mut r, n * in_f);
+                let w = uniform(&mut r, g.weight_len());
+                let b = uniform(&mut r, out_f);
+                let mut y = vec![f32::NAN; n * out_f];
+                let mut expected = vec![f32::NAN; n * out_f];
+                forward(&mut y, &x, &w, Some(&b), &g, n);
+                forward_naive(&mut expected, &x, &w, Some(&b), &g, n);
+                assert_close(&format!("y {g:?} level {level}"), &y, &expected, 1e-5);
+            }
+        }
+        dot::MIN_ISA.with(|m| m.set(0));
+    }
+
+    /// Up to [`MAX_DOT_ROWS`] rows, the dot products give `sgemm`'s results to the bit, so a
+    /// network's outputs do not depend on which path its batch size takes (in_f 300 and 400:
+    /// more than one of matrixmultiply's blocks of 256 products).
+    #[test]
+    fn dot_products_equal_sgemm() {
+        // Checked where both sides fuse multiply-adds (matrixmultiply's AVX2 and AVX-512
+        // kernels); its other x86 kernels are not matched.
+        #[cfg(target_arch = "x86_64")]
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let mut r = rng(24);
+        for (in_f, out_f) in [(400, 120), (300, 13), (120, 84), (5, 3)] {
+            let g = LinearGeom { in_f, out_f };
+            for n in 1..=MAX_DOT_ROWS {
+                let x = uniform(&mut r, n * in_f);
+                let w = uniform(&mut r, g.weight_len());
+                let b = uniform(&mut r, out_f);
+                for bias in [None, Some(&b[..])] {
+                    let mut dot = vec![f32::NAN; n * out_f];
+                    let mut gemm = vec![f32::NAN; n * out_f];
+                    forward(&mut dot, &x, &w, bias, &g, n);
+                    forward_sgemm(&mut gemm, &x, &w, bias, &g, n);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&dot), bits(&gemm), "{g:?} n {n}");
+                }
             }
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! The count is process-wide, like PyTorch's `torch.set_num_threads`; the default is 1 (no
 //! worker threads at all). Workers are started by [`set_threads`] (the only allocation), then
-//! each [`run`] hands them a task index through atomics: no allocation, no channel, and a
+//! each `run` hands them a task index through atomics: no allocation, no channel, and a
 //! worker that has just finished spins briefly before sleeping, so the many short kernel calls
 //! of a small network do not each pay a futex wake-up.
 //!
