@@ -22,24 +22,11 @@ use striate::prelude::*;
 use striate::runtime::geometry::Rounding;
 use striate::Tape;
 
-network! {
-    /// LeNet-5 (LeCun et al., 1998) with ReLU and max pooling.
-    pub struct LeNet5 {
-        input: [1, 28, 28],
-        conv1: conv2d(6, kernel = 5, pad = 2) -> [6, 28, 28],
-        relu,
-        max_pool(2),
-        conv2: conv2d(16, kernel = 5),
-        relu,
-        max_pool(2) -> [16, 5, 5],
-        flatten,
-        fc1: linear(120),
-        relu,
-        fc2: linear(84),
-        relu,
-        fc3: linear(10),
-    }
-}
+/// The main example's LeNet-5: `conv1`, `conv2`, `fc1`, `fc2`, `fc3`, PyTorch's names.
+#[allow(dead_code)]
+#[path = "lenet.rs"]
+mod lenet;
+use lenet::LeNet5;
 
 // ---------------------------------------------------------------------------------------------
 // Allocation counting

@@ -79,6 +79,27 @@ pub const fn output_size(
     Ok(span / stride + 1)
 }
 
+/// [`output_size`] along both axes of a feature map: `[height, width]` in, `[OH, OW]` out.
+///
+/// # Errors
+/// The first axis's [`SizeError`], height before width.
+pub const fn output_size_2d(
+    input: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    rounding: Rounding,
+) -> Result<[usize; 2], SizeError> {
+    let h = match output_size(input[0], kernel[0], stride[0], pad[0], rounding) {
+        Ok(v) => v,
+        Err(e) => return Err(e),
+    };
+    match output_size(input[1], kernel[1], stride[1], pad[1], rounding) {
+        Ok(w) => Ok([h, w]),
+        Err(e) => Err(e),
+    }
+}
+
 /// Like [`output_size`] but for use in `const` items that have already been validated: an
 /// invalid geometry stops compilation (const evaluation panics) instead of returning an error.
 ///

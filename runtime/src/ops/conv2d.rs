@@ -4,7 +4,7 @@ use super::gemm::{sgemm, Mat, MatMut};
 use super::parallel::{self, SharedMut};
 use super::window::outputs_reading;
 use std::ops::Range;
-use striate_geometry::{output_size, Rounding, SizeError};
+use striate_geometry::{output_size_2d, Rounding, SizeError};
 
 /// The geometry of one convolution layer, per sample.
 ///
@@ -52,14 +52,11 @@ impl Conv2dGeom {
         pad: [usize; 2],
         rounding: Rounding,
     ) -> Result<Self, SizeError> {
-        let out_h = match output_size(input[1], kernel[0], stride[0], pad[0], rounding) {
-            Ok(v) => v,
-            Err(e) => return Err(e),
-        };
-        let out_w = match output_size(input[2], kernel[1], stride[1], pad[1], rounding) {
-            Ok(v) => v,
-            Err(e) => return Err(e),
-        };
+        let [out_h, out_w] =
+            match output_size_2d([input[1], input[2]], kernel, stride, pad, rounding) {
+                Ok(v) => v,
+                Err(e) => return Err(e),
+            };
         Ok(Conv2dGeom {
             in_c: input[0],
             in_h: input[1],

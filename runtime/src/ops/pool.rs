@@ -1,7 +1,7 @@
 //! Max and average pooling, forward and backward.
 
 use super::window::inputs_read;
-use striate_geometry::{output_size, Rounding, SizeError};
+use striate_geometry::{output_size_2d, Rounding, SizeError};
 
 /// The geometry of one pooling layer, per sample (channels pass through unchanged).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,14 +43,11 @@ impl Pool2dGeom {
         pad: [usize; 2],
         rounding: Rounding,
     ) -> Result<Self, SizeError> {
-        let out_h = match output_size(input[1], kernel[0], stride[0], pad[0], rounding) {
-            Ok(v) => v,
-            Err(e) => return Err(e),
-        };
-        let out_w = match output_size(input[2], kernel[1], stride[1], pad[1], rounding) {
-            Ok(v) => v,
-            Err(e) => return Err(e),
-        };
+        let [out_h, out_w] =
+            match output_size_2d([input[1], input[2]], kernel, stride, pad, rounding) {
+                Ok(v) => v,
+                Err(e) => return Err(e),
+            };
         Ok(Pool2dGeom {
             c: input[0],
             in_h: input[1],
