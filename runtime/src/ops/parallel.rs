@@ -97,11 +97,20 @@ pub(crate) fn run<F: Fn(usize) + Sync>(tasks: usize, f: F) {
         pool.epoch.fetch_add(1, Ordering::Release);
     }
     pool.wake.notify_all();
-    pool.work(job, tasks);
+    // Whatever happens to a task, the workers are waited for before `f` goes out of scope
+    // (they hold a pointer to it), and a panic is passed on to the caller afterwards.
+    let here = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.work(job, tasks)));
     while pool.pending.load(Ordering::Acquire) != 0 {
         std::hint::spin_loop();
     }
+    let elsewhere = pool.panicked.swap(false, Ordering::Acquire);
     pool.busy.store(false, Ordering::Release);
+    if let Err(payload) = here {
+        std::panic::resume_unwind(payload);
+    }
+    if elsewhere {
+        panic!("a kernel task panicked on a worker thread");
+    }
 }
 
 type JobFn = *const (dyn Fn(usize) + Sync + 'static);
@@ -121,6 +130,8 @@ struct Pool {
     next: AtomicUsize,
     /// Workers that have not yet finished the current job.
     pending: AtomicUsize,
+    /// Set by a worker whose task panicked; `run` panics in turn.
+    panicked: AtomicBool,
     spawned: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
@@ -142,6 +153,7 @@ fn pool() -> &'static Pool {
         epoch: AtomicUsize::new(0),
         next: AtomicUsize::new(0),
         pending: AtomicUsize::new(0),
+        panicked: AtomicBool::new(false),
         spawned: AtomicUsize::new(0),
         lock: Mutex::new(()),
         wake: Condvar::new(),
@@ -193,7 +205,14 @@ impl Pool {
             // and stays valid until we decrement `pending`.
             let job = unsafe { (*self.job.get()).expect("a job comes with each epoch") };
             // Safety: as above, the closure outlives this use.
-            self.work(unsafe { &*job.f }, job.tasks);
+            let f = unsafe { &*job.f };
+            // A panicking task must not leave `run` waiting forever: catch it, report it, and
+            // keep the worker alive for the next job.
+            let done =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(f, job.tasks)));
+            if done.is_err() {
+                self.panicked.store(true, Ordering::Release);
+            }
             self.pending.fetch_sub(1, Ordering::Release);
         }
     }
@@ -262,6 +281,28 @@ mod tests {
                 assert_eq!(all, (0..n).collect::<Vec<_>>());
             }
         }
+    }
+
+    /// A panicking task reaches the caller, wherever it ran, and the pool keeps working.
+    #[test]
+    fn a_panicking_task_reaches_the_caller() {
+        with_threads(2, || {
+            for bad in [0, 1] {
+                let caught = std::panic::catch_unwind(|| {
+                    run(2, |t| {
+                        if t == bad {
+                            panic!("task {t} fails");
+                        }
+                    })
+                });
+                assert!(caught.is_err());
+            }
+            let done = AtomicUsize::new(0);
+            run(4, |_| {
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+            assert_eq!(done.load(Ordering::Relaxed), 4);
+        });
     }
 
     /// Every task runs exactly once, with one thread or several, and nested calls run inline.
