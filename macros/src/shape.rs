@@ -553,7 +553,7 @@ pub fn suggest(input: usize, kernel: usize, stride: usize, pad: usize) -> String
     let mut hints = Vec::new();
     let span = input + 2 * pad - kernel;
     let best_stride = (1..=span.max(1))
-        .filter(|s| *s != stride && span % s == 0)
+        .filter(|s| *s != stride && span.is_multiple_of(*s))
         .min_by_key(|s| (s.abs_diff(stride), *s));
     if let Some(s) = best_stride {
         let pad_text = if pad == 0 {
@@ -564,7 +564,9 @@ pub fn suggest(input: usize, kernel: usize, stride: usize, pad: usize) -> String
         hints.push(format!("stride {s}{pad_text} gives {}", span / s + 1));
     }
     let best_pad = (0..=kernel + stride)
-        .filter(|p| *p != pad && input + 2 * p >= kernel && (input + 2 * p - kernel) % stride == 0)
+        .filter(|p| {
+            *p != pad && input + 2 * p >= kernel && (input + 2 * p - kernel).is_multiple_of(stride)
+        })
         .min_by_key(|p| (p.abs_diff(pad), *p));
     if let Some(p) = best_pad {
         hints.push(format!(

@@ -103,7 +103,7 @@ impl Dataset {
                 name: "sample_shape",
                 reason: format!("{c}*{h}*{w} values per sample overflow a usize"),
             })?;
-        if images.len() % sample_len != 0 {
+        if !images.len().is_multiple_of(sample_len) {
             return Err(Error::shape(
                 format!(
                     "dataset images (flat N*C*H*W with [C, H, W] = {sample_shape:?}; {} values \

@@ -171,7 +171,7 @@ pub fn forward(
 ) {
     // x: (N, C, H, W), w: (O, C, KH, KW), b: (O) -> y: (N, O, OH, OW)
     debug_check(y, x, w, g, n);
-    debug_assert!(b.map_or(true, |b| b.len() == g.out_c));
+    debug_assert!(b.is_none_or(|b| b.len() == g.out_c));
     let (in_len, out_len) = (g.in_len(), g.out_len());
     // One task per thread, each with its own run of samples and its own unfolding buffer.
     // The scratch is sized for the backward pass too, so that it grows once.
@@ -390,8 +390,8 @@ pub fn backward(
     //   -> d_x: (N, C, H, W), d_w: (O, C, KH, KW), d_b: (O)
     debug_check(d_y, x, w, g, n);
     debug_assert_eq!(d_w.len(), g.weight_len());
-    debug_assert!(d_x.as_ref().map_or(true, |d_x| d_x.len() == x.len()));
-    debug_assert!(d_b.as_ref().map_or(true, |d_b| d_b.len() == g.out_c));
+    debug_assert!(d_x.as_ref().is_none_or(|d_x| d_x.len() == x.len()));
+    debug_assert!(d_b.as_ref().is_none_or(|d_b| d_b.len() == g.out_c));
     let area = g.out_h * g.out_w;
     let (in_len, out_len) = (g.in_len(), g.out_len());
     if let Some(d_b) = d_b {

@@ -38,12 +38,29 @@ impl LinearGeom {
 pub fn forward(y: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, g: &LinearGeom, n: usize) {
     // x: (N, I), w: (O, I), b: (O) -> y: (N, O)
     debug_check(y, x, w, g, n);
-    debug_assert!(b.map_or(true, |b| b.len() == g.out_f));
+    debug_assert!(b.is_none_or(|b| b.len() == g.out_f));
     if n <= MAX_DOT_ROWS {
         dot::forward(y, x, w, b, g, n);
+    } else if small(g, n) {
+        // Eight rows at a time: the same sums as `sgemm`'s, without its allocation.
+        let rows = MAX_DOT_ROWS;
+        for (y_c, x_c) in y.chunks_mut(rows * g.out_f).zip(x.chunks(rows * g.in_f)) {
+            dot::forward(y_c, x_c, w, b, g, y_c.len() / g.out_f);
+        }
     } else {
         forward_sgemm(y, x, w, b, g, n);
     }
+}
+
+/// Up to this many multiply-adds per call, a linear layer does not call `sgemm`, which
+/// allocates its packing buffer on every call: the forward pass runs [`dot::forward`] eight
+/// rows at a time and the backward pass [`backward_loops`]. LeNet-5's fc1 on a shard of 32
+/// samples is 1.5 M; a training step then allocates nothing.
+const MAX_LOOP_MACS: usize = 1 << 22;
+
+/// Whether `g` at batch `n` takes the allocation-free paths.
+fn small(g: &LinearGeom, n: usize) -> bool {
+    g.in_f > 0 && g.out_f > 0 && n.saturating_mul(g.in_f).saturating_mul(g.out_f) <= MAX_LOOP_MACS
 }
 
 /// [`forward`] by `sgemm`.
@@ -279,14 +296,6 @@ pub fn backward(
     debug_check(d_y, x, w, g, n);
     debug_assert_eq!(d_w.len(), g.weight_len());
     let (i_f, o_f) = (g.in_f, g.out_f);
-    // d_w[O, I] += d_yᵀ[O, N] · x[N, I]
-    sgemm(
-        1.0,
-        Mat::new(d_y, n, o_f).t(),
-        Mat::new(x, n, i_f),
-        1.0,
-        MatMut::new(d_w, o_f, i_f),
-    );
     if let Some(d_b) = d_b {
         debug_assert_eq!(d_b.len(), o_f);
         if o_f > 0 {
@@ -297,6 +306,18 @@ pub fn backward(
             }
         }
     }
+    if small(g, n) {
+        backward_loops(d_x, d_w, d_y, x, w, g, n);
+        return;
+    }
+    // d_w[O, I] += d_yᵀ[O, N] · x[N, I]
+    sgemm(
+        1.0,
+        Mat::new(d_y, n, o_f).t(),
+        Mat::new(x, n, i_f),
+        1.0,
+        MatMut::new(d_w, o_f, i_f),
+    );
     if let Some(d_x) = d_x {
         debug_assert_eq!(d_x.len(), x.len());
         // d_x[N, I] += d_y[N, O] · w[O, I]
@@ -307,6 +328,120 @@ pub fn backward(
             1.0,
             MatMut::new(d_x, n, i_f),
         );
+    }
+}
+
+/// [`backward`]'s weight and input gradients for small layers, without `sgemm`: every row of
+/// `d_w` (and of `d_x`) is accumulated a block of [`BLOCK`] values at a time in registers,
+/// over the samples (over the outputs), in order.
+fn backward_loops(
+    d_x: Option<&mut [f32]>,
+    d_w: &mut [f32],
+    d_y: &[f32],
+    x: &[f32],
+    w: &[f32],
+    g: &LinearGeom,
+    n: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // Safety: the CPU has AVX2 and FMA, checked just above.
+        unsafe { backward_loops_fma(d_x, d_w, d_y, x, w, g, n) };
+        return;
+    }
+    backward_loops_body::<false>(d_x, d_w, d_y, x, w, g, n);
+}
+
+/// [`backward_loops_body`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_loops_fma(
+    d_x: Option<&mut [f32]>,
+    d_w: &mut [f32],
+    d_y: &[f32],
+    x: &[f32],
+    w: &[f32],
+    g: &LinearGeom,
+    n: usize,
+) {
+    backward_loops_body::<true>(d_x, d_w, d_y, x, w, g, n);
+}
+
+/// The body of [`backward_loops`]; with `FMA`, products are fused.
+#[inline(always)]
+fn backward_loops_body<const FMA: bool>(
+    d_x: Option<&mut [f32]>,
+    d_w: &mut [f32],
+    d_y: &[f32],
+    x: &[f32],
+    w: &[f32],
+    g: &LinearGeom,
+    n: usize,
+) {
+    let (i_f, o_f) = (g.in_f, g.out_f);
+    // d_w[o, :] += Σ_s d_y[s, o] · x[s, :]
+    for (o, d_w_o) in d_w.chunks_exact_mut(i_f).enumerate() {
+        add_weighted_rows::<FMA>(
+            d_w_o,
+            (0..n).map(|s| (d_y[s * o_f + o], &x[s * i_f..(s + 1) * i_f])),
+        );
+    }
+    // d_x[s, :] += Σ_o d_y[s, o] · w[o, :]
+    if let Some(d_x) = d_x {
+        for (s, d_x_s) in d_x.chunks_exact_mut(i_f).enumerate().take(n) {
+            let d_y_s = &d_y[s * o_f..(s + 1) * o_f];
+            add_weighted_rows::<FMA>(
+                d_x_s,
+                d_y_s
+                    .iter()
+                    .zip(w.chunks_exact(i_f))
+                    .map(|(&a, w_o)| (a, w_o)),
+            );
+        }
+    }
+}
+
+/// Values of a gradient row kept in registers while [`add_weighted_rows`] adds into them.
+const BLOCK: usize = 64;
+
+/// `dst += Σ a · row` over `terms`, in order, a block of [`BLOCK`] values at a time.
+#[inline(always)]
+fn add_weighted_rows<'a, const FMA: bool>(
+    dst: &mut [f32],
+    terms: impl Iterator<Item = (f32, &'a [f32])> + Clone,
+) {
+    #[inline(always)]
+    fn add<const FMA: bool>(acc: &mut [f32], a: f32, row: &[f32]) {
+        for (acc, &v) in acc.iter_mut().zip(row) {
+            *acc = if FMA {
+                v.mul_add(a, *acc)
+            } else {
+                *acc + a * v
+            };
+        }
+    }
+    for (b, dst) in dst.chunks_mut(BLOCK).enumerate() {
+        let at = b * BLOCK;
+        match <&mut [f32; BLOCK]>::try_from(&mut *dst) {
+            // A whole block: a fixed-size array, which the compiler keeps in registers.
+            Ok(dst) => {
+                let mut acc = *dst;
+                for (a, row) in terms.clone() {
+                    let row: &[f32; BLOCK] = row[at..at + BLOCK].try_into().expect("a whole block");
+                    add::<FMA>(&mut acc, a, row);
+                }
+                *dst = acc;
+            }
+            Err(_) => {
+                let len = dst.len();
+                for (a, row) in terms.clone() {
+                    add::<FMA>(dst, a, &row[at..at + len]);
+                }
+            }
+        }
     }
 }
 
@@ -465,6 +600,41 @@ mod tests {
                     assert_eq!(bits(&dot), bits(&gemm), "{g:?} n {n}");
                 }
             }
+        }
+    }
+
+    /// Batches above [`MAX_DOT_ROWS`] but under [`MAX_LOOP_MACS`] avoid `sgemm`; larger ones
+    /// use it: both against the reference, and the small forward path equal to `sgemm` to the
+    /// bit where both fuse multiply-adds.
+    #[test]
+    fn small_and_large_paths() {
+        let mut r = rng(25);
+        for (n, in_f, out_f) in [(9, 400, 120), (32, 400, 120), (33, 7, 3), (100, 300, 160)] {
+            let g = LinearGeom { in_f, out_f };
+            assert_eq!(small(&g, n), n * in_f * out_f <= MAX_LOOP_MACS);
+            let x = uniform(&mut r, n * in_f);
+            let w = uniform(&mut r, g.weight_len());
+            let b = uniform(&mut r, out_f);
+            let d_y = uniform(&mut r, n * out_f);
+            let mut y = vec![f32::NAN; n * out_f];
+            let mut expected = vec![f32::NAN; n * out_f];
+            forward(&mut y, &x, &w, Some(&b), &g, n);
+            forward_naive(&mut expected, &x, &w, Some(&b), &g, n);
+            assert_close(&format!("y {g:?} n {n}"), &y, &expected, 1e-4);
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                let mut gemm = vec![f32::NAN; n * out_f];
+                forward_sgemm(&mut gemm, &x, &w, Some(&b), &g, n);
+                assert_eq!(y, gemm, "{g:?} n {n}");
+            }
+            let start_w = uniform(&mut r, g.weight_len());
+            let start_x = uniform(&mut r, n * in_f);
+            let (mut d_w, mut d_x) = (start_w.clone(), start_x.clone());
+            let (mut e_w, mut e_x) = (start_w, start_x);
+            backward(Some(&mut d_x), &mut d_w, None, &d_y, &x, &w, &g, n);
+            backward_naive(Some(&mut e_x), &mut e_w, None, &d_y, &x, &w, &g, n);
+            assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-4);
+            assert_close(&format!("d_x {g:?} n {n}"), &d_x, &e_x, 1e-4);
         }
     }
 
