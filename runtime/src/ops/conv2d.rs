@@ -747,26 +747,7 @@ fn col2im_add(d_x: &mut [f32], col: &[f32], ld: usize, g: &Conv2dGeom) {
 mod direct {
     use super::Conv2dGeom;
 
-    /// Whether the instruction-set level `level` (1: AVX-512, 2: AVX2 and FMA) may be used;
-    /// tests lower the ceiling to check the other compilations of the same code.
-    #[inline(always)]
-    fn isa_allowed(level: u8) -> bool {
-        #[cfg(test)]
-        {
-            level >= MIN_ISA.with(std::cell::Cell::get)
-        }
-        #[cfg(not(test))]
-        {
-            let _ = level;
-            true
-        }
-    }
-
-    #[cfg(test)]
-    thread_local! {
-        /// The lowest level [`isa_allowed`] allows: 0 allows all, 3 only the plain code.
-        pub(super) static MIN_ISA: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
-    }
+    use crate::ops::isa::allowed as isa_allowed;
 
     /// Outputs of one row computed together (two AVX vectors).
     pub(super) const LANES: usize = 16;
@@ -1491,12 +1472,12 @@ mod tests {
             (2, [3, 9, 21], 7, [3, 4], [1, 1], [1, 2]),
         ];
         for level in [2, 3] {
-            direct::MIN_ISA.with(|m| m.set(level));
+            crate::ops::isa::MIN_ISA.with(|m| m.set(level));
             for (i, case) in cases.iter().enumerate() {
                 check_against_naive(case, &[case.0], 60 + i as u64);
             }
         }
-        direct::MIN_ISA.with(|m| m.set(0));
+        crate::ops::isa::MIN_ISA.with(|m| m.set(0));
     }
 
     /// Samples unfolded side by side, one `sgemm` per block: 900 outputs per sample make

@@ -95,26 +95,7 @@ const MAX_DOT_ROWS: usize = 8;
 mod dot {
     use super::LinearGeom;
 
-    /// Whether the instruction-set level `level` (2: AVX2 and FMA) may be used;
-    /// tests lower the ceiling to check the other compilations of the same code.
-    #[inline(always)]
-    fn isa_allowed(level: u8) -> bool {
-        #[cfg(test)]
-        {
-            level >= MIN_ISA.with(std::cell::Cell::get)
-        }
-        #[cfg(not(test))]
-        {
-            let _ = level;
-            true
-        }
-    }
-
-    #[cfg(test)]
-    thread_local! {
-        /// The lowest level [`isa_allowed`] allows: 0 allows all, 3 only the plain code.
-        pub(super) static MIN_ISA: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
-    }
+    use crate::ops::isa::allowed as isa_allowed;
 
     /// `y = x wᵀ + b` one dot product at a time, each in [`LANES`] partial sums added in a
     /// fixed order at the end. `y` is overwritten.
@@ -344,7 +325,10 @@ fn backward_loops(
     n: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+    if crate::ops::isa::allowed(2)
+        && is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+    {
         // Safety: the CPU has AVX2 and FMA, checked just above.
         unsafe { backward_loops_fma(d_x, d_w, d_y, x, w, g, n) };
         return;
@@ -645,7 +629,7 @@ mod tests {
     fn dot_products_on_every_instruction_set() {
         let mut r = rng(23);
         for level in [2, 3] {
-            dot::MIN_ISA.with(|m| m.set(level));
+            crate::ops::isa::MIN_ISA.with(|m| m.set(level));
             for &(n, in_f, out_f) in CASES.iter().filter(|c| c.0 <= MAX_DOT_ROWS) {
                 let g = LinearGeom { in_f, out_f };
                 let x = uniform(&mut r, n * in_f);
@@ -658,7 +642,7 @@ mod tests {
                 assert_close(&format!("y {g:?} level {level}"), &y, &expected, 1e-5);
             }
         }
-        dot::MIN_ISA.with(|m| m.set(0));
+        crate::ops::isa::MIN_ISA.with(|m| m.set(0));
     }
 
     /// Up to [`MAX_DOT_ROWS`] rows, the dot products give `sgemm`'s results to the bit, so a
@@ -697,26 +681,35 @@ mod tests {
     #[test]
     fn small_and_large_paths() {
         let mut r = rng(25);
+        // Level 3: the plain builds, on a machine that has AVX2 and FMA.
+        for level in [0, 3] {
+            crate::ops::isa::MIN_ISA.with(|m| m.set(level));
+            small_and_large_paths_at(&mut r, level);
+        }
+        crate::ops::isa::MIN_ISA.with(|m| m.set(0));
+    }
+
+    fn small_and_large_paths_at(r: &mut rand_xoshiro::Xoshiro256PlusPlus, level: u8) {
         for (n, in_f, out_f) in [(9, 400, 120), (32, 400, 120), (33, 7, 3), (100, 300, 160)] {
             let g = LinearGeom { in_f, out_f };
             assert_eq!(small(&g, n), n * in_f * out_f <= MAX_LOOP_MACS);
-            let x = uniform(&mut r, n * in_f);
-            let w = uniform(&mut r, g.weight_len());
-            let b = uniform(&mut r, out_f);
-            let d_y = uniform(&mut r, n * out_f);
+            let x = uniform(r, n * in_f);
+            let w = uniform(r, g.weight_len());
+            let b = uniform(r, out_f);
+            let d_y = uniform(r, n * out_f);
             let mut y = vec![f32::NAN; n * out_f];
             let mut expected = vec![f32::NAN; n * out_f];
             forward(&mut y, &x, &w, Some(&b), &g, n);
             forward_naive(&mut expected, &x, &w, Some(&b), &g, n);
             assert_close(&format!("y {g:?} n {n}"), &y, &expected, 1e-4);
             #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            if level == 0 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 let mut gemm = vec![f32::NAN; n * out_f];
                 forward_sgemm(&mut gemm, &x, &w, Some(&b), &g, n);
                 assert_eq!(y, gemm, "{g:?} n {n}");
             }
-            let start_w = uniform(&mut r, g.weight_len());
-            let start_x = uniform(&mut r, n * in_f);
+            let start_w = uniform(r, g.weight_len());
+            let start_x = uniform(r, n * in_f);
             let (mut d_w, mut d_x) = (start_w.clone(), start_x.clone());
             let (mut e_w, mut e_x) = (start_w, start_x);
             backward(Some(&mut d_x), &mut d_w, None, &d_y, &x, &w, &g, n);

@@ -14,6 +14,7 @@ pub mod batch_norm;
 pub mod conv2d;
 pub mod dropout;
 mod gemm;
+mod isa;
 pub mod linear;
 pub mod loss;
 pub mod parallel;
