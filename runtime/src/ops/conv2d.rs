@@ -1,10 +1,13 @@
 //! 2-D convolution (cross-correlation, as in PyTorch), forward and backward.
 
 use super::gemm::{sgemm, Mat, MatMut};
+use super::packed::Isa;
 use super::parallel::{self, SharedMut};
 use super::window::outputs_reading;
 use std::ops::Range;
 use striate_geometry::{output_size_2d, Rounding, SizeError};
+
+mod implicit;
 
 /// The geometry of one convolution layer, per sample.
 ///
@@ -139,10 +142,10 @@ impl Conv2dGeom {
 /// `y` is overwritten. The batch is split over the [`parallel::threads`], each with its own
 /// part of `scratch` (grown on first use, reused after that). Stride 1 with at most 16 output
 /// channels (LeNet-5's layers) runs a direct kernel that accumulates each run of outputs in
-/// registers. Otherwise the samples are unfolded (im2col) and multiplied by the weights seen
-/// as a `(O, C·KH·KW)` matrix by `sgemm`: several small samples side by side in one call, a
-/// large one (AlexNet's conv1) a slab of output rows at a time so that the unfolded slab stays
-/// in the cache. A 1×1 kernel with stride 1 and no padding multiplies the input directly.
+/// registers. Otherwise each sample is one packed matrix product of the weights, seen as a
+/// `(O, C·KH·KW)` matrix, and the unfolded input, which is packed a block at a time straight
+/// from the sample and never written out whole; the bias is added as the
+/// product is written. Neither path allocates once `scratch` has grown.
 ///
 /// # Panics
 /// When a slice is shorter than the geometry needs; in debug builds, when any length differs.
@@ -173,12 +176,18 @@ pub fn forward(
     debug_check(y, x, w, g, n);
     debug_assert!(b.is_none_or(|b| b.len() == g.out_c));
     let (in_len, out_len) = (g.in_len(), g.out_len());
-    // One task per thread, each with its own run of samples and its own unfolding buffer.
-    // The scratch is sized for the backward pass too, so that it grows once.
+    // One task per thread, each with its own run of samples and its own part of the scratch,
+    // which is sized for the backward pass too, so that it grows once.
     let tasks = parallel::tasks_for(n, 1);
+    let isa = Isa::detect();
     let lay = Workspace::new(g, n.div_ceil(tasks));
-    if scratch.len() < tasks * lay.per_task {
-        scratch.resize(tasks * lay.per_task, 0.0);
+    let needed = scratch_len(g, &lay, tasks, isa);
+    if scratch.len() < needed {
+        scratch.resize(needed, 0.0);
+    }
+    if !direct::applies(g) {
+        implicit::forward(y, x, w, b, g, n, tasks, isa, scratch);
+        return;
     }
     let y_all = SharedMut::new(y);
     let bufs = SharedMut::new(&mut scratch[..tasks * lay.per_task]);
@@ -193,24 +202,22 @@ pub fn forward(
             )
         };
         let x_t = &x[samples.start * in_len..samples.end * in_len];
-        forward_samples(y_t, x_t, w, b, g, samples.len(), &lay, buf);
+        let padded = &mut buf[..direct::padded_len(g)];
+        for (x_n, y_n) in x_t.chunks_exact(in_len).zip(y_t.chunks_exact_mut(out_len)) {
+            direct::forward_sample(y_n, x_n, w, b, g, padded);
+        }
     });
 }
 
-/// Values of an unfolded slab of output rows above which [`forward`] unfolds a sample a slab
-/// at a time (2 MiB). Chosen with `alexnet-fwd` at 2 threads, where both threads unfolding a
-/// whole 4.4 MB sample each ran out of cache (23 ms against 16 ms at 1 thread): slabs of 128K
-/// values gave 15.7 ms, 256K to 512K values 12 to 13 ms (within the noise of each other),
-/// 1024K 23 ms again. One thread: 24 to 25 ms throughout.
-const SLAB_VALUES: usize = 512 * 1024;
-
-/// Output rows per slab: all of them for a small layer, fewer where the whole unfolded sample
-/// would leave the cache (AlexNet's conv1: 4.4 MB per sample, 3 slabs of 19 rows).
-fn slab_rows(g: &Conv2dGeom) -> usize {
-    let per_row = (g.col_rows() * g.out_w).max(1);
-    let most = (SLAB_VALUES / per_row).clamp(1, g.out_h.max(1));
-    // Slabs of equal size rather than a short last one.
-    g.out_h.div_ceil(g.out_h.div_ceil(most).max(1)).max(1)
+/// Values of scratch both passes need with `tasks` tasks: the backward pass's workspaces
+/// (`lay`) or the forward pass's, whichever is larger, so that the scratch grows once.
+fn scratch_len(g: &Conv2dGeom, lay: &Workspace, tasks: usize, isa: Isa) -> usize {
+    let backward = tasks * lay.per_task;
+    if direct::applies(g) {
+        backward
+    } else {
+        backward.max(implicit::scratch_len(g, isa, tasks))
+    }
 }
 
 /// How one task's part of the scratch is laid out: `block` samples are unfolded side by side
@@ -263,105 +270,6 @@ impl Workspace {
     }
 }
 
-/// [`forward`] of consecutive samples on one thread, unfolding them into `buf` a block at a
-/// time.
-// The arguments of `forward`, plus the workspace.
-#[allow(clippy::too_many_arguments)]
-fn forward_samples(
-    y: &mut [f32],
-    x: &[f32],
-    w: &[f32],
-    b: Option<&[f32]>,
-    g: &Conv2dGeom,
-    n: usize,
-    lay: &Workspace,
-    buf: &mut [f32],
-) {
-    let (rows, fan_in, area) = (g.out_c, g.col_rows(), g.out_h * g.out_w);
-    let (in_len, out_len) = (g.in_len(), g.out_len());
-    if direct::applies(g) {
-        let padded = &mut buf[..direct::padded_len(g)];
-        for (x_n, y_n) in x.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
-            direct::forward_sample(y_n, x_n, w, b, g, padded);
-        }
-        return;
-    }
-    let (col, rest) = buf.split_at_mut(lay.col_len.max(lay.direct_len));
-    let out_rows = &mut rest[..lay.rows_len];
-    let mut start = 0;
-    while start < n {
-        let s = lay.block.min(n - start);
-        let x_b = &x[start * in_len..(start + s) * in_len];
-        let y_b = &mut y[start * out_len..(start + s) * out_len];
-        start += s;
-        if lay.block == 1 {
-            // One sample: multiply straight into its output, bias first.
-            let beta = match b {
-                Some(b) => {
-                    for (o, &b_o) in b.iter().enumerate() {
-                        y_b[o * area..(o + 1) * area].fill(b_o);
-                    }
-                    1.0
-                }
-                None => 0.0,
-            };
-            if g.is_pointwise() {
-                // y_n[O, H·W] (+)= w[O, C] · x_n[C, H·W]
-                sgemm(
-                    1.0,
-                    Mat::new(w, rows, fan_in),
-                    Mat::new(x_b, fan_in, area),
-                    beta,
-                    MatMut::new(y_b, rows, area),
-                );
-                continue;
-            }
-            // A few output rows at a time, so that the unfolded slab stays in the cache
-            // between being written and being packed by sgemm.
-            let slab = slab_rows(g);
-            for oh0 in (0..g.out_h).step_by(slab) {
-                let oh1 = (oh0 + slab).min(g.out_h);
-                let cols = (oh1 - oh0) * g.out_w;
-                im2col_rows(col, cols, x_b, g, oh0..oh1);
-                // y_n[O, slab] (+)= w[O, C·KH·KW] · col[C·KH·KW, slab]
-                sgemm(
-                    1.0,
-                    Mat::new(w, rows, fan_in),
-                    Mat::new(col, fan_in, cols),
-                    beta,
-                    MatMut::strided(&mut y_b[oh0 * g.out_w..], rows, cols, area),
-                );
-            }
-            continue;
-        }
-        let ld = s * area;
-        for (i, x_n) in x_b.chunks_exact(in_len).enumerate() {
-            im2col(&mut col[i * area..], ld, x_n, g);
-        }
-        // rows[O, s·OH·OW] = w[O, C·KH·KW] · col[C·KH·KW, s·OH·OW]
-        sgemm(
-            1.0,
-            Mat::new(w, rows, fan_in),
-            Mat::new(col, fan_in, ld),
-            0.0,
-            MatMut::new(out_rows, rows, ld),
-        );
-        for (i, y_n) in y_b.chunks_exact_mut(out_len).enumerate() {
-            for (o, y_o) in y_n.chunks_exact_mut(area).enumerate() {
-                let src = &out_rows[o * ld + i * area..o * ld + (i + 1) * area];
-                match b {
-                    Some(b) => {
-                        for (d, &v) in y_o.iter_mut().zip(src) {
-                            *d = v + b[o];
-                        }
-                    }
-                    None => y_o.copy_from_slice(src),
-                }
-            }
-        }
-    }
-}
-
 /// The gradients of [`forward`]: `d_w += Σ_n d_y_n · col_nᵀ`, `d_b += Σ_{n,i,j} d_y`, and,
 /// when `d_x` is given, `d_x += col2im(wᵀ · d_y_n)`. All three accumulate.
 ///
@@ -408,8 +316,9 @@ pub fn backward(
     let tasks = parallel::tasks_for(n, 1);
     let lay = Workspace::new(g, n.div_ceil(tasks));
     let per_task = lay.per_task;
-    if scratch.len() < tasks * per_task {
-        scratch.resize(tasks * per_task, 0.0);
+    let needed = scratch_len(g, &lay, tasks, Isa::detect());
+    if scratch.len() < needed {
+        scratch.resize(needed, 0.0);
     }
     let scratch = &mut scratch[..tasks * per_task];
     let w_at = per_task - w_len;
@@ -1497,13 +1406,31 @@ mod tests {
         crate::ops::parallel::with_threads(2, || check_against_naive(&cases[0], &[7], 42));
     }
 
-    /// A sample too large to unfold at once is unfolded a few output rows at a time.
+    /// The packed forward pass on every instruction set the CPU has: strides 1 to 4 (phase
+    /// splits of 1 to 4 phases, padded widths they do not divide), the sample used as it is
+    /// (stride 1, no padding), more taps than one block of `B` rows (`packed::KC`), output
+    /// rows of 1 and of fewer positions than a block of columns (many pieces per block), more
+    /// output channels than a register tile, and an AlexNet conv1 in miniature.
     #[test]
-    fn slabs_match_naive() {
-        let case: Case = (1, [16, 83, 83], 17, [5, 5], [2, 2], [0, 0]);
-        let g = geom(&case);
-        assert!(slab_rows(&g) < g.out_h);
-        check_against_naive(&case, &[1], 50);
+    fn packed_forward_on_every_instruction_set() {
+        let cases: &[Case] = &[
+            (2, [3, 35, 35], 20, [11, 11], [4, 4], [0, 0]),
+            (2, [30, 6, 7], 25, [3, 3], [1, 1], [1, 1]),
+            (1, [31, 9, 5], 19, [3, 3], [1, 1], [0, 0]),
+            (3, [2, 13, 11], 17, [5, 4], [3, 2], [2, 1]),
+            (2, [4, 8, 30], 33, [2, 7], [2, 3], [0, 3]),
+            (1, [5, 7, 1], 18, [3, 1], [1, 1], [1, 0]),
+            (2, [3, 10, 10], 17, [1, 1], [1, 1], [0, 0]),
+        ];
+        for level in [0, 2, 3] {
+            crate::ops::isa::MIN_ISA.with(|m| m.set(level));
+            for (i, case) in cases.iter().enumerate() {
+                assert!(!direct::applies(&geom(case)), "{case:?}");
+                check_against_naive(case, &[case.0], 70 + i as u64);
+            }
+        }
+        crate::ops::isa::MIN_ISA.with(|m| m.set(0));
+        assert!(geom(&cases[1]).col_rows() > crate::ops::packed::KC);
     }
 
     /// `L = Σ r ⊙ forward(x, w, b)`, differentiated numerically in `x`, `w` and `b`.

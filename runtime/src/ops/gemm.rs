@@ -68,18 +68,6 @@ impl<'a> MatMut<'a> {
         }
     }
 
-    /// The `rows × cols` matrix whose row `i` is `data[i*rs .. i*rs + cols]` (`rs ≥ cols`):
-    /// a block of columns of a wider row-major matrix.
-    pub(crate) fn strided(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Self {
-        assert!(rs >= cols, "sgemm: C rows overlap");
-        MatMut {
-            data,
-            rows,
-            cols,
-            rs,
-        }
-    }
-
     /// Whether every element lies inside `data`.
     fn fits(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {
@@ -158,24 +146,6 @@ mod tests {
             MatMut::new(&mut c, 2, 2),
         );
         assert_eq!(c, [-6.0, 12.0, -6.0, 39.0]);
-    }
-
-    /// C as the middle two columns of a 2×4 matrix: the outer columns are left alone.
-    #[test]
-    fn strided_c() {
-        let a = [1.0, 2.0, 3.0, 4.0];
-        let b = [1.0, 0.0, 0.0, 1.0];
-        let mut c = [f32::NAN, 0.0, 0.0, f32::NAN, f32::NAN, 0.0, 0.0, f32::NAN];
-        sgemm(
-            1.0,
-            Mat::new(&a, 2, 2),
-            Mat::new(&b, 2, 2),
-            0.0,
-            MatMut::strided(&mut c[1..], 2, 2, 4),
-        );
-        assert_eq!(c[1..3], [1.0, 2.0]);
-        assert_eq!(c[5..7], [3.0, 4.0]);
-        assert!(c[0].is_nan() && c[3].is_nan() && c[4].is_nan() && c[7].is_nan());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod gemm;
 mod isa;
 pub mod linear;
 pub mod loss;
+mod packed;
 pub mod parallel;
 pub mod pool;
 mod window;
