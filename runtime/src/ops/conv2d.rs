@@ -185,12 +185,19 @@ pub fn forward(
     if scratch.len() < needed {
         scratch.resize(needed, 0.0);
     }
-    if !direct::applies(g) {
-        implicit::forward(y, x, w, b, g, n, tasks, isa, scratch);
-        return;
+    // The packed path shares the packed weights between the tasks, ahead of their parts.
+    let (shared, per_task) = if direct::applies(g) {
+        (0, lay.per_task)
+    } else {
+        (implicit::shared_len(g, isa), implicit::task_len(g, isa))
+    };
+    let (packed_w, bufs) = scratch[..shared + tasks * per_task].split_at_mut(shared);
+    if shared > 0 {
+        implicit::pack_weights(packed_w, w, g, isa);
     }
+    let packed_w = &*packed_w;
     let y_all = SharedMut::new(y);
-    let bufs = SharedMut::new(&mut scratch[..tasks * lay.per_task]);
+    let bufs = SharedMut::new(bufs);
     parallel::run(tasks, |t| {
         let samples = parallel::part(n, tasks, t);
         // Safety: task `t` alone touches its samples' outputs and its own part of `scratch`;
@@ -198,13 +205,16 @@ pub fn forward(
         let (y_t, buf) = unsafe {
             (
                 y_all.slice(samples.start * out_len, samples.len() * out_len),
-                bufs.slice(t * lay.per_task, lay.per_task),
+                bufs.slice(t * per_task, per_task),
             )
         };
         let x_t = &x[samples.start * in_len..samples.end * in_len];
-        let padded = &mut buf[..direct::padded_len(g)];
         for (x_n, y_n) in x_t.chunks_exact(in_len).zip(y_t.chunks_exact_mut(out_len)) {
-            direct::forward_sample(y_n, x_n, w, b, g, padded);
+            if shared > 0 {
+                implicit::forward_sample(y_n, x_n, packed_w, b, g, isa, buf);
+            } else {
+                direct::forward_sample(y_n, x_n, w, b, g, &mut buf[..direct::padded_len(g)]);
+            }
         }
     });
 }
@@ -216,7 +226,7 @@ fn scratch_len(g: &Conv2dGeom, lay: &Workspace, tasks: usize, isa: Isa) -> usize
     if direct::applies(g) {
         backward
     } else {
-        backward.max(implicit::scratch_len(g, isa, tasks))
+        backward.max(implicit::shared_len(g, isa) + tasks * implicit::task_len(g, isa))
     }
 }
 
@@ -1415,7 +1425,7 @@ mod tests {
     fn packed_forward_on_every_instruction_set() {
         let cases: &[Case] = &[
             (2, [3, 35, 35], 20, [11, 11], [4, 4], [0, 0]),
-            (2, [30, 6, 7], 25, [3, 3], [1, 1], [1, 1]),
+            (2, [45, 6, 7], 25, [3, 3], [1, 1], [1, 1]),
             (1, [31, 9, 5], 19, [3, 3], [1, 1], [0, 0]),
             (3, [2, 13, 11], 17, [5, 4], [3, 2], [2, 1]),
             (2, [4, 8, 30], 33, [2, 7], [2, 3], [0, 3]),

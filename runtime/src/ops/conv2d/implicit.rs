@@ -14,8 +14,7 @@
 //! With stride 1 and no padding the sample itself is used.
 
 use super::Conv2dGeom;
-use crate::ops::packed::{self, Isa, PackB, MAX_NR};
-use crate::ops::parallel::{self, SharedMut};
+use crate::ops::packed::{self, Isa, PackB, MAX_NR, SLACK};
 
 /// The shape of the phase-split sample: `C × HP` rows of `SW` phases of `WQ` values.
 #[derive(Clone, Copy, Debug)]
@@ -52,61 +51,26 @@ impl Phases {
 }
 
 /// Values of scratch one task needs: the phase-split sample and the block of `B`.
-const fn task_len(g: &Conv2dGeom, isa: Isa) -> usize {
+pub(super) const fn task_len(g: &Conv2dGeom, isa: Isa) -> usize {
     Phases::of(g).len(g) + packed::packed_b_len(isa)
 }
 
-/// Values of scratch [`forward`] needs with `tasks` tasks: the packed weights, then one
-/// [`task_len`] per task.
-pub(super) const fn scratch_len(g: &Conv2dGeom, isa: Isa, tasks: usize) -> usize {
-    packed::packed_a_len(isa, g.out_c, g.col_rows()) + tasks * task_len(g, isa)
+/// Values of scratch all tasks share: the packed weights.
+pub(super) const fn shared_len(g: &Conv2dGeom, isa: Isa) -> usize {
+    packed::packed_a_len(isa, g.out_c, g.col_rows())
 }
 
-/// [`super::forward`] for `n` samples in `tasks` tasks (runs of samples), `scratch` being at
-/// least [`scratch_len`].
-// The arguments of `forward`, plus the split and the instruction set it was sized for.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn forward(
-    y: &mut [f32],
-    x: &[f32],
-    w: &[f32],
-    b: Option<&[f32]>,
-    g: &Conv2dGeom,
-    n: usize,
-    tasks: usize,
-    isa: Isa,
-    scratch: &mut [f32],
-) {
-    let (m, k) = (g.out_c, g.col_rows());
-    let (a, rest) = scratch.split_at_mut(packed::packed_a_len(isa, m, k));
-    packed::pack_a(isa, w, m, k, a);
-    let a = &*a;
-    let per_task = task_len(g, isa);
-    let (in_len, out_len) = (g.in_len(), g.out_len());
-    let y_all = SharedMut::new(y);
-    let bufs = SharedMut::new(&mut rest[..tasks * per_task]);
-    parallel::run(tasks, |t| {
-        let samples = parallel::part(n, tasks, t);
-        // Safety: task `t` alone touches its samples' outputs and its own part of the scratch;
-        // `run` returns before `y` and `scratch` are borrowed again.
-        let (y_t, buf) = unsafe {
-            (
-                y_all.slice(samples.start * out_len, samples.len() * out_len),
-                bufs.slice(t * per_task, per_task),
-            )
-        };
-        let x_t = &x[samples.start * in_len..samples.end * in_len];
-        for (y_n, x_n) in y_t.chunks_exact_mut(out_len).zip(x_t.chunks_exact(in_len)) {
-            forward_sample(y_n, x_n, a, b, g, isa, buf);
-        }
-    });
+/// Packs the weights `w` (`O × C·KH·KW`) for [`forward_sample`] into `dst` ([`shared_len`]).
+pub(super) fn pack_weights(dst: &mut [f32], w: &[f32], g: &Conv2dGeom, isa: Isa) {
+    packed::pack_a(isa, w, g.out_c, g.col_rows(), dst);
 }
 
-/// One sample: `y_n = a · unfold(x_n) + b`, `a` being the weights packed for `isa`.
-fn forward_sample(
+/// One sample of [`super::forward`]: `y_n = w · unfold(x_n) + b`, the weights packed by
+/// [`pack_weights`] for `isa` and `buf` being [`task_len`] values.
+pub(super) fn forward_sample(
     y_n: &mut [f32],
     x_n: &[f32],
-    a: &[f32],
+    packed_w: &[f32],
     b: Option<&[f32]>,
     g: &Conv2dGeom,
     isa: Isa,
@@ -123,7 +87,7 @@ fn forward_sample(
     let unfold = Unfold { source, g, phases };
     let area = g.out_h * g.out_w;
     let dims = [g.out_c, g.col_rows(), area];
-    packed::gemm(isa, dims, a, &unfold, b, y_n, area, b_buf);
+    packed::gemm(isa, dims, packed_w, &unfold, b, y_n, area, b_buf);
 }
 
 /// Writes the phase-split, zero-padded copy of `x` (one sample) into `dst`.
@@ -168,8 +132,64 @@ struct Unfold<'a> {
 
 impl PackB for Unfold<'_> {
     fn pack(&self, isa: Isa, k0: usize, kc: usize, n0: usize, cols: usize, dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 {
+            // Safety: `Isa::detect` chose AVX-512 only on a CPU that has it.
+            unsafe { self.pack_avx512(k0, kc, n0, cols, dst) };
+            return;
+        }
+        self.pack_with(isa.nr(), k0, kc, n0, cols, dst, |d, s| {
+            d[..s.len()].copy_from_slice(s);
+        });
+    }
+}
+
+impl Unfold<'_> {
+    /// [`Unfold::pack_with`] with each piece copied by one or two AVX-512 moves rather than a
+    /// call to `memcpy` (the pieces are at most 32 values): masked loads, so that nothing
+    /// past the piece is read, and whole stores (masked stores are slow on AMD's Zen 4), whose
+    /// overshoot of zeros the next piece, the next row or the block's slack takes.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack_avx512(&self, k0: usize, kc: usize, n0: usize, cols: usize, dst: &mut [f32]) {
+        use std::arch::x86_64::{_mm512_maskz_loadu_ps, _mm512_storeu_ps};
+        let nr = Isa::Avx512.nr();
+        self.pack_with(nr, k0, kc, n0, cols, dst, |d, s| {
+            let len = s.len();
+            assert!(d.len() >= len.next_multiple_of(16));
+            for at in (0..len).step_by(16) {
+                let mask = u16::MAX >> (16 - (len - at).min(16));
+                // Safety: the mask selects lanes `at .. len` of `s` and no further; the store
+                // writes `d[at .. at + 16]`, inside `d` by the assert. AVX-512F is enabled on
+                // this function.
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(mask, s.as_ptr().add(at));
+                    _mm512_storeu_ps(d.as_mut_ptr().add(at), v);
+                }
+            }
+        });
+    }
+
+    /// [`PackB::pack`] for blocks of `nr` columns, `copy` copying each piece into the start
+    /// of its destination, which runs on for the rest of the block (at least [`SLACK`] more
+    /// values), so that `copy` may write past the piece. Pieces are copied in order.
+    // `pack`'s arguments, plus the copy.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn pack_with(
+        &self,
+        nr: usize,
+        k0: usize,
+        kc: usize,
+        n0: usize,
+        cols: usize,
+        dst: &mut [f32],
+        copy: impl Fn(&mut [f32], &[f32]),
+    ) {
         let (g, p) = (self.g, &self.phases);
-        let nr = isa.nr();
         // The block's columns, cut where output rows end: (offset in the source, first
         // column, count). The offset of a piece is that of tap (0, 0, 0).
         let mut pieces = [(0usize, 0usize, 0usize); MAX_NR];
@@ -187,12 +207,19 @@ impl PackB for Unfold<'_> {
         let taps = g.k_h * g.k_w;
         let (mut c, mut u, mut v) = (k0 / taps, k0 % taps / g.k_w, k0 % g.k_w);
         let (mut q, mut r) = (v / p.s, v % p.s);
-        for row in dst.chunks_exact_mut(nr).take(kc) {
+        debug_assert_eq!(dst.len(), kc * nr + SLACK);
+        for kk in 0..kc {
             let tap = ((c * p.hp + u) * p.s + r) * p.wq + q;
             for &(at, first, len) in pieces {
-                row[first..first + len].copy_from_slice(&self.source[tap + at..tap + at + len]);
+                let end = (kk * nr + first + len + SLACK).min(dst.len());
+                copy(
+                    &mut dst[kk * nr + first..end],
+                    &self.source[tap + at..tap + at + len],
+                );
             }
-            row[cols..].fill(0.0);
+            if cols < nr {
+                dst[kk * nr + cols..(kk + 1) * nr].fill(0.0);
+            }
             v += 1;
             r += 1;
             if r == p.s {
