@@ -1,10 +1,7 @@
 //! 2-D convolution (cross-correlation, as in PyTorch), forward and backward.
 
-use super::gemm::{sgemm, Mat, MatMut};
 use super::packed::Isa;
 use super::parallel::{self, SharedMut};
-use super::window::outputs_reading;
-use std::ops::Range;
 use striate_geometry::{output_size_2d, Rounding, SizeError};
 
 mod implicit;
@@ -180,14 +177,13 @@ pub fn forward(
     // which is sized for the backward pass too, so that it grows once.
     let tasks = parallel::tasks_for(n, 1);
     let isa = Isa::detect();
-    let lay = Workspace::new(g, n.div_ceil(tasks));
-    let needed = scratch_len(g, &lay, tasks, isa);
+    let needed = scratch_len(g, tasks, isa);
     if scratch.len() < needed {
         scratch.resize(needed, 0.0);
     }
     // The packed path shares the packed weights between the tasks, ahead of their parts.
     let (shared, per_task) = if direct::applies(g) {
-        (0, lay.per_task)
+        (0, direct::padded_len(g))
     } else {
         (implicit::shared_len(g, isa), implicit::task_len(g, isa))
     };
@@ -219,65 +215,23 @@ pub fn forward(
     });
 }
 
-/// Values of scratch both passes need with `tasks` tasks: the backward pass's workspaces
-/// (`lay`) or the forward pass's, whichever is larger, so that the scratch grows once.
-fn scratch_len(g: &Conv2dGeom, lay: &Workspace, tasks: usize, isa: Isa) -> usize {
-    let backward = tasks * lay.per_task;
+/// Values of scratch both passes need with `tasks` tasks, whichever way they go, so that the
+/// scratch grows once: [`forward`]'s shared and per-task parts, and [`backward`]'s, which add
+/// a partial `d_w` per task.
+fn scratch_len(g: &Conv2dGeom, tasks: usize, isa: Isa) -> usize {
+    let w_len = g.weight_len();
+    let mut most = 0;
     if direct::applies(g) {
-        backward
-    } else {
-        backward.max(implicit::shared_len(g, isa) + tasks * implicit::task_len(g, isa))
+        most = tasks * (direct::backward_len(g) + w_len);
     }
-}
-
-/// How one task's part of the scratch is laid out: `block` samples are unfolded side by side
-/// into one `(C·KH·KW, block·OH·OW)` matrix (`col`), so that one `sgemm` covers them all, with
-/// a `(O, block·OH·OW)` matrix beside it (`rows`: the block's outputs before they are scattered
-/// into `(N, O, OH, OW)`, or its output gradients gathered from there), then a partial `d_w`.
-#[derive(Clone, Copy, Debug)]
-struct Workspace {
-    block: usize,
-    col_len: usize,
-    rows_len: usize,
-    /// The scratch of the direct kernels ([`direct::backward_len`]), when they apply.
-    direct_len: usize,
-    per_task: usize,
-}
-
-/// Columns (output positions) one `sgemm` should cover at least, so that a layer with small
-/// outputs makes one call (and one allocation of matrixmultiply's packing buffer) per block of
-/// samples rather than per sample. On LeNet-5's conv2 (100 positions) this measured neither
-/// faster nor slower than one call per sample; the direct kernels now take that layer anyway.
-const MIN_COLUMNS: usize = 2048;
-
-impl Workspace {
-    /// The workspace of a task of at most `samples` samples.
-    fn new(g: &Conv2dGeom, samples: usize) -> Self {
-        let area = g.out_h * g.out_w;
-        let block = if g.is_pointwise() || area == 0 || direct::handles_all(g) {
-            1
-        } else {
-            MIN_COLUMNS.div_ceil(area).clamp(1, samples.max(1))
-        };
-        let col_len = if g.is_pointwise() || direct::handles_all(g) {
-            0
-        } else {
-            block * g.col_len()
-        };
-        let rows_len = if block > 1 { block * g.out_len() } else { 0 };
-        let direct_len = if direct::applies(g) {
-            direct::backward_len(g)
-        } else {
-            0
-        };
-        Workspace {
-            block,
-            col_len,
-            rows_len,
-            direct_len,
-            per_task: col_len.max(direct_len) + rows_len + g.weight_len(),
-        }
+    if !direct::applies(g) {
+        most = most.max(implicit::shared_len(g, isa) + tasks * implicit::task_len(g, isa));
     }
+    if !direct::handles_all(g) {
+        let per_task = implicit::backward_task_len(g, isa) + w_len;
+        most = most.max(implicit::backward_shared_len(g, isa) + tasks * per_task);
+    }
+    most
 }
 
 /// The gradients of [`forward`]: `d_w += Σ_n d_y_n · col_nᵀ`, `d_b += Σ_{n,i,j} d_y`, and,
@@ -285,9 +239,9 @@ impl Workspace {
 ///
 /// The batch is split over the [`parallel::threads`]. Per thread, `scratch` holds a partial
 /// `d_w` and either the direct kernels' buffers (stride 1, at most 16 output channels: `d_x`
-/// as the forward pass of the flipped kernels) or a block of unfolded samples (the unfolded
-/// input while `d_w` is accumulated, then the unfolded input gradient). It grows on first use
-/// only.
+/// as the forward pass of the flipped kernels) or those of the packed products (the padded
+/// sample, packed blocks, and the unfolded input gradient before it is folded back). It
+/// grows on first use only.
 ///
 /// # Panics
 /// When a slice is shorter than the geometry needs; in debug builds, when any length differs.
@@ -324,13 +278,29 @@ pub fn backward(
     // the first task, which adds into `d_w` itself) its own partial `d_w`, summed into `d_w` in
     // task order afterwards, so the result depends on the thread count only.
     let tasks = parallel::tasks_for(n, 1);
-    let lay = Workspace::new(g, n.div_ceil(tasks));
-    let per_task = lay.per_task;
-    let needed = scratch_len(g, &lay, tasks, Isa::detect());
+    let isa = Isa::detect();
+    let needed = scratch_len(g, tasks, isa);
     if scratch.len() < needed {
         scratch.resize(needed, 0.0);
     }
-    let scratch = &mut scratch[..tasks * per_task];
+    let use_direct = direct::applies(g) && (d_x.is_none() || direct::handles_all(g));
+    // The packed path shares the packed transposed weights (when `d_x` is wanted) between the
+    // tasks, ahead of their parts.
+    let (shared, per_task) = if use_direct {
+        (0, direct::backward_len(g) + w_len)
+    } else {
+        let shared = if d_x.is_some() {
+            implicit::backward_shared_len(g, isa)
+        } else {
+            0
+        };
+        (shared, implicit::backward_task_len(g, isa) + w_len)
+    };
+    let (packed_w_t, scratch) = scratch[..shared + tasks * per_task].split_at_mut(shared);
+    if shared > 0 {
+        implicit::pack_weights_t(packed_w_t, w, g, isa);
+    }
+    let packed_w_t = &*packed_w_t;
     let w_at = per_task - w_len;
     for partial in scratch.chunks_exact_mut(per_task).skip(1) {
         partial[w_at..].fill(0.0);
@@ -338,13 +308,13 @@ pub fn backward(
     {
         let d_x_all = d_x.map(SharedMut::new);
         let d_w_first = SharedMut::new(d_w);
-        let bufs = SharedMut::new(scratch);
+        let bufs = SharedMut::new(&mut *scratch);
         parallel::run(tasks, |t| {
             let samples = parallel::part(n, tasks, t);
             // Safety: task `t` alone touches its samples' input gradients, its own part of
             // `scratch`, and (task 0 only) `d_w`; `run` returns before any of them is
             // borrowed again.
-            let (buf, d_w_t, d_x_t) = unsafe {
+            let (buf, d_w_t, mut d_x_t) = unsafe {
                 let buf = bufs.slice(t * per_task, per_task);
                 let (buf, partial) = buf.split_at_mut(w_at);
                 let d_w_t = if t == 0 {
@@ -356,96 +326,27 @@ pub fn backward(
                     d_x_all.map(|d| d.slice(samples.start * in_len, samples.len() * in_len));
                 (buf, d_w_t, d_x_t)
             };
-            backward_samples(
-                d_x_t,
-                d_w_t,
-                &d_y[samples.start * out_len..samples.end * out_len],
-                &x[samples.start * in_len..samples.end * in_len],
-                w,
-                g,
-                samples.len(),
-                &lay,
-                buf,
-            );
+            let d_y_t = &d_y[samples.start * out_len..samples.end * out_len];
+            let x_t = &x[samples.start * in_len..samples.end * in_len];
+            if use_direct {
+                direct::backward(d_x_t, d_w_t, d_y_t, x_t, w, g, samples.len(), buf);
+                return;
+            }
+            for (i, (d_y_n, x_n)) in d_y_t
+                .chunks_exact(out_len)
+                .zip(x_t.chunks_exact(in_len))
+                .enumerate()
+            {
+                let d_x_n = d_x_t
+                    .as_deref_mut()
+                    .map(|d| &mut d[i * in_len..(i + 1) * in_len]);
+                implicit::backward_sample(d_x_n, d_w_t, d_y_n, x_n, packed_w_t, g, isa, buf);
+            }
         });
     }
     for partial in scratch.chunks_exact(per_task).skip(1) {
         for (d, &p) in d_w.iter_mut().zip(&partial[w_at..]) {
             *d += p;
-        }
-    }
-}
-
-/// [`backward`]'s `d_w` and `d_x` for consecutive samples on one thread, unfolding them into
-/// `buf` a block at a time.
-// The arguments of `backward`, less the bias, plus the workspace.
-#[allow(clippy::too_many_arguments)]
-fn backward_samples(
-    mut d_x: Option<&mut [f32]>,
-    d_w: &mut [f32],
-    d_y: &[f32],
-    x: &[f32],
-    w: &[f32],
-    g: &Conv2dGeom,
-    n: usize,
-    lay: &Workspace,
-    buf: &mut [f32],
-) {
-    let (rows, fan_in, area) = (g.out_c, g.col_rows(), g.out_h * g.out_w);
-    let (in_len, out_len) = (g.in_len(), g.out_len());
-    if direct::applies(g) && (d_x.is_none() || direct::handles_all(g)) {
-        direct::backward(d_x, d_w, d_y, x, w, g, n, &mut buf[..lay.direct_len]);
-        return;
-    }
-    let (col, rest) = buf.split_at_mut(lay.col_len.max(lay.direct_len));
-    let col = &mut col[..lay.col_len];
-    let d_rows = &mut rest[..lay.rows_len];
-    let w_t = Mat::new(w, rows, fan_in).t();
-    let mut start = 0;
-    while start < n {
-        let s = lay.block.min(n - start);
-        let x_b = &x[start * in_len..(start + s) * in_len];
-        let d_y_b = &d_y[start * out_len..(start + s) * out_len];
-        let d_x_b = d_x
-            .as_deref_mut()
-            .map(|d_x| &mut d_x[start * in_len..(start + s) * in_len]);
-        start += s;
-        if g.is_pointwise() {
-            let d_y_n = Mat::new(d_y_b, rows, area);
-            // d_w[O, C] += d_y_n[O, H·W] · x_nᵀ[H·W, C]
-            let x_n_t = Mat::new(x_b, fan_in, area).t();
-            sgemm(1.0, d_y_n, x_n_t, 1.0, MatMut::new(d_w, rows, fan_in));
-            if let Some(d_x_n) = d_x_b {
-                // d_x_n[C, H·W] += wᵀ[C, O] · d_y_n[O, H·W]
-                sgemm(1.0, w_t, d_y_n, 1.0, MatMut::new(d_x_n, fan_in, area));
-            }
-            continue;
-        }
-        let ld = s * area;
-        for (i, x_n) in x_b.chunks_exact(in_len).enumerate() {
-            im2col(&mut col[i * area..], ld, x_n, g);
-        }
-        // The block's output gradients as one (O, s·OH·OW) matrix: a view of `d_y` for one
-        // sample, gathered for several.
-        let d_y_rows = if s == 1 {
-            Mat::new(d_y_b, rows, area)
-        } else {
-            for (i, d_y_n) in d_y_b.chunks_exact(out_len).enumerate() {
-                for (o, d_y_o) in d_y_n.chunks_exact(area).enumerate() {
-                    d_rows[o * ld + i * area..o * ld + (i + 1) * area].copy_from_slice(d_y_o);
-                }
-            }
-            Mat::new(d_rows, rows, ld)
-        };
-        // d_w[O, C·KH·KW] += d_y[O, s·OH·OW] · colᵀ[s·OH·OW, C·KH·KW]
-        let col_t = Mat::new(col, fan_in, ld).t();
-        sgemm(1.0, d_y_rows, col_t, 1.0, MatMut::new(d_w, rows, fan_in));
-        if let Some(d_x_b) = d_x_b {
-            // d_col[C·KH·KW, s·OH·OW] = wᵀ[C·KH·KW, O] · d_y[O, s·OH·OW], over the col buffer
-            sgemm(1.0, w_t, d_y_rows, 0.0, MatMut::new(col, fan_in, ld));
-            for (i, d_x_n) in d_x_b.chunks_exact_mut(in_len).enumerate() {
-                col2im_add(d_x_n, &col[i * area..], ld, g);
-            }
         }
     }
 }
@@ -566,93 +467,6 @@ fn debug_check(y: &[f32], x: &[f32], w: &[f32], g: &Conv2dGeom, n: usize) {
     debug_assert_eq!(y.len(), n * g.out_len(), "y (or d_y) length");
     debug_assert_eq!(x.len(), n * g.in_len(), "x length");
     debug_assert_eq!(w.len(), g.weight_len(), "w length");
-}
-
-/// Unfolds one sample: `col[(c·KH + kh)·KW + kw, oh·OW + ow] = x[c, oh·SH + kh - PH, ow·SW + kw - PW]`,
-/// zero where that lies in the padding. Row `r` of `col` starts at `r·ld` (`ld ≥ OH·OW`, so
-/// that several samples can be unfolded side by side).
-fn im2col(col: &mut [f32], ld: usize, x: &[f32], g: &Conv2dGeom) {
-    im2col_rows(col, ld, x, g, 0..g.out_h);
-}
-
-/// [`im2col`] of the output rows `out_rows` only: column `(oh - out_rows.start)·OW + ow`.
-fn im2col_rows(col: &mut [f32], ld: usize, x: &[f32], g: &Conv2dGeom, out_rows: Range<usize>) {
-    // x: (C, H, W) -> col: (C·KH·KW, rows·OW), rows ld apart
-    let area = out_rows.len() * g.out_w;
-    debug_assert!(g.col_rows() == 0 || col.len() >= (g.col_rows() - 1) * ld + area);
-    debug_assert_eq!(x.len(), g.in_len());
-    debug_assert!(out_rows.end <= g.out_h);
-    let (plane, out_w, sw) = (g.in_h * g.in_w, g.out_w, g.stride_w);
-    let mut row_index = 0;
-    for c in 0..g.in_c {
-        let x_c = &x[c * plane..(c + 1) * plane];
-        for kh in 0..g.k_h {
-            let rows_inside = outputs_reading(kh, g.pad_h, g.stride_h, g.in_h, g.out_h);
-            for kw in 0..g.k_w {
-                let cols_inside = outputs_reading(kw, g.pad_w, sw, g.in_w, out_w);
-                let row = &mut col[row_index * ld..row_index * ld + area];
-                row_index += 1;
-                for (oh, out) in out_rows.clone().zip(row.chunks_exact_mut(out_w)) {
-                    if !rows_inside.contains(&oh) || cols_inside.is_empty() {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let ih = oh * g.stride_h + kh - g.pad_h;
-                    let iw0 = cols_inside.start * sw + kw - g.pad_w;
-                    let x_row = &x_c[ih * g.in_w..(ih + 1) * g.in_w];
-                    out[..cols_inside.start].fill(0.0);
-                    out[cols_inside.end..].fill(0.0);
-                    let out = &mut out[cols_inside.clone()];
-                    if sw == 1 {
-                        out.copy_from_slice(&x_row[iw0..iw0 + out.len()]);
-                    } else {
-                        for (o, &v) in out.iter_mut().zip(x_row[iw0..].iter().step_by(sw)) {
-                            *o = v;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The adjoint of [`im2col`]: adds every entry of `col` (rows `ld` apart) to the input cell
-/// it was read from.
-fn col2im_add(d_x: &mut [f32], col: &[f32], ld: usize, g: &Conv2dGeom) {
-    // col: (C·KH·KW, OH·OW), rows ld apart -> d_x: (C, H, W)
-    debug_assert!(g.col_rows() == 0 || col.len() >= (g.col_rows() - 1) * ld + g.out_h * g.out_w);
-    debug_assert_eq!(d_x.len(), g.in_len());
-    let (plane, area, out_w, sw) = (g.in_h * g.in_w, g.out_h * g.out_w, g.out_w, g.stride_w);
-    let mut row_index = 0;
-    for c in 0..g.in_c {
-        let d_x_c = &mut d_x[c * plane..(c + 1) * plane];
-        for kh in 0..g.k_h {
-            let rows_inside = outputs_reading(kh, g.pad_h, g.stride_h, g.in_h, g.out_h);
-            for kw in 0..g.k_w {
-                let cols_inside = outputs_reading(kw, g.pad_w, sw, g.in_w, out_w);
-                let row = &col[row_index * ld..row_index * ld + area];
-                row_index += 1;
-                if cols_inside.is_empty() {
-                    continue;
-                }
-                for oh in rows_inside.clone() {
-                    let ih = oh * g.stride_h + kh - g.pad_h;
-                    let iw0 = cols_inside.start * sw + kw - g.pad_w;
-                    let d_x_row = &mut d_x_c[ih * g.in_w..(ih + 1) * g.in_w];
-                    let src = &row[oh * out_w..(oh + 1) * out_w][cols_inside.clone()];
-                    if sw == 1 {
-                        for (d, &v) in d_x_row[iw0..iw0 + src.len()].iter_mut().zip(src) {
-                            *d += v;
-                        }
-                    } else {
-                        for (d, &v) in d_x_row[iw0..].iter_mut().step_by(sw).zip(src) {
-                            *d += v;
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Direct kernels for stride-1 convolutions with few output channels (LeNet-5's two layers:
@@ -1399,10 +1213,10 @@ mod tests {
         crate::ops::isa::MIN_ISA.with(|m| m.set(0));
     }
 
-    /// Samples unfolded side by side, one `sgemm` per block: 900 outputs per sample make
-    /// blocks of 3, so batches of 7 end on a block of 1; with stride 2 as well.
+    /// Batches of several samples through the packed products, on one thread and two (tasks
+    /// of different sizes), with stride 1 and 2.
     #[test]
-    fn blocked_unfolding_matches_naive() {
+    fn packed_batches_match_naive() {
         let cases: &[Case] = &[
             (7, [2, 30, 30], 17, [3, 3], [1, 1], [1, 1]),
             (7, [3, 61, 59], 20, [3, 3], [2, 2], [1, 1]),
@@ -1410,7 +1224,6 @@ mod tests {
         for (i, case) in cases.iter().enumerate() {
             let g = geom(case);
             assert!(!direct::applies(&g));
-            assert_eq!(Workspace::new(&g, 7).block, 3);
             check_against_naive(case, &[7, 4], 40 + i as u64);
         }
         crate::ops::parallel::with_threads(2, || check_against_naive(&cases[0], &[7], 42));

@@ -1,7 +1,7 @@
-//! A packed matrix product, `C = A·B + bias`, that allocates nothing: the convolutions'
-//! forward pass.
+//! A packed matrix product, `C = A·B + bias` or `C += A·B`, that allocates nothing: the
+//! convolutions' forward and backward passes.
 //!
-//! The structure is GotoBLAS's. `A` (`M × K`, the weights) is packed once per call into
+//! The structure is GotoBLAS's. `A` (`M × K`, say the weights) is packed into
 //! panels of [`Isa::mr`] rows, column by column. `B` (`K × N`) is never given whole: a
 //! [`PackB`] writes it [`Isa::nr`] columns and at most [`KC`] rows at a time into a small
 //! buffer that stays in the cache, straight from the caller's own layout (for a
@@ -90,43 +90,176 @@ pub(crate) const fn packed_b_len(isa: Isa) -> usize {
     KC * isa.nr() + SLACK
 }
 
-/// Packs the row-major `m × k` matrix `a` into panels of [`Isa::mr`] rows: panel `p` holds
-/// column `kk` of its rows at `dst[(p·k + kk)·MR ..][..MR]`, rows past `m` zero.
-pub(crate) fn pack_a(isa: Isa, a: &[f32], m: usize, k: usize, dst: &mut [f32]) {
+/// Packs the `m × k` matrix whose element `(i, kk)` is `a[i·rs + kk·cs]` (`strides = [rs,
+/// cs]`: `[k, 1]` for a row-major matrix, `[1, m]` for the transpose of a row-major `k × m`)
+/// into panels of [`Isa::mr`] rows: panel `p` holds column `kk` of its rows at
+/// `dst[(p·k + kk)·MR ..][..MR]`, rows past `m` zero.
+///
+/// # Panics
+/// When `a` or `dst` is too short.
+pub(crate) fn pack_a(
+    isa: Isa,
+    a: &[f32],
+    [rs, cs]: [usize; 2],
+    [m, k]: [usize; 2],
+    dst: &mut [f32],
+) {
     let mr = isa.mr();
-    debug_assert!(a.len() >= m * k);
     let dst = &mut dst[..packed_a_len(isa, m, k)];
-    if k == 0 {
+    if m == 0 || k == 0 {
         return;
     }
+    assert!((m - 1) * rs + (k - 1) * cs < a.len(), "pack_a: A too short");
     for (p, panel) in dst.chunks_exact_mut(mr * k).enumerate() {
         for r in 0..mr {
             let row = p * mr + r;
-            if row < m {
-                for (kk, &v) in a[row * k..(row + 1) * k].iter().enumerate() {
+            if row >= m {
+                for kk in 0..k {
+                    panel[kk * mr + r] = 0.0;
+                }
+            } else if cs == 1 {
+                for (kk, &v) in a[row * rs..row * rs + k].iter().enumerate() {
                     panel[kk * mr + r] = v;
                 }
             } else {
                 for kk in 0..k {
-                    panel[kk * mr + r] = 0.0;
+                    panel[kk * mr + r] = a[row * rs + kk * cs];
                 }
             }
         }
     }
 }
 
-/// Writes blocks of `B` for [`gemm`].
+/// Writes blocks of `B` for [`gemm`], piece by piece.
 pub(crate) trait PackB {
-    /// Writes rows `k0 .. k0 + kc` and columns `n0 .. n0 + cols` of `B` into `dst`, row `kk`
-    /// at `dst[kk·nr ..][..nr]`, and zeros into columns `cols .. nr` of each row
-    /// (`cols ≤ nr = isa.nr()`, `dst.len() == kc·nr + SLACK`; the last [`SLACK`] values
-    /// may be overwritten with anything).
-    fn pack(&self, isa: Isa, k0: usize, kc: usize, n0: usize, cols: usize, dst: &mut [f32]);
+    /// Writes rows `k0 .. k0 + kc` and columns `n0 .. n0 + cols` of `B` (`ks = [k0, kc]`,
+    /// `ns = [n0, cols]`) into `dst`, row `kk`
+    /// at `dst[kk·nr ..][..nr]`, with zeros in columns `cols .. nr` of each row (`cols ≤ nr`,
+    /// `dst.len() == kc·nr + SLACK`). Runs of consecutive values go through `copy`, which
+    /// copies its source into the start of its destination (see [`piece`]) and may write up
+    /// to [`SLACK`] values past it: runs are therefore copied in order, row by row, left to
+    /// right, and each row's zeros written after its runs.
+    fn pack_with(
+        &self,
+        nr: usize,
+        ks: [usize; 2],
+        ns: [usize; 2],
+        dst: &mut [f32],
+        copy: impl Fn(&mut [f32], &[f32]),
+    );
 }
 
-/// `C = A·B + bias`: `C` is `m × n` with rows `ldc` apart (`c[i·ldc + j]`, overwritten),
-/// `a` is `A` packed by [`pack_a`] with the same `isa`, `B` (`k × n`) comes from `b` a block at
-/// a time through `b_buf` ([`packed_b_len`] values), and `bias[i]` is added to row `i`.
+/// The destination of a run of `len` values at `dst[at ..]` for [`PackB::pack_with`]'s `copy`:
+/// the run and up to [`SLACK`] values after it.
+#[inline(always)]
+pub(crate) fn piece(dst: &mut [f32], at: usize, len: usize) -> &mut [f32] {
+    let end = (at + len + SLACK).min(dst.len());
+    &mut dst[at..end]
+}
+
+/// A run of consecutive source values in every row of a block of `B`: `(offset, first, len)`
+/// puts `source[start + offset ..][..len]` at columns `first .. first + len`, `start` being
+/// the row's own offset.
+pub(crate) type Run = (usize, usize, usize);
+
+/// Cuts columns `n0 .. n0 + cols` of a block into [`Run`]s: `run(n)` gives column `n`'s offset
+/// in the source and how many columns from `n` on are consecutive there.
+#[inline(always)]
+pub(crate) fn cut_runs(
+    [n0, cols]: [usize; 2],
+    run: impl Fn(usize) -> (usize, usize),
+) -> ([Run; MAX_NR], usize) {
+    debug_assert!(cols <= MAX_NR);
+    let mut runs = [(0, 0, 0); MAX_NR];
+    let (mut count, mut j) = (0, 0);
+    while j < cols {
+        let (offset, most) = run(n0 + j);
+        let len = most.clamp(1, cols - j);
+        runs[count] = (offset, j, len);
+        count += 1;
+        j += len;
+    }
+    (runs, count)
+}
+
+/// Writes a block of `B` whose row `kk` is `runs` taken from `source` at `starts[kk]`, with
+/// zeros past `cols`, each run through `copy` (see [`PackB::pack_with`]).
+#[inline(always)]
+pub(crate) fn copy_runs(
+    nr: usize,
+    cols: usize,
+    dst: &mut [f32],
+    source: &[f32],
+    runs: &[Run],
+    starts: impl Iterator<Item = usize>,
+    copy: impl Fn(&mut [f32], &[f32]),
+) {
+    for (kk, start) in starts.enumerate() {
+        for &(offset, first, len) in runs {
+            let at = start + offset;
+            copy(piece(dst, kk * nr + first, len), &source[at..at + len]);
+        }
+        if cols < nr {
+            dst[kk * nr + cols..(kk + 1) * nr].fill(0.0);
+        }
+    }
+}
+
+/// Packs a block of `B` with the copy that suits `isa`.
+#[inline(always)]
+fn pack_block(isa: Isa, b: &impl PackB, ks: [usize; 2], ns: [usize; 2], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // Safety: `Isa::detect` chose AVX-512 only on a CPU that has it.
+        unsafe { pack_avx512(b, ks, ns, dst) };
+        return;
+    }
+    b.pack_with(isa.nr(), ks, ns, dst, |d, s| {
+        d[..s.len()].copy_from_slice(s)
+    });
+}
+
+/// [`PackB::pack_with`] with each run copied by AVX-512 moves of 16 values rather than a call
+/// to `memcpy` (the runs are short): masked loads, so that nothing past the run is read, and
+/// whole stores (masked stores are slow on AMD's Zen 4), whose overshoot the next run, the
+/// next row or the block's slack takes.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_avx512(b: &impl PackB, ks: [usize; 2], ns: [usize; 2], dst: &mut [f32]) {
+    use std::arch::x86_64::{_mm512_maskz_loadu_ps, _mm512_storeu_ps};
+    b.pack_with(Isa::Avx512.nr(), ks, ns, dst, |d, s| {
+        let len = s.len();
+        assert!(
+            d.len() >= len.next_multiple_of(16),
+            "pack: no room for the overshoot"
+        );
+        for at in (0..len).step_by(16) {
+            let mask = u16::MAX >> (16 - (len - at).min(16));
+            // Safety: the mask selects lanes `at .. len` of `s` and no further; the store
+            // writes `d[at .. at + 16]`, inside `d` by the assert. AVX-512F is enabled here.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mask, s.as_ptr().add(at));
+                _mm512_storeu_ps(d.as_mut_ptr().add(at), v);
+            }
+        }
+    });
+}
+
+/// What [`gemm`] does with `C`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Out<'a> {
+    /// `C = A·B + bias`, `bias[i]` added to row `i` (or nothing added): `C` is not read.
+    Set(Option<&'a [f32]>),
+    /// `C += A·B`.
+    Add,
+}
+
+/// `C = A·B + bias` or `C += A·B` (`out`): `C` is `m × n` with rows `ldc` apart
+/// (`c[i·ldc + j]`), `a` is `A` packed by [`pack_a`] with the same `isa`, and `B` (`k × n`)
+/// comes from `b` a block at a time through `b_buf` ([`packed_b_len`] values).
 ///
 /// # Panics
 /// When a buffer is shorter than the sizes need, or `ldc < n`.
@@ -137,7 +270,7 @@ pub(crate) fn gemm(
     [m, k, n]: [usize; 3],
     a: &[f32],
     b: &impl PackB,
-    bias: Option<&[f32]>,
+    out: Out<'_>,
     c: &mut [f32],
     ldc: usize,
     b_buf: &mut [f32],
@@ -147,7 +280,9 @@ pub(crate) fn gemm(
         "gemm: packed A too short"
     );
     assert!(b_buf.len() >= packed_b_len(isa), "gemm: B buffer too short");
-    assert!(bias.is_none_or(|b| b.len() >= m), "gemm: bias too short");
+    if let Out::Set(Some(bias)) = out {
+        assert!(bias.len() >= m, "gemm: bias too short");
+    }
     if m == 0 || n == 0 {
         return;
     }
@@ -156,8 +291,10 @@ pub(crate) fn gemm(
         "gemm: C too short"
     );
     if k == 0 {
-        for (i, row) in c.chunks_mut(ldc).take(m).enumerate() {
-            row[..n].fill(bias.map_or(0.0, |b| b[i]));
+        if let Out::Set(bias) = out {
+            for (i, row) in c.chunks_mut(ldc).take(m).enumerate() {
+                row[..n].fill(bias.map_or(0.0, |b| b[i]));
+            }
         }
         return;
     }
@@ -165,11 +302,11 @@ pub(crate) fn gemm(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // Safety: `Isa::detect` chose AVX-512 only on a CPU that has it.
-        Isa::Avx512 => unsafe { gemm_avx512(dims, a, b, bias, c, ldc, b_buf) },
+        Isa::Avx512 => unsafe { gemm_avx512(dims, a, b, out, c, ldc, b_buf) },
         #[cfg(target_arch = "x86_64")]
         // Safety: `Isa::detect` chose FMA only on a CPU that has AVX2 and FMA.
-        Isa::Fma => unsafe { gemm_fma(dims, a, b, bias, c, ldc, b_buf) },
-        _ => blocks::<4, 16, false>(isa, dims, a, b, bias, c, ldc, b_buf),
+        Isa::Fma => unsafe { gemm_fma(dims, a, b, out, c, ldc, b_buf) },
+        _ => blocks::<4, 16, false>(isa, dims, a, b, out, c, ldc, b_buf),
     }
 }
 
@@ -183,12 +320,12 @@ unsafe fn gemm_avx512(
     dims: [usize; 3],
     a: &[f32],
     b: &impl PackB,
-    bias: Option<&[f32]>,
+    out: Out<'_>,
     c: &mut [f32],
     ldc: usize,
     b_buf: &mut [f32],
 ) {
-    blocks::<12, 32, true>(Isa::Avx512, dims, a, b, bias, c, ldc, b_buf);
+    blocks::<12, 32, true>(Isa::Avx512, dims, a, b, out, c, ldc, b_buf);
 }
 
 /// [`blocks`] compiled for AVX2 and FMA.
@@ -201,12 +338,12 @@ unsafe fn gemm_fma(
     dims: [usize; 3],
     a: &[f32],
     b: &impl PackB,
-    bias: Option<&[f32]>,
+    out: Out<'_>,
     c: &mut [f32],
     ldc: usize,
     b_buf: &mut [f32],
 ) {
-    blocks::<6, 16, true>(Isa::Fma, dims, a, b, bias, c, ldc, b_buf);
+    blocks::<6, 16, true>(Isa::Fma, dims, a, b, out, c, ldc, b_buf);
 }
 
 /// The loops around the register tile: for each block of `NR` columns and [`KC`] rows of `B`,
@@ -219,7 +356,7 @@ fn blocks<const MR: usize, const NR: usize, const FMA: bool>(
     [m, k, n]: [usize; 3],
     a: &[f32],
     b: &impl PackB,
-    bias: Option<&[f32]>,
+    out: Out<'_>,
     c: &mut [f32],
     ldc: usize,
     b_buf: &mut [f32],
@@ -231,17 +368,20 @@ fn blocks<const MR: usize, const NR: usize, const FMA: bool>(
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             let b_block = &mut b_buf[..kc * NR + SLACK];
-            b.pack(isa, k0, kc, n0, cols, b_block);
+            pack_block(isa, b, [k0, kc], [n0, cols], b_block);
             let b_block = &b_block[..kc * NR];
             for p in 0..panels {
                 let rows = MR.min(m - p * MR);
-                let first = (k0 == 0).then(|| {
-                    let mut init = [0.0; MR];
-                    if let Some(bias) = bias {
-                        init[..rows].copy_from_slice(&bias[p * MR..p * MR + rows]);
+                let first = match out {
+                    Out::Set(bias) if k0 == 0 => {
+                        let mut init = [0.0; MR];
+                        if let Some(bias) = bias {
+                            init[..rows].copy_from_slice(&bias[p * MR..p * MR + rows]);
+                        }
+                        Some(init)
                     }
-                    init
-                });
+                    _ => None,
+                };
                 let a_panel = &a[(p * k + k0) * MR..(p * k + k0 + kc) * MR];
                 let c_tile = &mut c[p * MR * ldc + n0..];
                 tile::<MR, NR, FMA>(a_panel, b_block, c_tile, ldc, rows, cols, first);
@@ -306,25 +446,27 @@ fn tile<const MR: usize, const NR: usize, const FMA: bool>(
     }
 }
 
-/// A row-major `k × n` matrix as a [`PackB`]: the plain case, for the tests.
-#[cfg(test)]
+/// A matrix with rows of consecutive values as a [`PackB`]: row `kk` at `data[kk·ld ..][..n]`.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RowMajor<'a> {
-    /// The matrix, row `kk` at `data[kk·ld ..][..n]`.
+pub(crate) struct Rows<'a> {
+    /// The matrix.
     pub data: &'a [f32],
     /// The distance between rows.
     pub ld: usize,
 }
 
-#[cfg(test)]
-impl PackB for RowMajor<'_> {
-    fn pack(&self, isa: Isa, k0: usize, kc: usize, n0: usize, cols: usize, dst: &mut [f32]) {
-        let nr = isa.nr();
-        for (kk, row) in dst.chunks_exact_mut(nr).take(kc).enumerate() {
-            let at = (k0 + kk) * self.ld + n0;
-            row[..cols].copy_from_slice(&self.data[at..at + cols]);
-            row[cols..].fill(0.0);
-        }
+impl PackB for Rows<'_> {
+    #[inline(always)]
+    fn pack_with(
+        &self,
+        nr: usize,
+        [k0, kc]: [usize; 2],
+        [n0, cols]: [usize; 2],
+        dst: &mut [f32],
+        copy: impl Fn(&mut [f32], &[f32]),
+    ) {
+        let starts = (k0..k0 + kc).map(|k| k * self.ld + n0);
+        copy_runs(nr, cols, dst, self.data, &[(0, 0, cols)], starts, copy);
     }
 }
 
@@ -334,23 +476,23 @@ mod tests {
     use crate::ops::isa::MIN_ISA;
     use crate::ops::test_util::{assert_close, rng, uniform};
 
-    /// `C = A·B + bias` by the definition, in `f64`.
-    fn reference(a: &[f32], b: &[f32], bias: Option<&[f32]>, [m, k, n]: [usize; 3]) -> Vec<f32> {
+    /// `A·B` by the definition, in `f64`, `A` row-major.
+    fn product(a: &[f32], b: &[f32], [m, k, n]: [usize; 3]) -> Vec<f64> {
         let mut c = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {
-                let dot: f64 = (0..k)
+                c[i * n + j] = (0..k)
                     .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
                     .sum();
-                c[i * n + j] = (dot + bias.map_or(0.0, |b| b[i] as f64)) as f32;
             }
         }
         c
     }
 
     /// Sizes around every tile edge (1, MR ± 1, NR ± 1, several panels) and past one block of
-    /// [`KC`] rows, on every instruction set this CPU has, with and without a bias, into a `C`
-    /// whose rows are wider than `n` (the padding must be left alone).
+    /// [`KC`] rows, on every instruction set this CPU has: `C = A·B` with and without a bias,
+    /// and `C += A·B` with `A` given as the transpose of a stored matrix, into a `C` whose
+    /// rows are wider than `n` (the extra columns must be left alone).
     #[test]
     fn matches_the_definition_on_every_instruction_set() {
         let sizes = [
@@ -369,30 +511,48 @@ mod tests {
             let isa = Isa::detect();
             for (s, &[m, k, n]) in sizes.iter().enumerate() {
                 let a = uniform(&mut r, m * k);
+                let a_t: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
                 let b = uniform(&mut r, k * n);
                 let bias = uniform(&mut r, m);
-                let mut packed = vec![f32::NAN; packed_a_len(isa, m, k)];
-                pack_a(isa, &a, m, k, &mut packed);
+                let c0 = uniform(&mut r, m * n);
+                let ab = product(&a, &b, [m, k, n]);
+                let (mut packed, mut packed_t) = (vec![f32::NAN; packed_a_len(isa, m, k)], vec![]);
+                pack_a(isa, &a, [k, 1], [m, k], &mut packed);
+                packed_t.resize(packed.len(), f32::NAN);
+                pack_a(isa, &a_t, [1, m], [m, k], &mut packed_t);
+                assert_eq!(packed, packed_t, "{isa:?} size {s}: packing Aᵀ");
                 let mut b_buf = vec![f32::NAN; packed_b_len(isa)];
-                for bias in [None, Some(&bias[..])] {
-                    let ldc = n + 3;
+                let b_rows = Rows { data: &b, ld: n };
+                let ldc = n + 3;
+                for out in [Out::Set(None), Out::Set(Some(&bias)), Out::Add] {
                     let mut c = vec![f32::NAN; m * ldc];
-                    let b_mat = RowMajor { data: &b, ld: n };
+                    for i in 0..m {
+                        c[i * ldc..i * ldc + n].copy_from_slice(&c0[i * n..(i + 1) * n]);
+                    }
                     gemm(
                         isa,
                         [m, k, n],
                         &packed,
-                        &b_mat,
-                        bias,
+                        &b_rows,
+                        out,
                         &mut c,
                         ldc,
                         &mut b_buf,
                     );
-                    let want = reference(&a, &b, bias, [m, k, n]);
                     for i in 0..m {
-                        let what = format!("{isa:?} size {s} row {i}");
-                        let got = &c[i * ldc..i * ldc + n];
-                        assert_close(&what, got, &want[i * n..(i + 1) * n], 1e-5);
+                        let want: Vec<f32> = (0..n)
+                            .map(|j| {
+                                let add = match out {
+                                    Out::Set(bias) => bias.map_or(0.0, |b| b[i] as f64),
+                                    Out::Add => c0[i * n + j] as f64,
+                                };
+                                (ab[i * n + j] + add) as f32
+                            })
+                            .collect();
+                        let what = format!("{isa:?} size {s} {out:?} row {i}");
+                        // f32 sums of k products against f64: rounding grows like √k.
+                        let tol = 4e-6 * (k as f32).sqrt().max(2.5);
+                        assert_close(&what, &c[i * ldc..i * ldc + n], &want, tol);
                         assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan()));
                     }
                 }
@@ -401,26 +561,30 @@ mod tests {
         MIN_ISA.with(|l| l.set(0));
     }
 
-    /// With no columns of `A` the product is the bias alone; with no rows nothing is touched.
+    /// With no columns of `A` the product is the bias alone (or `C` unchanged); with no rows
+    /// nothing is touched.
     #[test]
     fn empty_inner_dimension_gives_the_bias() {
         let isa = Isa::detect();
         let mut c = vec![f32::NAN; 6];
         let mut b_buf = vec![0.0; packed_b_len(isa)];
-        let b = RowMajor { data: &[], ld: 3 };
-        gemm(
-            isa,
-            [2, 0, 3],
-            &[],
-            &b,
-            Some(&[1.0, 2.0]),
-            &mut c,
-            3,
-            &mut b_buf,
-        );
+        let b = Rows { data: &[], ld: 3 };
+        let bias = Out::Set(Some(&[1.0, 2.0]));
+        gemm(isa, [2, 0, 3], &[], &b, bias, &mut c, 3, &mut b_buf);
+        assert_eq!(c, [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+        gemm(isa, [2, 0, 3], &[], &b, Out::Add, &mut c, 3, &mut b_buf);
         assert_eq!(c, [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
         let mut untouched = vec![f32::NAN; 2];
-        gemm(isa, [0, 4, 2], &[], &b, None, &mut untouched, 2, &mut b_buf);
+        gemm(
+            isa,
+            [0, 4, 2],
+            &[],
+            &b,
+            Out::Set(None),
+            &mut untouched,
+            2,
+            &mut b_buf,
+        );
         assert!(untouched.iter().all(|v| v.is_nan()));
     }
 }

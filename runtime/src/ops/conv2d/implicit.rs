@@ -1,20 +1,27 @@
-//! The forward pass of every convolution the direct kernels do not take (strides above 1,
-//! more than 16 output channels, 1×1 kernels): per sample one packed matrix product
-//! ([`crate::ops::packed`]), `y_n[O, OH·OW] = w[O, C·KH·KW] · unfold(x_n) + b`, in which the
-//! unfolded input is never written out.
+//! The convolutions the direct kernels do not take (strides above 1, more than 16 output
+//! channels, 1×1 kernels), forward and backward, as packed matrix products
+//! ([`crate::ops::packed`]) in which the unfolded input is never written out.
 //!
-//! The product asks for the unfolded input a block of 32 columns (output positions) at a time
-//! and [`Unfold`] writes each block straight from a *phase-split* copy of the sample: each
+//! **Forward**, per sample: `y_n[O, OH·OW] = w[O, C·KH·KW] · unfold(x_n) + b`. The product
+//! asks for the unfolded input a block of 32 columns (output positions) at a time and
+//! [`Unfold`] writes each block straight from a *phase-split* copy of the sample: each
 //! zero-padded input row `xp` is stored as `SW` rows, phase `r` holding `xp[r], xp[r + SW],
 //! xp[r + 2·SW], …`. Then the inputs that tap `(c, u, v)` reads along one output row are
 //! consecutive values of one phase (`v mod SW`, from `⌊v / SW⌋` on), so a block is a few
 //! plain copies per tap whatever the stride: the row-wise pieces of its 32 positions.
 //! For AlexNet's conv1 (stride 4) the copy is 1.3 times the input, against 7.6 times for
-//! the unfolded matrix of im2col, and writing a block costs a few per cent of multiplying it.
-//! With stride 1 and no padding the sample itself is used.
+//! the unfolded matrix of im2col. With stride 1 and no padding the sample itself is used.
+//!
+//! **Backward**, per sample: `d_w[O, C·KH·KW] += d_y_n[O, OH·OW] · unfold(x_n)ᵀ`, the
+//! transposed unfolded input packed by [`Taps`] from the zero-padded sample (a block is 32
+//! taps of a run of positions: runs of `KW` consecutive inputs), and
+//! `d_x_n += fold(wᵀ · d_y_n)`, the product written into an unfolded buffer that
+//! [`fold_add`] then adds back onto the input positions it came from, by way of the phase
+//! split again (for a 1×1 kernel with stride 1 and no padding, straight into `d_x_n`).
 
 use super::Conv2dGeom;
-use crate::ops::packed::{self, Isa, PackB, MAX_NR, SLACK};
+use crate::ops::packed::{self, Isa, Out, PackB, Rows};
+use std::ops::Range;
 
 /// The shape of the phase-split sample: `C × HP` rows of `SW` phases of `WQ` values.
 #[derive(Clone, Copy, Debug)]
@@ -30,8 +37,17 @@ struct Phases {
 }
 
 impl Phases {
+    /// The forward pass's split: one phase per horizontal step.
     const fn of(g: &Conv2dGeom) -> Phases {
-        let s = g.stride_w;
+        Phases::with(g, g.stride_w)
+    }
+
+    /// The zero-padded sample, unsplit (one phase).
+    const fn padded(g: &Conv2dGeom) -> Phases {
+        Phases::with(g, 1)
+    }
+
+    const fn with(g: &Conv2dGeom, s: usize) -> Phases {
         Phases {
             s,
             hp: g.in_h + 2 * g.pad_h,
@@ -62,7 +78,8 @@ pub(super) const fn shared_len(g: &Conv2dGeom, isa: Isa) -> usize {
 
 /// Packs the weights `w` (`O × C·KH·KW`) for [`forward_sample`] into `dst` ([`shared_len`]).
 pub(super) fn pack_weights(dst: &mut [f32], w: &[f32], g: &Conv2dGeom, isa: Isa) {
-    packed::pack_a(isa, w, g.out_c, g.col_rows(), dst);
+    let (m, k) = (g.out_c, g.col_rows());
+    packed::pack_a(isa, w, [k, 1], [m, k], dst);
 }
 
 /// One sample of [`super::forward`]: `y_n = w · unfold(x_n) + b`, the weights packed by
@@ -78,20 +95,198 @@ pub(super) fn forward_sample(
 ) {
     let phases = Phases::of(g);
     let (split, b_buf) = buf.split_at_mut(phases.len(g));
-    let source: &[f32] = if phases.identity {
-        x_n
-    } else {
-        split_phases(split, x_n, g, &phases);
-        split
+    let unfold = Unfold {
+        source: split_phases(split, x_n, g, &phases),
+        g,
+        phases,
     };
-    let unfold = Unfold { source, g, phases };
     let area = g.out_h * g.out_w;
     let dims = [g.out_c, g.col_rows(), area];
-    packed::gemm(isa, dims, packed_w, &unfold, b, y_n, area, b_buf);
+    packed::gemm(isa, dims, packed_w, &unfold, Out::Set(b), y_n, area, b_buf);
 }
 
-/// Writes the phase-split, zero-padded copy of `x` (one sample) into `dst`.
-fn split_phases(dst: &mut [f32], x: &[f32], g: &Conv2dGeom, p: &Phases) {
+/// Values of scratch the tasks of [`backward_sample`] share: the transposed weights, packed.
+pub(super) const fn backward_shared_len(g: &Conv2dGeom, isa: Isa) -> usize {
+    packed::packed_a_len(isa, g.col_rows(), g.out_c)
+}
+
+/// Values of scratch one task of [`backward_sample`] needs: the padded sample, the packed
+/// output gradient, the block of `B` and the unfolded input gradient.
+pub(super) const fn backward_task_len(g: &Conv2dGeom, isa: Isa) -> usize {
+    let area = g.out_h * g.out_w;
+    let (col, split) = if g.is_pointwise() {
+        (0, 0)
+    } else {
+        (g.col_rows() * fold_rows(g) * g.out_w, Phases::of(g).len(g))
+    };
+    Phases::padded(g).len(g)
+        + packed::packed_a_len(isa, g.out_c, area)
+        + packed::packed_b_len(isa)
+        + col
+        + split
+}
+
+/// Packs `wᵀ` (`C·KH·KW × O`) for [`backward_sample`] into `dst` ([`backward_shared_len`]).
+pub(super) fn pack_weights_t(dst: &mut [f32], w: &[f32], g: &Conv2dGeom, isa: Isa) {
+    let (m, k) = (g.col_rows(), g.out_c);
+    packed::pack_a(isa, w, [1, m], [m, k], dst);
+}
+
+/// One sample of [`super::backward`], less the bias: `d_w += d_y_n · unfold(x_n)ᵀ` and, when
+/// `d_x_n` is given, `d_x_n += fold(wᵀ · d_y_n)`, `wᵀ` packed by [`pack_weights_t`] (only read
+/// then) and `buf` being [`backward_task_len`] values.
+// The operands of one sample's gradients, plus the packed weights and the scratch.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward_sample(
+    d_x_n: Option<&mut [f32]>,
+    d_w: &mut [f32],
+    d_y_n: &[f32],
+    x_n: &[f32],
+    packed_w_t: &[f32],
+    g: &Conv2dGeom,
+    isa: Isa,
+    buf: &mut [f32],
+) {
+    let (o, taps, area) = (g.out_c, g.col_rows(), g.out_h * g.out_w);
+    let phases = Phases::padded(g);
+    let (padded, rest) = buf.split_at_mut(phases.len(g));
+    let (packed_d_y, rest) = rest.split_at_mut(packed::packed_a_len(isa, o, area));
+    let (b_buf, rest) = rest.split_at_mut(packed::packed_b_len(isa));
+    // d_w[O, C·KH·KW] += d_y_n[O, OH·OW] · unfold(x_n)ᵀ[OH·OW, C·KH·KW]
+    packed::pack_a(isa, d_y_n, [area, 1], [o, area], packed_d_y);
+    let unfolded_t = Taps {
+        source: split_phases(padded, x_n, g, &phases),
+        g,
+        phases,
+    };
+    packed::gemm(
+        isa,
+        [o, area, taps],
+        packed_d_y,
+        &unfolded_t,
+        Out::Add,
+        d_w,
+        taps,
+        b_buf,
+    );
+    let Some(d_x_n) = d_x_n else {
+        return;
+    };
+    let d_y_rows = Rows {
+        data: d_y_n,
+        ld: area,
+    };
+    if g.is_pointwise() {
+        // d_x_n[C, H·W] += wᵀ[C, O] · d_y_n[O, H·W]
+        packed::gemm(
+            isa,
+            [taps, o, area],
+            packed_w_t,
+            &d_y_rows,
+            Out::Add,
+            d_x_n,
+            area,
+            b_buf,
+        );
+    } else {
+        // col[C·KH·KW, OH·OW] = wᵀ · d_y_n, then added onto the inputs each entry came from,
+        // a few output rows at a time so that `col` stays in the cache in between.
+        let step = fold_rows(g);
+        let (col, split) = rest.split_at_mut(g.col_rows() * step * g.out_w);
+        let d_split = start_fold(d_x_n, g, split);
+        for oh0 in (0..g.out_h).step_by(step) {
+            let rows = oh0..(oh0 + step).min(g.out_h);
+            let (n0, cols) = (rows.start * g.out_w, rows.len() * g.out_w);
+            let d_y_part = Rows {
+                data: &d_y_n[n0..],
+                ld: area,
+            };
+            let col = &mut col[..taps * cols];
+            let set = Out::Set(None);
+            packed::gemm(
+                isa,
+                [taps, o, cols],
+                packed_w_t,
+                &d_y_part,
+                set,
+                col,
+                cols,
+                b_buf,
+            );
+            fold_add(d_split, col, g, rows);
+        }
+        finish_fold(d_x_n, g, split);
+    }
+}
+
+/// Output rows whose unfolded input gradient [`backward_sample`] computes and folds at a time:
+/// about 256 positions (a few hundred KiB for a large layer).
+const fn fold_rows(g: &Conv2dGeom) -> usize {
+    let rows = 256usize.div_ceil(if g.out_w > 0 { g.out_w } else { 1 });
+    if rows < g.out_h {
+        rows
+    } else if g.out_h > 0 {
+        g.out_h
+    } else {
+        1
+    }
+}
+
+/// Where [`fold_add`] adds: `d_x` itself when the sample is its own phase split, else `split`
+/// ([`Phases::of`] values), cleared.
+fn start_fold<'a>(d_x: &'a mut [f32], g: &Conv2dGeom, split: &'a mut [f32]) -> &'a mut [f32] {
+    let p = Phases::of(g);
+    if p.identity {
+        return d_x;
+    }
+    let split = &mut split[..p.len(g)];
+    split.fill(0.0);
+    split
+}
+
+/// The adjoint of unfolding (col2im) for the output rows `rows`: adds each entry of `col`
+/// (`C·KH·KW × rows·OW`) onto the input it was read from, in `d_split` ([`start_fold`]). The
+/// entries of one tap and one output row land on consecutive values of the phase-split
+/// input (see the module's notes), so they are added with whole vectors.
+fn fold_add(d_split: &mut [f32], col: &[f32], g: &Conv2dGeom, rows: Range<usize>) {
+    let p = Phases::of(g);
+    let (cols, out_w) = (rows.len() * g.out_w, g.out_w);
+    for (t, col_t) in col.chunks_exact(cols).enumerate() {
+        let (cu, v) = (t / g.k_w, t % g.k_w);
+        let (c, u) = (cu / g.k_h, cu % g.k_h);
+        let (q, r) = (v / p.s, v % p.s);
+        for (oh, col_row) in rows.clone().zip(col_t.chunks_exact(out_w)) {
+            let at = ((c * p.hp + oh * g.stride_h + u) * p.s + r) * p.wq + q;
+            for (d, &e) in d_split[at..at + out_w].iter_mut().zip(col_row) {
+                *d += e;
+            }
+        }
+    }
+}
+
+/// Adds what [`fold_add`] gathered in `split` onto `d_x` (nothing to do when it went
+/// straight into `d_x`): `d_x[c, h, w] += split[c, h + PH, (w + PW) mod SW, (w + PW) / SW]`.
+fn finish_fold(d_x: &mut [f32], g: &Conv2dGeom, split: &[f32]) {
+    let p = Phases::of(g);
+    if p.identity {
+        return;
+    }
+    for (i, d_x_row) in d_x.chunks_exact_mut(g.in_w).enumerate() {
+        let (c, h) = (i / g.in_h, i % g.in_h);
+        let row = &split[(c * p.hp + h + g.pad_h) * p.s * p.wq..][..p.s * p.wq];
+        for (w, d) in d_x_row.iter_mut().enumerate() {
+            let padded = w + g.pad_w;
+            *d += row[(padded % p.s) * p.wq + padded / p.s];
+        }
+    }
+}
+
+/// The phase-split, zero-padded sample `x`: `x` itself when that is the same, else the copy
+/// written into `dst`.
+fn split_phases<'a>(dst: &'a mut [f32], x: &'a [f32], g: &Conv2dGeom, p: &Phases) -> &'a [f32] {
+    if p.identity {
+        return x;
+    }
     let (s, wq) = (p.s, p.wq);
     let rows = dst.chunks_exact_mut(s * wq);
     for (i, row) in rows.enumerate() {
@@ -119,6 +314,7 @@ fn split_phases(dst: &mut [f32], x: &[f32], g: &Conv2dGeom, p: &Phases) {
             }
         }
     }
+    dst
 }
 
 /// The unfolded input of one sample as the `B` of a packed product: row `(c·KH + u)·KW + v`,
@@ -131,109 +327,64 @@ struct Unfold<'a> {
 }
 
 impl PackB for Unfold<'_> {
-    fn pack(&self, isa: Isa, k0: usize, kc: usize, n0: usize, cols: usize, dst: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 {
-            // Safety: `Isa::detect` chose AVX-512 only on a CPU that has it.
-            unsafe { self.pack_avx512(k0, kc, n0, cols, dst) };
-            return;
-        }
-        self.pack_with(isa.nr(), k0, kc, n0, cols, dst, |d, s| {
-            d[..s.len()].copy_from_slice(s);
-        });
-    }
-}
-
-impl Unfold<'_> {
-    /// [`Unfold::pack_with`] with each piece copied by one or two AVX-512 moves rather than a
-    /// call to `memcpy` (the pieces are at most 32 values): masked loads, so that nothing
-    /// past the piece is read, and whole stores (masked stores are slow on AMD's Zen 4), whose
-    /// overshoot of zeros the next piece, the next row or the block's slack takes.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn pack_avx512(&self, k0: usize, kc: usize, n0: usize, cols: usize, dst: &mut [f32]) {
-        use std::arch::x86_64::{_mm512_maskz_loadu_ps, _mm512_storeu_ps};
-        let nr = Isa::Avx512.nr();
-        self.pack_with(nr, k0, kc, n0, cols, dst, |d, s| {
-            let len = s.len();
-            assert!(d.len() >= len.next_multiple_of(16));
-            for at in (0..len).step_by(16) {
-                let mask = u16::MAX >> (16 - (len - at).min(16));
-                // Safety: the mask selects lanes `at .. len` of `s` and no further; the store
-                // writes `d[at .. at + 16]`, inside `d` by the assert. AVX-512F is enabled on
-                // this function.
-                unsafe {
-                    let v = _mm512_maskz_loadu_ps(mask, s.as_ptr().add(at));
-                    _mm512_storeu_ps(d.as_mut_ptr().add(at), v);
-                }
-            }
-        });
-    }
-
-    /// [`PackB::pack`] for blocks of `nr` columns, `copy` copying each piece into the start
-    /// of its destination, which runs on for the rest of the block (at least [`SLACK`] more
-    /// values), so that `copy` may write past the piece. Pieces are copied in order.
-    // `pack`'s arguments, plus the copy.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn pack_with(
         &self,
         nr: usize,
-        k0: usize,
-        kc: usize,
-        n0: usize,
-        cols: usize,
+        [k0, kc]: [usize; 2],
+        [n0, cols]: [usize; 2],
         dst: &mut [f32],
         copy: impl Fn(&mut [f32], &[f32]),
     ) {
         let (g, p) = (self.g, &self.phases);
-        // The block's columns, cut where output rows end: (offset in the source, first
-        // column, count). The offset of a piece is that of tap (0, 0, 0).
-        let mut pieces = [(0usize, 0usize, 0usize); MAX_NR];
-        let mut count = 0;
-        let mut j = 0;
-        while j < cols {
-            let (oh, ow) = ((n0 + j) / g.out_w, (n0 + j) % g.out_w);
-            let len = (g.out_w - ow).min(cols - j);
-            pieces[count] = (oh * g.stride_h * p.s * p.wq + ow, j, len);
-            count += 1;
-            j += len;
-        }
-        let pieces = &pieces[..count];
-        // Tap k0 as (c, u, v), and v as (q, r) = (v / SW, v mod SW).
-        let taps = g.k_h * g.k_w;
-        let (mut c, mut u, mut v) = (k0 / taps, k0 % taps / g.k_w, k0 % g.k_w);
-        let (mut q, mut r) = (v / p.s, v % p.s);
-        debug_assert_eq!(dst.len(), kc * nr + SLACK);
-        for kk in 0..kc {
-            let tap = ((c * p.hp + u) * p.s + r) * p.wq + q;
-            for &(at, first, len) in pieces {
-                let end = (kk * nr + first + len + SLACK).min(dst.len());
-                copy(
-                    &mut dst[kk * nr + first..end],
-                    &self.source[tap + at..tap + at + len],
-                );
-            }
-            if cols < nr {
-                dst[kk * nr + cols..(kk + 1) * nr].fill(0.0);
-            }
-            v += 1;
-            r += 1;
-            if r == p.s {
-                r = 0;
-                q += 1;
-            }
-            if v == g.k_w {
-                (v, q, r) = (0, 0, 0);
-                u += 1;
-                if u == g.k_h {
-                    u = 0;
-                    c += 1;
-                }
-            }
-        }
+        // The block's columns, cut where output rows end; offsets are those of tap (0, 0, 0).
+        let (runs, count) = packed::cut_runs([n0, cols], |n| {
+            let (oh, ow) = (n / g.out_w, n % g.out_w);
+            (oh * g.stride_h * p.s * p.wq + ow, g.out_w - ow)
+        });
+        // Each tap (c, u, v), with v = q·SW + r, starts in phase r of row u, q values in.
+        let taps = (k0..k0 + kc).map(|k| {
+            let (cu, v) = (k / g.k_w, k % g.k_w);
+            let (c, u) = (cu / g.k_h, cu % g.k_h);
+            ((c * p.hp + u) * p.s + v % p.s) * p.wq + v / p.s
+        });
+        packed::copy_runs(nr, cols, dst, self.source, &runs[..count], taps, copy);
+    }
+}
+
+/// The transposed unfolded input of one sample as the `B` of a packed product: row
+/// `oh·OW + ow`, column `(c·KH + u)·KW + v` is the padded input at `(c, oh·SH + u, ow·SW + v)`.
+struct Taps<'a> {
+    /// The zero-padded sample (or the sample itself, when it has no padding).
+    source: &'a [f32],
+    g: &'a Conv2dGeom,
+    /// The shape of `source` (one phase).
+    phases: Phases,
+}
+
+impl PackB for Taps<'_> {
+    #[inline(always)]
+    fn pack_with(
+        &self,
+        nr: usize,
+        [k0, kc]: [usize; 2],
+        [n0, cols]: [usize; 2],
+        dst: &mut [f32],
+        copy: impl Fn(&mut [f32], &[f32]),
+    ) {
+        let (g, p) = (self.g, &self.phases);
+        debug_assert_eq!(p.s, 1);
+        // The block's taps, cut where kernel rows end; offsets are those of position (0, 0).
+        let (runs, count) = packed::cut_runs([n0, cols], |t| {
+            let (cu, v) = (t / g.k_w, t % g.k_w);
+            let (c, u) = (cu / g.k_h, cu % g.k_h);
+            ((c * p.hp + u) * p.wq + v, g.k_w - v)
+        });
+        // Each position (oh, ow) starts at row oh·SH, column ow·SW of the padded sample.
+        let positions = (k0..k0 + kc).map(|k| {
+            let (oh, ow) = (k / g.out_w, k % g.out_w);
+            oh * g.stride_h * p.wq + ow * g.stride_w
+        });
+        packed::copy_runs(nr, cols, dst, self.source, &runs[..count], positions, copy);
     }
 }
