@@ -251,7 +251,7 @@ fn forward_call(layer: &LayerPlan, g: &syn::Ident) -> TokenStream {
                 &w,
                 &b,
             );
-            quote! { #lets #rt::ops::linear::forward(s.y, s.x, w, #bias, &Self::#g, n); }
+            quote! { #lets #rt::ops::linear::forward(s.y, s.x, w, #bias, &Self::#g, n, s.scratch); }
         }
         Kind::Pool { max: true, .. } => {
             quote! { #rt::ops::pool::max_forward(s.y, s.idx, s.x, &Self::#g, n); }
@@ -304,7 +304,7 @@ fn backward_call(layer: &LayerPlan, g: &syn::Ident, first: bool) -> TokenStream 
             let bl = if *bias { *out_f } else { 0 };
             let (lets, _) = weight_and_bias(&params, layer, wl, bl, false, &w, &b);
             let (dlets, dbias) = weight_and_bias(&d_params, layer, wl, bl, true, &dw, &db);
-            quote! { #lets #dlets #rt::ops::linear::backward(#d_x, d_w, #dbias, s.d_y, s.x, w, &Self::#g, n); }
+            quote! { #lets #dlets #rt::ops::linear::backward(#d_x, d_w, #dbias, s.d_y, s.x, w, &Self::#g, n, s.scratch); }
         }
         Kind::Pool { max: true, .. } => {
             quote! { #rt::ops::pool::max_backward(s.d_x, s.d_y, s.idx, &Self::#g, n); }

@@ -8,7 +8,7 @@
 //!
 //! Batch 64 for LeNet's layers (its training batch), 8 for AlexNet's conv1, and for the linear
 //! layers' forward also 1, 4, 8 and 16 (`forward_b*`: inference latency, where the layers switch
-//! from dot products to `sgemm`); one thread unless `STRIATE_THREADS` says otherwise.
+//! from dot products to the packed product); one thread unless `STRIATE_THREADS` says otherwise.
 
 use std::hint::black_box;
 
@@ -109,10 +109,11 @@ fn dense(c: &mut Criterion, name: &str, g: LinearGeom, n: usize) {
     let d_y = values(n * g.out_f, 10);
     let mut y = vec![0.0; n * g.out_f];
     let (mut d_x, mut d_w, mut d_b) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+    let mut scratch = Vec::new();
     let mut group = c.benchmark_group(format!("linear/{name}"));
     group.throughput(Throughput::Elements(n as u64));
     group.bench_function("forward", |bench| {
-        bench.iter(|| linear::forward(&mut y, black_box(&x), &w, Some(&b), &g, n))
+        bench.iter(|| linear::forward(&mut y, black_box(&x), &w, Some(&b), &g, n, &mut scratch))
     });
     // Small batches (inference latency): the rows given by the first samples.
     for rows in [1, 4, 8, 16] {
@@ -125,6 +126,7 @@ fn dense(c: &mut Criterion, name: &str, g: LinearGeom, n: usize) {
                     Some(&b),
                     &g,
                     rows,
+                    &mut scratch,
                 )
             })
         });
@@ -140,6 +142,7 @@ fn dense(c: &mut Criterion, name: &str, g: LinearGeom, n: usize) {
                 &w,
                 &g,
                 n,
+                &mut scratch,
             )
         })
     });

@@ -30,12 +30,12 @@
 //! #         let n = tape.batch();
 //! #         layers::copy_forward(tape.forward_slots(1));
 //! #         let s = tape.forward_slots(2); let (w, b) = p.split_at(4);
-//! #         ops::linear::forward(s.y, s.x, w, Some(b), &G, n);
+//! #         ops::linear::forward(s.y, s.x, w, Some(b), &G, n, s.scratch);
 //! #     }
 //! #     fn raw_backward(p: &[f32], d: &mut [f32], tape: &mut Tape, _: bool) {
 //! #         let n = tape.batch();
 //! #         let s = tape.backward_slots(2); let (dw, db) = d.split_at_mut(4);
-//! #         ops::linear::backward(Some(s.d_x), dw, Some(db), s.d_y, s.x, &p[..4], &G, n);
+//! #         ops::linear::backward(Some(s.d_x), dw, Some(db), s.d_y, s.x, &p[..4], &G, n, s.scratch);
 //! #         tape.swap_grads();
 //! #         layers::copy_backward(tape.backward_slots(1)); tape.swap_grads();
 //! #     }

@@ -1,6 +1,6 @@
 //! Fully connected layer `y = x Wᵀ + b`, forward and backward.
 
-use super::gemm::{sgemm, Mat, MatMut};
+use super::packed::{self, Isa, Out, PackB, Rows};
 
 /// The geometry of one linear layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -18,8 +18,12 @@ impl LinearGeom {
     }
 }
 
-/// `y = x wᵀ + b`, with `w` in PyTorch's `[out, in]` layout read transposed in place by one
-/// `sgemm`. `y` is overwritten.
+/// `y = x wᵀ + b`, with `w` in PyTorch's `[out, in]` layout. `y` is overwritten.
+///
+/// A few rows are dot products; a batch of up to [`MAX_LOOP_MACS`] multiply-adds, dot
+/// products eight rows at a time; a larger one, one packed matrix product (the kernel of the
+/// convolutions), its buffers in `scratch` (grown on first use, reused after that). All three
+/// sum each output in the same order, so results do not depend on the path a batch size takes.
 ///
 /// # Panics
 /// When a slice is shorter than the geometry needs; in debug builds, when any length differs.
@@ -32,63 +36,118 @@ impl LinearGeom {
 /// let w = [1.0, 0.0, -1.0, //
 ///          0.5, 0.5, 0.5];
 /// let mut y = [0.0; 2];
-/// forward(&mut y, &[1.0, 2.0, 3.0], &w, Some(&[10.0, 0.0]), &g, 1);
+/// forward(&mut y, &[1.0, 2.0, 3.0], &w, Some(&[10.0, 0.0]), &g, 1, &mut Vec::new());
 /// assert_eq!(y, [8.0, 3.0]);
 /// ```
-pub fn forward(y: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, g: &LinearGeom, n: usize) {
+// The argument list is the calling convention of every generated network.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    y: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    g: &LinearGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) {
     // x: (N, I), w: (O, I), b: (O) -> y: (N, O)
     debug_check(y, x, w, g, n);
     debug_assert!(b.is_none_or(|b| b.len() == g.out_f));
     if n <= MAX_DOT_ROWS {
         dot::forward(y, x, w, b, g, n);
     } else if small(g, n) {
-        // Eight rows at a time: the same sums as `sgemm`'s, without its allocation.
+        // Eight rows at a time: the same sums as the packed product's.
         let rows = MAX_DOT_ROWS;
         for (y_c, x_c) in y.chunks_mut(rows * g.out_f).zip(x.chunks(rows * g.in_f)) {
             dot::forward(y_c, x_c, w, b, g, y_c.len() / g.out_f);
         }
     } else {
-        forward_sgemm(y, x, w, b, g, n);
+        forward_packed(y, x, w, b, g, n, scratch);
     }
 }
 
-/// Up to this many multiply-adds per call, a linear layer does not call `sgemm`, which
-/// allocates its packing buffer on every call: the forward pass runs [`dot::forward`] eight
-/// rows at a time and the backward pass [`backward_loops`]. LeNet-5's fc1 on a shard of 32
-/// samples is 1.5 M; a training step then allocates nothing.
-const MAX_LOOP_MACS: usize = 1 << 22;
+/// Up to this many multiply-adds per call, a linear layer does not pack: the forward pass
+/// runs dot products eight rows at a time and the backward pass register-blocked loops. LeNet-5's
+/// fc1 on a shard of 32 samples is 1.5 M (measured when `sgemm` took the large layers, which
+/// also allocated on every call).
+pub const MAX_LOOP_MACS: usize = 1 << 22;
 
-/// Whether `g` at batch `n` takes the allocation-free paths.
+/// Whether `g` at batch `n` takes the paths that do not pack.
 fn small(g: &LinearGeom, n: usize) -> bool {
     g.in_f > 0 && g.out_f > 0 && n.saturating_mul(g.in_f).saturating_mul(g.out_f) <= MAX_LOOP_MACS
 }
 
-/// [`forward`] by `sgemm`.
-fn forward_sgemm(y: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, g: &LinearGeom, n: usize) {
-    let beta = match b {
-        Some(b) if g.out_f > 0 => {
-            for row in y.chunks_exact_mut(g.out_f) {
-                row.copy_from_slice(b);
-            }
-            1.0
+/// Grows `scratch` to at least `len` values and returns them.
+fn grown(scratch: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if scratch.len() < len {
+        scratch.resize(len, 0.0);
+    }
+    &mut scratch[..len]
+}
+
+/// [`forward`] as one packed product: `y[N, O] = b + x[N, I] · wᵀ[I, O]`, the bias written
+/// first and each block of products added to it, as [`dot::forward`] does.
+fn forward_packed(
+    y: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    g: &LinearGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) {
+    let (i_f, o_f) = (g.in_f, g.out_f);
+    let isa = Isa::detect();
+    let a_len = packed::packed_a_len(isa, n, i_f);
+    let buf = grown(scratch, a_len + packed::packed_b_len(isa));
+    let (packed_x, b_buf) = buf.split_at_mut(a_len);
+    packed::pack_a(isa, x, [i_f, 1], [n, i_f], packed_x);
+    for y_s in y.chunks_exact_mut(o_f).take(n) {
+        match b {
+            Some(b) => y_s.copy_from_slice(&b[..o_f]),
+            None => y_s.fill(0.0),
         }
-        _ => 0.0,
-    };
-    // y[N, O] (+)= x[N, I] · wᵀ[I, O]
-    sgemm(
-        1.0,
-        Mat::new(x, n, g.in_f),
-        Mat::new(w, g.out_f, g.in_f).t(),
-        beta,
-        MatMut::new(y, n, g.out_f),
-    );
+    }
+    let w_t = Transposed { data: w, ld: i_f };
+    packed::gemm(isa, [n, i_f, o_f], packed_x, &w_t, Out::Add, y, o_f, b_buf);
+}
+
+/// The transpose of a row-major matrix as a [`PackB`]: `B[k][j] = data[j·ld + k]` (the
+/// weights `[O, I]` read as `wᵀ[I, O]`), each of a block's columns read along a stored row.
+struct Transposed<'a> {
+    data: &'a [f32],
+    ld: usize,
+}
+
+impl PackB for Transposed<'_> {
+    #[inline(always)]
+    fn pack_with(
+        &self,
+        nr: usize,
+        [k0, kc]: [usize; 2],
+        [n0, cols]: [usize; 2],
+        dst: &mut [f32],
+        _copy: impl Fn(&mut [f32], &[f32]),
+    ) {
+        for j in 0..cols {
+            let row = &self.data[(n0 + j) * self.ld + k0..][..kc];
+            for (d, &v) in dst.iter_mut().skip(j).step_by(nr).zip(row) {
+                *d = v;
+            }
+        }
+        if cols < nr {
+            for kk in 0..kc {
+                dst[kk * nr + cols..(kk + 1) * nr].fill(0.0);
+            }
+        }
+    }
 }
 
 /// Batches up to this size are multiplied by dot products ([`dot::forward`]) instead of
-/// `sgemm`, which would pack the whole weight matrix for a few rows (LeNet-5's fc1 at batch
+/// a packed product, which would pack the whole weight matrix for a few rows (LeNet-5's fc1 at batch
 /// 1: 48,000 weights packed for 48,000 multiply-adds). Chosen with `linear/*/forward_b*` in the
-/// kernel benchmarks: at 8 rows the dot products win for all three LeNet-5 layers, at 16 rows
-/// `sgemm` wins for fc2.
+/// kernel benchmarks (against matrixmultiply's `sgemm`, which took the larger batches then):
+/// at 8 rows the dot products win for all three LeNet-5 layers, at 16 rows `sgemm` won for fc2.
 const MAX_DOT_ROWS: usize = 8;
 
 /// Matrix-vector products for [`forward`] with few rows.
@@ -113,8 +172,7 @@ mod dot {
             unsafe { forward_fma(y, x, w, b, g, n) };
             return;
         }
-        // AArch64 always has fused multiply-adds, and matrixmultiply's NEON kernel uses them.
-        forward_body::<{ cfg!(target_arch = "aarch64") }>(y, x, w, b, g, n);
+        forward_body::<false>(y, x, w, b, g, n);
     }
 
     /// [`forward_body`] compiled for AVX2 and FMA (also on AVX-512 machines: eight rows fill
@@ -136,20 +194,21 @@ mod dot {
         forward_body::<true>(y, x, w, b, g, n);
     }
 
-    /// matrixmultiply's depth of one pass (`kc`): its sums run over blocks of this many
-    /// products, each added to the output in turn.
-    const DEPTH: usize = 256;
+    /// The packed product's depth of one pass ([`packed::KC`]): its sums run over blocks of
+    /// this many products, each added to the output in turn.
+    const DEPTH: usize = crate::ops::packed::KC;
     /// Outputs computed together: as many independent sums as hide the latency of a fused
     /// multiply-add.
     const OUTS: usize = 8;
 
-    /// Each output is `b + Σ x·w` summed exactly as matrixmultiply's `sgemm` sums it: one
-    /// fused multiply-add after another from zero over each block of [`DEPTH`] products, each
+    /// Each output is `b + Σ x·w` summed exactly as the packed product sums it: one fused
+    /// multiply-add after another from zero over each block of [`DEPTH`] products, each
     /// block's sum then added to the output. So a batch gives the same results whichever path
     /// its size takes (a network's batch-norm and PyTorch comparisons rest on sums that cancel
     /// exactly, where a different order shows as noise). The rows of `x` are the vector lanes,
     /// transposed a block at a time; with `FMA`, products are fused (`f32::mul_add`), as the
-    /// matching `sgemm` kernel fuses them, which is only fast where the target has FMA.
+    /// packed product's AVX2 and AVX-512 builds fuse them, which is only fast where the target
+    /// has FMA.
     #[inline(always)]
     fn forward_body<const FMA: bool>(
         y: &mut [f32],
@@ -257,7 +316,8 @@ mod dot {
 }
 
 /// The gradients of [`forward`]: `d_w += d_yᵀ x`, `d_b += Σ_n d_y`, and, when `d_x` is given,
-/// `d_x += d_y w`. All three accumulate.
+/// `d_x += d_y w`. All three accumulate. Above [`MAX_LOOP_MACS`], each is one packed product,
+/// its buffers in `scratch`.
 ///
 /// # Panics
 /// When a slice is shorter than the geometry needs; in debug builds, when any length differs.
@@ -272,6 +332,7 @@ pub fn backward(
     w: &[f32],
     g: &LinearGeom,
     n: usize,
+    scratch: &mut Vec<f32>,
 ) {
     // d_y: (N, O), x: (N, I), w: (O, I) -> d_x: (N, I), d_w: (O, I), d_b: (O)
     debug_check(d_y, x, w, g, n);
@@ -291,28 +352,42 @@ pub fn backward(
         backward_loops(d_x, d_w, d_y, x, w, g, n);
         return;
     }
+    let isa = Isa::detect();
+    let a_len = packed::packed_a_len(isa, o_f, n).max(packed::packed_a_len(isa, n, o_f));
+    let buf = grown(scratch, a_len + packed::packed_b_len(isa));
+    let (packed_d_y, b_buf) = buf.split_at_mut(a_len);
     // d_w[O, I] += d_yᵀ[O, N] · x[N, I]
-    sgemm(
-        1.0,
-        Mat::new(d_y, n, o_f).t(),
-        Mat::new(x, n, i_f),
-        1.0,
-        MatMut::new(d_w, o_f, i_f),
+    packed::pack_a(isa, d_y, [1, o_f], [o_f, n], packed_d_y);
+    let x_rows = Rows { data: x, ld: i_f };
+    packed::gemm(
+        isa,
+        [o_f, n, i_f],
+        packed_d_y,
+        &x_rows,
+        Out::Add,
+        d_w,
+        i_f,
+        b_buf,
     );
     if let Some(d_x) = d_x {
         debug_assert_eq!(d_x.len(), x.len());
         // d_x[N, I] += d_y[N, O] · w[O, I]
-        sgemm(
-            1.0,
-            Mat::new(d_y, n, o_f),
-            Mat::new(w, o_f, i_f),
-            1.0,
-            MatMut::new(d_x, n, i_f),
+        packed::pack_a(isa, d_y, [o_f, 1], [n, o_f], packed_d_y);
+        let w_rows = Rows { data: w, ld: i_f };
+        packed::gemm(
+            isa,
+            [n, o_f, i_f],
+            packed_d_y,
+            &w_rows,
+            Out::Add,
+            d_x,
+            i_f,
+            b_buf,
         );
     }
 }
 
-/// [`backward`]'s weight and input gradients for small layers, without `sgemm`: every row of
+/// [`backward`]'s weight and input gradients for small layers, without packing: every row of
 /// `d_w` (and of `d_x`) is accumulated a block of [`BLOCK`] values at a time in registers,
 /// over the samples (over the outputs), in order.
 fn backward_loops(
@@ -608,6 +683,7 @@ mod tests {
     #[test]
     fn forward_matches_naive() {
         let mut r = rng(20);
+        let mut scratch = Vec::new();
         for &(n, in_f, out_f) in CASES {
             let g = LinearGeom { in_f, out_f };
             let x = uniform(&mut r, n * in_f);
@@ -616,7 +692,7 @@ mod tests {
             for bias in [None, Some(&b[..])] {
                 let mut y = vec![f32::NAN; n * out_f];
                 let mut expected = vec![f32::NAN; n * out_f];
-                forward(&mut y, &x, &w, bias, &g, n);
+                forward(&mut y, &x, &w, bias, &g, n, &mut scratch);
                 forward_naive(&mut expected, &x, &w, bias, &g, n);
                 assert_close(&format!("y {g:?}"), &y, &expected, 1e-5);
             }
@@ -628,6 +704,7 @@ mod tests {
     #[test]
     fn dot_products_on_every_instruction_set() {
         let mut r = rng(23);
+        let mut scratch = Vec::new();
         for level in [2, 3] {
             crate::ops::isa::MIN_ISA.with(|m| m.set(level));
             for &(n, in_f, out_f) in CASES.iter().filter(|c| c.0 <= MAX_DOT_ROWS) {
@@ -637,7 +714,7 @@ mod tests {
                 let b = uniform(&mut r, out_f);
                 let mut y = vec![f32::NAN; n * out_f];
                 let mut expected = vec![f32::NAN; n * out_f];
-                forward(&mut y, &x, &w, Some(&b), &g, n);
+                forward(&mut y, &x, &w, Some(&b), &g, n, &mut scratch);
                 forward_naive(&mut expected, &x, &w, Some(&b), &g, n);
                 assert_close(&format!("y {g:?} level {level}"), &y, &expected, 1e-5);
             }
@@ -645,51 +722,51 @@ mod tests {
         crate::ops::isa::MIN_ISA.with(|m| m.set(0));
     }
 
-    /// Up to [`MAX_DOT_ROWS`] rows, the dot products give `sgemm`'s results to the bit, so a
-    /// network's outputs do not depend on which path its batch size takes (in_f 300 and 400:
-    /// more than one of matrixmultiply's blocks of 256 products).
+    /// Up to [`MAX_DOT_ROWS`] rows, the dot products give the packed product's results to the
+    /// bit, so a network's outputs do not depend on which path its batch size takes (in_f 400
+    /// and 800: more than one block of `packed::KC` products), on every instruction set.
     #[test]
-    fn dot_products_equal_sgemm() {
-        // Checked where both sides fuse multiply-adds (matrixmultiply's AVX2 and AVX-512
-        // kernels); its other x86 kernels are not matched.
-        #[cfg(target_arch = "x86_64")]
-        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
-            return;
-        }
+    fn dot_products_equal_the_packed_product() {
         let mut r = rng(24);
-        for (in_f, out_f) in [(400, 120), (300, 13), (120, 84), (5, 3)] {
-            let g = LinearGeom { in_f, out_f };
-            for n in 1..=MAX_DOT_ROWS {
-                let x = uniform(&mut r, n * in_f);
-                let w = uniform(&mut r, g.weight_len());
-                let b = uniform(&mut r, out_f);
-                for bias in [None, Some(&b[..])] {
-                    let mut dot = vec![f32::NAN; n * out_f];
-                    let mut gemm = vec![f32::NAN; n * out_f];
-                    forward(&mut dot, &x, &w, bias, &g, n);
-                    forward_sgemm(&mut gemm, &x, &w, bias, &g, n);
-                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&dot), bits(&gemm), "{g:?} n {n}");
+        let mut scratch = Vec::new();
+        for level in [0, 2, 3] {
+            crate::ops::isa::MIN_ISA.with(|m| m.set(level));
+            for (in_f, out_f) in [(400, 120), (800, 13), (120, 84), (5, 3)] {
+                let g = LinearGeom { in_f, out_f };
+                for n in 1..=MAX_DOT_ROWS {
+                    let x = uniform(&mut r, n * in_f);
+                    let w = uniform(&mut r, g.weight_len());
+                    let b = uniform(&mut r, out_f);
+                    for bias in [None, Some(&b[..])] {
+                        let mut dot = vec![f32::NAN; n * out_f];
+                        let mut gemm = vec![f32::NAN; n * out_f];
+                        forward(&mut dot, &x, &w, bias, &g, n, &mut scratch);
+                        forward_packed(&mut gemm, &x, &w, bias, &g, n, &mut scratch);
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&dot), bits(&gemm), "{g:?} n {n} level {level}");
+                    }
                 }
             }
         }
+        crate::ops::isa::MIN_ISA.with(|m| m.set(0));
     }
 
-    /// Batches above [`MAX_DOT_ROWS`] but under [`MAX_LOOP_MACS`] avoid `sgemm`; larger ones
-    /// use it: both against the reference, and the small forward path equal to `sgemm` to the
-    /// bit where both fuse multiply-adds.
+    /// Batches above [`MAX_DOT_ROWS`] but under [`MAX_LOOP_MACS`] do not pack; larger ones
+    /// do: both against the reference, and the small forward path equal to the packed product
+    /// to the bit.
     #[test]
     fn small_and_large_paths() {
         let mut r = rng(25);
         // Level 3: the plain builds, on a machine that has AVX2 and FMA.
         for level in [0, 3] {
             crate::ops::isa::MIN_ISA.with(|m| m.set(level));
-            small_and_large_paths_at(&mut r, level);
+            small_and_large_paths_at(&mut r);
         }
         crate::ops::isa::MIN_ISA.with(|m| m.set(0));
     }
 
-    fn small_and_large_paths_at(r: &mut rand_xoshiro::Xoshiro256PlusPlus, level: u8) {
+    fn small_and_large_paths_at(r: &mut rand_xoshiro::Xoshiro256PlusPlus) {
+        let mut scratch = Vec::new();
         for (n, in_f, out_f) in [(9, 400, 120), (32, 400, 120), (33, 7, 3), (100, 300, 160)] {
             let g = LinearGeom { in_f, out_f };
             assert_eq!(small(&g, n), n * in_f * out_f <= MAX_LOOP_MACS);
@@ -699,20 +776,27 @@ mod tests {
             let d_y = uniform(r, n * out_f);
             let mut y = vec![f32::NAN; n * out_f];
             let mut expected = vec![f32::NAN; n * out_f];
-            forward(&mut y, &x, &w, Some(&b), &g, n);
+            forward(&mut y, &x, &w, Some(&b), &g, n, &mut scratch);
             forward_naive(&mut expected, &x, &w, Some(&b), &g, n);
             assert_close(&format!("y {g:?} n {n}"), &y, &expected, 1e-4);
-            #[cfg(target_arch = "x86_64")]
-            if level == 0 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                let mut gemm = vec![f32::NAN; n * out_f];
-                forward_sgemm(&mut gemm, &x, &w, Some(&b), &g, n);
-                assert_eq!(y, gemm, "{g:?} n {n}");
-            }
+            let mut gemm = vec![f32::NAN; n * out_f];
+            forward_packed(&mut gemm, &x, &w, Some(&b), &g, n, &mut scratch);
+            assert_eq!(y, gemm, "{g:?} n {n}");
             let start_w = uniform(r, g.weight_len());
             let start_x = uniform(r, n * in_f);
             let (mut d_w, mut d_x) = (start_w.clone(), start_x.clone());
             let (mut e_w, mut e_x) = (start_w, start_x);
-            backward(Some(&mut d_x), &mut d_w, None, &d_y, &x, &w, &g, n);
+            backward(
+                Some(&mut d_x),
+                &mut d_w,
+                None,
+                &d_y,
+                &x,
+                &w,
+                &g,
+                n,
+                &mut scratch,
+            );
             backward_naive(Some(&mut e_x), &mut e_w, None, &d_y, &x, &w, &g, n);
             assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-4);
             assert_close(&format!("d_x {g:?} n {n}"), &d_x, &e_x, 1e-4);
@@ -723,6 +807,7 @@ mod tests {
     #[test]
     fn backward_matches_naive() {
         let mut r = rng(21);
+        let mut scratch = Vec::new();
         for &(n, in_f, out_f) in CASES {
             let g = LinearGeom { in_f, out_f };
             let x = uniform(&mut r, n * in_f);
@@ -746,7 +831,7 @@ mod tests {
                 } else {
                     (None, None, None, None)
                 };
-                backward(fx, &mut d_w, fb, &d_y, &x, &w, &g, n);
+                backward(fx, &mut d_w, fb, &d_y, &x, &w, &g, n, &mut scratch);
                 backward_naive(nx, &mut e_w, nb, &d_y, &x, &w, &g, n);
                 assert_close(&format!("d_x {g:?}"), &d_x, &e_x, 1e-5);
                 assert_close(&format!("d_w {g:?}"), &d_w, &e_w, 1e-5);
@@ -762,6 +847,7 @@ mod tests {
     #[test]
     fn backward_matches_finite_differences() {
         let mut r = rng(22);
+        let mut scratch = Vec::new();
         for &(n, in_f, out_f) in &CASES[1..5] {
             let g = LinearGeom { in_f, out_f };
             let x = uniform(&mut r, n * in_f);
@@ -779,10 +865,11 @@ mod tests {
                 &w,
                 &g,
                 n,
+                &mut scratch,
             );
             let mut y = vec![0.0; n * out_f];
             let mut loss = |x: &[f32], w: &[f32], b: &[f32]| {
-                forward(&mut y, x, w, Some(b), &g, n);
+                forward(&mut y, x, w, Some(b), &g, n, &mut scratch);
                 dot(&weights, &y)
             };
             check_gradient("d_x", &x, &d_x, 1e-2, 1e-2, |v| loss(v, &w, &b));

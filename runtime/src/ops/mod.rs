@@ -1,7 +1,7 @@
 //! Kernels: one file per operation, each forward beside its backward, each with a plain
 //! reference version (`*_naive`) that the tests compare the fast path against.
 //!
-//! Conventions (llm.c's and matrixmultiply's):
+//! Conventions (llm.c's):
 //! - every tensor is a flat `f32` slice in row-major, channels-first order: `(N, C, H, W)` for
 //!   feature maps, `(N, F)` for vectors; `n` is the batch size, known only at run time;
 //! - signatures put outputs first, then inputs, then a small plain struct of the op's geometry;
@@ -13,7 +13,6 @@ pub mod activation;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod dropout;
-mod gemm;
 mod isa;
 pub mod linear;
 pub mod loss;

@@ -1,5 +1,5 @@
 //! A packed matrix product, `C = A·B + bias` or `C += A·B`, that allocates nothing: the
-//! convolutions' forward and backward passes.
+//! convolutions' forward and backward passes and the large linear layers.
 //!
 //! The structure is GotoBLAS's. `A` (`M × K`, say the weights) is packed into
 //! panels of [`Isa::mr`] rows, column by column. `B` (`K × N`) is never given whole: a
@@ -13,8 +13,9 @@
 //! One generic register tile ([`tile`]) is compiled three times: for AVX-512 (12 × 32: 24
 //! registers of sums), for AVX2 and FMA (6 × 16: 12) and without either (4 × 16). On the
 //! machine of `BENCHMARKS.md` the AVX-512 build sums at about 115 GFLOP/s per core when its
-//! operands are in the cache, near the core's peak, where `matrixmultiply`'s `sgemm`
-//! (whose widest kernel is AVX2) reaches about 70 on AlexNet's conv1.
+//! operands are in the cache, near the core's peak. It replaced `matrixmultiply`'s `sgemm`,
+//! which reached about 70 on AlexNet's conv1 (its widest kernel is AVX2), needed the
+//! unfolded input written out whole, and allocated its packing buffer on every call.
 //!
 //! Every buffer belongs to the caller (see [`packed_a_len`] and [`packed_b_len`]).
 
