@@ -1,4 +1,4 @@
-//! The kernels on their own, at LeNet-5 and AlexNet-conv1 sizes, so that a kernel change can be
+//! The kernels on their own, at LeNet-5 and AlexNet sizes (conv1, fc7), so that a kernel change can be
 //! judged without the whole network:
 //!
 //! ```text
@@ -206,6 +206,16 @@ fn kernels(c: &mut Criterion) {
         LinearGeom {
             in_f: 84,
             out_f: 10,
+        },
+        64,
+    );
+    // Large enough for the packed product (AlexNet's fc7).
+    dense(
+        c,
+        "alexnet_fc7",
+        LinearGeom {
+            in_f: 4096,
+            out_f: 4096,
         },
         64,
     );

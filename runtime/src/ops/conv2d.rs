@@ -1229,6 +1229,22 @@ mod tests {
         crate::ops::parallel::with_threads(2, || check_against_naive(&cases[0], &[7], 42));
     }
 
+    /// An input gradient too large to unfold at once is computed and folded back a few
+    /// output rows at a time (here 8, 8 and 4), with padding and with stride 2.
+    #[test]
+    fn input_gradient_in_parts_matches_naive() {
+        let cases: &[Case] = &[
+            (1, [32, 20, 20], 17, [5, 5], [1, 1], [2, 2]),
+            (2, [32, 41, 39], 18, [5, 5], [2, 2], [2, 1]),
+        ];
+        for (i, case) in cases.iter().enumerate() {
+            let g = geom(case);
+            assert!(implicit::fold_rows(&g) < g.out_h);
+            assert!(!g.out_h.is_multiple_of(implicit::fold_rows(&g)));
+            check_against_naive(case, &[case.0], 90 + i as u64);
+        }
+    }
+
     /// The packed forward pass on every instruction set the CPU has: strides 1 to 4 (phase
     /// splits of 1 to 4 phases, padded widths they do not divide), the sample used as it is
     /// (stride 1, no padding), more taps than one block of `B` rows (`packed::KC`), output

@@ -803,6 +803,52 @@ mod tests {
         }
     }
 
+    /// Once `scratch` has grown, the packed paths do not reallocate it.
+    #[test]
+    fn warm_scratch_is_not_reallocated() {
+        let (g, n) = (
+            LinearGeom {
+                in_f: 300,
+                out_f: 160,
+            },
+            100,
+        );
+        assert!(!small(&g, n));
+        let x = vec![0.5; n * g.in_f];
+        let w = vec![0.25; g.weight_len()];
+        let mut y = vec![0.0; n * g.out_f];
+        let (mut d_x, mut d_w) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+        let mut scratch = Vec::new();
+        forward(&mut y, &x, &w, None, &g, n, &mut scratch);
+        backward(
+            Some(&mut d_x),
+            &mut d_w,
+            None,
+            &y,
+            &x,
+            &w,
+            &g,
+            n,
+            &mut scratch,
+        );
+        let (ptr, cap) = (scratch.as_ptr(), scratch.capacity());
+        for _ in 0..2 {
+            forward(&mut y, &x, &w, None, &g, n, &mut scratch);
+            backward(
+                Some(&mut d_x),
+                &mut d_w,
+                None,
+                &y,
+                &x,
+                &w,
+                &g,
+                n,
+                &mut scratch,
+            );
+        }
+        assert_eq!((scratch.as_ptr(), scratch.capacity()), (ptr, cap));
+    }
+
     /// Gradients start from random values, so the test also checks that both versions add.
     #[test]
     fn backward_matches_naive() {

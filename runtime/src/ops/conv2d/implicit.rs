@@ -219,11 +219,22 @@ pub(super) fn backward_sample(
     }
 }
 
+/// Values of the unfolded input gradient [`backward_sample`] computes and folds at a time
+/// (512 KiB, so that it stays in the L2 cache between the two).
+const FOLD_VALUES: usize = 128 * 1024;
+
 /// Output rows whose unfolded input gradient [`backward_sample`] computes and folds at a time:
-/// about 256 positions (a few hundred KiB for a large layer).
-const fn fold_rows(g: &Conv2dGeom) -> usize {
-    let rows = 256usize.div_ceil(if g.out_w > 0 { g.out_w } else { 1 });
-    if rows < g.out_h {
+/// as many as fit in [`FOLD_VALUES`], at least one (AlexNet's conv1: 6 rows of 55 positions
+/// by 363 taps).
+pub(super) const fn fold_rows(g: &Conv2dGeom) -> usize {
+    let per_row = g.col_rows() * g.out_w;
+    let rows = match FOLD_VALUES.checked_div(per_row) {
+        Some(rows) => rows,
+        None => 1,
+    };
+    if rows == 0 {
+        1
+    } else if rows < g.out_h {
         rows
     } else if g.out_h > 0 {
         g.out_h
