@@ -1009,7 +1009,9 @@ mod direct {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{assert_close, check_gradient, dot, rng, uniform};
+    use crate::ops::test_util::{
+        assert_close, assert_scratch_reused, check_gradient, dot, rng, uniform,
+    };
 
     type Case = (usize, [usize; 3], usize, [usize; 2], [usize; 2], [usize; 2]);
 
@@ -1324,33 +1326,24 @@ mod tests {
         assert_eq!(y, [1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 3.0, 7.0, 4.0]);
     }
 
-    /// Once `scratch` has grown, neither pass reallocates it.
+    /// Once `scratch` has grown, neither pass reallocates it (the direct kernels and the
+    /// packed products).
     #[test]
     fn warm_scratch_is_not_reallocated() {
-        let g = geom(&CASES[4]);
-        let n = 2;
-        let x = vec![0.5; n * g.in_len()];
-        let w = vec![0.25; g.weight_len()];
-        let mut y = vec![0.0; n * g.out_len()];
-        let (mut d_x, mut d_w) = (vec![0.0; x.len()], vec![0.0; w.len()]);
-        let mut scratch = Vec::new();
-        forward(&mut y, &x, &w, None, &g, n, &mut scratch);
-        let (ptr, cap) = (scratch.as_ptr(), scratch.capacity());
-        assert!(cap >= g.col_len());
-        for _ in 0..2 {
-            forward(&mut y, &x, &w, None, &g, n, &mut scratch);
-            backward(
-                Some(&mut d_x),
-                &mut d_w,
-                None,
-                &y,
-                &x,
-                &w,
-                &g,
-                n,
-                &mut scratch,
-            );
+        for case in [
+            CASES[4],
+            CASES[8],
+            (2, [1, 28, 28], 6, [5, 5], [1, 1], [2, 2]),
+        ] {
+            let (g, n) = (geom(&case), 2);
+            let x = vec![0.5; n * g.in_len()];
+            let w = vec![0.25; g.weight_len()];
+            let mut y = vec![0.0; n * g.out_len()];
+            let (mut d_x, mut d_w) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+            assert_scratch_reused(|scratch| {
+                forward(&mut y, &x, &w, None, &g, n, scratch);
+                backward(Some(&mut d_x), &mut d_w, None, &y, &x, &w, &g, n, scratch);
+            });
         }
-        assert_eq!((scratch.as_ptr(), scratch.capacity()), (ptr, cap));
     }
 }

@@ -661,7 +661,9 @@ fn debug_check(y: &[f32], x: &[f32], w: &[f32], g: &LinearGeom, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{assert_close, check_gradient, dot, rng, uniform};
+    use crate::ops::test_util::{
+        assert_close, assert_scratch_reused, check_gradient, dot, rng, uniform,
+    };
 
     /// `(n, in_f, out_f)`: batch 0 and 1, odd sizes, sizes off any kernel tile.
     const CASES: &[(usize, usize, usize)] = &[
@@ -818,35 +820,10 @@ mod tests {
         let w = vec![0.25; g.weight_len()];
         let mut y = vec![0.0; n * g.out_f];
         let (mut d_x, mut d_w) = (vec![0.0; x.len()], vec![0.0; w.len()]);
-        let mut scratch = Vec::new();
-        forward(&mut y, &x, &w, None, &g, n, &mut scratch);
-        backward(
-            Some(&mut d_x),
-            &mut d_w,
-            None,
-            &y,
-            &x,
-            &w,
-            &g,
-            n,
-            &mut scratch,
-        );
-        let (ptr, cap) = (scratch.as_ptr(), scratch.capacity());
-        for _ in 0..2 {
-            forward(&mut y, &x, &w, None, &g, n, &mut scratch);
-            backward(
-                Some(&mut d_x),
-                &mut d_w,
-                None,
-                &y,
-                &x,
-                &w,
-                &g,
-                n,
-                &mut scratch,
-            );
-        }
-        assert_eq!((scratch.as_ptr(), scratch.capacity()), (ptr, cap));
+        assert_scratch_reused(|scratch| {
+            forward(&mut y, &x, &w, None, &g, n, scratch);
+            backward(Some(&mut d_x), &mut d_w, None, &y, &x, &w, &g, n, scratch);
+        });
     }
 
     /// Gradients start from random values, so the test also checks that both versions add.

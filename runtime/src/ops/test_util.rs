@@ -61,3 +61,17 @@ pub(crate) fn check_gradient(
         );
     }
 }
+
+/// Runs `step` (a forward and a backward pass, say) once, then twice more, and asserts that
+/// the scratch it grew the first time was neither grown nor moved after that.
+#[track_caller]
+pub(crate) fn assert_scratch_reused(mut step: impl FnMut(&mut Vec<f32>)) {
+    let mut scratch = Vec::new();
+    step(&mut scratch);
+    let (ptr, cap) = (scratch.as_ptr(), scratch.capacity());
+    assert!(cap > 0, "the step used no scratch");
+    for _ in 0..2 {
+        step(&mut scratch);
+    }
+    assert_eq!((scratch.as_ptr(), scratch.capacity()), (ptr, cap));
+}
