@@ -177,7 +177,7 @@ pub fn forward(
     // which is sized for the backward pass too, so that it grows once.
     let tasks = parallel::tasks_for(n, 1);
     let isa = Isa::detect();
-    let needed = scratch_len(g, tasks, isa);
+    let needed = scratch_len(g, isa);
     if scratch.len() < needed {
         scratch.resize(needed, 0.0);
     }
@@ -187,11 +187,21 @@ pub fn forward(
     } else {
         (implicit::shared_len(g, isa), implicit::task_len(g, isa))
     };
-    let (packed_w, bufs) = scratch[..shared + tasks * per_task].split_at_mut(shared);
+    let threads = parallel::threads();
+    let (packed_w, bufs) = scratch[..shared + threads * per_task].split_at_mut(shared);
     if shared > 0 {
         implicit::pack_weights(packed_w, w, g, isa);
     }
     let packed_w = &*packed_w;
+    // Fewer samples than threads (one image at a time, say): the threads split each sample's
+    // output channels instead.
+    let parts = implicit::channel_parts(g, isa, threads);
+    if shared > 0 && n < threads && parts > 1 {
+        for (x_n, y_n) in x.chunks_exact(in_len).zip(y.chunks_exact_mut(out_len)) {
+            implicit::forward_sample_parts(y_n, x_n, packed_w, b, g, isa, bufs, parts);
+        }
+        return;
+    }
     let y_all = SharedMut::new(y);
     let bufs = SharedMut::new(bufs);
     parallel::run(tasks, |t| {
@@ -215,10 +225,11 @@ pub fn forward(
     });
 }
 
-/// Values of scratch both passes need with `tasks` tasks, whichever way they go, so that the
-/// scratch grows once: [`forward`]'s shared and per-task parts, and [`backward`]'s, which add
-/// a partial `d_w` per task.
-fn scratch_len(g: &Conv2dGeom, tasks: usize, isa: Isa) -> usize {
+/// Values of scratch both passes need, whichever way they go and however many tasks they
+/// split into (at most one per thread), so that the scratch grows once: [`forward`]'s shared
+/// and per-task parts, and [`backward`]'s, which add a partial `d_w` per task.
+fn scratch_len(g: &Conv2dGeom, isa: Isa) -> usize {
+    let tasks = parallel::threads();
     let w_len = g.weight_len();
     let mut most = 0;
     if direct::applies(g) {
@@ -279,7 +290,7 @@ pub fn backward(
     // task order afterwards, so the result depends on the thread count only.
     let tasks = parallel::tasks_for(n, 1);
     let isa = Isa::detect();
-    let needed = scratch_len(g, tasks, isa);
+    let needed = scratch_len(g, isa);
     if scratch.len() < needed {
         scratch.resize(needed, 0.0);
     }
@@ -1229,6 +1240,39 @@ mod tests {
             check_against_naive(case, &[7, 4], 40 + i as u64);
         }
         crate::ops::parallel::with_threads(2, || check_against_naive(&cases[0], &[7], 42));
+    }
+
+    /// A single sample's output channels split over two and three threads give the bits of
+    /// one thread (three and two panels of rows, for AVX-512's 12-row panels, so that parts
+    /// are uneven or empty where there are fewer panels than threads).
+    #[test]
+    fn channel_split_gives_the_same_bits() {
+        let cases: &[Case] = &[
+            (1, [3, 35, 35], 30, [11, 11], [4, 4], [0, 0]),
+            (1, [5, 9, 9], 17, [3, 3], [1, 1], [1, 1]),
+            (1, [4, 8, 8], 20, [1, 1], [1, 1], [0, 0]),
+        ];
+        let mut r = rng(95);
+        for case in cases {
+            let g = geom(case);
+            let x = uniform(&mut r, g.in_len());
+            let w = uniform(&mut r, g.weight_len());
+            let b = uniform(&mut r, g.out_c);
+            let mut one = vec![f32::NAN; g.out_len()];
+            forward(&mut one, &x, &w, Some(&b), &g, 1, &mut Vec::new());
+            let mut naive = vec![f32::NAN; g.out_len()];
+            forward_naive(&mut naive, &x, &w, Some(&b), &g, 1);
+            assert_close(&format!("{g:?}"), &one, &naive, 1e-5);
+            for threads in [2, 3] {
+                let mut split = vec![f32::NAN; g.out_len()];
+                crate::ops::parallel::with_threads(threads, || {
+                    assert!(implicit::channel_parts(&g, Isa::detect(), threads) > 1);
+                    forward(&mut split, &x, &w, Some(&b), &g, 1, &mut Vec::new());
+                });
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&split), bits(&one), "{g:?} threads {threads}");
+            }
+        }
     }
 
     /// An input gradient too large to unfold at once is computed and folded back a few

@@ -21,6 +21,7 @@
 
 use super::Conv2dGeom;
 use crate::ops::packed::{self, Isa, Out, PackB, Rows};
+use crate::ops::parallel::{self, SharedMut};
 use std::ops::Range;
 
 /// The shape of the phase-split sample: `C × HP` rows of `SW` phases of `WQ` values.
@@ -103,6 +104,73 @@ pub(super) fn forward_sample(
     let area = g.out_h * g.out_w;
     let dims = [g.out_c, g.col_rows(), area];
     packed::gemm(isa, dims, packed_w, &unfold, Out::Set(b), y_n, area, b_buf);
+}
+
+/// How many parts [`forward_sample_parts`] splits a sample's output channels into for
+/// `threads` threads: one per thread, as long as each gets a whole panel of rows.
+pub(super) const fn channel_parts(g: &Conv2dGeom, isa: Isa, threads: usize) -> usize {
+    let panels = g.out_c.div_ceil(isa.mr());
+    if threads < panels {
+        threads
+    } else {
+        panels
+    }
+}
+
+/// [`forward_sample`] with the output channels split into `parts` runs of whole panels, one
+/// task each, sharing the sample's phase split: the same sums, in the same order, so the
+/// same results. `bufs` is `parts` times [`task_len`] values.
+// The arguments of `forward_sample`, plus the split.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_sample_parts(
+    y_n: &mut [f32],
+    x_n: &[f32],
+    packed_w: &[f32],
+    b: Option<&[f32]>,
+    g: &Conv2dGeom,
+    isa: Isa,
+    bufs: &mut [f32],
+    parts: usize,
+) {
+    let phases = Phases::of(g);
+    let (split, b_bufs) = bufs.split_at_mut(phases.len(g));
+    let unfold = Unfold {
+        source: split_phases(split, x_n, g, &phases),
+        g,
+        phases,
+    };
+    let (mr, k, area) = (isa.mr(), g.col_rows(), g.out_h * g.out_w);
+    let b_len = packed::packed_b_len(isa);
+    let panels = g.out_c.div_ceil(mr);
+    let y_all = SharedMut::new(y_n);
+    let b_all = SharedMut::new(&mut b_bufs[..parts * b_len]);
+    parallel::run(parts, |t| {
+        let p = parallel::part(panels, parts, t);
+        let rows = p.start * mr..(p.end * mr).min(g.out_c);
+        if rows.is_empty() {
+            return;
+        }
+        // Safety: task `t` alone touches output rows `rows` and its own block buffer; `run`
+        // returns before `y_n` and `bufs` are borrowed again.
+        let (y_t, b_buf) = unsafe {
+            (
+                y_all.slice(rows.start * area, rows.len() * area),
+                b_all.slice(t * b_len, b_len),
+            )
+        };
+        let a = &packed_w[p.start * mr * k..];
+        let bias = Out::Set(b.map(|b| &b[rows.clone()]));
+        packed::gemm(
+            isa,
+            [rows.len(), k, area],
+            a,
+            &unfold,
+            bias,
+            y_t,
+            area,
+            b_buf,
+        );
+    });
 }
 
 /// Values of scratch the tasks of [`backward_sample`] share: the transposed weights, packed.
