@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use striate::io::{load_tensors, LoadedTensor};
+use striate::io::{load_tensors, load_typed_tensors, LoadedData, LoadedTensor};
 use striate::prelude::*;
 use striate::runtime::Network;
 
@@ -137,4 +137,51 @@ fn lenet_matches_pytorch() {
 #[test]
 fn every_layer_kind_matches_pytorch() {
     compare::<Mixed>("mixed");
+}
+
+/// PyTorch's `state_dict` has an int64 `num_batches_tracked` per batch-norm layer, 0 in the
+/// fixtures (the modules had not trained when they were saved; the script stores the scalar
+/// with shape [1]). Loading it sets the network's count to 0, whatever it was, and one
+/// training-mode pass makes it 1, as PyTorch's own counters become after the reference step:
+///
+/// ```python
+/// model = Mixed(); model.train(); model(x)
+/// model.bn1.num_batches_tracked.item(), model.bn2.num_batches_tracked.item()  # (1, 1)
+/// ```
+#[test]
+fn pytorch_batch_counters_are_loaded() {
+    let case = Case(load_tensors(&fixture("mixed_case.safetensors")).unwrap());
+    let x = case
+        .array("x")
+        .into_dimensionality::<ndarray::Ix4>()
+        .unwrap();
+    let mut net = Mixed::init(0);
+    let mut tape = Tape::new();
+    for _ in 0..3 {
+        net.forward_train(x.view(), &mut tape).unwrap();
+    }
+    assert_eq!(net.state().num_batches_tracked, 3);
+    let state = load_typed_tensors(&fixture("mixed_state.safetensors")).unwrap();
+    let counters: Vec<_> = state
+        .iter()
+        .filter(|t| t.name.ends_with(".num_batches_tracked"))
+        .map(|t| (t.name.as_str(), t.shape.as_slice(), &t.data))
+        .collect();
+    let zero = LoadedData::I64(vec![0]);
+    assert_eq!(
+        counters,
+        [
+            ("bn1.num_batches_tracked", &[1][..], &zero),
+            ("bn2.num_batches_tracked", &[1][..], &zero)
+        ]
+    );
+    net.load(fixture("mixed_state.safetensors")).unwrap();
+    assert_eq!(net.state().num_batches_tracked, 0);
+    net.forward_train(x.view(), &mut tape).unwrap();
+    assert_eq!(net.state().num_batches_tracked, 1);
+
+    // LeNet-5 has no batch norm, hence no counters in its file, and no count.
+    let mut lenet = lenet::LeNet5::init(0);
+    lenet.load(fixture("lenet_state.safetensors")).unwrap();
+    assert_eq!(lenet.state().num_batches_tracked, 0);
 }

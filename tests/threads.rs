@@ -147,5 +147,12 @@ fn two_threads_split_the_batch() {
     assert_eq!(tape.shards(), 1);
     net.forward_tape(v.view(), &mut tape, Mode::Eval).unwrap();
     assert_eq!(tape.shards(), 2);
+    // Its count of training batches (PyTorch's `num_batches_tracked`) counts the batch once,
+    // and the split evaluation pass not at all.
+    assert_eq!(net.state().num_batches_tracked, 1);
+    // A network without batch norm counts nothing, its training batch split or not.
+    let mut dropping = Dropping::init(9);
+    assert_eq!(step(&mut dropping, &images(16, (2, 12, 12)), &labels).3, 2);
+    assert_eq!(dropping.state().num_batches_tracked, 0);
     set_threads(1);
 }

@@ -1,5 +1,6 @@
-//! Weight files: named `f32` tensors in the [safetensors](https://huggingface.co/docs/safetensors)
-//! format, which PyTorch, JAX and others read and write.
+//! Weight files: named `f32` tensors (and `i64` counters, such as batch norm's
+//! `num_batches_tracked`) in the [safetensors](https://huggingface.co/docs/safetensors) format,
+//! which PyTorch, JAX and others read and write.
 //!
 //! Files are written atomically: a crash or a failed save leaves any earlier file at the same
 //! path whole.
@@ -47,7 +48,7 @@ use crate::{Error, Result};
 /// The key safetensors reserves in its header for the free-form metadata.
 const METADATA_KEY: &str = "__metadata__";
 
-/// A tensor read from a weight file.
+/// An `f32` tensor read from a weight file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadedTensor {
     /// Its name in the file (`"conv1.weight"`, ...).
@@ -56,6 +57,111 @@ pub struct LoadedTensor {
     pub shape: Vec<usize>,
     /// Its values in row-major order; as many as the product of `shape`.
     pub data: Vec<f32>,
+}
+
+/// The values of a tensor to write, in row-major order, with their dtype.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TensorData<'a> {
+    /// `F32` values: weights, biases, running statistics.
+    F32(&'a [f32]),
+    /// `I64` values: counters, such as batch norm's `num_batches_tracked`.
+    I64(&'a [i64]),
+}
+
+impl TensorData<'_> {
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+        }
+    }
+
+    /// True when there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn dtype(&self) -> Dtype {
+        match self {
+            TensorData::F32(_) => Dtype::F32,
+            TensorData::I64(_) => Dtype::I64,
+        }
+    }
+
+    fn byte_len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => std::mem::size_of_val(*v),
+            TensorData::I64(v) => std::mem::size_of_val(*v),
+        }
+    }
+
+    fn to_le_bytes(self) -> Vec<u8> {
+        match self {
+            TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+}
+
+/// The values of a tensor read from a weight file, by dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoadedData {
+    /// `F32` values, in row-major order.
+    F32(Vec<f32>),
+    /// `I64` values, in row-major order.
+    I64(Vec<i64>),
+    /// A dtype that striate does not read, as safetensors spells it (`"F64"`, `"BF16"`, ...);
+    /// its values are skipped.
+    Other(String),
+}
+
+impl LoadedData {
+    /// The dtype as safetensors spells it: `"F32"`, `"I64"`, ...
+    pub fn dtype(&self) -> &str {
+        match self {
+            LoadedData::F32(_) => "F32",
+            LoadedData::I64(_) => "I64",
+            LoadedData::Other(dtype) => dtype,
+        }
+    }
+}
+
+/// A tensor of any dtype read from a weight file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypedTensor {
+    /// Its name in the file (`"conv1.weight"`, `"bn1.num_batches_tracked"`, ...).
+    pub name: String,
+    /// Its shape, outermost dimension first; empty for a scalar.
+    pub shape: Vec<usize>,
+    /// Its values and their dtype.
+    pub data: LoadedData,
+}
+
+impl TypedTensor {
+    /// The same tensor with `f32` values, for a tensor whose dtype is `F32`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Format`] naming `path` (the file it was read from), the tensor and its dtype when
+    /// that is not `F32`.
+    pub fn into_f32(self, path: &Path) -> Result<LoadedTensor> {
+        match self.data {
+            LoadedData::F32(data) => Ok(LoadedTensor {
+                name: self.name,
+                shape: self.shape,
+                data,
+            }),
+            other => Err(Error::format(
+                path,
+                format!(
+                    "tensor `{}` has dtype {}; only F32 weights can be loaded",
+                    self.name,
+                    other.dtype()
+                ),
+            )),
+        }
+    }
 }
 
 /// Writes named `f32` tensors, each `(name, shape, values)` with the values in row-major order,
@@ -83,23 +189,85 @@ pub fn save_tensors(
     tensors: &[(String, Vec<usize>, &[f32])],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
-    let mut names = HashSet::with_capacity(tensors.len());
-    for (name, shape, data) in tensors {
-        let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        if count != Some(data.len()) {
+    let views = tensors
+        .iter()
+        .map(|(name, shape, data)| (name.as_str(), DataView::new(shape, TensorData::F32(data))))
+        .collect();
+    save_views(path, views, metadata)
+}
+
+/// [`save_tensors`] for tensors of several dtypes: each `(name, shape, values)` with its values
+/// as [`TensorData`], `F32` or `I64`. Written atomically, like [`save_tensors`].
+///
+/// The file lists the tensors in safetensors' order: the wider dtype first (`I64` before
+/// `F32`), then by name.
+///
+/// # Errors
+///
+/// As [`save_tensors`].
+///
+/// # Example
+///
+/// ```
+/// use striate_runtime::io::{load_typed_tensors, save_typed_tensors, LoadedData, TensorData};
+///
+/// let path = std::env::temp_dir().join(format!("striate-doc-typed-{}.safetensors", std::process::id()));
+/// let mean = [0.25_f32, -0.5];
+/// save_typed_tensors(
+///     &path,
+///     &[
+///         ("bn.running_mean".to_string(), vec![2], TensorData::F32(&mean)),
+///         ("bn.num_batches_tracked".to_string(), vec![], TensorData::I64(&[12])),
+///     ],
+///     None,
+/// )?;
+///
+/// let tensors = load_typed_tensors(&path)?;
+/// assert_eq!(tensors[0].name, "bn.num_batches_tracked"); // file order: I64 before F32
+/// assert!(tensors[0].shape.is_empty()); // a scalar
+/// assert_eq!(tensors[0].data, LoadedData::I64(vec![12]));
+/// assert_eq!(tensors[1].data, LoadedData::F32(mean.to_vec()));
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn save_typed_tensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, TensorData<'_>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let views = tensors
+        .iter()
+        .map(|(name, shape, data)| (name.as_str(), DataView::new(shape, *data)))
+        .collect();
+    save_views(path, views, metadata)
+}
+
+/// Checks the tensors' shapes and names, serializes them and writes the file atomically.
+fn save_views(
+    path: &Path,
+    views: Vec<(&str, DataView<'_>)>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let mut names = HashSet::with_capacity(views.len());
+    for (name, view) in &views {
+        let count = view
+            .shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if count != Some(view.data.len()) {
             return Err(Error::shape(
                 format!("tensor `{name}` to save (its shape must multiply to its value count)"),
-                shape,
-                &[data.len()],
+                view.shape,
+                &[view.data.len()],
             ));
         }
-        if name == METADATA_KEY {
+        if *name == METADATA_KEY {
             return Err(Error::Config {
                 name: "tensor name",
                 reason: format!("`{METADATA_KEY}` is reserved by safetensors for the metadata"),
             });
         }
-        if !names.insert(name.as_str()) {
+        if !names.insert(*name) {
             return Err(Error::Config {
                 name: "tensor name",
                 reason: format!("`{name}` is given twice; names in a weight file must be unique"),
@@ -107,9 +275,6 @@ pub fn save_tensors(
         }
     }
 
-    let views = tensors
-        .iter()
-        .map(|(name, shape, data)| (name.as_str(), F32View { shape, data }));
     let bytes = safetensors::serialize(views, &metadata)
         .map_err(|e| Error::format(path, format!("safetensors could not serialize: {e}")))?;
     write_atomically(path, &bytes)
@@ -141,12 +306,37 @@ pub fn load_tensors(path: &Path) -> Result<Vec<LoadedTensor>> {
 }
 
 /// [`load_tensors`] for the tensors whose name `keep` accepts; the others are skipped
-/// whatever their dtype (PyTorch's integer `num_batches_tracked` counters, for example).
+/// whatever their dtype.
 ///
 /// # Errors
 ///
 /// As [`load_tensors`], for the tensors kept.
 pub fn load_tensors_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<LoadedTensor>> {
+    read_tensors(path, keep)?
+        .into_iter()
+        .map(|t| t.into_f32(path))
+        .collect()
+}
+
+/// Reads every tensor of a safetensors file, whatever its dtype, in the order they are stored
+/// (for files written by [`save_typed_tensors`], the wider dtype first, then by name): `F32` and
+/// `I64` values are read, tensors of other dtypes come as [`LoadedData::Other`] without their
+/// values.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the file if it is not a
+/// valid safetensors file (with safetensors' own diagnosis).
+///
+/// # Example
+///
+/// See [`save_typed_tensors`].
+pub fn load_typed_tensors(path: &Path) -> Result<Vec<TypedTensor>> {
+    read_tensors(path, |_| true)
+}
+
+/// The tensors of the file at `path` whose name `keep` accepts, in file order.
+fn read_tensors(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<TypedTensor>> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     let (header_len, metadata) = parse_header(path, &bytes)?;
     // `read_metadata` checked that the header fits and the tensors cover the rest exactly.
@@ -158,15 +348,6 @@ pub fn load_tensors_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Ve
         .into_iter()
         .filter(|(name, _)| keep(name))
         .map(|(name, info)| {
-            if info.dtype != Dtype::F32 {
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "tensor `{name}` has dtype {:?}; only F32 weights can be loaded",
-                        info.dtype
-                    ),
-                ));
-            }
             let (start, end) = info.data_offsets;
             let raw = data.get(start..end).ok_or_else(|| {
                 Error::format(
@@ -174,11 +355,24 @@ pub fn load_tensors_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Ve
                     format!("tensor `{name}`: data offsets {start}..{end} are outside the file"),
                 )
             })?;
-            let values = raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            Ok(LoadedTensor {
+            let values = match info.dtype {
+                Dtype::F32 => LoadedData::F32(
+                    raw.as_chunks::<4>()
+                        .0
+                        .iter()
+                        .map(|b| f32::from_le_bytes(*b))
+                        .collect(),
+                ),
+                Dtype::I64 => LoadedData::I64(
+                    raw.as_chunks::<8>()
+                        .0
+                        .iter()
+                        .map(|b| i64::from_le_bytes(*b))
+                        .collect(),
+                ),
+                other => LoadedData::Other(format!("{other:?}")),
+            };
+            Ok(TypedTensor {
                 name,
                 shape: info.shape.clone(),
                 data: values,
@@ -234,15 +428,21 @@ fn describe(e: &SafeTensorError) -> &'static str {
     }
 }
 
-/// An `f32` tensor seen through safetensors' [`View`], converted to bytes only when written.
-struct F32View<'a> {
+/// A tensor seen through safetensors' [`View`], converted to bytes only when written.
+struct DataView<'a> {
     shape: &'a [usize],
-    data: &'a [f32],
+    data: TensorData<'a>,
 }
 
-impl View for F32View<'_> {
+impl<'a> DataView<'a> {
+    fn new(shape: &'a [usize], data: TensorData<'a>) -> Self {
+        DataView { shape, data }
+    }
+}
+
+impl View for DataView<'_> {
     fn dtype(&self) -> Dtype {
-        Dtype::F32
+        self.data.dtype()
     }
 
     fn shape(&self) -> &[usize] {
@@ -250,11 +450,11 @@ impl View for F32View<'_> {
     }
 
     fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(self.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        Cow::Owned(self.data.to_le_bytes())
     }
 
     fn data_len(&self) -> usize {
-        std::mem::size_of_val(self.data)
+        self.data.byte_len()
     }
 }
 
@@ -388,6 +588,78 @@ mod tests {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&loaded[2].data), bits(&weight));
         assert_eq!(read_metadata(&path).unwrap(), metadata);
+    }
+
+    #[test]
+    fn i64_counters_are_written_as_i64_and_read_back() {
+        let dir = TempDir::new("typed");
+        let path = dir.0.join("w.safetensors");
+        let tensors = [
+            (
+                "bn.running_var".into(),
+                vec![2],
+                TensorData::F32(&[0.5, 2.0]),
+            ),
+            (
+                "bn.num_batches_tracked".into(),
+                vec![],
+                TensorData::I64(&[7]),
+            ),
+            ("c.pair".into(), vec![2], TensorData::I64(&[i64::MIN, -1])),
+        ];
+        save_typed_tensors(&path, &tensors, None).unwrap();
+
+        // As safetensors itself sees the file: PyTorch's dtype and a scalar's empty shape.
+        let bytes = fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let counter = st.tensor("bn.num_batches_tracked").unwrap();
+        assert_eq!(counter.dtype(), Dtype::I64);
+        assert!(counter.shape().is_empty());
+        assert_eq!(counter.data(), 7i64.to_le_bytes());
+        assert_eq!(st.tensor("bn.running_var").unwrap().dtype(), Dtype::F32);
+
+        // safetensors' order: the wider dtype first, then by name.
+        let loaded = load_typed_tensors(&path).unwrap();
+        let names: Vec<&str> = loaded.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["bn.num_batches_tracked", "c.pair", "bn.running_var"]
+        );
+        assert_eq!(loaded[0].data, LoadedData::I64(vec![7]));
+        assert!(loaded[0].shape.is_empty());
+        assert_eq!(loaded[1].data, LoadedData::I64(vec![i64::MIN, -1]));
+        assert_eq!(loaded[2].data, LoadedData::F32(vec![0.5, 2.0]));
+        // The f32 reader names the counter and its dtype instead of misreading it.
+        let reason = format_reason(load_tensors(&path).unwrap_err(), &path);
+        assert!(
+            reason.contains("tensor `bn.num_batches_tracked` has dtype I64"),
+            "{reason}"
+        );
+        let kept = load_tensors_where(&path, |name| name == "bn.running_var").unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].data, [0.5, 2.0]);
+    }
+
+    #[test]
+    fn typed_save_checks_like_save() {
+        let dir = TempDir::new("typed-rejected");
+        let path = dir.0.join("w.safetensors");
+        fs::write(&path, "old contents").unwrap();
+        let wrong_count = [("n".into(), vec![], TensorData::I64(&[1, 2]))];
+        assert!(matches!(
+            save_typed_tensors(&path, &wrong_count, None),
+            Err(Error::Shape { .. })
+        ));
+        let twice = [
+            ("n".into(), vec![1], TensorData::I64(&[1])),
+            ("n".into(), vec![1], TensorData::F32(&[1.0])),
+        ];
+        assert!(matches!(
+            save_typed_tensors(&path, &twice, None),
+            Err(Error::Config { .. })
+        ));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old contents");
+        assert_eq!(dir.entries(), ["w.safetensors"]);
     }
 
     #[test]
@@ -553,7 +825,12 @@ mod tests {
             reason.contains("tensor `b.double` has dtype F64"),
             "{reason}"
         );
-        // The metadata of such a file is still readable.
+        // The metadata of such a file is still readable, and the typed reader reports the dtype.
         assert!(read_metadata(&path).unwrap().is_empty());
+        let typed = load_typed_tensors(&path).unwrap();
+        let double = typed.iter().find(|t| t.name == "b.double").unwrap();
+        assert_eq!(double.data, LoadedData::Other("F64".to_string()));
+        assert_eq!(double.data.dtype(), "F64");
+        assert_eq!(double.shape, [2]);
     }
 }

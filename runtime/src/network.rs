@@ -6,6 +6,7 @@ use std::path::Path;
 use ndarray::{Array, ArrayView, ArrayViewD, ArrayViewMutD, Dimension, IxDyn};
 use rand::{RngCore, SeedableRng};
 
+use crate::io::{LoadedData, TensorData, TypedTensor};
 use crate::ops::parallel::{self, SharedMut};
 use crate::params::{Init, ParamInfo, ParamStore};
 use crate::summary::Summary;
@@ -63,7 +64,8 @@ pub struct LayerInfo {
     pub macs: u64,
 }
 
-/// A network's learnable parameters, running statistics and dropout generator.
+/// A network's learnable parameters, running statistics, count of training batches and dropout
+/// generator.
 ///
 /// The `network!` macro's struct wraps one of these; the [`Network`] trait reaches it through
 /// [`Network::state`].
@@ -73,6 +75,12 @@ pub struct State {
     pub params: ParamStore,
     /// Buffers that are not learned (`<layer>.running_mean`, `<layer>.running_var`).
     pub buffers: ParamStore,
+    /// Training-mode forward passes of a network with batch norm: what PyTorch keeps in every
+    /// batch-norm layer's `num_batches_tracked` buffer. All of a network's batch-norm layers
+    /// see the same passes, so one count serves them all; [`Network::save`] writes it as each
+    /// layer's `<layer>.num_batches_tracked` and [`Network::load`] reads it back. A pass counts
+    /// once however many threads share its batch. Always 0 for a network without batch norm.
+    pub num_batches_tracked: u64,
     /// The generator of dropout masks.
     pub rng: NetRng,
 }
@@ -81,7 +89,8 @@ impl State {
     /// Parameters and buffers filled as their tables say, drawn from `seed`.
     ///
     /// Weights are drawn in declaration order from one Xoshiro256++ stream seeded with `seed`;
-    /// see [`Init`] for the schemes. Dropout's generator is seeded from the same seed.
+    /// see [`Init`] for the schemes. Dropout's generator is seeded from the same seed. No batch
+    /// has been tracked yet.
     pub fn init(params: &'static [ParamInfo], buffers: &'static [ParamInfo], seed: u64) -> State {
         let mut rng = NetRng::seed_from_u64(seed);
         let mut p = ParamStore::zeros(params);
@@ -91,6 +100,7 @@ impl State {
         State {
             params: p,
             buffers: b,
+            num_batches_tracked: 0,
             rng: NetRng::seed_from_u64(seed ^ 0xD00D_5EED),
         }
     }
@@ -353,16 +363,29 @@ pub trait Network: Sized {
     /// Writes every parameter and buffer, under its PyTorch name, to a safetensors file,
     /// atomically (an earlier file at `path` stays whole if the write fails).
     ///
+    /// Each batch-norm layer also gets PyTorch's `<layer>.num_batches_tracked`: an `I64`
+    /// scalar (shape `[]`) holding [`State::num_batches_tracked`] (at most `i64::MAX`). The file
+    /// therefore has exactly the keys of the equivalent PyTorch module's `state_dict`, which
+    /// loads it with `load_state_dict(safetensors.torch.load_file(path), strict=True)`.
+    ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be written.
     fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let state = self.state();
+        let count = [i64::try_from(state.num_batches_tracked).unwrap_or(i64::MAX)];
         let mut tensors = Vec::new();
         for store in [&state.params, &state.buffers] {
             for info in store.table() {
                 let values = &store.as_slice()[info.offset..info.offset + info.len];
-                tensors.push((info.name.to_string(), info.shape.to_vec(), values));
+                tensors.push((
+                    info.name.to_string(),
+                    info.shape.to_vec(),
+                    TensorData::F32(values),
+                ));
             }
+        }
+        for layer in batch_norm_layers::<Self>() {
+            tensors.push((counter_name(layer), Vec::new(), TensorData::I64(&count)));
         }
         let metadata = HashMap::from([
             ("network".to_string(), Self::NAME.to_string()),
@@ -371,34 +394,36 @@ pub trait Network: Sized {
                 format!("striate {}", env!("CARGO_PKG_VERSION")),
             ),
         ]);
-        crate::io::save_tensors(path.as_ref(), &tensors, Some(metadata))
+        crate::io::save_typed_tensors(path.as_ref(), &tensors, Some(metadata))
     }
 
     /// Reads every parameter and buffer from a safetensors file written by [`Network::save`],
     /// or by PyTorch (`safetensors.torch.save_file(model.state_dict(), path)`) from a module
-    /// whose attributes carry the same names; batch norm's `num_batches_tracked` counters are
-    /// skipped. Nothing changes unless every tensor is present with the right shape.
+    /// whose attributes carry the same names. Nothing changes unless every tensor is present
+    /// with the right shape and dtype.
+    ///
+    /// Batch norm's `<layer>.num_batches_tracked` counters (`I64`, shape `[]`, or `[1]` as some
+    /// writers store a scalar) set [`State::num_batches_tracked`]. They agree in a file saved
+    /// from one network or module; should they differ (layers taken from different
+    /// checkpoints), the largest is kept, since the network has one count for all its layers.
+    /// A file without them (written by striate before it kept the count) sets the count to 0.
     ///
     /// # Errors
     /// [`Error::Io`] for an unreadable file; [`Error::Format`] naming the tensor when one is
-    /// missing, has another shape, or is not the network's.
+    /// missing, has another shape or dtype, or is not the network's, and when a
+    /// `num_batches_tracked` counter is not a non-negative `I64` scalar.
     fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        // PyTorch's batch norm also counts its batches in an integer buffer, which striate
-        // does not keep: skip it.
-        let is_counter = |name: &str| {
-            name.strip_suffix(".num_batches_tracked")
-                .is_some_and(|layer| {
-                    Self::BUFFERS
-                        .iter()
-                        .any(|b| b.name.strip_suffix(".running_mean") == Some(layer))
-                })
-        };
-        let mut found: HashMap<String, crate::io::LoadedTensor> =
-            crate::io::load_tensors_where(path, |name| !is_counter(name))?
-                .into_iter()
-                .map(|t| (t.name.clone(), t))
-                .collect();
+        let mut found: HashMap<String, TypedTensor> = crate::io::load_typed_tensors(path)?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        let mut batches_tracked = 0;
+        for layer in batch_norm_layers::<Self>() {
+            if let Some(counter) = found.remove(&counter_name(layer)) {
+                batches_tracked = batches_tracked.max(read_counter(path, &counter)?);
+            }
+        }
         let mut ordered = Vec::new();
         for info in Self::PARAMS.iter().chain(Self::BUFFERS) {
             let t = found.remove(info.name).ok_or_else(|| {
@@ -421,7 +446,7 @@ pub trait Network: Sized {
                     ),
                 ));
             }
-            ordered.push(t);
+            ordered.push(t.into_f32(path)?);
         }
         if let Some(extra) = found.keys().min() {
             return Err(Error::format(
@@ -445,6 +470,7 @@ pub trait Network: Sized {
             let dst = &mut state.buffers.as_mut_slice()[info.offset..info.offset + info.len];
             dst.copy_from_slice(&t.data);
         }
+        state.num_batches_tracked = batches_tracked;
         Ok(())
     }
 
@@ -483,6 +509,9 @@ pub trait Network: Sized {
     /// A forward pass that records on `tape` what [`Network::backward`] needs, in `mode`;
     /// returns the output, which lives on the tape.
     ///
+    /// A training-mode pass of a network with batch norm adds one to
+    /// [`State::num_batches_tracked`], as PyTorch's batch norm does, whatever the thread count.
+    ///
     /// # Errors
     /// [`Error::Shape`] for a wrong input shape; [`Error::EmptyBatch`] for an empty batch in
     /// training mode (batch statistics need a sample).
@@ -504,6 +533,11 @@ pub trait Network: Sized {
             },
         };
         let n = forward_pass::<Self>(state.params.as_slice(), pass, tape, x.into_dyn(), train)?;
+        // Counted here, once per call, not in `forward_pass`, which may run a shard per thread.
+        if train && batch_norm_layers::<Self>().next().is_some() {
+            let count = &mut self.state_mut().num_batches_tracked;
+            *count = count.saturating_add(1);
+        }
         Ok(output_view::<Self>(n, tape.output(Self::LAYERS.len())))
     }
 
@@ -604,6 +638,47 @@ pub trait Network: Sized {
         }
         Ok(())
     }
+}
+
+/// The names of `N`'s batch-norm layers: the layers with a `<layer>.running_mean` buffer.
+fn batch_norm_layers<N: Network>() -> impl Iterator<Item = &'static str> {
+    N::BUFFERS
+        .iter()
+        .filter_map(|b| b.name.strip_suffix(".running_mean"))
+}
+
+/// PyTorch's name for a batch-norm layer's count of training batches.
+fn counter_name(layer: &str) -> String {
+    format!("{layer}.num_batches_tracked")
+}
+
+/// The count a `num_batches_tracked` tensor holds, after checking that it is a non-negative
+/// `I64` scalar (shape `[]`, or `[1]`).
+fn read_counter(path: &Path, t: &TypedTensor) -> Result<u64> {
+    let value = match (&t.data, t.shape.as_slice()) {
+        (LoadedData::I64(values), [] | [1]) => values.first().copied(),
+        _ => None,
+    };
+    let Some(value) = value else {
+        return Err(Error::format(
+            path,
+            format!(
+                "tensor `{}`: expected dtype I64 and shape [] (or [1]), found dtype {} and shape {:?}",
+                t.name,
+                t.data.dtype(),
+                t.shape
+            ),
+        ));
+    };
+    u64::try_from(value).map_err(|_| {
+        Error::format(
+            path,
+            format!(
+                "tensor `{}`: expected a count of batches, at least 0, found {value}",
+                t.name
+            ),
+        )
+    })
 }
 
 fn batch_shape(n: usize, per_sample: &[usize]) -> Vec<usize> {
@@ -746,4 +821,149 @@ fn output_array<N: Network>(n: usize, out: Vec<f32>) -> Array<f32, N::OutputDim>
         .expect("tape output has the network's output shape")
         .into_dimensionality::<N::OutputDim>()
         .expect("OutputDim matches OUTPUT_SHAPE")
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array2, Ix2};
+    use safetensors::{Dtype, SafeTensors};
+
+    use super::*;
+    use crate::layers::batch_norm_forward;
+    use crate::ops::batch_norm::BatchNormGeom;
+
+    /// `input: [2], bn: batch_norm`, written out as `network!` would generate it (forward only).
+    struct Norm {
+        state: State,
+    }
+
+    static PARAMS: [ParamInfo; 2] = [
+        ParamInfo {
+            name: "bn.weight",
+            shape: &[2],
+            offset: 0,
+            len: 2,
+            init: Init::Ones,
+        },
+        ParamInfo {
+            name: "bn.bias",
+            shape: &[2],
+            offset: 2,
+            len: 2,
+            init: Init::Zeros,
+        },
+    ];
+    static BUFFERS: [ParamInfo; 2] = [
+        ParamInfo {
+            name: "bn.running_mean",
+            shape: &[2],
+            offset: 0,
+            len: 2,
+            init: Init::Zeros,
+        },
+        ParamInfo {
+            name: "bn.running_var",
+            shape: &[2],
+            offset: 2,
+            len: 2,
+            init: Init::Ones,
+        },
+    ];
+    static LAYERS: [LayerInfo; 1] = [LayerInfo {
+        name: "bn",
+        kind: "batch_norm",
+        declaration: "batch_norm",
+        output: &[2],
+        params: 4,
+        receptive_field: [1, 2],
+        macs: 0,
+    }];
+    static TAPE: [Slot; 2] = [
+        Slot::act(2),
+        Slot {
+            act: 2,
+            aux_per_sample: 0,
+            aux_fixed: 4,
+            idx_per_sample: 0,
+        },
+    ];
+    const GEOM: BatchNormGeom = BatchNormGeom {
+        c: 2,
+        spatial: 1,
+        momentum: 0.1,
+        eps: 1e-5,
+    };
+
+    impl Network for Norm {
+        type InputDim = Ix2;
+        type OutputDim = Ix2;
+        const NAME: &'static str = "Norm";
+        const INPUT_SHAPE: &'static [usize] = &[2];
+        const OUTPUT_SHAPE: &'static [usize] = &[2];
+        const NUM_PARAMS: usize = 4;
+        const LAYERS: &'static [LayerInfo] = &LAYERS;
+        const PARAMS: &'static [ParamInfo] = &PARAMS;
+        const BUFFERS: &'static [ParamInfo] = &BUFFERS;
+        const TAPE: &'static [Slot] = &TAPE;
+
+        fn state(&self) -> &State {
+            &self.state
+        }
+        fn state_mut(&mut self) -> &mut State {
+            &mut self.state
+        }
+        fn from_state(state: State) -> Self {
+            Norm { state }
+        }
+        fn raw_forward(params: &[f32], mut pass: Pass<'_>, tape: &mut Tape) {
+            let n = tape.batch();
+            let (w, b) = params.split_at(2);
+            batch_norm_forward(&mut pass, tape.forward_slots(1), w, b, 0, &GEOM, n);
+        }
+        fn raw_backward(_: &[f32], _: &mut [f32], _: &mut Tape, _: bool) {
+            // These tests never go backward.
+        }
+    }
+
+    /// After three training passes, the file holds `bn.num_batches_tracked` = 3 as PyTorch
+    /// has it (an int64 scalar), beside exactly the other keys of
+    /// `torch.nn.BatchNorm1d(2).state_dict()`; evaluation passes do not count.
+    #[test]
+    fn save_writes_the_count_as_pytorch_does() {
+        let path = std::env::temp_dir().join(format!(
+            "striate-network-count-{}.safetensors",
+            std::process::id()
+        ));
+        let mut net = Norm::init(0);
+        let x = Array2::from_shape_fn((3, 2), |(i, j)| (i * 2 + j) as f32);
+        let mut tape = Tape::new();
+        for _ in 0..3 {
+            net.forward_train(x.view(), &mut tape).unwrap();
+            net.forward_tape(x.view(), &mut tape, Mode::Eval).unwrap();
+            net.infer(x.view(), &mut tape).unwrap();
+        }
+        assert_eq!(net.state().num_batches_tracked, 3);
+        net.save(&path).unwrap();
+
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names = file.names();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "bn.bias",
+                "bn.num_batches_tracked",
+                "bn.running_mean",
+                "bn.running_var",
+                "bn.weight"
+            ]
+        );
+        let counter = file.tensor("bn.num_batches_tracked").unwrap();
+        assert_eq!(counter.dtype(), Dtype::I64);
+        assert_eq!(counter.shape(), [0usize; 0]);
+        assert_eq!(counter.data(), 3i64.to_le_bytes());
+        assert_eq!(file.tensor("bn.running_var").unwrap().dtype(), Dtype::F32);
+    }
 }
