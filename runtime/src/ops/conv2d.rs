@@ -969,6 +969,10 @@ mod direct {
         let area = g.out_h * g.out_w;
         debug_assert_eq!(w_t.len(), g.col_rows() * G);
         for oh in 0..g.out_h {
+            // Kernel rows that land on padding rows add nothing: skip them (the input
+            // gradient, as the forward pass of the transposed geometry, pads by K - 1 - P).
+            let kh_lo = g.pad_h.saturating_sub(oh).min(g.k_h);
+            let kh_hi = (g.pad_h + g.in_h).saturating_sub(oh).clamp(kh_lo, g.k_h);
             for ow0 in (0..g.out_w).step_by(LANES) {
                 let mut acc = [[0.0f32; LANES]; G];
                 if let Some(b) = b {
@@ -976,12 +980,13 @@ mod direct {
                         *a = [b_o; LANES];
                     }
                 }
-                let mut w_taps = w_t.chunks_exact(G);
                 for c in 0..g.in_c {
-                    for kh in 0..g.k_h {
+                    for kh in kh_lo..kh_hi {
                         let at = (c * ph + oh + kh) * pw + ow0;
                         let row = &padded[at..at + LANES + g.k_w - 1];
-                        for (kw, w_tap) in (0..g.k_w).zip(&mut w_taps) {
+                        let tap = (c * g.k_h + kh) * g.k_w;
+                        let w_row = &w_t[tap * G..(tap + g.k_w) * G];
+                        for (kw, w_tap) in w_row.chunks_exact(G).enumerate() {
                             let xv: &[f32; LANES] =
                                 row[kw..kw + LANES].try_into().expect("LANES values");
                             // A fixed length, so that the accumulators stay in registers.
