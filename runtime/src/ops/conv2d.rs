@@ -1296,8 +1296,8 @@ mod tests {
         }
     }
 
-    /// The packed forward pass on every instruction set the CPU has: strides 1 to 4 (phase
-    /// splits of 1 to 4 phases, padded widths they do not divide), the sample used as it is
+    /// The packed forward pass on every instruction set the CPU has: strides 1 to 5 (phase
+    /// splits of 1 to 5 phases, padded widths they do not divide), the sample used as it is
     /// (stride 1, no padding), more taps than one block of `B` rows (`packed::KC`), output
     /// rows of 1 and of fewer positions than a block of columns (many pieces per block), more
     /// output channels than a register tile, and an AlexNet conv1 in miniature.
@@ -1311,6 +1311,7 @@ mod tests {
             (2, [4, 8, 30], 33, [2, 7], [2, 3], [0, 3]),
             (1, [5, 7, 1], 18, [3, 1], [1, 1], [1, 0]),
             (2, [3, 10, 10], 17, [1, 1], [1, 1], [0, 0]),
+            (1, [2, 17, 23], 19, [3, 7], [2, 5], [1, 2]),
         ];
         for level in [0, 2, 3] {
             crate::ops::isa::MIN_ISA.with(|m| m.set(level));

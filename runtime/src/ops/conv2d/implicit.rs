@@ -65,11 +65,20 @@ impl Phases {
             g.in_c * self.hp * self.s * self.wq
         }
     }
+
+    /// Values of scratch [`split_phases`] needs: the copy and one padded row.
+    const fn scratch_len(&self, g: &Conv2dGeom) -> usize {
+        if self.identity {
+            0
+        } else {
+            self.len(g) + self.s * self.wq
+        }
+    }
 }
 
 /// Values of scratch one task needs: the phase-split sample and the block of `B`.
 pub(super) const fn task_len(g: &Conv2dGeom, isa: Isa) -> usize {
-    Phases::of(g).len(g) + packed::packed_b_len(isa)
+    Phases::of(g).scratch_len(g) + packed::packed_b_len(isa)
 }
 
 /// Values of scratch all tasks share: the packed weights.
@@ -95,7 +104,7 @@ pub(super) fn forward_sample(
     buf: &mut [f32],
 ) {
     let phases = Phases::of(g);
-    let (split, b_buf) = buf.split_at_mut(phases.len(g));
+    let (split, b_buf) = buf.split_at_mut(phases.scratch_len(g));
     let unfold = Unfold {
         source: split_phases(split, x_n, g, &phases),
         g,
@@ -133,7 +142,7 @@ pub(super) fn forward_sample_parts(
     parts: usize,
 ) {
     let phases = Phases::of(g);
-    let (split, b_bufs) = bufs.split_at_mut(phases.len(g));
+    let (split, b_bufs) = bufs.split_at_mut(phases.scratch_len(g));
     let unfold = Unfold {
         source: split_phases(split, x_n, g, &phases),
         g,
@@ -187,7 +196,7 @@ pub(super) const fn backward_task_len(g: &Conv2dGeom, isa: Isa) -> usize {
     } else {
         (g.col_rows() * fold_rows(g) * g.out_w, Phases::of(g).len(g))
     };
-    Phases::padded(g).len(g)
+    Phases::padded(g).scratch_len(g)
         + packed::packed_a_len(isa, g.out_c, area)
         + packed::packed_b_len(isa)
         + col
@@ -217,7 +226,7 @@ pub(super) fn backward_sample(
 ) {
     let (o, taps, area) = (g.out_c, g.col_rows(), g.out_h * g.out_w);
     let phases = Phases::padded(g);
-    let (padded, rest) = buf.split_at_mut(phases.len(g));
+    let (padded, rest) = buf.split_at_mut(phases.scratch_len(g));
     let (packed_d_y, rest) = rest.split_at_mut(packed::packed_a_len(isa, o, area));
     let (b_buf, rest) = rest.split_at_mut(packed::packed_b_len(isa));
     // d_w[O, C·KH·KW] += d_y_n[O, OH·OW] · unfold(x_n)ᵀ[OH·OW, C·KH·KW]
@@ -367,33 +376,46 @@ fn split_phases<'a>(dst: &'a mut [f32], x: &'a [f32], g: &Conv2dGeom, p: &Phases
         return x;
     }
     let (s, wq) = (p.s, p.wq);
-    let rows = dst.chunks_exact_mut(s * wq);
-    for (i, row) in rows.enumerate() {
+    let (dst, row_buf) = dst.split_at_mut(p.len(g));
+    let padded = &mut row_buf[..s * wq];
+    padded.fill(0.0);
+    for (i, row) in dst.chunks_exact_mut(s * wq).enumerate() {
         let (c, iy) = (i / p.hp, i % p.hp);
         let Some(h) = iy.checked_sub(g.pad_h).filter(|&h| h < g.in_h) else {
             row.fill(0.0);
             continue;
         };
-        let x_row = &x[(c * g.in_h + h) * g.in_w..][..g.in_w];
-        for (r, phase) in row.chunks_exact_mut(wq).enumerate() {
-            // Phase `r` holds padded column `j·s + r`, input column `j·s + r - PW`.
-            let start = g.pad_w.saturating_sub(r).div_ceil(s).min(wq);
-            let end = (g.in_w + g.pad_w)
-                .saturating_sub(r)
-                .div_ceil(s)
-                .clamp(start, wq);
-            phase[..start].fill(0.0);
-            phase[end..].fill(0.0);
-            if start < end {
-                let first = start * s + r - g.pad_w;
-                let inputs = x_row[first..].iter().step_by(s);
-                for (d, &v) in phase[start..end].iter_mut().zip(inputs) {
-                    *d = v;
+        // The padded row (its zeros stay from the fill above), then its phases: phase `r`
+        // holds padded columns `r, r + s, r + 2s, …`.
+        padded[g.pad_w..g.pad_w + g.in_w]
+            .copy_from_slice(&x[(c * g.in_h + h) * g.in_w..][..g.in_w]);
+        match s {
+            2 => deinterleave::<2>(row, padded, wq),
+            3 => deinterleave::<3>(row, padded, wq),
+            4 => deinterleave::<4>(row, padded, wq),
+            _ => {
+                for (j, group) in padded.chunks_exact(s).enumerate() {
+                    for (r, &v) in group.iter().enumerate() {
+                        row[r * wq + j] = v;
+                    }
                 }
             }
         }
     }
-    dst
+    &dst[..]
+}
+
+/// `row[r·wq + j] = padded[j·S + r]`: one padded input row split into its `S` phases, `S` a
+/// constant so that the compiler unrolls the phases.
+#[inline(always)]
+fn deinterleave<const S: usize>(row: &mut [f32], padded: &[f32], wq: usize) {
+    let (row, padded) = (&mut row[..S * wq], &padded[..S * wq]);
+    for (j, group) in padded.chunks_exact(S).enumerate() {
+        let group: &[f32; S] = group.try_into().expect("S values");
+        for (r, &v) in group.iter().enumerate() {
+            row[r * wq + j] = v;
+        }
+    }
 }
 
 /// The unfolded input of one sample as the `B` of a packed product: row `(c·KH + u)·KW + v`,
