@@ -175,9 +175,12 @@ pub fn forward(
     let (in_len, out_len) = (g.in_len(), g.out_len());
     // One task per thread, each with its own run of samples and its own part of the scratch,
     // which is sized for the backward pass too, so that it grows once.
-    let tasks = parallel::tasks_for(n, 1);
+    // The thread count is read once: the scratch is sized and cut by the same count even if
+    // another thread changes it meanwhile.
+    let threads = parallel::threads();
+    let tasks = n.clamp(1, threads);
     let isa = Isa::detect();
-    let needed = scratch_len(g, isa);
+    let needed = scratch_len(g, isa, threads);
     if scratch.len() < needed {
         scratch.resize(needed, 0.0);
     }
@@ -187,7 +190,6 @@ pub fn forward(
     } else {
         (implicit::shared_len(g, isa), implicit::task_len(g, isa))
     };
-    let threads = parallel::threads();
     let (packed_w, bufs) = scratch[..shared + threads * per_task].split_at_mut(shared);
     if shared > 0 {
         implicit::pack_weights(packed_w, w, g, isa);
@@ -228,8 +230,8 @@ pub fn forward(
 /// Values of scratch both passes need, whichever way they go and however many tasks they
 /// split into (at most one per thread), so that the scratch grows once: [`forward`]'s shared
 /// and per-task parts, and [`backward`]'s, which add a partial `d_w` per task.
-fn scratch_len(g: &Conv2dGeom, isa: Isa) -> usize {
-    let tasks = parallel::threads();
+fn scratch_len(g: &Conv2dGeom, isa: Isa, threads: usize) -> usize {
+    let tasks = threads;
     let w_len = g.weight_len();
     let mut most = 0;
     if direct::applies(g) {
@@ -288,9 +290,10 @@ pub fn backward(
     // One task per thread, each with its own run of samples, its own workspace and (beyond
     // the first task, which adds into `d_w` itself) its own partial `d_w`, summed into `d_w` in
     // task order afterwards, so the result depends on the thread count only.
-    let tasks = parallel::tasks_for(n, 1);
+    let threads = parallel::threads();
+    let tasks = n.clamp(1, threads);
     let isa = Isa::detect();
-    let needed = scratch_len(g, isa);
+    let needed = scratch_len(g, isa, threads);
     if scratch.len() < needed {
         scratch.resize(needed, 0.0);
     }

@@ -55,11 +55,6 @@ pub(crate) fn with_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// How many tasks to split `work` units into: one per thread, but none smaller than `min_work`.
-pub(crate) fn tasks_for(work: usize, min_work: usize) -> usize {
-    (work / min_work.max(1)).clamp(1, threads())
-}
-
 /// Runs `f(0)`, ..., `f(tasks - 1)`, on the calling thread and the workers, and returns when
 /// all are done. With one task, one thread, or when the pool is already busy (a nested or a
 /// concurrent call), the tasks run one after the other on the calling thread.
