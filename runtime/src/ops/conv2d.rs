@@ -1284,15 +1284,16 @@ mod tests {
     }
 
     /// An input gradient too large to unfold at once is computed and folded back a few
-    /// output rows at a time (here 8, 8 and 4), with padding and with stride 2.
+    /// output rows at a time (here 10 and 6), with stride 1 and with stride 2 and padding.
     #[test]
     fn input_gradient_in_parts_matches_naive() {
         let cases: &[Case] = &[
-            (1, [32, 20, 20], 17, [5, 5], [1, 1], [2, 2]),
+            (1, [32, 20, 20], 17, [5, 5], [1, 1], [0, 0]),
             (2, [32, 41, 39], 18, [5, 5], [2, 2], [2, 1]),
         ];
         for (i, case) in cases.iter().enumerate() {
             let g = geom(case);
+            assert!(implicit::input_gradient_geometry(&g).is_none());
             assert!(implicit::fold_rows(&g) < g.out_h);
             assert!(!g.out_h.is_multiple_of(implicit::fold_rows(&g)));
             check_against_naive(case, &[case.0], 90 + i as u64);
@@ -1325,6 +1326,11 @@ mod tests {
         }
         crate::ops::isa::MIN_ISA.with(|m| m.set(0));
         assert!(geom(&cases[1]).col_rows() > crate::ops::packed::KC);
+        // Input gradients both ways: as a forward pass, and folded back.
+        assert!(implicit::input_gradient_geometry(&geom(&cases[1])).is_some());
+        assert!(implicit::input_gradient_geometry(&geom(&cases[6])).is_some());
+        assert!(implicit::input_gradient_geometry(&geom(&cases[2])).is_none());
+        assert!(implicit::input_gradient_geometry(&geom(&cases[0])).is_none());
     }
 
     /// `L = Σ r ⊙ forward(x, w, b)`, differentiated numerically in `x`, `w` and `b`.

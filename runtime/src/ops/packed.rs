@@ -105,27 +105,53 @@ pub(crate) fn pack_a(
     [m, k]: [usize; 2],
     dst: &mut [f32],
 ) {
-    let mr = isa.mr();
-    let dst = &mut dst[..packed_a_len(isa, m, k)];
     if m == 0 || k == 0 {
         return;
     }
     assert!((m - 1) * rs + (k - 1) * cs < a.len(), "pack_a: A too short");
+    if cs == 1 {
+        // Row by row, each read in order.
+        let mr = isa.mr();
+        let dst = &mut dst[..packed_a_len(isa, m, k)];
+        for (p, panel) in dst.chunks_exact_mut(mr * k).enumerate() {
+            for r in 0..mr {
+                let row = p * mr + r;
+                if row < m {
+                    for (kk, &v) in a[row * rs..row * rs + k].iter().enumerate() {
+                        panel[kk * mr + r] = v;
+                    }
+                } else {
+                    for kk in 0..k {
+                        panel[kk * mr + r] = 0.0;
+                    }
+                }
+            }
+        }
+    } else {
+        pack_a_with(isa, [m, k], dst, |i, kk| a[i * rs + kk * cs]);
+    }
+}
+
+/// [`pack_a`] of the `m × k` matrix whose element `(i, kk)` is `at(i, kk)`.
+///
+/// # Panics
+/// When `dst` is too short (or `at` panics).
+pub(crate) fn pack_a_with(
+    isa: Isa,
+    [m, k]: [usize; 2],
+    dst: &mut [f32],
+    at: impl Fn(usize, usize) -> f32,
+) {
+    let mr = isa.mr();
+    let dst = &mut dst[..packed_a_len(isa, m, k)];
+    if k == 0 {
+        return;
+    }
     for (p, panel) in dst.chunks_exact_mut(mr * k).enumerate() {
-        for r in 0..mr {
-            let row = p * mr + r;
-            if row >= m {
-                for kk in 0..k {
-                    panel[kk * mr + r] = 0.0;
-                }
-            } else if cs == 1 {
-                for (kk, &v) in a[row * rs..row * rs + k].iter().enumerate() {
-                    panel[kk * mr + r] = v;
-                }
-            } else {
-                for kk in 0..k {
-                    panel[kk * mr + r] = a[row * rs + kk * cs];
-                }
+        for (kk, column) in panel.chunks_exact_mut(mr).enumerate() {
+            for (r, d) in column.iter_mut().enumerate() {
+                let row = p * mr + r;
+                *d = if row < m { at(row, kk) } else { 0.0 };
             }
         }
     }
