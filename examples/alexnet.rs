@@ -2,8 +2,11 @@
 //! prints its summary and the facts that the summary makes plain, then times one forward pass
 //! on a random image (the median of five, after a warm-up).
 //!
-//! `cargo run --release --example alexnet [-- --threads N]`: with N threads, each layer splits
-//! the one image's output channels (or outputs) between them.
+//! `cargo run --release --example alexnet [-- --threads N] [--train-batch B]`: with N threads,
+//! each layer splits the one image's output channels (or outputs) between them. With
+//! `--train-batch B`, it then times training steps (forward, backward, SGD with momentum) on a
+//! batch of B random images and prints the median of five after a warm-up, the figure that
+//! `scripts/torch_alexnet.py` gives for PyTorch (see BENCHMARKS.md).
 
 use std::time::Instant;
 
@@ -51,23 +54,48 @@ fn commas(v: u64) -> String {
     out
 }
 
-/// The value of `--threads N`, 1 by default.
-fn threads_flag() -> Result<usize, String> {
+/// The value of `flag N` (a positive number), if given.
+fn number_flag(flag: &str) -> Result<Option<usize>, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().position(|a| a == "--threads") {
-        None => Ok(1),
+    match args.iter().position(|a| a == flag) {
+        None => Ok(None),
         Some(i) => args
             .get(i + 1)
             .and_then(|v| v.parse().ok())
             .filter(|&n| n > 0)
-            .ok_or_else(|| "--threads needs a positive number".to_string()),
+            .map(Some)
+            .ok_or_else(|| format!("{flag} needs a positive number")),
     }
 }
 
+/// Median time of five training steps on `batch` random images, after one to warm up.
+fn time_training(net: &mut AlexNet, batch: usize) -> striate::Result<f64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let x = Array4::from_shape_fn((batch, 3, 227, 227), |_| rng.random::<f32>());
+    let labels: Vec<usize> = (0..batch).map(|i| i * 7 % 1000).collect();
+    let mut tape = Tape::new();
+    let mut grads = net.gradients();
+    let mut sgd = Sgd::new(0.01).momentum(0.9);
+    let mut times = Vec::new();
+    for step in 0..6 {
+        let start = Instant::now();
+        grads.zero();
+        let logits = net.forward_train(x.view(), &mut tape)?;
+        let (_, d_logits) = cross_entropy(logits, &labels)?;
+        net.backward(&mut tape, d_logits.view(), &mut grads)?;
+        sgd.step(net.params_mut().as_mut_slice(), grads.params().as_slice())?;
+        if step > 0 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[2])
+}
+
 fn main() -> striate::Result<()> {
-    let threads = match threads_flag() {
-        Ok(n) => n,
-        Err(e) => {
+    let (threads, train_batch) = match (number_flag("--threads"), number_flag("--train-batch")) {
+        (Ok(threads), Ok(batch)) => (threads.unwrap_or(1), batch),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("alexnet: {e}");
             std::process::exit(2);
         }
@@ -110,7 +138,7 @@ fn main() -> striate::Result<()> {
     );
 
     let start = Instant::now();
-    let net = AlexNet::init(0);
+    let mut net = AlexNet::init(0);
     println!("initialised in {:.2} s", start.elapsed().as_secs_f64());
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let image = Array4::from_shape_fn((1, 3, 227, 227), |_| rng.random::<f32>());
@@ -138,5 +166,13 @@ fn main() -> striate::Result<()> {
         2.0 * AlexNet::summary().total_macs() as f64 / (ms * 1e6),
         best.0
     );
+    if let Some(batch) = train_batch {
+        let ms = time_training(&mut net, batch)?;
+        println!(
+            "training step on {batch} images, {threads} thread(s): median {ms:.0} ms \
+             ({:.1} images/s)",
+            batch as f64 / ms * 1e3
+        );
+    }
     Ok(())
 }
