@@ -10,7 +10,7 @@
 //! multiply-add per register per row, and written once per block of rows, the bias added on
 //! the first.
 //!
-//! One generic register tile ([`tile`]) is compiled three times: for AVX-512 (12 × 32: 24
+//! One generic register tile ([`sum_packed`]) is compiled three times: for AVX-512 (12 × 32: 24
 //! registers of sums), for AVX2 and FMA (6 × 16: 12) and without either (4 × 16). On the
 //! machine of `BENCHMARKS.md` the AVX-512 build sums at about 115 GFLOP/s per core when its
 //! operands are in the cache, near the core's peak. It replaced `matrixmultiply`'s `sgemm`,
@@ -290,9 +290,25 @@ pub(crate) enum Out<'a> {
     Add,
 }
 
+/// The `A` of a [`gemm`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum MatA<'a> {
+    /// Packed by [`pack_a`] with the product's instruction set.
+    Packed(&'a [f32]),
+    /// Row-major, rows `ld` apart, read where it lies: each panel's rows are read as
+    /// [`Isa::mr`] streams. For a large `A` used by few columns of `B` (a linear layer's
+    /// weights at a small batch), where packing would cost more than the sums.
+    Rows {
+        /// The matrix.
+        data: &'a [f32],
+        /// The distance between rows.
+        ld: usize,
+    },
+}
+
 /// `C = A·B + bias` or `C += A·B` (`out`): `C` is `m × n` with rows `ldc` apart
-/// (`c[i·ldc + j]`), `a` is `A` packed by [`pack_a`] with the same `isa`, and `B` (`k × n`)
-/// comes from `b` a block at a time through `b_buf` ([`packed_b_len`] values).
+/// (`c[i·ldc + j]`), `a` is `A` ([`MatA`]), and `B` (`k × n`) comes from `b` a block at a time
+/// through `b_buf` ([`packed_b_len`] values).
 ///
 /// # Panics
 /// When a buffer is shorter than the sizes need, or `ldc < n`.
@@ -301,17 +317,23 @@ pub(crate) enum Out<'a> {
 pub(crate) fn gemm(
     isa: Isa,
     [m, k, n]: [usize; 3],
-    a: &[f32],
+    a: MatA<'_>,
     b: &impl PackB,
     out: Out<'_>,
     c: &mut [f32],
     ldc: usize,
     b_buf: &mut [f32],
 ) {
-    assert!(
-        a.len() >= packed_a_len(isa, m, k),
-        "gemm: packed A too short"
-    );
+    match a {
+        MatA::Packed(a) => assert!(
+            a.len() >= packed_a_len(isa, m, k),
+            "gemm: packed A too short"
+        ),
+        MatA::Rows { data, ld } => assert!(
+            m == 0 || k == 0 || (ld >= k && (m - 1) * ld + k <= data.len()),
+            "gemm: A too short"
+        ),
+    }
     assert!(b_buf.len() >= packed_b_len(isa), "gemm: B buffer too short");
     if let Out::Set(Some(bias)) = out {
         assert!(bias.len() >= m, "gemm: bias too short");
@@ -351,7 +373,7 @@ pub(crate) fn gemm(
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn gemm_avx512(
     dims: [usize; 3],
-    a: &[f32],
+    a: MatA<'_>,
     b: &impl PackB,
     out: Out<'_>,
     c: &mut [f32],
@@ -369,7 +391,7 @@ unsafe fn gemm_avx512(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gemm_fma(
     dims: [usize; 3],
-    a: &[f32],
+    a: MatA<'_>,
     b: &impl PackB,
     out: Out<'_>,
     c: &mut [f32],
@@ -387,7 +409,7 @@ unsafe fn gemm_fma(
 fn blocks<const MR: usize, const NR: usize, const FMA: bool>(
     isa: Isa,
     [m, k, n]: [usize; 3],
-    a: &[f32],
+    a: MatA<'_>,
     b: &impl PackB,
     out: Out<'_>,
     c: &mut [f32],
@@ -427,45 +449,99 @@ fn blocks<const MR: usize, const NR: usize, const FMA: bool>(
                     }
                     _ => None,
                 };
-                let a_panel = &a[(p * k + k0) * MR..(p * k + k0 + kc) * MR];
                 for (j, b_block) in b_blocks.chunks_exact(kc * NR).enumerate() {
                     let n0 = nc0 + j * NR;
                     let cols = NR.min(n - n0);
                     let c_tile = &mut c[p * MR * ldc + n0..];
-                    tile::<MR, NR, FMA>(a_panel, b_block, c_tile, ldc, rows, cols, first);
+                    let sums = match a {
+                        MatA::Packed(a) => {
+                            let a_panel = &a[(p * k + k0) * MR..(p * k + k0 + kc) * MR];
+                            sum_packed::<MR, NR, FMA>(a_panel, b_block)
+                        }
+                        MatA::Rows { data, ld } => {
+                            let a_rows: [&[f32]; MR] = std::array::from_fn(|r| {
+                                let row = p * MR + r;
+                                if row < m {
+                                    &data[row * ld + k0..row * ld + k0 + kc]
+                                } else {
+                                    &ZEROS[..kc]
+                                }
+                            });
+                            sum_rows::<MR, NR, FMA>(a_rows, b_block)
+                        }
+                    };
+                    store::<MR, NR>(&sums, c_tile, ldc, rows, cols, first);
                 }
             }
         }
     }
 }
 
-/// One `MR × NR` tile of `C`: the sums over the rows of `b` (each `NR` values) times the
-/// columns of `a` (each `MR` values), kept in registers, then written to `c` (rows `ldc`
-/// apart; only the first `rows × cols`): `c = sums + first` when `first` is given (the first
-/// block of rows, with the bias), else `c += sums`.
+/// Zeros standing in for the rows of [`MatA::Rows`] past the last.
+static ZEROS: [f32; KC] = [0.0; KC];
+
+/// The sums of one `MR × NR` tile of `C`, kept in registers: over the rows of `b` (each `NR`
+/// values) times the columns of the packed panel `a` (each `MR` values).
 #[inline(always)]
-fn tile<const MR: usize, const NR: usize, const FMA: bool>(
+fn sum_packed<const MR: usize, const NR: usize, const FMA: bool>(
     a: &[f32],
     b: &[f32],
+) -> [[f32; NR]; MR] {
+    let mut acc = [[0.0f32; NR]; MR];
+    for (a_k, b_k) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        let b_k: &[f32; NR] = b_k.try_into().expect("chunks of NR");
+        let a_k: &[f32; MR] = a_k.try_into().expect("chunks of MR");
+        add_products::<MR, NR, FMA>(&mut acc, a_k, b_k);
+    }
+    acc
+}
+
+/// [`sum_packed`] with `A`'s `MR` rows read where they lie (each as long as `b` has rows).
+#[inline(always)]
+fn sum_rows<const MR: usize, const NR: usize, const FMA: bool>(
+    a: [&[f32]; MR],
+    b: &[f32],
+) -> [[f32; NR]; MR] {
+    let kc = b.len() / NR;
+    let a = a.map(|row| &row[..kc]);
+    let mut acc = [[0.0f32; NR]; MR];
+    for (kk, b_k) in b.chunks_exact(NR).enumerate() {
+        let b_k: &[f32; NR] = b_k.try_into().expect("chunks of NR");
+        let a_k: [f32; MR] = std::array::from_fn(|r| a[r][kk]);
+        add_products::<MR, NR, FMA>(&mut acc, &a_k, b_k);
+    }
+    acc
+}
+
+/// `acc[r][j] += a[r]·b[j]`, fused where `FMA`.
+#[inline(always)]
+fn add_products<const MR: usize, const NR: usize, const FMA: bool>(
+    acc: &mut [[f32; NR]; MR],
+    a: &[f32; MR],
+    b: &[f32; NR],
+) {
+    for (acc_r, &a_r) in acc.iter_mut().zip(a) {
+        for (s, &b_j) in acc_r.iter_mut().zip(b) {
+            *s = if FMA {
+                a_r.mul_add(b_j, *s)
+            } else {
+                a_r * b_j + *s
+            };
+        }
+    }
+}
+
+/// Writes a tile's sums to `c` (rows `ldc` apart; only the first `rows × cols`): `c = sums +
+/// first` when `first` is given (the first block of rows, with the bias), else `c += sums`.
+#[inline(always)]
+fn store<const MR: usize, const NR: usize>(
+    acc: &[[f32; NR]; MR],
     c: &mut [f32],
     ldc: usize,
     rows: usize,
     cols: usize,
     first: Option<[f32; MR]>,
 ) {
-    let mut acc = [[0.0f32; NR]; MR];
-    for (a_k, b_k) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-        let b_k: &[f32; NR] = b_k.try_into().expect("chunks of NR");
-        for (acc_r, &a_r) in acc.iter_mut().zip(a_k) {
-            for (s, &b_j) in acc_r.iter_mut().zip(b_k) {
-                *s = if FMA {
-                    a_r.mul_add(b_j, *s)
-                } else {
-                    a_r * b_j + *s
-                };
-            }
-        }
-    }
     for (r, acc_r) in acc.iter().enumerate().take(rows) {
         let row = &mut c[r * ldc..r * ldc + cols];
         match first {
@@ -541,8 +617,9 @@ mod tests {
     /// Sizes around every tile edge (1, MR ± 1, NR ± 1, several panels), past one block of
     /// [`KC`] rows and past several groups of [`NB`] blocks of columns, on every instruction
     /// set this CPU has: `C = A·B` with and without a bias,
-    /// and `C += A·B` with `A` given as the transpose of a stored matrix, into a `C` whose
-    /// rows are wider than `n` (the extra columns must be left alone).
+    /// and `C += A·B`, `A` packed (also from the transpose of a stored matrix) and read in
+    /// place from rows longer than `k`, into a `C` whose rows are wider than `n` (the extra
+    /// columns must be left alone).
     #[test]
     fn matches_the_definition_on_every_instruction_set() {
         let sizes = [
@@ -576,21 +653,30 @@ mod tests {
                 let mut b_buf = vec![f32::NAN; packed_b_len(isa)];
                 let b_rows = Rows { data: &b, ld: n };
                 let ldc = n + 3;
-                for out in [Out::Set(None), Out::Set(Some(&bias)), Out::Add] {
+                // A also read in place, from rows two values longer than k.
+                let a_wide: Vec<f32> = (0..m * (k + 2))
+                    .map(|i| {
+                        if i % (k + 2) < k {
+                            a[i / (k + 2) * k + i % (k + 2)]
+                        } else {
+                            f32::NAN
+                        }
+                    })
+                    .collect();
+                let a_rows = MatA::Rows {
+                    data: &a_wide,
+                    ld: k + 2,
+                };
+                let outs = [Out::Set(None), Out::Set(Some(&bias)), Out::Add];
+                for (out, a) in outs
+                    .into_iter()
+                    .flat_map(|out| [(out, MatA::Packed(&packed)), (out, a_rows)])
+                {
                     let mut c = vec![f32::NAN; m * ldc];
                     for i in 0..m {
                         c[i * ldc..i * ldc + n].copy_from_slice(&c0[i * n..(i + 1) * n]);
                     }
-                    gemm(
-                        isa,
-                        [m, k, n],
-                        &packed,
-                        &b_rows,
-                        out,
-                        &mut c,
-                        ldc,
-                        &mut b_buf,
-                    );
+                    gemm(isa, [m, k, n], a, &b_rows, out, &mut c, ldc, &mut b_buf);
                     for i in 0..m {
                         let want: Vec<f32> = (0..n)
                             .map(|j| {
@@ -601,7 +687,12 @@ mod tests {
                                 (ab[i * n + j] + add) as f32
                             })
                             .collect();
-                        let what = format!("{isa:?} size {s} {out:?} row {i}");
+                        let how = if matches!(a, MatA::Packed(_)) {
+                            "packed"
+                        } else {
+                            "rows"
+                        };
+                        let what = format!("{isa:?} size {s} {out:?} {how} row {i}");
                         // f32 sums of k products against f64: rounding grows like √k.
                         let tol = 4e-6 * (k as f32).sqrt().max(2.5);
                         assert_close(&what, &c[i * ldc..i * ldc + n], &want, tol);
@@ -622,15 +713,33 @@ mod tests {
         let mut b_buf = vec![0.0; packed_b_len(isa)];
         let b = Rows { data: &[], ld: 3 };
         let bias = Out::Set(Some(&[1.0, 2.0]));
-        gemm(isa, [2, 0, 3], &[], &b, bias, &mut c, 3, &mut b_buf);
+        gemm(
+            isa,
+            [2, 0, 3],
+            MatA::Packed(&[]),
+            &b,
+            bias,
+            &mut c,
+            3,
+            &mut b_buf,
+        );
         assert_eq!(c, [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
-        gemm(isa, [2, 0, 3], &[], &b, Out::Add, &mut c, 3, &mut b_buf);
+        gemm(
+            isa,
+            [2, 0, 3],
+            MatA::Packed(&[]),
+            &b,
+            Out::Add,
+            &mut c,
+            3,
+            &mut b_buf,
+        );
         assert_eq!(c, [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
         let mut untouched = vec![f32::NAN; 2];
         gemm(
             isa,
             [0, 4, 2],
-            &[],
+            MatA::Packed(&[]),
             &b,
             Out::Set(None),
             &mut untouched,

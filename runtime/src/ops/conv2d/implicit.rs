@@ -112,7 +112,16 @@ pub(super) fn forward_sample(
     };
     let area = g.out_h * g.out_w;
     let dims = [g.out_c, g.col_rows(), area];
-    packed::gemm(isa, dims, packed_w, &unfold, Out::Set(b), y_n, area, b_buf);
+    packed::gemm(
+        isa,
+        dims,
+        packed::MatA::Packed(packed_w),
+        &unfold,
+        Out::Set(b),
+        y_n,
+        area,
+        b_buf,
+    );
 }
 
 /// How many parts [`forward_sample_parts`] splits a sample's output channels into for
@@ -172,7 +181,7 @@ pub(super) fn forward_sample_parts(
         packed::gemm(
             isa,
             [rows.len(), k, area],
-            a,
+            packed::MatA::Packed(a),
             &unfold,
             bias,
             y_t,
@@ -272,7 +281,7 @@ pub(super) fn backward_sample(
     packed::gemm(
         isa,
         [o, area, taps],
-        packed_d_y,
+        packed::MatA::Packed(packed_d_y),
         &unfolded_t,
         Out::Add,
         d_w,
@@ -294,7 +303,7 @@ pub(super) fn backward_sample(
         packed::gemm(
             isa,
             dims,
-            packed_w_t,
+            packed::MatA::Packed(packed_w_t),
             &unfold,
             Out::Add,
             d_x_n,
@@ -312,7 +321,7 @@ pub(super) fn backward_sample(
         packed::gemm(
             isa,
             [taps, o, area],
-            packed_w_t,
+            packed::MatA::Packed(packed_w_t),
             &d_y_rows,
             Out::Add,
             d_x_n,
@@ -337,7 +346,7 @@ pub(super) fn backward_sample(
             packed::gemm(
                 isa,
                 [taps, o, cols],
-                packed_w_t,
+                packed::MatA::Packed(packed_w_t),
                 &d_y_part,
                 set,
                 col,
