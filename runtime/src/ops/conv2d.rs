@@ -117,7 +117,7 @@ impl Conv2dGeom {
     }
 
     /// Whether the unfolded input is the input itself (a 1×1 kernel, stride 1, no padding), so
-    /// the kernels can skip im2col.
+    /// the kernels can read it without unfolding.
     pub const fn is_pointwise(&self) -> bool {
         self.k_h == 1
             && self.k_w == 1

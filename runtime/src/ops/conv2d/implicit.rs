@@ -17,7 +17,8 @@
 //! taps of a run of positions: runs of `KW` consecutive inputs), and
 //! `d_x_n += fold(wᵀ · d_y_n)`, the product written into an unfolded buffer that
 //! [`fold_add`] then adds back onto the input positions it came from, by way of the phase
-//! split again (for a 1×1 kernel with stride 1 and no padding, straight into `d_x_n`).
+//! split again; or, for stride 1 with little padding, as the forward pass of the flipped
+//! kernels over the output gradient ([`input_gradient_geometry`]).
 
 use super::Conv2dGeom;
 use crate::ops::packed::{self, Isa, Out, PackB, Rows};
@@ -221,8 +222,6 @@ pub(super) const fn backward_task_len(g: &Conv2dGeom, isa: Isa) -> usize {
     let area = g.out_h * g.out_w;
     let input_grad = if let Some(t) = input_gradient_geometry(g) {
         Phases::of(&t).scratch_len(&t)
-    } else if g.is_pointwise() {
-        0
     } else {
         g.col_rows() * fold_rows(g) * g.out_w + Phases::of(g).len(g)
     };
@@ -312,51 +311,33 @@ pub(super) fn backward_sample(
         );
         return;
     }
-    let d_y_rows = Rows {
-        data: d_y_n,
-        ld: area,
-    };
-    if g.is_pointwise() {
-        // d_x_n[C, H·W] += wᵀ[C, O] · d_y_n[O, H·W]
+    // col[C·KH·KW, OH·OW] = wᵀ · d_y_n, then added onto the inputs each entry came from,
+    // a few output rows at a time so that `col` stays in the cache in between.
+    let step = fold_rows(g);
+    let (col, split) = rest.split_at_mut(g.col_rows() * step * g.out_w);
+    let d_split = start_fold(d_x_n, g, split);
+    for oh0 in (0..g.out_h).step_by(step) {
+        let rows = oh0..(oh0 + step).min(g.out_h);
+        let (n0, cols) = (rows.start * g.out_w, rows.len() * g.out_w);
+        let d_y_part = Rows {
+            data: &d_y_n[n0..],
+            ld: area,
+        };
+        let col = &mut col[..taps * cols];
+        let set = Out::Set(None);
         packed::gemm(
             isa,
-            [taps, o, area],
+            [taps, o, cols],
             packed::MatA::Packed(packed_w_t),
-            &d_y_rows,
-            Out::Add,
-            d_x_n,
-            area,
+            &d_y_part,
+            set,
+            col,
+            cols,
             b_buf,
         );
-    } else {
-        // col[C·KH·KW, OH·OW] = wᵀ · d_y_n, then added onto the inputs each entry came from,
-        // a few output rows at a time so that `col` stays in the cache in between.
-        let step = fold_rows(g);
-        let (col, split) = rest.split_at_mut(g.col_rows() * step * g.out_w);
-        let d_split = start_fold(d_x_n, g, split);
-        for oh0 in (0..g.out_h).step_by(step) {
-            let rows = oh0..(oh0 + step).min(g.out_h);
-            let (n0, cols) = (rows.start * g.out_w, rows.len() * g.out_w);
-            let d_y_part = Rows {
-                data: &d_y_n[n0..],
-                ld: area,
-            };
-            let col = &mut col[..taps * cols];
-            let set = Out::Set(None);
-            packed::gemm(
-                isa,
-                [taps, o, cols],
-                packed::MatA::Packed(packed_w_t),
-                &d_y_part,
-                set,
-                col,
-                cols,
-                b_buf,
-            );
-            fold_add(d_split, col, g, rows);
-        }
-        finish_fold(d_x_n, g, split);
+        fold_add(d_split, col, g, rows);
     }
+    finish_fold(d_x_n, g, split);
 }
 
 /// Values of the unfolded input gradient [`backward_sample`] computes and folds at a time
