@@ -1250,6 +1250,46 @@ mod tests {
         crate::ops::parallel::with_threads(2, || check_against_naive(&cases[0], &[7], 42));
     }
 
+    /// 300 random geometries (channels, sizes, kernels, strides 1-4, padding 0-2, batches 0-3;
+    /// some with more taps than `packed::KC`),
+    /// every path among them (direct kernels, packed products, the input gradient as a forward
+    /// pass or folded back), forward and backward against the reference; a third of them also
+    /// on the plain build.
+    #[test]
+    fn random_geometries_match_naive() {
+        use rand::Rng;
+        let mut r = rng(97);
+        let mut checked = 0;
+        while checked < 300 {
+            // Now and then enough channels for more taps than one block of packed rows.
+            let c = if r.random_bool(0.2) {
+                r.random_range(40..60)
+            } else {
+                r.random_range(1..6)
+            };
+            let input = [c, r.random_range(1..14), r.random_range(1..14)];
+            let kernel = [r.random_range(1..6), r.random_range(1..6)];
+            let stride = [r.random_range(1..5), r.random_range(1..5)];
+            let pad = [r.random_range(0..3), r.random_range(0..3)];
+            let out_c = if r.random_bool(0.5) {
+                r.random_range(1..17)
+            } else {
+                r.random_range(17..30)
+            };
+            let Ok(g) = Conv2dGeom::try_new(input, out_c, kernel, stride, pad, Rounding::Floor)
+            else {
+                continue;
+            };
+            let case: Case = (r.random_range(0..4), input, out_c, kernel, stride, pad);
+            assert_eq!(geom(&case), g);
+            let level = if checked % 3 == 0 { 3 } else { 0 };
+            crate::ops::isa::MIN_ISA.with(|m| m.set(level));
+            check_against_naive(&case, &[case.0], 1000 + checked);
+            crate::ops::isa::MIN_ISA.with(|m| m.set(0));
+            checked += 1;
+        }
+    }
+
     /// A single sample's output channels split over two and three threads give the bits of
     /// one thread (three and two panels of rows, for AVX-512's 12-row panels, so that parts
     /// are uneven or empty where there are fewer panels than threads).

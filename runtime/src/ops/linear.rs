@@ -835,6 +835,53 @@ mod tests {
         }
     }
 
+    /// 150 random layers and batches, every path among them (dot products, the loops without
+    /// packing, the packed products), forward and backward against the reference.
+    #[test]
+    fn random_layers_match_naive() {
+        use rand::Rng;
+        let mut r = rng(27);
+        let mut scratch = Vec::new();
+        let mut packed = 0;
+        for _ in 0..150 {
+            let (n, in_f, out_f) = (
+                r.random_range(0..70),
+                r.random_range(1..700),
+                r.random_range(1..220),
+            );
+            let g = LinearGeom { in_f, out_f };
+            packed += usize::from(n > MAX_DOT_ROWS && !small(&g, n));
+            let x = uniform(&mut r, n * in_f);
+            let w = uniform(&mut r, g.weight_len());
+            let b = uniform(&mut r, out_f);
+            let d_y = uniform(&mut r, n * out_f);
+            let mut y = vec![f32::NAN; n * out_f];
+            let mut want = vec![f32::NAN; n * out_f];
+            forward(&mut y, &x, &w, Some(&b), &g, n, &mut scratch);
+            forward_naive(&mut want, &x, &w, Some(&b), &g, n);
+            assert_close(&format!("y {g:?} n {n}"), &y, &want, 1e-4);
+            let (mut d_x, mut d_w, mut d_b) =
+                (vec![0.5; x.len()], vec![0.25; w.len()], vec![0.0; out_f]);
+            let (mut e_x, mut e_w, mut e_b) = (d_x.clone(), d_w.clone(), d_b.clone());
+            let (dx, dw, db) = (&mut d_x[..], &mut d_w[..], &mut d_b[..]);
+            backward(Some(dx), dw, Some(db), &d_y, &x, &w, &g, n, &mut scratch);
+            backward_naive(
+                Some(&mut e_x),
+                &mut e_w,
+                Some(&mut e_b),
+                &d_y,
+                &x,
+                &w,
+                &g,
+                n,
+            );
+            assert_close(&format!("d_x {g:?} n {n}"), &d_x, &e_x, 1e-4);
+            assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-4);
+            assert_close(&format!("d_b {g:?} n {n}"), &d_b, &e_b, 1e-4);
+        }
+        assert!(packed > 10, "only {packed} layers took the packed products");
+    }
+
     /// One sample's outputs split over two and three threads give the bits of one thread.
     #[test]
     fn output_split_gives_the_same_bits() {
