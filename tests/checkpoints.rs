@@ -41,6 +41,15 @@ fn images(n: usize) -> Array4<f32> {
     })
 }
 
+/// The names of the tensors in the safetensors file at `path`.
+fn saved_names(path: &Path) -> Vec<String> {
+    load_typed_tensors(path)
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect()
+}
+
 /// A path in the temporary directory, removed when dropped.
 struct TempFile(PathBuf);
 
@@ -156,11 +165,7 @@ fn save_writes_the_count_as_an_int64_scalar_for_every_batch_norm_layer() {
         assert_eq!(data, LoadedData::I64(vec![3]), "{layer}");
     }
     // Exactly the keys of PyTorch's state_dict: the parameters, the buffers, the counters.
-    let mut names: Vec<String> = load_typed_tensors(&file.0)
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    let mut names = saved_names(&file.0);
     names.sort();
     let mut expected: Vec<String> = Normed::PARAMS
         .iter()
@@ -180,11 +185,7 @@ fn a_network_without_batch_norm_counts_nothing_and_writes_no_counter() {
     net.forward_train(images(4).view(), &mut tape).unwrap();
     assert_eq!(count(&net), 0);
     net.save(&file.0).unwrap();
-    let names: Vec<String> = load_typed_tensors(&file.0)
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    let names = saved_names(&file.0);
     assert_eq!(names.len(), Plain::PARAMS.len(), "{names:?}");
     assert!(names.iter().all(|n| !n.contains("num_batches_tracked")));
     Plain::init(4).load(&file.0).unwrap();

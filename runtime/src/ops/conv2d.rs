@@ -1,5 +1,6 @@
 //! 2-D convolution (cross-correlation, as in PyTorch), forward and backward.
 
+use super::grown;
 use super::packed::Isa;
 use super::parallel::{self, SharedMut};
 use striate_geometry::{output_size_2d, Rounding, SizeError};
@@ -180,10 +181,7 @@ pub fn forward(
     let threads = parallel::threads();
     let tasks = n.clamp(1, threads);
     let isa = Isa::detect();
-    let needed = scratch_len(g, isa, threads);
-    if scratch.len() < needed {
-        scratch.resize(needed, 0.0);
-    }
+    let scratch = grown(scratch, scratch_len(g, isa, threads));
     // The packed path shares the packed weights between the tasks, ahead of their parts.
     let (shared, per_task) = if direct::applies(g) {
         (0, direct::padded_len(g))
@@ -293,10 +291,7 @@ pub fn backward(
     let threads = parallel::threads();
     let tasks = n.clamp(1, threads);
     let isa = Isa::detect();
-    let needed = scratch_len(g, isa, threads);
-    if scratch.len() < needed {
-        scratch.resize(needed, 0.0);
-    }
+    let scratch = grown(scratch, scratch_len(g, isa, threads));
     let use_direct = direct::applies(g) && (d_x.is_none() || direct::handles_all(g));
     // The packed path shares the packed transposed weights (when `d_x` is wanted) between the
     // tasks, ahead of their parts.

@@ -1,5 +1,6 @@
 //! Fully connected layer `y = x Wᵀ + b`, forward and backward.
 
+use super::grown;
 use super::packed::{self, Isa, MatA, Out, PackB, Rows};
 use super::parallel::{self, SharedMut};
 
@@ -54,8 +55,9 @@ pub fn forward(
     // x: (N, I), w: (O, I), b: (O) -> y: (N, O)
     debug_check(y, x, w, g, n);
     debug_assert!(b.is_none_or(|b| b.len() == g.out_f));
-    if n == 1 && parallel::threads() > 1 && g.weight_len() >= MIN_SPLIT_WEIGHTS {
-        split_outputs(y, x, w, b, g);
+    let threads = parallel::threads();
+    if n == 1 && threads > 1 && g.weight_len() >= MIN_SPLIT_WEIGHTS {
+        split_outputs(y, x, w, b, g, threads);
     } else if n <= MAX_DOT_ROWS {
         dot::forward(y, x, w, b, g, n);
     } else if small(g, n) {
@@ -74,12 +76,19 @@ pub fn forward(
 /// from 30.4 to 26.8 µs; splitting fc2 (10,080) as well gained under 1 µs more.
 const MIN_SPLIT_WEIGHTS: usize = 1 << 15;
 
-/// One sample's [`forward`] with its outputs split over the threads: each part is itself a
+/// One sample's [`forward`] with its outputs split over `threads` threads: each part is itself a
 /// linear layer (a run of outputs, their rows of weights and their biases), computed by
 /// [`dot::forward`] exactly as the whole would be, so the results are the same bits.
-fn split_outputs(y: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, g: &LinearGeom) {
+fn split_outputs(
+    y: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    g: &LinearGeom,
+    threads: usize,
+) {
     let i_f = g.in_f;
-    let parts = parallel::threads().min(g.out_f.div_ceil(8)).max(1);
+    let parts = threads.min(g.out_f.div_ceil(8)).max(1);
     let y_all = SharedMut::new(y);
     parallel::run(parts, |t| {
         let outs = parallel::part(g.out_f, parts, t);
@@ -104,14 +113,6 @@ pub const MAX_LOOP_MACS: usize = 1 << 22;
 /// Whether `g` at batch `n` takes the paths that do not pack.
 fn small(g: &LinearGeom, n: usize) -> bool {
     g.in_f > 0 && g.out_f > 0 && n.saturating_mul(g.in_f).saturating_mul(g.out_f) <= MAX_LOOP_MACS
-}
-
-/// Grows `scratch` to at least `len` values and returns them.
-fn grown(scratch: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if scratch.len() < len {
-        scratch.resize(len, 0.0);
-    }
-    &mut scratch[..len]
 }
 
 /// [`forward`] as one packed product, transposed: `yᵀ[O, N] = b + w[O, I] · xᵀ[I, N]`, then
@@ -385,36 +386,30 @@ pub fn backward(
     let isa = Isa::detect();
     let a_len = packed::packed_a_len(isa, o_f, n).max(packed::packed_a_len(isa, n, o_f));
     let buf = grown(scratch, a_len + packed::packed_b_len(isa));
-    let (packed_d_y, b_buf) = buf.split_at_mut(a_len);
     // d_w[O, I] += d_yᵀ[O, N] · x[N, I]
-    packed::pack_a(isa, d_y, [1, o_f], [o_f, n], packed_d_y);
-    let x_rows = Rows { data: x, ld: i_f };
-    packed::gemm(
-        isa,
-        [o_f, n, i_f],
-        MatA::Packed(packed_d_y),
-        &x_rows,
-        Out::Add,
-        d_w,
-        i_f,
-        b_buf,
-    );
+    add_product(isa, (d_y, [1, o_f]), [o_f, n, i_f], x, d_w, buf);
     if let Some(d_x) = d_x {
         debug_assert_eq!(d_x.len(), x.len());
         // d_x[N, I] += d_y[N, O] · w[O, I]
-        packed::pack_a(isa, d_y, [o_f, 1], [n, o_f], packed_d_y);
-        let w_rows = Rows { data: w, ld: i_f };
-        packed::gemm(
-            isa,
-            [n, o_f, i_f],
-            MatA::Packed(packed_d_y),
-            &w_rows,
-            Out::Add,
-            d_x,
-            i_f,
-            b_buf,
-        );
+        add_product(isa, (d_y, [o_f, 1]), [n, o_f, i_f], w, d_x, buf);
     }
+}
+
+/// `c[m, n] += a[m, k] · b[k, n]`: `a` given with its strides (packed into the front of `buf`
+/// first), `b` and `c` row-major, `buf` holding the packed `a` and then the block of `B`.
+fn add_product(
+    isa: Isa,
+    (a, strides): (&[f32], [usize; 2]),
+    [m, k, n]: [usize; 3],
+    b: &[f32],
+    c: &mut [f32],
+    buf: &mut [f32],
+) {
+    let (packed_a, b_buf) = buf.split_at_mut(buf.len() - packed::packed_b_len(isa));
+    packed::pack_a(isa, a, strides, [m, k], packed_a);
+    let b_rows = Rows { data: b, ld: n };
+    let a = MatA::Packed(packed_a);
+    packed::gemm(isa, [m, k, n], a, &b_rows, Out::Add, c, n, b_buf);
 }
 
 /// [`backward`]'s weight and input gradients for small layers, without packing: every row of

@@ -23,3 +23,12 @@ mod window;
 
 #[cfg(test)]
 mod test_util;
+
+/// The first `len` values of a kernel's `scratch`, grown to that length first if it is
+/// shorter (so it grows on first use only, and is reused after that).
+fn grown(scratch: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if scratch.len() < len {
+        scratch.resize(len, 0.0);
+    }
+    &mut scratch[..len]
+}

@@ -115,27 +115,7 @@ pub(crate) fn pack_a(
         return;
     }
     assert!((m - 1) * rs + (k - 1) * cs < a.len(), "pack_a: A too short");
-    if cs == 1 {
-        // Row by row, each read in order.
-        let mr = isa.mr();
-        let dst = &mut dst[..packed_a_len(isa, m, k)];
-        for (p, panel) in dst.chunks_exact_mut(mr * k).enumerate() {
-            for r in 0..mr {
-                let row = p * mr + r;
-                if row < m {
-                    for (kk, &v) in a[row * rs..row * rs + k].iter().enumerate() {
-                        panel[kk * mr + r] = v;
-                    }
-                } else {
-                    for kk in 0..k {
-                        panel[kk * mr + r] = 0.0;
-                    }
-                }
-            }
-        }
-    } else {
-        pack_a_with(isa, [m, k], dst, |i, kk| a[i * rs + kk * cs]);
-    }
+    pack_a_with(isa, [m, k], dst, |i, kk| a[i * rs + kk * cs]);
 }
 
 /// [`pack_a`] of the `m × k` matrix whose element `(i, kk)` is `at(i, kk)`.
