@@ -2,16 +2,34 @@
 #![warn(missing_docs)]
 
 pub use striate_macros::network;
-pub use striate_runtime as runtime;
-pub use striate_runtime::ops::parallel::{set_threads, threads};
-pub use striate_runtime::{
-    cross_entropy, Error, Gradients, LayerInfo, Mode, Network, ParamInfo, ParamStore, Result,
-    Summary, Tape,
-};
 pub use striate_runtime::{data, io, ops, optim, train};
+pub use striate_runtime::{
+    Error, Gradients, Init, LayerInfo, Mode, NetRng, Network, ParamInfo, ParamStore, Result, State,
+    Summary, Tape, Tensor, TensorMut,
+};
+
+// Inlined, so that its items are documented as `striate::geometry::...`.
+#[doc(inline)]
+pub use striate_runtime::geometry;
 
 /// ndarray, re-exported so that generated code and users name the same version.
 pub use striate_runtime::ndarray;
+
+// Documented in the modules they come from (`ops::parallel`, `train`); here for short paths.
+#[doc(no_inline)]
+pub use striate_runtime::ops::parallel::{set_threads, threads};
+#[doc(no_inline)]
+pub use striate_runtime::train::cross_entropy;
+
+// Hidden: the items above give every runtime item one documented path. `runtime` keeps old
+// code compiling; `__private` is what the code `network!` generates names; `Pass` and `Slot`
+// appear only in the hidden items of `Network`.
+#[doc(hidden)]
+pub use striate_runtime as runtime;
+#[doc(hidden)]
+pub use striate_runtime::__generated as __private;
+#[doc(hidden)]
+pub use striate_runtime::{Pass, Slot};
 
 /// What most programs need: the macro, the trait, training and data, and ndarray's arrays.
 ///
@@ -68,11 +86,16 @@ pub use striate_runtime::ndarray;
 /// # Ok::<(), striate::Error>(())
 /// ```
 pub mod prelude {
+    #[doc(no_inline)]
     pub use crate::network;
+    #[doc(no_inline)]
     pub use striate_runtime::data::{Dataset, Mnist};
+    #[doc(no_inline)]
     pub use striate_runtime::ndarray::{
         Array, Array1, Array2, Array4, ArrayView, ArrayView2, ArrayView4, Axis,
     };
+    #[doc(no_inline)]
     pub use striate_runtime::optim::{LrSchedule, Sgd};
+    #[doc(no_inline)]
     pub use striate_runtime::{cross_entropy, Error, Gradients, Mode, Network, Tape};
 }

@@ -2,7 +2,7 @@
 //! size, train and eval modes, deterministic initialisation, parameters by name, weight files.
 
 use striate::prelude::*;
-use striate::runtime::Network;
+use striate::Network;
 
 network! {
     /// A small convolutional classifier with every mode-dependent layer.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use striate::io::{load_typed_tensors, save_tensors, save_typed_tensors, LoadedData, TensorData};
 use striate::prelude::*;
-use striate::runtime::Network;
+use striate::Network;
 
 network! {
     /// Two batch-norm layers (2-D and 1-D) and dropout.

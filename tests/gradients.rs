@@ -4,7 +4,7 @@
 
 use rand::{Rng, SeedableRng};
 use striate::prelude::*;
-use striate::runtime::{NetRng, Network};
+use striate::{NetRng, Network};
 
 network! {
     /// Every layer kind, in training mode.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use striate::io::{load_tensors, load_typed_tensors, LoadedData, LoadedTensor};
 use striate::prelude::*;
-use striate::runtime::Network;
+use striate::Network;
 
 #[allow(dead_code)]
 #[path = "../examples/lenet.rs"]
@@ -33,6 +33,27 @@ network! {
         bn2: batch_norm,
         relu,
         fc2: linear(5),
+    }
+}
+
+network! {
+    /// `Residual` in torch_reference.py: identity and projection shortcuts with batch norm.
+    struct Residual {
+        input: [2, 8, 8],
+        conv1: conv2d(4, kernel = 3, pad = 1, bias = false), bn1: batch_norm, relu,
+        block1: residual {
+            conv1: conv2d(4, kernel = 3, pad = 1, bias = false), bn1: batch_norm, relu,
+            conv2: conv2d(4, kernel = 3, pad = 1, bias = false), bn2: batch_norm,
+        },
+        relu,
+        block2: residual(shortcut = {
+            conv: conv2d(6, kernel = 1, stride = 2, bias = false), bn: batch_norm,
+        }) {
+            conv1: conv2d(6, kernel = 3, stride = 2, pad = 1, bias = false), bn1: batch_norm, relu,
+            conv2: conv2d(6, kernel = 3, pad = 1, bias = false), bn2: batch_norm,
+        },
+        relu,
+        avg_pool(4), flatten, fc: linear(3),
     }
 }
 
@@ -137,6 +158,22 @@ fn lenet_matches_pytorch() {
 #[test]
 fn every_layer_kind_matches_pytorch() {
     compare::<Mixed>("mixed");
+}
+
+/// Two residual blocks with batch norm: `block1` adds its input (the identity shortcut);
+/// `block2` halves the size with a stride-2 body, (8 + 2*1 - 3)/2 + 1 = 4.5 rounded down to 4
+/// as PyTorch does, beside a projection shortcut (a 1x1 stride-2 convolution and batch norm),
+/// (8 - 1)/2 + 1 = 4.5 also rounded down. Neither drops an input pixel that a window would
+/// read, so neither needs `floor = true`. The reference is `Residual` in torch_reference.py,
+/// whose nested modules give the `state_dict` names that striate loads
+/// (`block2.shortcut.conv.weight`, `block2.shortcut.bn.running_mean`, ...), written by
+///
+/// ```text
+/// /tmp/torch-venv/bin/python tests/fixtures/torch_reference.py residual
+/// ```
+#[test]
+fn residual_blocks_match_pytorch() {
+    compare::<Residual>("residual");
 }
 
 /// PyTorch's `state_dict` has an int64 `num_batches_tracked` per batch-norm layer, 0 in the

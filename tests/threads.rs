@@ -8,7 +8,7 @@
 use rand::SeedableRng;
 use striate::ops::parallel::set_threads;
 use striate::prelude::*;
-use striate::runtime::NetRng;
+use striate::NetRng;
 
 #[allow(dead_code)]
 #[path = "../examples/lenet.rs"]

@@ -8,9 +8,11 @@
 //! use striate_geometry::{output_size, Rounding};
 //! // AlexNet's conv1: 227 wide, 11x11 kernels, stride 4, no padding.
 //! assert_eq!(output_size(227, 11, 4, 0, Rounding::Exact), Ok(55));
-//! // Stride 5 does not tile the input: (227 + 2*0 - 11)/5 + 1 = 44.2.
+//! // Stride 5 does not tile the input: (227 + 2*0 - 11)/5 + 1 = 44.2 would drop real columns.
 //! assert!(output_size(227, 11, 5, 0, Rounding::Exact).is_err());
 //! assert_eq!(output_size(227, 11, 5, 0, Rounding::Floor), Ok(44));
+//! // ResNet's downsampling: (32 + 2*1 - 3)/2 + 1 = 16.5, but what is left over is padding.
+//! assert_eq!(output_size(32, 3, 2, 1, Rounding::Exact), Ok(16));
 //! ```
 #![no_std]
 #![forbid(unsafe_code)]
@@ -19,7 +21,9 @@
 /// How a window that does not tile its input exactly is treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rounding {
-    /// `(W + 2P - F)` must be a multiple of `S`; anything else is an error.
+    /// No real input may be dropped: `(W + 2P - F)` is a multiple of `S`, or what the last
+    /// window leaves over is only right-hand padding and a stride gap (see [`drops_input`]), in
+    /// which case the size is rounded down. Anything else is an error.
     Exact,
     /// PyTorch's default: the last, partial window positions are dropped (`floor`).
     Floor,
@@ -37,7 +41,8 @@ pub enum SizeError {
         /// `W + 2P`.
         padded: usize,
     },
-    /// `(W + 2P - F)` is not a multiple of `S` (only with [`Rounding::Exact`]).
+    /// `(W + 2P - F)` is not a multiple of `S` and rounding down would drop real input (only
+    /// with [`Rounding::Exact`]; see [`drops_input`]).
     Inexact {
         /// `W + 2P - F`.
         span: usize,
@@ -71,12 +76,46 @@ pub const fn output_size(
     }
     let span = padded - kernel;
     let remainder = span % stride;
-    if remainder != 0 {
-        if let Rounding::Exact = rounding {
+    if let Rounding::Exact = rounding {
+        if drops_input(kernel, stride, pad, remainder) {
             return Err(SizeError::Inexact { span, remainder });
         }
     }
     Ok(span / stride + 1)
+}
+
+/// Whether rounding an output size down drops input that the window pattern would have read.
+///
+/// `remainder` is `(W + 2P - F) mod S`, what is left over after the last window. It is harmless
+/// when it is at most `P + max(S - F, 0)`: then it is only right-hand padding (`P`) and a gap
+/// that the stride skips anyway (`S - F` columns between windows, when windows do not touch).
+/// ResNet's `(32 + 2*1 - 3)/2 + 1 = 16.5` leaves 1 over, the padding; a 1x1 stride-2 shortcut
+/// `(32 - 1)/2 + 1 = 16.5` leaves 1 over, a column the stride skips as it skips every other one;
+/// AlexNet's `(224 - 11)/4 + 1 = 54.25` leaves 1 over, a real column that no window reads.
+///
+/// ```
+/// use striate_geometry::drops_input;
+/// assert!(!drops_input(3, 2, 1, 1)); // ResNet's 3x3 stride-2 pad-1 on 32
+/// assert!(!drops_input(1, 2, 0, 1)); // a 1x1 stride-2 shortcut on 32
+/// assert!(drops_input(11, 4, 0, 1)); // AlexNet's conv1 on 224
+/// ```
+pub const fn drops_input(kernel: usize, stride: usize, pad: usize, remainder: usize) -> bool {
+    let gap = stride.saturating_sub(kernel);
+    remainder > pad.saturating_add(gap)
+}
+
+/// True when [`output_size`] with [`Rounding::Exact`] rounds down: the stride does not tile the
+/// padded input, but all that is left over is padding and a stride gap.
+pub const fn rounds_down(input: usize, kernel: usize, stride: usize, pad: usize) -> bool {
+    if stride == 0 || kernel == 0 {
+        return false;
+    }
+    let padded = input.saturating_add(pad.saturating_mul(2));
+    if kernel > padded {
+        return false;
+    }
+    let remainder = (padded - kernel) % stride;
+    remainder != 0 && !drops_input(kernel, stride, pad, remainder)
 }
 
 /// [`output_size`] along both axes of a feature map: `[height, width]` in, `[OH, OW]` out.
@@ -188,6 +227,34 @@ mod tests {
             Err(SizeError::ZeroKernel)
         );
         assert_eq!(output_size(7, 2, 2, 0, Rounding::Floor), Ok(3));
+    }
+
+    /// Rounding down is accepted exactly when the leftover is padding and a stride gap.
+    #[test]
+    fn rounding_rule_both_sides() {
+        // Accepted: ResNet's downsampling and its 1x1 shortcut, both 16.5 on 32.
+        assert_eq!(output_size(32, 3, 2, 1, Rounding::Exact), Ok(16));
+        assert_eq!(output_size(32, 1, 2, 0, Rounding::Exact), Ok(16));
+        assert!(rounds_down(32, 3, 2, 1) && rounds_down(32, 1, 2, 0));
+        // A 1x1 stride-3 window leaves up to 2 over, all skipped by the stride.
+        assert_eq!(output_size(8, 1, 3, 0, Rounding::Exact), Ok(3));
+        // Refused: a real column would be lost.
+        for (w, k, s, p) in [(224, 11, 4, 0), (14, 5, 2, 0), (15, 2, 2, 0), (34, 3, 2, 0)] {
+            assert!(
+                matches!(
+                    output_size(w, k, s, p, Rounding::Exact),
+                    Err(SizeError::Inexact { .. })
+                ),
+                "{w} {k} {s} {p}"
+            );
+            assert!(!rounds_down(w, k, s, p));
+        }
+        // Exact tilings do not round.
+        assert!(!rounds_down(28, 5, 1, 2));
+        // 3-wide windows 4 apart leave a 1-column gap: a leftover of 1 is that gap, 2 is not.
+        assert_eq!(output_size(12, 3, 4, 0, Rounding::Exact), Ok(3));
+        assert!(output_size(13, 3, 4, 0, Rounding::Exact).is_err());
+        assert_eq!(output_size(13, 3, 4, 0, Rounding::Floor), Ok(3));
     }
 
     #[test]

@@ -3,21 +3,24 @@
 //! The grammar (`?` optional, `*` repeated, `,`-separated lists allow a trailing comma):
 //!
 //! ```text
-//! network   := attribute* visibility "struct" IDENT "{" item ("," item)* ","? "}"
+//! network   := attribute* visibility "struct" IDENT block
+//! block     := "{" item ("," item)* ","? "}"
 //! item      := "input" ":" "[" INT ("," INT)* "]"
 //!            | (IDENT ":")? layer ("->" "[" INT ("," INT)* "]")?
-//! layer     := IDENT ("(" argument ("," argument)* ","? ")")?
+//! layer     := (IDENT | PATH) ("(" argument ("," argument)* ","? ")")? block?
 //! argument  := (IDENT "=")? value
-//! value     := INT | FLOAT | "-" (INT | FLOAT) | "true" | "false" | "(" INT "," INT ")"
+//! value     := INT | FLOAT | "-" (INT | FLOAT) | "true" | "false" | "(" INT "," INT ")" | block
 //! ```
 //!
 //! Parsing accepts any layer name and any argument; which layers and arguments exist, and what
-//! their values must be, is checked in `shape.rs`, so that every such mistake in a network is
-//! reported in one compile.
+//! their values must be, is checked in `check`, so that every such mistake in a network is
+//! reported in one compile. A syntax error inside the braces still leaves the network's name,
+//! so that the struct can be generated beside the error.
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
-use syn::parse::{Parse, ParseStream};
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{bracketed, parenthesized, Attribute, Expr, Ident, Lit, LitInt, Token, Visibility};
 
@@ -29,6 +32,17 @@ pub struct Network {
     /// The braces, for errors about the network as a whole (an empty network).
     pub brace_span: Span,
     pub items: Vec<Item>,
+    /// A syntax error inside the braces (then `items` is empty).
+    pub syntax_error: Option<syn::Error>,
+    /// Everything inside the braces, for guessing the network's shapes after a syntax error.
+    pub body: TokenStream,
+}
+
+/// `{ item, ... }`: the items of a block (a residual's body, a shortcut, a concat branch).
+pub struct Block {
+    pub items: Vec<Item>,
+    /// The braces.
+    pub span: Span,
 }
 
 /// One comma-separated entry.
@@ -53,21 +67,38 @@ pub struct Dim {
     pub span: Span,
 }
 
-/// `name: kind(args) -> [dims]`.
+/// `name: kind(args) { body } -> [dims]`.
 pub struct LayerItem {
     pub name: Option<Ident>,
+    /// The kind, or for a path the last segment.
     pub kind: Ident,
+    /// The kind written as a path (`self::Relu`, `nets::LeNetFeatures`): a nested network.
+    pub path: Option<syn::Path>,
     pub args: Vec<Arg>,
+    /// A block after the arguments: a residual's body.
+    pub body: Option<Block>,
     /// The declared output shape, if any, and the tokens of `-> [..]`.
     pub expect: Option<(Vec<Dim>, TokenStream)>,
-    /// `kind(args)` as tokens, for spans covering the layer.
+    /// `kind(args)` as tokens (without the body), for spans covering the layer.
     pub call_tokens: TokenStream,
+}
+
+#[cfg(test)]
+impl LayerItem {
+    /// The argument called `name`.
+    pub fn arg(&self, name: &str) -> Option<&Arg> {
+        self.args
+            .iter()
+            .find(|a| a.name.as_ref().is_some_and(|n| n == name))
+    }
 }
 
 /// One argument of a layer.
 pub struct Arg {
     pub name: Option<Ident>,
     pub value: Value,
+    /// The value, when it is a block `{ .. }`.
+    pub block: Option<Block>,
     /// The argument's tokens (name, `=` and value), for spans.
     pub tokens: TokenStream,
 }
@@ -128,16 +159,25 @@ impl Parse for Network {
         let name: Ident = input.parse()?;
         let content;
         let brace = syn::braced!(content in input);
-        let items = Punctuated::<Item, Token![,]>::parse_terminated(&content)?;
+        let body: TokenStream = content.parse()?;
         if !input.is_empty() {
             return Err(input.error("unexpected tokens after the network's closing brace"));
         }
+        let parsed =
+            (|stream: ParseStream| Punctuated::<Item, Token![,]>::parse_terminated(stream))
+                .parse2(body.clone());
+        let (items, syntax_error) = match parsed {
+            Ok(items) => (items.into_iter().collect(), None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
         Ok(Network {
             attrs,
             vis,
             name,
             brace_span: brace.span.join(),
-            items: items.into_iter().collect(),
+            items,
+            syntax_error,
+            body,
         })
     }
 }
@@ -145,52 +185,79 @@ impl Parse for Network {
 impl Parse for Item {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let start = input.fork();
-        let first: Ident = input.parse().map_err(|e| {
-            syn::Error::new(
-                e.span(),
-                "expected a layer such as `conv2d(6, kernel = 5)` or `input: [1, 28, 28]`",
-            )
-        })?;
-        if input.peek(Token![:]) && !input.peek(Token![::]) {
+        // `name: ...`: an identifier and a single colon.
+        if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+            let name: Ident = input.parse()?;
             input.parse::<Token![:]>()?;
             if input.peek(syn::token::Bracket) {
                 let dims = parse_dims(input)?;
                 let tokens = tokens_between(&start, input);
                 return Ok(Item::Input(InputDecl {
-                    keyword: first,
+                    keyword: name,
                     dims,
                     tokens,
                 }));
             }
-            let call_start = input.fork();
-            let kind: Ident = input.parse().map_err(|e| {
-                syn::Error::new(
-                    e.span(),
-                    format!("expected the layer that `{first}` names, e.g. `{first}: conv2d(6, kernel = 5)`"),
-                )
-            })?;
-            let args = parse_args(input)?;
-            let call_tokens = tokens_between(&call_start, input);
-            let expect = parse_expect(input)?;
-            return Ok(Item::Layer(LayerItem {
-                name: Some(first),
-                kind,
-                args,
-                expect,
-                call_tokens,
-            }));
+            let what = format!(
+                "expected the layer that `{name}` names, e.g. `{name}: conv2d(6, kernel = 5)`"
+            );
+            return parse_layer(input, Some(name), &what).map(Item::Layer);
         }
-        let args = parse_args(input)?;
-        let call_tokens = tokens_between(&start, input);
-        let expect = parse_expect(input)?;
-        Ok(Item::Layer(LayerItem {
-            name: None,
-            kind: first,
-            args,
-            expect,
-            call_tokens,
-        }))
+        parse_layer(
+            input,
+            None,
+            "expected a layer such as `conv2d(6, kernel = 5)` or `input: [1, 28, 28]`",
+        )
+        .map(Item::Layer)
     }
+}
+
+/// `kind(args) { body } -> [dims]` after the optional name; `what` is the message when no
+/// layer follows.
+fn parse_layer(input: ParseStream, name: Option<Ident>, what: &str) -> syn::Result<LayerItem> {
+    let call_start = input.fork();
+    let is_path =
+        input.peek(Token![::]) || (input.peek(Ident::peek_any) && input.peek2(Token![::]));
+    let (kind, path) = if is_path {
+        let path = syn::Path::parse_mod_style(input)?;
+        let last = path
+            .segments
+            .last()
+            .map(|s| s.ident.clone())
+            .ok_or_else(|| input.error(what))?;
+        (last, Some(path))
+    } else {
+        let kind: Ident = input.parse().map_err(|e| syn::Error::new(e.span(), what))?;
+        (kind, None)
+    };
+    let args = parse_args(input)?;
+    let call_tokens = tokens_between(&call_start, input);
+    let body = if input.peek(syn::token::Brace) {
+        Some(parse_block(input)?)
+    } else {
+        None
+    };
+    let expect = parse_expect(input)?;
+    Ok(LayerItem {
+        name,
+        kind,
+        path,
+        args,
+        body,
+        expect,
+        call_tokens,
+    })
+}
+
+/// `{ item, ... }`.
+fn parse_block(input: ParseStream) -> syn::Result<Block> {
+    let content;
+    let brace = syn::braced!(content in input);
+    let items = Punctuated::<Item, Token![,]>::parse_terminated(&content)?;
+    Ok(Block {
+        items: items.into_iter().collect(),
+        span: brace.span.join(),
+    })
 }
 
 /// The tokens consumed between `start` (a fork taken earlier) and `end`.
@@ -260,11 +327,21 @@ impl Parse for Arg {
         } else {
             None
         };
+        if input.peek(syn::token::Brace) {
+            let block = parse_block(input)?;
+            return Ok(Arg {
+                name,
+                value: Value::Other("a block `{ .. }`".to_string()),
+                block: Some(block),
+                tokens: tokens_between(&start, input),
+            });
+        }
         let expr: Expr = input.parse()?;
         let value = classify(&expr);
         Ok(Arg {
             name,
             value,
+            block: None,
             tokens: tokens_between(&start, input),
         })
     }
@@ -368,7 +445,47 @@ mod tests {
             "struct N { } extra",
             "struct N { input: [1.5] }",
         ] {
-            assert!(syn::parse_str::<Network>(src).is_err(), "{src}");
+            let failed = syn::parse_str::<Network>(src).map_or(true, |n| n.syntax_error.is_some());
+            assert!(failed, "{src}");
         }
+    }
+
+    #[test]
+    fn parses_blocks_and_paths() {
+        let net: Network = syn::parse_str(
+            "struct R {
+                input: [3, 8, 8],
+                b: residual(shortcut = { c: conv2d(4, kernel = 1) }) { c: conv2d(4, kernel = 3, pad = 1), relu },
+                m: concat(a = {}, b = { relu }),
+                f: self::Inner -> [4, 8, 8],
+            }",
+        )
+        .unwrap();
+        assert!(net.syntax_error.is_none());
+        let Item::Layer(b) = &net.items[1] else {
+            panic!("b is a layer")
+        };
+        assert_eq!(b.kind, "residual");
+        assert_eq!(b.body.as_ref().unwrap().items.len(), 2);
+        assert_eq!(
+            b.arg("shortcut")
+                .unwrap()
+                .block
+                .as_ref()
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+        let Item::Layer(m) = &net.items[2] else {
+            panic!("m is a layer")
+        };
+        assert_eq!(m.args.len(), 2);
+        assert!(m.args[0].block.as_ref().unwrap().items.is_empty());
+        let Item::Layer(f) = &net.items[3] else {
+            panic!("f is a layer")
+        };
+        assert_eq!(f.kind, "Inner");
+        assert!(f.path.is_some() && f.expect.is_some());
     }
 }

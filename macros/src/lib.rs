@@ -1,47 +1,47 @@
 //! The `network!` macro of [striate](https://docs.rs/striate).
 //!
-//! Three stages, data flowing one way: `ast` parses the tokens, `shape` infers every
-//! layer's shape and reports every mistake at once, `expand` emits the code. Use it through
-//! the `striate` crate, whose documentation describes the language.
+//! Three stages, data flowing one way: `ast` parses the tokens, `check` infers every
+//! layer's shape and reports every mistake at once, building a [`plan::Plan`] (a graph of
+//! values), and `expand` emits the code. What each layer kind does lives in its own module
+//! under `kinds`, behind one registry. Use the macro through the `striate` crate, whose
+//! documentation describes the language.
 
 use proc_macro::TokenStream;
 
 mod ast;
+mod check;
 mod expand;
-mod shape;
+mod kinds;
+mod plan;
+
+/// Parse, check and expand: code, or every error beside a struct that keeps user code quiet.
+fn run(tokens: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    let net = match syn::parse2::<ast::Network>(tokens) {
+        Ok(net) => net,
+        Err(e) => return e.into_compile_error(),
+    };
+    if let Some(e) = &net.syntax_error {
+        return expand::fallback(&net, vec![e.clone()]);
+    }
+    match check::check(&net) {
+        Ok(plan) => expand::expand(&net, &plan),
+        Err(errors) => expand::fallback(&net, errors),
+    }
+}
 
 /// Declares a network whose every layer shape is checked at compile time.
 ///
 /// See the `striate` crate for the language and the generated API.
 #[proc_macro]
 pub fn network(input: TokenStream) -> TokenStream {
-    let net = match syn::parse::<ast::Network>(input) {
-        Ok(net) => net,
-        Err(e) => return e.into_compile_error().into(),
-    };
-    match shape::check(&net) {
-        Ok(plan) => expand::expand(&net, &plan),
-        Err(errors) => expand::fallback(&net, errors),
-    }
-    .into()
+    run(input.into()).into()
 }
 
 #[cfg(test)]
 mod tests {
     use proc_macro2::{TokenStream, TokenTree};
 
-    use crate::{ast, expand, shape};
-
-    /// Parse, check and expand, as the macro does (without the compiler's `TokenStream`).
-    fn run(tokens: TokenStream) -> TokenStream {
-        match syn::parse2::<ast::Network>(tokens) {
-            Ok(net) => match shape::check(&net) {
-                Ok(plan) => expand::expand(&net, &plan),
-                Err(errors) => expand::fallback(&net, errors),
-            },
-            Err(e) => e.into_compile_error(),
-        }
-    }
+    use crate::{ast, check, run};
 
     const SOURCE: &str = "/// doc
         pub struct Zoo {
@@ -162,7 +162,7 @@ mod tests {
             "struct N { input: [4], bn: batch_norm(eps = 1e-60) }",
         ] {
             let net: ast::Network = syn::parse_str(src).unwrap();
-            assert!(shape::check(&net).is_err(), "{src}");
+            assert!(check::check(&net).is_err(), "{src}");
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Glue between generated code and the kernels for the layers whose forward pass depends on
 //! the mode (batch norm, dropout). Generated code calls these; users need not.
 
-use crate::network::Pass;
 use crate::ops::batch_norm::{self, BatchNormGeom};
 use crate::ops::dropout;
+use crate::tables::Pass;
 use crate::tape::ForwardSlots;
 
 /// Batch norm forward: batch statistics (and a running-statistics update) in training, running

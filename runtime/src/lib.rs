@@ -9,22 +9,51 @@
 pub mod data;
 mod error;
 pub mod io;
+#[doc(hidden)]
 pub mod layers;
 pub mod network;
 pub mod ops;
 pub mod optim;
 mod params;
 mod summary;
+mod tables;
 pub mod tape;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use network::{Gradients, LayerInfo, Mode, NetRng, Network, Pass, State, Tensor, TensorMut};
-pub use params::{Init, ParamInfo, ParamStore};
+pub use network::{Gradients, Mode, Network, State, Tensor, TensorMut};
+pub use params::ParamStore;
 pub use striate_geometry as geometry;
 pub use summary::Summary;
-pub use tape::{Slot, Tape};
+pub use tables::{Init, LayerInfo, NetRng, ParamInfo, Pass, Slot};
+pub use tape::Tape;
 pub use train::cross_entropy;
 
 /// ndarray, re-exported so that generated code and users name the same version.
 pub use ndarray;
+
+/// Everything the code that `network!` generates names, behind one path
+/// (`::striate::__private::...`), laid out as the runtime is (`ops::conv2d`, `layers`,
+/// `geometry::Rounding`, `ndarray::Ix4`). Not part of the documented API: it changes with the
+/// macro.
+#[doc(hidden)]
+pub mod __generated {
+    pub use crate::layers;
+    pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Slot};
+    pub use crate::{Network, State, Tape};
+
+    /// The kernels of the layer kinds.
+    pub mod ops {
+        pub use crate::ops::{activation, batch_norm, conv2d, dropout, join, linear, pool};
+    }
+
+    /// The rounding rule of a layer's geometry.
+    pub mod geometry {
+        pub use striate_geometry::Rounding;
+    }
+
+    /// The dimension types of the `Network` impl.
+    pub mod ndarray {
+        pub use ndarray::{Ix2, Ix4, IxDyn};
+    }
+}

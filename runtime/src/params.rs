@@ -2,47 +2,8 @@
 
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 
+use crate::tables::ParamInfo;
 use crate::{Error, Result};
-
-/// How a parameter or buffer is filled by [`crate::Network::init`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Init {
-    /// All zeros (biases, batch-norm shift, running mean).
-    Zeros,
-    /// All ones (batch-norm scale, running variance).
-    Ones,
-    /// He (Kaiming) uniform, `U(±√(6/fan_in))`: for weights followed by a ReLU-like activation.
-    HeUniform {
-        /// Inputs feeding one output unit.
-        fan_in: usize,
-    },
-    /// Glorot (Xavier) uniform, `U(±√(6/(fan_in + fan_out)))`: for weights followed by
-    /// `tanh`, `sigmoid` or nothing.
-    GlorotUniform {
-        /// Inputs feeding one output unit.
-        fan_in: usize,
-        /// Outputs fed by one input unit.
-        fan_out: usize,
-    },
-}
-
-/// Where one parameter or buffer lives in its [`ParamStore`], and how it is initialised.
-///
-/// The `network!` macro emits a `const` table of these; names follow PyTorch's `state_dict`
-/// (`conv1.weight`, `bn1.running_var`, ...), shapes PyTorch's layouts.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ParamInfo {
-    /// `<layer>.<weight|bias|running_mean|running_var>`.
-    pub name: &'static str,
-    /// PyTorch layout: conv weight `[out, in, kh, kw]`, linear weight `[out, in]`, others `[n]`.
-    pub shape: &'static [usize],
-    /// Offset of the first value in the flat store.
-    pub offset: usize,
-    /// Number of values (the product of `shape`).
-    pub len: usize,
-    /// Initial values.
-    pub init: Init,
-}
 
 /// A flat `f32` buffer with a table of named tensors in it.
 ///

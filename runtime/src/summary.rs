@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::network::LayerInfo;
+use crate::tables::LayerInfo;
 
 /// A network's layers as a table: output shapes, parameters, receptive fields, multiply-adds,
 /// with totals. Made by [`crate::Network::summary`]; print it with `{}`.
@@ -70,10 +70,12 @@ impl fmt::Display for Summary {
             String::new(),
         ]];
         for l in self.layers {
-            let label = if l.name.is_empty() {
-                l.declaration.to_string()
-            } else {
-                format!("{}: {}", l.name, l.declaration)
+            let indent = "  ".repeat(l.depth);
+            let label = match (l.name.is_empty(), is_join(l)) {
+                (true, false) => format!("{indent}{}", l.declaration),
+                (false, false) => format!("{indent}{}: {}", l.name, l.declaration),
+                (true, true) => format!("{indent}{}({})", l.kind, l.declaration),
+                (false, true) => format!("{indent}{}: {}({})", l.name, l.kind, l.declaration),
             };
             let rf = if l.receptive_field[0] == l.receptive_field[1] {
                 l.receptive_field[0].to_string()
@@ -126,8 +128,28 @@ impl fmt::Display for Summary {
             thousands(total as u64),
             total as f64 * 4.0 / (1024.0 * 1024.0)
         )?;
-        write!(f, "mult-adds per sample: {}", thousands(self.total_macs()))
+        write!(f, "mult-adds per sample: {}", thousands(self.total_macs()))?;
+        let notes: Vec<&LayerInfo> = self.layers.iter().filter(|l| !l.note.is_empty()).collect();
+        if !notes.is_empty() {
+            write!(f, "\nnotes:")?;
+            for (i, l) in self.layers.iter().enumerate() {
+                if !l.note.is_empty() {
+                    let who = if l.name.is_empty() {
+                        format!("layer {} ({})", i + 1, l.declaration)
+                    } else {
+                        l.name.to_string()
+                    };
+                    write!(f, "\n  {who}: {}", l.note)?;
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+/// A block's join point (`add`, `concat`) rather than a layer.
+fn is_join(l: &LayerInfo) -> bool {
+    l.inputs.len() > 1 || matches!(l.kind, "add" | "concat")
 }
 
 #[cfg(test)]

@@ -1,41 +1,23 @@
 //! The tape: every activation a training forward pass keeps for the backward pass, and the
 //! scratch space of the kernels, reused from one step to the next.
 
+use std::any::TypeId;
+
 use rand::SeedableRng;
 
-use crate::network::NetRng;
-
-/// The storage one layer needs on the tape, per sample unless said otherwise.
-///
-/// The `network!` macro emits one per layer (plus one for the input, at index 0) as a `const`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slot {
-    /// Output values per sample (for index 0: input values per sample).
-    pub act: usize,
-    /// Extra `f32` values per sample (a dropout mask).
-    pub aux_per_sample: usize,
-    /// Extra `f32` values per batch (batch-norm statistics).
-    pub aux_fixed: usize,
-    /// `u32` values per sample (max-pooling winners).
-    pub idx_per_sample: usize,
-}
-
-impl Slot {
-    /// A slot that holds only the layer's output.
-    pub const fn act(act: usize) -> Slot {
-        Slot {
-            act,
-            aux_per_sample: 0,
-            aux_fixed: 0,
-            idx_per_sample: 0,
-        }
-    }
-}
+use crate::network::Network;
+use crate::tables::NetRng;
+#[doc(no_inline)]
+pub use crate::tables::Slot;
 
 /// What the tape was last filled by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Recorded {
+    /// The network whose forward pass filled it.
+    network: TypeId,
     layout: &'static [Slot],
+    /// The gradient buffer of each value.
+    grads: &'static [usize],
     batch: usize,
     train: bool,
     /// 1, or the number of shard tapes the batch was split over (one per thread).
@@ -46,6 +28,15 @@ struct Recorded {
 ///
 /// Make one with [`Tape::new`] and pass it to every training step: its buffers grow to the
 /// largest batch seen and are then reused, so a steady-state step allocates nothing.
+///
+/// The tape holds one activation for each value of the network's graph (its input, and each
+/// layer's and each block join's output), and, during a backward pass, one gradient for each
+/// value that needs one. Gradients accumulate: a value read by two layers (a residual block's
+/// input) receives the sum of both gradients. Values whose gradients are never needed at the
+/// same time share a buffer, so a chain of layers needs two gradient buffers in all.
+///
+/// A tape remembers which network filled it and with how many samples: a backward pass of
+/// another network, even one with the same layout, is an error.
 ///
 /// ```
 /// use striate_runtime::Tape;
@@ -59,8 +50,10 @@ pub struct Tape {
     aux: Vec<Vec<f32>>,
     idx: Vec<Vec<u32>>,
     scratch: Vec<f32>,
-    grad_out: Vec<f32>,
-    grad_in: Vec<f32>,
+    /// Gradient buffers, shared by values whose gradients are live at different times.
+    grads: Vec<Vec<f32>>,
+    /// The whole batch's input gradient, gathered from the shards.
+    gathered: Vec<f32>,
     /// One tape per thread when a pass is split over the batch.
     shards: Vec<Tape>,
     /// Dropout's generator of each shard, reseeded from the network's every training pass.
@@ -92,7 +85,7 @@ pub(crate) struct ShardBackward<'a> {
 /// The buffers of one layer during the forward pass.
 #[derive(Debug)]
 pub struct ForwardSlots<'a> {
-    /// The layer's input (the previous layer's output), `n * input len`.
+    /// The layer's input (the value it reads), `n * input len`.
     pub x: &'a [f32],
     /// The layer's output, `n * output len`.
     pub y: &'a mut [f32],
@@ -117,7 +110,8 @@ pub struct BackwardSlots<'a> {
     pub idx: &'a [u32],
     /// Gradient of the loss with respect to the layer's output.
     pub d_y: &'a [f32],
-    /// Gradient with respect to the layer's input: zeroed, to be accumulated into.
+    /// Gradient with respect to the layer's input, to be accumulated into (empty when not
+    /// asked for).
     pub d_x: &'a mut [f32],
     /// Kernel workspace shared by all layers.
     pub scratch: &'a mut Vec<f32>,
@@ -147,14 +141,15 @@ impl Tape {
             + self.acts.iter().map(f).sum::<usize>()
             + self.aux.iter().map(f).sum::<usize>()
             + self.idx.iter().map(|v| v.capacity() * 4).sum::<usize>()
+            + self.grads.iter().map(f).sum::<usize>()
             + f(&self.scratch)
-            + f(&self.grad_out)
-            + f(&self.grad_in)
+            + f(&self.gathered)
     }
 
-    /// Sizes every buffer for `layout` and batch `n`; called before a forward pass.
+    /// Sizes every buffer for network `N` and batch `n`; called before a forward pass.
     #[doc(hidden)]
-    pub fn prepare(&mut self, layout: &'static [Slot], n: usize, train: bool) {
+    pub fn prepare<N: Network>(&mut self, n: usize, train: bool) {
+        let layout = N::TAPE;
         self.acts.resize_with(layout.len(), Vec::new);
         self.aux.resize_with(layout.len(), Vec::new);
         self.idx.resize_with(layout.len(), Vec::new);
@@ -163,8 +158,14 @@ impl Tape {
             self.aux[i].resize(n * slot.aux_per_sample + slot.aux_fixed, 0.0);
             self.idx[i].resize(n * slot.idx_per_sample, 0);
         }
+        let buffers = N::GRADS.iter().max().map_or(0, |m| m + 1);
+        if self.grads.len() < buffers {
+            self.grads.resize_with(buffers, Vec::new);
+        }
         self.recorded = Some(Recorded {
+            network: TypeId::of::<N>(),
             layout,
+            grads: N::GRADS,
             batch: n,
             train,
             shards: 1,
@@ -176,15 +177,15 @@ impl Tape {
         self.recorded.map_or(1, |r| r.shards)
     }
 
-    /// Prepares a pass of `n` samples split over `k` shard tapes; only the output slot of this
-    /// tape is used (to gather the shards' outputs).
-    pub(crate) fn prepare_shards(
+    /// Prepares a pass of `n` samples of `N` split over `k` shard tapes; only the output slot
+    /// of this tape is used (to gather the shards' outputs).
+    pub(crate) fn prepare_shards<N: Network>(
         &mut self,
-        layout: &'static [Slot],
         n: usize,
         train: bool,
         k: usize,
     ) -> ShardForward<'_> {
+        let layout = N::TAPE;
         self.acts.resize_with(layout.len(), Vec::new);
         let last = layout.len() - 1;
         self.acts[last].resize(n * layout[last].act, 0.0);
@@ -192,7 +193,9 @@ impl Tape {
         self.shard_rngs
             .resize_with(k.max(self.shard_rngs.len()), || NetRng::seed_from_u64(0));
         self.recorded = Some(Recorded {
+            network: TypeId::of::<N>(),
             layout,
+            grads: N::GRADS,
             batch: n,
             train,
             shards: k,
@@ -218,82 +221,132 @@ impl Tape {
         ShardBackward {
             tapes: &mut self.shards[..k],
             grads: &mut self.shard_grads[..k - 1],
-            input_grad: &mut self.grad_out,
+            input_grad: &mut self.gathered,
         }
     }
 
-    /// True when the tape was last prepared for `layout`.
+    /// True when the tape holds a forward pass of network `N` (and not of another network,
+    /// whatever its layout).
     #[doc(hidden)]
-    pub fn is_for(&self, layout: &'static [Slot]) -> bool {
+    pub fn is_for<N: Network>(&self) -> bool {
         self.recorded
-            .is_some_and(|r| std::ptr::eq(r.layout, layout) || r.layout == layout)
+            .is_some_and(|r| r.network == TypeId::of::<N>() && std::ptr::eq(r.layout, N::TAPE))
     }
 
-    /// The input slot (index 0), to copy a batch into.
+    /// The input slot (value 0), to copy a batch into.
     #[doc(hidden)]
     pub fn input_mut(&mut self) -> &mut [f32] {
         &mut self.acts[0]
     }
 
-    /// The output of layer `i` (the last layer's output is the network's output).
+    /// Value `v` (value 0 is the input; the last value is the network's output).
     #[doc(hidden)]
-    pub fn output(&self, i: usize) -> &[f32] {
-        &self.acts[i]
+    pub fn output(&self, v: usize) -> &[f32] {
+        &self.acts[v]
     }
 
-    /// Moves the last layer's output out of the tape (for one-shot inference).
+    /// Moves the last value (the network's output) out of the tape (for one-shot inference).
     #[doc(hidden)]
     pub fn take_output(&mut self) -> Vec<f32> {
         self.acts.last_mut().map(std::mem::take).unwrap_or_default()
     }
 
-    /// The buffers of layer `i` (1-based: slot 0 is the input) for the forward pass.
+    /// The buffers of the layer that computes value `y` from value `x` (`x < y`), for the
+    /// forward pass.
     #[doc(hidden)]
-    pub fn forward_slots(&mut self, i: usize) -> ForwardSlots<'_> {
-        let (before, after) = self.acts.split_at_mut(i);
+    pub fn forward_slots(&mut self, x: usize, y: usize) -> ForwardSlots<'_> {
+        let (before, after) = self.acts.split_at_mut(y);
         ForwardSlots {
-            x: &before[i - 1],
+            x: &before[x],
             y: &mut after[0],
-            aux: &mut self.aux[i],
-            idx: &mut self.idx[i],
+            aux: &mut self.aux[y],
+            idx: &mut self.idx[y],
             scratch: &mut self.scratch,
         }
     }
 
-    /// Starts a backward pass: the gradient with respect to the last output is `d_out`.
+    /// Value `x` and value `y` (`x < y`), for a join that computes `y` from several values.
+    #[doc(hidden)]
+    pub fn join_forward(&mut self, x: usize, y: usize) -> (&[f32], &mut [f32]) {
+        let (before, after) = self.acts.split_at_mut(y);
+        (&before[x], &mut after[0])
+    }
+
+    /// Starts a backward pass: the gradient with respect to the last value is `d_out`.
     #[doc(hidden)]
     pub fn begin_backward(&mut self, d_out: &[f32]) {
-        self.grad_out.clear();
-        self.grad_out.extend_from_slice(d_out);
+        let r = self.recorded.expect("a forward pass was recorded");
+        let g = &mut self.grads[r.grads[r.grads.len() - 1]];
+        g.clear();
+        g.extend_from_slice(d_out);
     }
 
-    /// The buffers of layer `i` for the backward pass; `d_x` comes zeroed.
+    /// The buffers of the layer that computed value `y` from value `x`, for the backward pass.
+    /// `d_x` is `x`'s gradient, zeroed first when `fresh` (the first gradient it receives), and
+    /// empty when `want_dx` is false.
     #[doc(hidden)]
-    pub fn backward_slots(&mut self, i: usize) -> BackwardSlots<'_> {
-        let in_len = self.acts[i - 1].len();
-        self.grad_in.clear();
-        self.grad_in.resize(in_len, 0.0);
+    pub fn backward_slots(
+        &mut self,
+        x: usize,
+        y: usize,
+        fresh: bool,
+        want_dx: bool,
+    ) -> BackwardSlots<'_> {
+        let r = self.recorded.expect("a forward pass was recorded");
+        let (d_y, d_x): (&[f32], &mut [f32]) = if want_dx {
+            grad_pair(&mut self.grads, r.grads, self.acts[x].len(), x, y, fresh)
+        } else {
+            (&self.grads[r.grads[y]], &mut [])
+        };
         BackwardSlots {
-            x: &self.acts[i - 1],
-            y: &self.acts[i],
-            aux: &self.aux[i],
-            idx: &self.idx[i],
-            d_y: &self.grad_out,
-            d_x: &mut self.grad_in,
+            x: &self.acts[x],
+            y: &self.acts[y],
+            aux: &self.aux[y],
+            idx: &self.idx[y],
+            d_y,
+            d_x,
             scratch: &mut self.scratch,
         }
     }
 
-    /// Makes the gradient just computed for a layer's input the output gradient of the layer
-    /// before it.
+    /// For a join that computed value `y`: `y`'s gradient and `x`'s (zeroed first when
+    /// `fresh`).
     #[doc(hidden)]
-    pub fn swap_grads(&mut self) {
-        std::mem::swap(&mut self.grad_out, &mut self.grad_in);
+    pub fn join_backward(&mut self, x: usize, y: usize, fresh: bool) -> (&[f32], &mut [f32]) {
+        let r = self.recorded.expect("a forward pass was recorded");
+        grad_pair(&mut self.grads, r.grads, self.acts[x].len(), x, y, fresh)
     }
 
-    /// After a backward pass: the gradient with respect to the network's input.
+    /// After a backward pass that asked for it: the gradient with respect to the network's
+    /// input.
     #[doc(hidden)]
     pub fn input_grad(&self) -> &[f32] {
-        &self.grad_out
+        let r = self.recorded.expect("a forward pass was recorded");
+        &self.grads[r.grads[0]]
+    }
+}
+
+/// The gradient buffers of values `y` (read) and `x` (accumulated into) among `grads`, placed
+/// by `slots`; when `fresh`, `x`'s gradient starts here and is first zeroed to `x_len` values.
+fn grad_pair<'a>(
+    grads: &'a mut [Vec<f32>],
+    slots: &[usize],
+    x_len: usize,
+    x: usize,
+    y: usize,
+    fresh: bool,
+) -> (&'a [f32], &'a mut [f32]) {
+    let (gx, gy) = (slots[x], slots[y]);
+    assert_ne!(gx, gy, "values {x} and {y} share a gradient buffer");
+    if fresh {
+        let d = &mut grads[gx];
+        d.clear();
+        d.resize(x_len, 0.0);
+    }
+    let (lo, hi) = grads.split_at_mut(gx.max(gy));
+    if gx < gy {
+        (&hi[0], &mut lo[gx])
+    } else {
+        (&lo[gy], &mut hi[0])
     }
 }

@@ -13,8 +13,8 @@
 //! #     ParamInfo { name: "fc.bias", shape: &[2], offset: 4, len: 2, init: Init::Zeros },
 //! # ];
 //! # static LAYERS: [LayerInfo; 2] = [
-//! #     LayerInfo { name: "", kind: "flatten", declaration: "flatten", output: &[2], params: 0, receptive_field: [1, 2], macs: 0 },
-//! #     LayerInfo { name: "fc", kind: "linear", declaration: "linear(2)", output: &[2], params: 6, receptive_field: [1, 2], macs: 4 },
+//! #     LayerInfo { name: "", kind: "flatten", declaration: "flatten", inputs: &[0], output: &[2], params: 0, receptive_field: [1, 2], macs: 0, depth: 0, note: "" },
+//! #     LayerInfo { name: "fc", kind: "linear", declaration: "linear(2)", inputs: &[1], output: &[2], params: 6, receptive_field: [1, 2], macs: 4, depth: 0, note: "" },
 //! # ];
 //! # static TAPE: [Slot; 3] = [Slot::act(2), Slot::act(2), Slot::act(2)];
 //! # const G: ops::linear::LinearGeom = ops::linear::LinearGeom { in_f: 2, out_f: 2 };
@@ -24,20 +24,20 @@
 //! #     const OUTPUT_SHAPE: &'static [usize] = &[2]; const NUM_PARAMS: usize = 6;
 //! #     const LAYERS: &'static [LayerInfo] = &LAYERS; const PARAMS: &'static [ParamInfo] = &PARAMS;
 //! #     const BUFFERS: &'static [ParamInfo] = &[]; const TAPE: &'static [Slot] = &TAPE;
+//! #     const GRADS: &'static [usize] = &[0, 1, 0];
 //! #     fn state(&self) -> &State { &self.state } fn state_mut(&mut self) -> &mut State { &mut self.state }
 //! #     fn from_state(state: State) -> Self { Tiny { state } }
 //! #     fn raw_forward(p: &[f32], _: Pass<'_>, tape: &mut Tape) {
 //! #         let n = tape.batch();
-//! #         layers::copy_forward(tape.forward_slots(1));
-//! #         let s = tape.forward_slots(2); let (w, b) = p.split_at(4);
+//! #         layers::copy_forward(tape.forward_slots(0, 1));
+//! #         let s = tape.forward_slots(1, 2); let (w, b) = p.split_at(4);
 //! #         ops::linear::forward(s.y, s.x, w, Some(b), &G, n, s.scratch);
 //! #     }
 //! #     fn raw_backward(p: &[f32], d: &mut [f32], tape: &mut Tape, _: bool) {
 //! #         let n = tape.batch();
-//! #         let s = tape.backward_slots(2); let (dw, db) = d.split_at_mut(4);
+//! #         let s = tape.backward_slots(1, 2, true, true); let (dw, db) = d.split_at_mut(4);
 //! #         ops::linear::backward(Some(s.d_x), dw, Some(db), s.d_y, s.x, &p[..4], &G, n, s.scratch);
-//! #         tape.swap_grads();
-//! #         layers::copy_backward(tape.backward_slots(1)); tape.swap_grads();
+//! #         layers::copy_backward(tape.backward_slots(0, 1, true, true));
 //! #     }
 //! # }
 //! // Points left of zero are class 0, right of zero class 1.

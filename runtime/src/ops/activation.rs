@@ -1,5 +1,7 @@
 //! Elementwise activation functions, forward and backward.
 
+use super::check_same;
+
 /// An elementwise nonlinearity `y = f(x)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
@@ -53,7 +55,8 @@ impl Activation {
 /// `y = f(x)` elementwise. `y` is overwritten.
 ///
 /// # Panics
-/// In debug builds, when `y` and `x` differ in length.
+/// When `y` and `x` differ in length (checked before anything is written, in release builds
+/// too).
 ///
 /// # Example
 /// ```
@@ -65,7 +68,7 @@ impl Activation {
 /// ```
 pub fn forward(y: &mut [f32], x: &[f32], act: Activation) {
     // x: (any) -> y: (same)
-    debug_assert_eq!(y.len(), x.len());
+    check_same("activation::forward", "y", y.len(), "x", x.len());
     // One loop per variant, so that each is a straight loop the compiler can vectorise.
     match act {
         Activation::Relu => map(y, x, relu),
@@ -78,12 +81,13 @@ pub fn forward(y: &mut [f32], x: &[f32], act: Activation) {
 /// `d_x += f'(x) ⊙ d_y` elementwise, with `y = f(x)` as computed by [`forward`].
 ///
 /// # Panics
-/// In debug builds, when the lengths differ.
+/// When `d_x`, `x` or `y` differs in length from `d_y` (checked before anything is written, in
+/// release builds too).
 pub fn backward(d_x: &mut [f32], d_y: &[f32], x: &[f32], y: &[f32], act: Activation) {
     // d_y: (any), x: (same), y: (same) -> d_x: (same)
-    debug_assert_eq!(d_x.len(), d_y.len());
-    debug_assert_eq!(x.len(), d_y.len());
-    debug_assert_eq!(y.len(), d_y.len());
+    for (name, len) in [("d_x", d_x.len()), ("x", x.len()), ("y", y.len())] {
+        check_same("activation::backward", name, len, "d_y", d_y.len());
+    }
     match act {
         Activation::Relu => {
             for ((d, &g), &x) in d_x.iter_mut().zip(d_y).zip(x) {

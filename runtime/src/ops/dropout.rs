@@ -1,5 +1,7 @@
 //! Inverted dropout, forward and backward.
 
+use super::check_same;
+
 /// Inverted dropout: each `mask[i]` is `0` with probability `p`, otherwise `1/(1-p)`, and
 /// `y = x ⊙ mask`, so that `E[y] = x` and evaluation needs no rescaling.
 ///
@@ -8,7 +10,8 @@
 /// from `rng`, compared with `p·2³²`, so the drop probability is `p` to within `2⁻³²`.
 ///
 /// # Panics
-/// In debug builds, when `p` is outside `[0, 1]` or the lengths differ.
+/// When `y` or `mask` differs in length from `x` (checked before anything is written, in
+/// release builds too); in debug builds, when `p` is outside `[0, 1]`.
 ///
 /// # Example
 /// ```
@@ -27,8 +30,9 @@ pub fn forward(y: &mut [f32], mask: &mut [f32], x: &[f32], p: f32, rng: &mut imp
         (0.0..=1.0).contains(&p),
         "dropout probability {p} is not in [0, 1]"
     );
-    debug_assert_eq!(y.len(), x.len());
-    debug_assert_eq!(mask.len(), x.len());
+    for (name, len) in [("y", y.len()), ("mask", mask.len())] {
+        check_same("dropout::forward", name, len, "x", x.len());
+    }
     if p <= 0.0 {
         mask.fill(1.0);
         y.copy_from_slice(x);
@@ -51,11 +55,13 @@ pub fn forward(y: &mut [f32], mask: &mut [f32], x: &[f32], p: f32, rng: &mut imp
 /// The gradient of [`forward`]: `d_x += d_y ⊙ mask`.
 ///
 /// # Panics
-/// In debug builds, when the lengths differ.
+/// When `d_x` or `mask` differs in length from `d_y` (checked before anything is written, in
+/// release builds too).
 pub fn backward(d_x: &mut [f32], d_y: &[f32], mask: &[f32]) {
     // d_y: (any), mask: (same) -> d_x: (same)
-    debug_assert_eq!(d_x.len(), d_y.len());
-    debug_assert_eq!(mask.len(), d_y.len());
+    for (name, len) in [("d_x", d_x.len()), ("mask", mask.len())] {
+        check_same("dropout::backward", name, len, "d_y", d_y.len());
+    }
     for ((d, &g), &m) in d_x.iter_mut().zip(d_y).zip(mask) {
         *d += g * m;
     }

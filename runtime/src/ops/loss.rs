@@ -1,5 +1,6 @@
 //! Softmax and the softmax cross-entropy loss with its gradient.
 
+use super::{check_len, check_same};
 use crate::{Error, Result};
 
 /// The mean over the batch of `-log softmax(logits)[label]`, with its gradient with respect to
@@ -95,7 +96,8 @@ pub fn softmax_cross_entropy(
 /// row maximum so that large logits do not overflow. `probs` is overwritten.
 ///
 /// # Panics
-/// In debug builds, when the lengths differ or are not a multiple of `classes`.
+/// When `probs` and `logits` differ in length, or `logits` is not whole rows of `classes`
+/// (checked before anything is written, in release builds too).
 ///
 /// # Example
 /// ```
@@ -107,12 +109,24 @@ pub fn softmax_cross_entropy(
 /// ```
 pub fn softmax(probs: &mut [f32], logits: &[f32], classes: usize) {
     // logits: (N, K) -> probs: (N, K)
-    debug_assert_eq!(probs.len(), logits.len());
-    debug_assert!(classes > 0 || logits.is_empty());
+    check_same(
+        "loss::softmax",
+        "probs",
+        probs.len(),
+        "logits",
+        logits.len(),
+    );
+    let rows = logits.len().checked_div(classes).unwrap_or(0);
+    check_len(
+        "loss::softmax",
+        "logits",
+        logits.len(),
+        Some(rows),
+        &[classes],
+    );
     if classes == 0 {
         return;
     }
-    debug_assert_eq!(logits.len() % classes, 0);
     for (p_row, row) in probs
         .chunks_exact_mut(classes)
         .zip(logits.chunks_exact(classes))

@@ -19,7 +19,7 @@
 //!
 //! Every buffer belongs to the caller (see [`packed_a_len`] and [`packed_b_len`]).
 
-use super::isa::allowed as isa_allowed;
+use super::isa::Isa;
 
 /// Rows of `B` packed at a time. A block of 384 rows of 32 columns is 48 KiB, eight of them
 /// ([`NB`]) 384 KiB, which the L2 cache holds while the panels of `A` pass over them; 384 rows
@@ -35,39 +35,13 @@ pub(crate) const MAX_NR: usize = 32;
 /// overshoot.
 pub(crate) const SLACK: usize = 16;
 
-/// Which build of the register tile runs: the CPU's best, or lower where a test says so.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Isa {
-    /// AVX-512F: tiles of 12 × 32.
-    Avx512,
-    /// AVX2 and FMA: tiles of 6 × 16.
-    Fma,
-    /// Neither: tiles of 4 × 16, products and sums rounded separately.
-    Plain,
-}
-
+/// The register tile's size for each instruction set.
 impl Isa {
-    /// The best instruction set this CPU has (and tests allow).
-    pub(crate) fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if isa_allowed(1) && is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if isa_allowed(2) && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-            {
-                return Isa::Fma;
-            }
-        }
-        let _ = isa_allowed;
-        Isa::Plain
-    }
-
     /// Rows of a register tile (and of a panel of packed `A`).
     pub(crate) const fn mr(self) -> usize {
         match self {
             Isa::Avx512 => 12,
-            Isa::Fma => 6,
+            Isa::Avx2Fma => 6,
             Isa::Plain => 4,
         }
     }
@@ -76,7 +50,7 @@ impl Isa {
     pub(crate) const fn nr(self) -> usize {
         match self {
             Isa::Avx512 => 32,
-            Isa::Fma | Isa::Plain => 16,
+            Isa::Avx2Fma | Isa::Plain => 16,
         }
     }
 }
@@ -223,7 +197,8 @@ pub(crate) fn copy_runs(
 fn pack_block(isa: Isa, b: &impl PackB, ks: [usize; 2], ns: [usize; 2], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
-        // Safety: `Isa::detect` chose AVX-512 only on a CPU that has it.
+        // Safety: `isa` is what `Isa::current` returned to the calling kernel, and it returns
+        // `Avx512` only on a CPU with AVX-512F.
         unsafe { pack_avx512(b, ks, ns, dst) };
         return;
     }
@@ -288,7 +263,8 @@ pub(crate) enum MatA<'a> {
 
 /// `C = A·B + bias` or `C += A·B` (`out`): `C` is `m × n` with rows `ldc` apart
 /// (`c[i·ldc + j]`), `a` is `A` ([`MatA`]), and `B` (`k × n`) comes from `b` a block at a time
-/// through `b_buf` ([`packed_b_len`] values).
+/// through `b_buf` ([`packed_b_len`] values). `isa` is the build to run, as the calling
+/// kernel got it from [`Isa::current`] (`A` packed for the same).
 ///
 /// # Panics
 /// When a buffer is shorter than the sizes need, or `ldc < n`.
@@ -336,11 +312,12 @@ pub(crate) fn gemm(
     let dims = [m, k, n];
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // Safety: `Isa::detect` chose AVX-512 only on a CPU that has it.
+        // Safety: `isa` is what `Isa::current` returned to the calling kernel, and it returns
+        // `Avx512` only on a CPU with AVX-512F, AVX2 and FMA.
         Isa::Avx512 => unsafe { gemm_avx512(dims, a, b, out, c, ldc, b_buf) },
         #[cfg(target_arch = "x86_64")]
-        // Safety: `Isa::detect` chose FMA only on a CPU that has AVX2 and FMA.
-        Isa::Fma => unsafe { gemm_fma(dims, a, b, out, c, ldc, b_buf) },
+        // Safety: as above, `Avx2Fma` only on a CPU with AVX2 and FMA.
+        Isa::Avx2Fma => unsafe { gemm_fma(dims, a, b, out, c, ldc, b_buf) },
         _ => blocks::<4, 16, false>(isa, dims, a, b, out, c, ldc, b_buf),
     }
 }
@@ -348,7 +325,7 @@ pub(crate) fn gemm(
 /// [`blocks`] compiled for AVX-512.
 ///
 /// # Safety
-/// The CPU must support AVX-512F.
+/// The CPU must support AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn gemm_avx512(
@@ -378,7 +355,7 @@ unsafe fn gemm_fma(
     ldc: usize,
     b_buf: &mut [f32],
 ) {
-    blocks::<6, 16, true>(Isa::Fma, dims, a, b, out, c, ldc, b_buf);
+    blocks::<6, 16, true>(Isa::Avx2Fma, dims, a, b, out, c, ldc, b_buf);
 }
 
 /// The loops around the register tile: for each group of [`NB`] blocks of `NR` columns and
@@ -578,7 +555,7 @@ impl PackB for Rows<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::isa::MIN_ISA;
+    use crate::ops::isa::with_ceiling;
     use crate::ops::test_util::{assert_close, rng, uniform};
 
     /// `A·B` by the definition, in `f64`, `A` row-major.
@@ -615,9 +592,8 @@ mod tests {
             [25, KC + 5, 300],
         ];
         let mut r = rng(11);
-        for level in [0, 2, 3] {
-            MIN_ISA.with(|l| l.set(level));
-            let isa = Isa::detect();
+        for ceiling in [Isa::Avx512, Isa::Avx2Fma, Isa::Plain] {
+            let isa = with_ceiling(ceiling, Isa::current);
             for (s, &[m, k, n]) in sizes.iter().enumerate() {
                 let a = uniform(&mut r, m * k);
                 let a_t: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
@@ -681,14 +657,13 @@ mod tests {
                 }
             }
         }
-        MIN_ISA.with(|l| l.set(0));
     }
 
     /// With no columns of `A` the product is the bias alone (or `C` unchanged); with no rows
     /// nothing is touched.
     #[test]
     fn empty_inner_dimension_gives_the_bias() {
-        let isa = Isa::detect();
+        let isa = Isa::current();
         let mut c = vec![f32::NAN; 6];
         let mut b_buf = vec![0.0; packed_b_len(isa)];
         let b = Rows { data: &[], ld: 3 };

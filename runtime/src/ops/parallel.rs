@@ -225,8 +225,12 @@ impl Pool {
 }
 
 /// `*mut T` that may be shared between the tasks of one [`run`], each task touching only its
-/// own disjoint part.
-pub(crate) struct SharedMut<T>(*mut T);
+/// own disjoint part. It keeps the length of the slice it was made from, and
+/// [`SharedMut::slice`] checks every range against it, in release builds too.
+pub(crate) struct SharedMut<T> {
+    ptr: *mut T,
+    len: usize,
+}
 
 // By hand: the derives would ask `T: Copy`, but only the pointer is copied.
 impl<T> Clone for SharedMut<T> {
@@ -245,17 +249,30 @@ unsafe impl<T: Send> Sync for SharedMut<T> {}
 
 impl<T> SharedMut<T> {
     pub(crate) fn new(s: &mut [T]) -> Self {
-        SharedMut(s.as_mut_ptr())
+        SharedMut {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+        }
     }
 
     /// `len` elements from `start`.
     ///
+    /// # Panics
+    /// When `start .. start + len` does not lie inside the slice given to [`SharedMut::new`].
+    ///
     /// # Safety
-    /// The range must lie inside the slice given to [`SharedMut::new`], that slice must still be
-    /// borrowed, and no other live reference may overlap the range.
+    /// The slice given to [`SharedMut::new`] must still be borrowed, and no other live
+    /// reference may overlap the range.
     pub(crate) unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
-        // Safety: the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+        let inside = start.checked_add(len).is_some_and(|end| end <= self.len);
+        assert!(
+            inside,
+            "SharedMut::slice: {len} values from {start} do not fit in {}",
+            self.len
+        );
+        // Safety: the range lies inside the slice (checked just above), which the caller
+        // says is still borrowed and not otherwise referenced in this range.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 }
 
@@ -298,6 +315,24 @@ mod tests {
             });
             assert_eq!(done.load(Ordering::Relaxed), 4);
         });
+    }
+
+    /// A range past the end of the slice a `SharedMut` was made from panics, in release
+    /// builds too, however the start and length add up.
+    #[test]
+    fn shared_ranges_are_checked() {
+        let mut v = [0u8; 4];
+        let shared = SharedMut::new(&mut v);
+        // Safety: `v` is borrowed for the whole test and each returned slice dies at once.
+        assert_eq!(unsafe { shared.slice(1, 3) }.len(), 3);
+        assert_eq!(unsafe { shared.slice(4, 0) }.len(), 0);
+        for (start, len) in [(1, 4), (5, 0), (usize::MAX, 2), (2, usize::MAX)] {
+            let caught = std::panic::catch_unwind(|| {
+                // Safety: as above; the call must panic before it makes a slice.
+                unsafe { shared.slice(start, len) }.len()
+            });
+            assert!(caught.is_err(), "{start} + {len}");
+        }
     }
 
     /// Every task runs exactly once, with one thread or several, and nested calls run inline.

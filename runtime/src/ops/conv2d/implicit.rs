@@ -21,7 +21,8 @@
 //! kernels over the output gradient ([`input_gradient_geometry`]).
 
 use super::Conv2dGeom;
-use crate::ops::packed::{self, Isa, Out, PackB, Rows};
+use crate::ops::isa::Isa;
+use crate::ops::packed::{self, Out, PackB, Rows};
 use crate::ops::parallel::{self, SharedMut};
 use std::ops::Range;
 

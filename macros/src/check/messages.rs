@@ -1,0 +1,85 @@
+//! Messages: collecting errors, limits, "did you mean" suggestions and lists of names.
+
+use proc_macro2::Span;
+use quote::ToTokens;
+
+use crate::ast::LayerItem;
+
+/// Collects errors instead of stopping at the first (serde's `Ctxt`).
+#[derive(Default)]
+pub struct Errors(pub Vec<syn::Error>);
+
+impl Errors {
+    pub fn spanned(&mut self, tokens: impl ToTokens, msg: impl std::fmt::Display) {
+        self.0.push(syn::Error::new_spanned(tokens, msg));
+    }
+
+    pub fn at(&mut self, span: Span, msg: impl std::fmt::Display) {
+        self.0.push(syn::Error::new(span, msg));
+    }
+}
+
+/// The largest size of one dimension, kernel, stride or padding.
+pub const MAX_SIZE: u64 = 1 << 24;
+
+/// The largest number of values in one tensor (a layer's output per sample, or its weight).
+pub const MAX_TENSOR: u128 = 1 << 36;
+
+/// `Some(product)` when the product of `factors` is at most [`MAX_TENSOR`].
+pub fn tensor_len(factors: &[usize]) -> Option<usize> {
+    let product = factors
+        .iter()
+        .try_fold(1u128, |acc, &f| acc.checked_mul(f as u128))?;
+    (product <= MAX_TENSOR).then_some(product as usize)
+}
+
+/// Reports a tensor too large for striate; returns whether it fits.
+pub fn fits(
+    who: &str,
+    what: &str,
+    factors: &[usize],
+    layer: &LayerItem,
+    errors: &mut Errors,
+) -> bool {
+    if tensor_len(factors).is_some() {
+        return true;
+    }
+    let text: Vec<String> = factors.iter().map(|f| f.to_string()).collect();
+    errors.spanned(
+        &layer.call_tokens,
+        format!(
+            "{who}: the {what} would hold {} values, more than the 2^36 striate supports",
+            text.join(" x ")
+        ),
+    );
+    false
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < c.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+pub fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    quoted.join(", ")
+}

@@ -1,0 +1,51 @@
+//! `flatten`: `[C, H, W]` to `[C*H*W]`; the values stay where they are.
+
+use quote::quote;
+
+use super::{rt, Build, Emit, Kind, Layer};
+use crate::plan::Shape;
+
+pub const KINDS: &[&dyn Kind] = &[&FlattenKind];
+
+struct FlattenKind;
+
+impl Kind for FlattenKind {
+    fn name(&self) -> &'static str {
+        "flatten"
+    }
+
+    fn build(&self, cx: &mut Build<'_>) -> Option<Box<dyn Layer>> {
+        Some(Box::new(Flatten { input: cx.input }))
+    }
+}
+
+struct Flatten {
+    input: Shape,
+}
+
+impl Layer for Flatten {
+    fn output(&self) -> Shape {
+        Shape::Vector(self.input.numel())
+    }
+
+    fn flattens(&self) -> bool {
+        true
+    }
+
+    fn explain(&self) -> String {
+        format!(
+            " (flatten multiplies {})",
+            self.input.text().replace(", ", " x ")
+        )
+    }
+
+    fn forward(&self, _: &Emit<'_>) -> proc_macro2::TokenStream {
+        let rt = rt();
+        quote! { #rt::layers::copy_forward(s); }
+    }
+
+    fn backward(&self, _: &Emit<'_>) -> proc_macro2::TokenStream {
+        let rt = rt();
+        quote! { #rt::layers::copy_backward(s); }
+    }
+}

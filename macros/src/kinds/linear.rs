@@ -1,0 +1,135 @@
+//! `linear(out_features, bias = b)`.
+
+use quote::quote;
+
+use super::{
+    arg, rt, usize_lit, weighted_backward, weighted_forward, ArgKind::*, ArgSpec, Build, Emit,
+    InitRule, Kind, Layer, Role, TensorSpec,
+};
+use crate::plan::{dims_text, Shape};
+
+pub const KINDS: &[&dyn Kind] = &[&LinearKind];
+
+struct LinearKind;
+
+impl Kind for LinearKind {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn args(&self) -> &'static [ArgSpec] {
+        const ARGS: &[ArgSpec] = &[
+            arg("out_features", Count, true, true),
+            arg("bias", Bool, false, false),
+        ];
+        ARGS
+    }
+
+    fn role(&self) -> Role {
+        Role::Weights
+    }
+
+    fn param_prefix(&self) -> Option<&'static str> {
+        Some("fc")
+    }
+
+    fn example(&self, _missing: &str) -> String {
+        "e.g. `linear(10)` for 10 output features".to_string()
+    }
+
+    fn build(&self, cx: &mut Build<'_>) -> Option<Box<dyn Layer>> {
+        if let Shape::Spatial(d) = cx.input {
+            let msg = format!(
+                "{}: `linear` needs a vector input, but its input is {}; add `flatten` before it to make it [{}]",
+                cx.who,
+                dims_text(&d),
+                d.iter().product::<usize>()
+            );
+            cx.error(msg);
+            return None;
+        }
+        let in_f = cx.input.numel();
+        let out_f = cx.args.int("out_features", 1);
+        if !cx.fits("weight", &[out_f, in_f]) {
+            return None;
+        }
+        Some(Box::new(Linear {
+            in_f,
+            out_f,
+            bias: cx.args.bool("bias", true),
+        }))
+    }
+}
+
+struct Linear {
+    in_f: usize,
+    out_f: usize,
+    bias: bool,
+}
+
+impl Linear {
+    fn lens(&self) -> (usize, usize) {
+        (
+            self.out_f * self.in_f,
+            if self.bias { self.out_f } else { 0 },
+        )
+    }
+}
+
+impl Layer for Linear {
+    fn output(&self) -> Shape {
+        Shape::Vector(self.out_f)
+    }
+
+    fn params(&self) -> Vec<TensorSpec> {
+        let mut p = vec![TensorSpec {
+            suffix: "weight",
+            shape: vec![self.out_f, self.in_f],
+            init: InitRule::Weights {
+                fan_in: self.in_f,
+                fan_out: self.out_f,
+            },
+        }];
+        if self.bias {
+            p.push(TensorSpec {
+                suffix: "bias",
+                shape: vec![self.out_f],
+                init: InitRule::Zeros,
+            });
+        }
+        p
+    }
+
+    fn flattens(&self) -> bool {
+        true
+    }
+
+    fn macs(&self) -> u64 {
+        (self.in_f * self.out_f) as u64
+    }
+
+    fn geometry(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
+        let (rt, g) = (rt(), &e.g);
+        let (i, o) = (usize_lit(self.in_f), usize_lit(self.out_f));
+        quote! {
+            const #g: #rt::ops::linear::LinearGeom =
+                #rt::ops::linear::LinearGeom { in_f: #i, out_f: #o };
+        }
+    }
+
+    fn input_grad_optional(&self) -> bool {
+        true
+    }
+
+    fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
+        let rt = rt();
+        let (wl, bl) = self.lens();
+        weighted_forward(e, quote!(#rt::ops::linear::forward), wl, bl)
+    }
+
+    fn backward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
+        let rt = rt();
+        let (wl, bl) = self.lens();
+        weighted_backward(e, quote!(#rt::ops::linear::backward), wl, bl)
+    }
+}

@@ -1,0 +1,411 @@
+//! The layer kinds, one module each, behind one registry.
+//!
+//! A kind says what its arguments are ([`Kind::args`]) and builds a [`Layer`] from resolved
+//! arguments and an input shape, reporting its own shape mistakes. The layer then answers
+//! everything the rest of the macro asks of it: its output shape, parameters and buffers,
+//! receptive-field window, multiply-adds, tape storage and the code of its forward and backward
+//! passes. Nothing outside this folder matches on a kind's name.
+//!
+//! Adding a kind: a new file here, one line in [`REGISTRY`], and its runtime kernel.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::quote;
+use syn::Ident;
+
+use crate::ast::LayerItem;
+use crate::check::args::Resolved;
+use crate::check::messages::Errors;
+use crate::plan::Shape;
+
+mod activation;
+mod batch_norm;
+mod conv2d;
+mod dropout;
+mod flatten;
+mod linear;
+mod pool;
+pub mod window;
+
+/// Every kind, by module. The order is the order of the list in error messages and the README.
+pub const REGISTRY: &[&[&dyn Kind]] = &[
+    conv2d::KINDS,
+    pool::KINDS,
+    linear::KINDS,
+    activation::KINDS,
+    dropout::KINDS,
+    batch_norm::KINDS,
+    flatten::KINDS,
+];
+
+/// Every kind, in registry order.
+pub fn all() -> impl Iterator<Item = &'static dyn Kind> {
+    REGISTRY.iter().flat_map(|m| m.iter().copied())
+}
+
+/// The kind called `name`.
+pub fn find(name: &str) -> Option<&'static dyn Kind> {
+    all().find(|k| k.name() == name)
+}
+
+/// The names of all kinds, for suggestions and the list in messages.
+pub fn names() -> Vec<&'static str> {
+    all().map(|k| k.name()).collect()
+}
+
+/// What an argument's value must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgKind {
+    /// A positive integer (channels, features).
+    Count,
+    /// A positive integer or a pair of them (kernel, stride).
+    Window,
+    /// A non-negative integer or a pair of them (padding).
+    Pad,
+    Bool,
+    /// A probability in `[0, 1)`.
+    Probability,
+    /// Any finite number.
+    Number,
+    /// A number in `[0, 1]`.
+    Fraction,
+    /// A number above zero.
+    Positive,
+}
+
+/// One argument a kind takes.
+pub struct ArgSpec {
+    pub name: &'static str,
+    pub kind: ArgKind,
+    /// May be given without its name, in order.
+    pub positional: bool,
+    pub required: bool,
+}
+
+pub const fn arg(name: &'static str, kind: ArgKind, positional: bool, required: bool) -> ArgSpec {
+    ArgSpec {
+        name,
+        kind,
+        positional,
+        required,
+    }
+}
+
+/// What a kind means for the initialisation of the weights before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A layer with weights of its own: the search for the next activation stops (Glorot).
+    Weights,
+    /// ReLU-like: the weights before it get He initialisation.
+    ReluLike,
+    /// Tanh-like: Glorot.
+    Saturating,
+    /// Looked through (pooling, normalisation, dropout, flatten).
+    Neutral,
+}
+
+/// A layer kind: its name, its arguments, and how it builds a layer.
+pub trait Kind: Sync {
+    /// The name written in a declaration.
+    fn name(&self) -> &'static str;
+
+    /// The arguments it takes.
+    fn args(&self) -> &'static [ArgSpec] {
+        &[]
+    }
+
+    fn role(&self) -> Role {
+        Role::Neutral
+    }
+
+    /// For a kind with parameters: the prefix of the name suggested for an unnamed layer
+    /// (`conv` for `conv3: conv2d(..)`). `None`: no parameters, no name needed.
+    fn param_prefix(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// How to write it, for a message about a missing argument.
+    fn example(&self, missing: &str) -> String {
+        let _ = missing;
+        format!("e.g. `{}(2)`", self.name())
+    }
+
+    /// The layer, from checked arguments and its input shape; `None` after reporting why not.
+    fn build(&self, cx: &mut Build<'_>) -> Option<Box<dyn Layer>>;
+}
+
+/// A parameter or buffer a layer has, before it gets its name and offset.
+pub struct TensorSpec {
+    /// `weight`, `bias`, `running_mean`, ...
+    pub suffix: &'static str,
+    pub shape: Vec<usize>,
+    pub init: InitRule,
+}
+
+/// How a tensor starts; `Weights` becomes He or Glorot depending on the next activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitRule {
+    Zeros,
+    Ones,
+    Weights { fan_in: usize, fan_out: usize },
+}
+
+/// Extra tape storage of a layer besides its output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TapeNeeds {
+    /// `f32` values per sample (a dropout mask).
+    pub aux_per_sample: usize,
+    /// `f32` values per batch (batch-norm statistics).
+    pub aux_fixed: usize,
+    /// `u32` values per sample (max-pooling winners).
+    pub idx_per_sample: usize,
+}
+
+/// What a layer's forward pass needs besides parameters and the tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PassUse {
+    None,
+    /// The mode and its buffers or generator (`pass`).
+    Pass,
+    /// That, and its backward pass needs to know whether the forward pass trained (`train`).
+    Train,
+}
+
+/// A layer of some kind with every argument resolved and its shapes known.
+pub trait Layer {
+    fn output(&self) -> Shape;
+
+    /// Learnable parameters, in their order in the store.
+    fn params(&self) -> Vec<TensorSpec> {
+        Vec::new()
+    }
+
+    /// Buffers (running statistics), in their order in the store.
+    fn buffers(&self) -> Vec<TensorSpec> {
+        Vec::new()
+    }
+
+    /// The sliding window of a spatial layer, `(kernel, stride)` per axis, for receptive
+    /// fields.
+    fn window(&self) -> Option<[(usize, usize); 2]> {
+        None
+    }
+
+    /// After this layer, one unit sees the whole input.
+    fn flattens(&self) -> bool {
+        false
+    }
+
+    /// Multiply-adds per sample.
+    fn macs(&self) -> u64 {
+        0
+    }
+
+    /// How the output size came about, appended to a declared-shape mismatch, e.g.
+    /// `: height and width (28 + 2*0 - 5)/1 + 1 = 24`.
+    fn explain(&self) -> String {
+        String::new()
+    }
+
+    /// Why the output size was rounded down, or `""`.
+    fn note(&self) -> String {
+        String::new()
+    }
+
+    fn tape(&self) -> TapeNeeds {
+        TapeNeeds::default()
+    }
+
+    fn pass_use(&self) -> PassUse {
+        PassUse::None
+    }
+
+    /// The backward pass takes the input gradient as an `Option` (`e.d_x`) and can skip it.
+    fn input_grad_optional(&self) -> bool {
+        false
+    }
+
+    /// `const` items of the network's impl block (the kernel's geometry, named `e.g`).
+    fn geometry(&self, e: &Emit<'_>) -> TokenStream {
+        let _ = e;
+        TokenStream::new()
+    }
+
+    /// Items after the impl block: assertions that the runtime agrees with the macro.
+    fn assertion(&self, e: &Emit<'_>) -> TokenStream {
+        let _ = e;
+        TokenStream::new()
+    }
+
+    /// The forward call; `s` is the tape's `ForwardSlots`, `params`, `pass` and `n` are bound.
+    fn forward(&self, e: &Emit<'_>) -> TokenStream;
+
+    /// The backward call; `s` is the tape's `BackwardSlots`, `params`, `d_params`, `n` (and
+    /// `train`, with [`PassUse::Train`]) are bound. `e.d_x` is the input gradient as an
+    /// `Option<&mut [f32]>` expression, for layers that may skip it.
+    fn backward(&self, e: &Emit<'_>) -> TokenStream;
+}
+
+/// What [`Kind::build`] works from.
+pub struct Build<'a> {
+    /// `conv1`, or `layer 3 (`relu`)`, for messages.
+    pub who: &'a str,
+    pub kind: &'a str,
+    pub item: &'a LayerItem,
+    pub input: Shape,
+    pub args: &'a Resolved<'a>,
+    pub errors: &'a mut Errors,
+}
+
+impl Build<'_> {
+    /// A message spanning the whole layer.
+    pub fn error(&mut self, msg: impl std::fmt::Display) {
+        self.errors.spanned(&self.item.call_tokens, msg);
+    }
+
+    /// The input as `[C, H, W]`, or an error saying this kind needs one.
+    pub fn spatial(&mut self) -> Option<[usize; 3]> {
+        match self.input {
+            Shape::Spatial(d) => Some(d),
+            Shape::Vector(f) => {
+                let msg = format!(
+                    "{}: `{}` needs a spatial input [channels, height, width], but its input is the vector [{f}]; move it before `flatten` or the first `linear`",
+                    self.who, self.kind
+                );
+                self.error(msg);
+                None
+            }
+        }
+    }
+
+    /// Whether a tensor with these factors fits in striate's limits; reports it if not.
+    pub fn fits(&mut self, what: &str, factors: &[usize]) -> bool {
+        crate::check::messages::fits(self.who, what, factors, self.item, self.errors)
+    }
+}
+
+/// What the code of one node is generated from.
+pub struct Emit<'a> {
+    /// The network's struct.
+    pub net: &'a Ident,
+    /// The node's geometry constant.
+    pub g: Ident,
+    pub output: Shape,
+    pub param_offset: usize,
+    pub buffer_offset: usize,
+    pub declaration: &'a str,
+    /// The span of the layer in the declaration.
+    pub span: Span,
+    /// The input gradient as an `Option<&mut [f32]>` expression.
+    pub d_x: TokenStream,
+}
+
+/// The one path generated code reaches the runtime through.
+pub fn rt() -> TokenStream {
+    quote!(::striate::__private)
+}
+
+pub fn usize_lit(v: usize) -> Literal {
+    Literal::usize_unsuffixed(v)
+}
+
+pub fn f32_tokens(v: f64) -> TokenStream {
+    let lit = Literal::f32_suffixed(v.abs() as f32);
+    if v < 0.0 {
+        quote!(-#lit)
+    } else {
+        quote!(#lit)
+    }
+}
+
+pub fn dims_tokens(dims: &[usize]) -> TokenStream {
+    let d = dims.iter().map(|v| usize_lit(*v));
+    quote!([#(#d),*])
+}
+
+pub fn rounding(floor: bool) -> TokenStream {
+    let rt = rt();
+    if floor {
+        quote!(#rt::geometry::Rounding::Floor)
+    } else {
+        quote!(#rt::geometry::Rounding::Exact)
+    }
+}
+
+/// `let` bindings of a layer's weight `w` and bias `b` in `store` (`params` or, mutably,
+/// `d_params`), and the bias as an `Option` expression.
+pub fn weight_and_bias(
+    e: &Emit<'_>,
+    store: &str,
+    weight_len: usize,
+    bias_len: usize,
+    mutable: bool,
+) -> (TokenStream, TokenStream) {
+    let store = Ident::new(store, Span::call_site());
+    let (w, b) = if mutable {
+        (quote!(d_w), quote!(d_b))
+    } else {
+        (quote!(w), quote!(b))
+    };
+    let start = usize_lit(e.param_offset);
+    let mid = usize_lit(e.param_offset + weight_len);
+    let end = usize_lit(e.param_offset + weight_len + bias_len);
+    let (split, borrow) = if mutable {
+        (quote!(split_at_mut), quote!(&mut))
+    } else {
+        (quote!(split_at), quote!(&))
+    };
+    if bias_len == 0 {
+        (
+            quote! { let #w = #borrow #store[#start..#mid]; },
+            quote!(None),
+        )
+    } else {
+        let wl = usize_lit(weight_len);
+        (
+            quote! { let (#w, #b) = #store[#start..#end].#split(#wl); },
+            quote!(Some(#b)),
+        )
+    }
+}
+
+/// The forward call of a layer with a weight and an optional bias (convolution, linear):
+/// `kernel(y, x, w, bias, &geometry, n, scratch)`.
+pub fn weighted_forward(
+    e: &Emit<'_>,
+    kernel: TokenStream,
+    weight_len: usize,
+    bias_len: usize,
+) -> TokenStream {
+    let g = &e.g;
+    let (lets, bias) = weight_and_bias(e, "params", weight_len, bias_len, false);
+    quote! { #lets #kernel(s.y, s.x, w, #bias, &Self::#g, n, s.scratch); }
+}
+
+/// Its backward call: `kernel(d_x, d_w, d_bias, d_y, x, w, &geometry, n, scratch)`.
+pub fn weighted_backward(
+    e: &Emit<'_>,
+    kernel: TokenStream,
+    weight_len: usize,
+    bias_len: usize,
+) -> TokenStream {
+    let (g, d_x) = (&e.g, &e.d_x);
+    let (lets, _) = weight_and_bias(e, "params", weight_len, bias_len, false);
+    let (dlets, dbias) = weight_and_bias(e, "d_params", weight_len, bias_len, true);
+    quote! { #lets #dlets #kernel(#d_x, d_w, #dbias, s.d_y, s.x, w, &Self::#g, n, s.scratch); }
+}
+
+/// The assertion that a window layer's runtime geometry has the output size the macro proved.
+pub fn window_assertion(e: &Emit<'_>) -> TokenStream {
+    let Shape::Spatial([_, oh, ow]) = e.output else {
+        return TokenStream::new();
+    };
+    let (net, g) = (e.net, &e.g);
+    let (oh, ow) = (usize_lit(oh), usize_lit(ow));
+    let msg = format!(
+        "striate: the runtime's geometry disagrees with the macro for `{}`",
+        e.declaration
+    );
+    quote::quote_spanned! {e.span=>
+        const _: () = ::core::assert!(#net::#g.out_h == #oh && #net::#g.out_w == #ow, #msg);
+    }
+}

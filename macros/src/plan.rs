@@ -1,0 +1,274 @@
+//! The checked network: a graph of values that `check` builds and `expand` turns into code.
+//!
+//! Value 0 is the network's input; node `i` computes value `i + 1` from the values it reads
+//! (`inputs`, always earlier ones), so the nodes are in an order in which they can run. A plain
+//! chain is the case where node `i` reads value `i`; a block is no special case anywhere.
+
+use proc_macro2::TokenStream;
+
+use crate::kinds::Layer;
+
+/// A tensor's shape per sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// `[C, H, W]`.
+    Spatial([usize; 3]),
+    /// `[F]`.
+    Vector(usize),
+}
+
+impl Shape {
+    pub fn dims(&self) -> Vec<usize> {
+        match *self {
+            Shape::Spatial(d) => d.to_vec(),
+            Shape::Vector(f) => vec![f],
+        }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.dims().iter().product()
+    }
+
+    pub fn text(&self) -> String {
+        dims_text(&self.dims())
+    }
+
+    /// Channels of a feature map, features of a vector.
+    pub fn channels(&self) -> usize {
+        match *self {
+            Shape::Spatial([c, ..]) => c,
+            Shape::Vector(f) => f,
+        }
+    }
+}
+
+/// `[6, 28, 28]`.
+pub fn dims_text(dims: &[usize]) -> String {
+    let parts: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// How a parameter is initialised (mirrors the runtime's `Init`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitPlan {
+    Zeros,
+    Ones,
+    He { fan_in: usize },
+    Glorot { fan_in: usize, fan_out: usize },
+}
+
+/// One entry of the parameter or buffer table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorPlan {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub offset: usize,
+    pub len: usize,
+    pub init: InitPlan,
+}
+
+/// What a node computes.
+pub enum Op {
+    /// A layer of one of the registered kinds.
+    Layer(Box<dyn Layer>),
+    /// The sum of its inputs: where a residual block's branch and shortcut meet.
+    Add,
+    /// Its inputs joined along channels (feature maps) or features (vectors).
+    Concat,
+}
+
+/// One node of the graph, fully resolved.
+pub struct Node {
+    /// The dotted name (`block1.conv1`), or `""` for an unnamed layer.
+    pub path: String,
+    /// `conv2d`, `relu`, ..., or `add` and `concat` for the join points of blocks.
+    pub kind_name: String,
+    /// As declared, e.g. `conv2d(6, kernel = 5)`; for a join, what it joins.
+    pub declaration: String,
+    pub op: Op,
+    /// The values read, in order (value 0 is the network's input).
+    pub inputs: Vec<usize>,
+    pub input_shapes: Vec<Shape>,
+    pub output: Shape,
+    pub params: usize,
+    pub receptive_field: [usize; 2],
+    pub macs: u64,
+    /// Offset of the node's first parameter in the parameter store.
+    pub param_offset: usize,
+    /// Offset of the node's first buffer.
+    pub buffer_offset: usize,
+    /// Blocks around the node (0 at the top level).
+    pub depth: usize,
+    /// Why an output size was rounded down, or `""`.
+    pub note: String,
+    /// The node's tokens, for spans of generated assertions.
+    pub tokens: TokenStream,
+}
+
+impl Node {
+    /// The layer behind a node that is one.
+    pub fn layer(&self) -> Option<&dyn Layer> {
+        match &self.op {
+            Op::Layer(l) => Some(l.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// A network that passed every check.
+pub struct Plan {
+    pub input: Shape,
+    pub nodes: Vec<Node>,
+    pub params: Vec<TensorPlan>,
+    pub buffers: Vec<TensorPlan>,
+}
+
+impl Plan {
+    /// The network's output: the last node's value.
+    pub fn output(&self) -> Shape {
+        self.nodes.last().map_or(self.input, |l| l.output)
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.params.iter().map(|p| p.len).sum()
+    }
+
+    /// Which gradient buffer holds the gradient of each value during the backward pass.
+    ///
+    /// A value's gradient is live from the backward step of its last reader (the first to run
+    /// backward) to that of the node that computed it (the input's: to the end). Values whose
+    /// lives do not overlap share a buffer, so a chain needs two buffers, as a pair of swapped
+    /// buffers would, and a block one more for each value held across it.
+    pub fn grad_slots(&self) -> Vec<usize> {
+        let values = self.nodes.len() + 1;
+        // Step s runs node `nodes.len() - 1 - s`; the output's gradient arrives before step 0.
+        let step = |node: usize| self.nodes.len() - 1 - node;
+        let mut start = vec![usize::MAX; values];
+        start[values - 1] = 0;
+        for (i, node) in self.nodes.iter().enumerate() {
+            for &u in &node.inputs {
+                start[u] = start[u].min(step(i));
+            }
+        }
+        // A value nobody reads (impossible in a checked plan) gets its producer's step.
+        let end = |v: usize| {
+            if v == 0 {
+                usize::MAX
+            } else {
+                step(v - 1)
+            }
+        };
+        let mut slot = vec![0; values];
+        let mut free: Vec<usize> = Vec::new();
+        let mut busy: Vec<(usize, usize)> = Vec::new(); // (end step, slot)
+        let mut next = 0;
+        // In backward order: values are born at their start step, die after their end step.
+        let mut order: Vec<usize> = (0..values).collect();
+        order.sort_by_key(|&v| (start[v].min(end(v)), std::cmp::Reverse(v)));
+        for v in order {
+            let born = start[v].min(end(v));
+            busy.retain(|&(e, s)| {
+                if e < born {
+                    free.push(s);
+                    false
+                } else {
+                    true
+                }
+            });
+            free.sort_unstable_by(|a, b| b.cmp(a));
+            slot[v] = free.pop().unwrap_or_else(|| {
+                next += 1;
+                next - 1
+            });
+            busy.push((end(v), slot[v]));
+        }
+        slot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(inputs: Vec<usize>) -> Node {
+        Node {
+            path: String::new(),
+            kind_name: "add".into(),
+            declaration: String::new(),
+            op: Op::Add,
+            inputs,
+            input_shapes: vec![Shape::Vector(1)],
+            output: Shape::Vector(1),
+            params: 0,
+            receptive_field: [1, 1],
+            macs: 0,
+            param_offset: 0,
+            buffer_offset: 0,
+            depth: 0,
+            note: String::new(),
+            tokens: TokenStream::new(),
+        }
+    }
+
+    fn plan(nodes: Vec<Node>) -> Plan {
+        Plan {
+            input: Shape::Vector(1),
+            nodes,
+            params: Vec::new(),
+            buffers: Vec::new(),
+        }
+    }
+
+    /// No two values whose gradients are live at the same backward step share a buffer.
+    fn check_disjoint(p: &Plan) {
+        let slots = p.grad_slots();
+        let n = p.nodes.len();
+        for s in 0..n {
+            let i = n - 1 - s;
+            // Live at step s: the node's output and every value read at or after node i whose
+            // producer is before i, or that node i reads.
+            let mut live = vec![i + 1];
+            for v in 0..=n {
+                let produced_before = v == 0 || v - 1 < i;
+                let read_later = p.nodes[i..].iter().any(|nd| nd.inputs.contains(&v));
+                if produced_before && read_later {
+                    live.push(v);
+                }
+            }
+            for a in &live {
+                for b in &live {
+                    assert!(
+                        a == b || slots[*a] != slots[*b],
+                        "step {s}: {live:?} {slots:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_chain_needs_two_buffers() {
+        let p = plan((0..6).map(|i| node(vec![i])).collect());
+        let slots = p.grad_slots();
+        assert_eq!(slots.iter().max(), Some(&1), "{slots:?}");
+        check_disjoint(&p);
+    }
+
+    #[test]
+    fn a_residual_block_holds_its_input() {
+        // v1 = f(v0); v2 = g(v1); v3 = h(v2); v4 = v3 + v1; v5 = k(v4).
+        let p = plan(vec![
+            node(vec![0]),
+            node(vec![1]),
+            node(vec![2]),
+            node(vec![3, 1]),
+            node(vec![4]),
+        ]);
+        let slots = p.grad_slots();
+        assert_eq!(slots.iter().max(), Some(&2), "{slots:?}");
+        check_disjoint(&p);
+        // Concat of two empty branches reads one value twice.
+        let p = plan(vec![node(vec![0]), node(vec![1, 1]), node(vec![2])]);
+        check_disjoint(&p);
+    }
+}

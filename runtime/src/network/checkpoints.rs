@@ -1,0 +1,285 @@
+//! Checkpoints: a network's parameters and buffers as a safetensors file with PyTorch's names,
+//! batch norm's `num_batches_tracked` counters included.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{batch_norm_layers, Network};
+use crate::io::{LoadedData, TensorData, TypedTensor};
+use crate::{Error, Result};
+
+/// [`Network::save`].
+pub(super) fn save<N: Network>(net: &N, path: &Path) -> Result<()> {
+    let state = net.state();
+    let count = [i64::try_from(state.num_batches_tracked).unwrap_or(i64::MAX)];
+    let mut tensors = Vec::new();
+    for store in [&state.params, &state.buffers] {
+        for info in store.table() {
+            let values = &store.as_slice()[info.offset..info.offset + info.len];
+            tensors.push((
+                info.name.to_string(),
+                info.shape.to_vec(),
+                TensorData::F32(values),
+            ));
+        }
+    }
+    for layer in batch_norm_layers::<N>() {
+        tensors.push((counter_name(layer), Vec::new(), TensorData::I64(&count)));
+    }
+    let metadata = HashMap::from([
+        ("network".to_string(), N::NAME.to_string()),
+        (
+            "written_by".to_string(),
+            format!("striate {}", env!("CARGO_PKG_VERSION")),
+        ),
+    ]);
+    crate::io::save_typed_tensors(path, &tensors, Some(metadata))
+}
+
+/// [`Network::load`].
+pub(super) fn load<N: Network>(net: &mut N, path: &Path) -> Result<()> {
+    let mut found: HashMap<String, TypedTensor> = crate::io::load_typed_tensors(path)?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let mut batches_tracked = 0;
+    for layer in batch_norm_layers::<N>() {
+        if let Some(counter) = found.remove(&counter_name(layer)) {
+            batches_tracked = batches_tracked.max(read_counter(path, &counter)?);
+        }
+    }
+    let mut ordered = Vec::new();
+    for info in N::PARAMS.iter().chain(N::BUFFERS) {
+        let t = found.remove(info.name).ok_or_else(|| {
+            Error::format(
+                path,
+                format!(
+                    "missing tensor `{}` of shape {:?} that {} needs",
+                    info.name,
+                    info.shape,
+                    N::NAME
+                ),
+            )
+        })?;
+        if t.shape != info.shape {
+            return Err(Error::format(
+                path,
+                format!(
+                    "tensor `{}`: expected shape {:?}, found {:?}",
+                    info.name, info.shape, t.shape
+                ),
+            ));
+        }
+        ordered.push(t.into_f32(path)?);
+    }
+    if let Some(extra) = found.keys().min() {
+        return Err(Error::format(
+            path,
+            format!(
+                "tensor `{extra}` is not a parameter or buffer of {}; it has: {}",
+                N::NAME,
+                net.params().known_names()
+            ),
+        ));
+    }
+    let state = net.state_mut();
+    let (np, nb) = (state.params.table().len(), state.buffers.table().len());
+    debug_assert_eq!(np + nb, ordered.len());
+    let (p, b) = ordered.split_at(np);
+    for (t, info) in p.iter().zip(N::PARAMS) {
+        let dst = &mut state.params.as_mut_slice()[info.offset..info.offset + info.len];
+        dst.copy_from_slice(&t.data);
+    }
+    for (t, info) in b.iter().zip(N::BUFFERS) {
+        let dst = &mut state.buffers.as_mut_slice()[info.offset..info.offset + info.len];
+        dst.copy_from_slice(&t.data);
+    }
+    state.num_batches_tracked = batches_tracked;
+    Ok(())
+}
+
+/// PyTorch's name for a batch-norm layer's count of training batches.
+fn counter_name(layer: &str) -> String {
+    format!("{layer}.num_batches_tracked")
+}
+
+/// The count a `num_batches_tracked` tensor holds, after checking that it is a non-negative
+/// `I64` scalar (shape `[]`, or `[1]`).
+fn read_counter(path: &Path, t: &TypedTensor) -> Result<u64> {
+    let value = match (&t.data, t.shape.as_slice()) {
+        (LoadedData::I64(values), [] | [1]) => values.first().copied(),
+        _ => None,
+    };
+    let Some(value) = value else {
+        return Err(Error::format(
+            path,
+            format!(
+                "tensor `{}`: expected dtype I64 and shape [] (or [1]), found dtype {} and shape {:?}",
+                t.name,
+                t.data.dtype(),
+                t.shape
+            ),
+        ));
+    };
+    u64::try_from(value).map_err(|_| {
+        Error::format(
+            path,
+            format!(
+                "tensor `{}`: expected a count of batches, at least 0, found {value}",
+                t.name
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array2, Ix2};
+    use safetensors::{Dtype, SafeTensors};
+
+    use super::*;
+    use crate::layers::batch_norm_forward;
+    use crate::network::{Mode, State};
+    use crate::ops::batch_norm::BatchNormGeom;
+    use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Slot};
+    use crate::tape::Tape;
+
+    /// `input: [2], bn: batch_norm`, written out as `network!` would generate it (forward only).
+    struct Norm {
+        state: State,
+    }
+
+    static PARAMS: [ParamInfo; 2] = [
+        ParamInfo {
+            name: "bn.weight",
+            shape: &[2],
+            offset: 0,
+            len: 2,
+            init: Init::Ones,
+        },
+        ParamInfo {
+            name: "bn.bias",
+            shape: &[2],
+            offset: 2,
+            len: 2,
+            init: Init::Zeros,
+        },
+    ];
+    static BUFFERS: [ParamInfo; 2] = [
+        ParamInfo {
+            name: "bn.running_mean",
+            shape: &[2],
+            offset: 0,
+            len: 2,
+            init: Init::Zeros,
+        },
+        ParamInfo {
+            name: "bn.running_var",
+            shape: &[2],
+            offset: 2,
+            len: 2,
+            init: Init::Ones,
+        },
+    ];
+    static LAYERS: [LayerInfo; 1] = [LayerInfo {
+        name: "bn",
+        kind: "batch_norm",
+        declaration: "batch_norm",
+        output: &[2],
+        params: 4,
+        receptive_field: [1, 2],
+        macs: 0,
+        inputs: &[0],
+        depth: 0,
+        note: "",
+    }];
+    static TAPE: [Slot; 2] = [
+        Slot::act(2),
+        Slot {
+            act: 2,
+            aux_per_sample: 0,
+            aux_fixed: 4,
+            idx_per_sample: 0,
+        },
+    ];
+    const GEOM: BatchNormGeom = BatchNormGeom {
+        c: 2,
+        spatial: 1,
+        momentum: 0.1,
+        eps: 1e-5,
+    };
+
+    impl Network for Norm {
+        type InputDim = Ix2;
+        type OutputDim = Ix2;
+        const NAME: &'static str = "Norm";
+        const INPUT_SHAPE: &'static [usize] = &[2];
+        const OUTPUT_SHAPE: &'static [usize] = &[2];
+        const NUM_PARAMS: usize = 4;
+        const LAYERS: &'static [LayerInfo] = &LAYERS;
+        const PARAMS: &'static [ParamInfo] = &PARAMS;
+        const BUFFERS: &'static [ParamInfo] = &BUFFERS;
+        const TAPE: &'static [Slot] = &TAPE;
+        const GRADS: &'static [usize] = &[0, 1];
+
+        fn state(&self) -> &State {
+            &self.state
+        }
+        fn state_mut(&mut self) -> &mut State {
+            &mut self.state
+        }
+        fn from_state(state: State) -> Self {
+            Norm { state }
+        }
+        fn raw_forward(params: &[f32], mut pass: Pass<'_>, tape: &mut Tape) {
+            let n = tape.batch();
+            let (w, b) = params.split_at(2);
+            batch_norm_forward(&mut pass, tape.forward_slots(0, 1), w, b, 0, &GEOM, n);
+        }
+        fn raw_backward(_: &[f32], _: &mut [f32], _: &mut Tape, _: bool) {
+            // These tests never go backward.
+        }
+    }
+
+    /// After three training passes, the file holds `bn.num_batches_tracked` = 3 as PyTorch
+    /// has it (an int64 scalar), beside exactly the other keys of
+    /// `torch.nn.BatchNorm1d(2).state_dict()`; evaluation passes do not count.
+    #[test]
+    fn save_writes_the_count_as_pytorch_does() {
+        let path = std::env::temp_dir().join(format!(
+            "striate-network-count-{}.safetensors",
+            std::process::id()
+        ));
+        let mut net = Norm::init(0);
+        let x = Array2::from_shape_fn((3, 2), |(i, j)| (i * 2 + j) as f32);
+        let mut tape = Tape::new();
+        for _ in 0..3 {
+            net.forward_train(x.view(), &mut tape).unwrap();
+            net.forward_tape(x.view(), &mut tape, Mode::Eval).unwrap();
+            net.infer(x.view(), &mut tape).unwrap();
+        }
+        assert_eq!(net.state().num_batches_tracked, 3);
+        net.save(&path).unwrap();
+
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names = file.names();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "bn.bias",
+                "bn.num_batches_tracked",
+                "bn.running_mean",
+                "bn.running_var",
+                "bn.weight"
+            ]
+        );
+        let counter = file.tensor("bn.num_batches_tracked").unwrap();
+        assert_eq!(counter.dtype(), Dtype::I64);
+        assert_eq!(counter.shape(), [0usize; 0]);
+        assert_eq!(counter.data(), 3i64.to_le_bytes());
+        assert_eq!(file.tensor("bn.running_var").unwrap().dtype(), Dtype::F32);
+    }
+}

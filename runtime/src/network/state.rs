@@ -1,0 +1,96 @@
+//! A network's state (parameters, buffers, batch count, generator), how it is first filled,
+//! and the views of its tensors that [`Network::visit`] hands out.
+
+use ndarray::{ArrayViewD, ArrayViewMutD};
+use rand::SeedableRng;
+
+use crate::params::ParamStore;
+use crate::tables::{Init, NetRng, ParamInfo};
+
+#[cfg(doc)]
+use super::Network;
+
+/// A network's learnable parameters, running statistics, count of training batches and dropout
+/// generator.
+///
+/// The `network!` macro's struct wraps one of these; the [`Network`] trait reaches it through
+/// [`Network::state`].
+#[derive(Clone, Debug)]
+pub struct State {
+    /// Learnable parameters (`<layer>.weight`, `<layer>.bias`).
+    pub params: ParamStore,
+    /// Buffers that are not learned (`<layer>.running_mean`, `<layer>.running_var`).
+    pub buffers: ParamStore,
+    /// Training-mode forward passes of a network with batch norm: what PyTorch keeps in every
+    /// batch-norm layer's `num_batches_tracked` buffer. All of a network's batch-norm layers
+    /// see the same passes, so one count serves them all; [`Network::save`] writes it as each
+    /// layer's `<layer>.num_batches_tracked` and [`Network::load`] reads it back. A pass counts
+    /// once however many threads share its batch. Always 0 for a network without batch norm.
+    pub num_batches_tracked: u64,
+    /// The generator of dropout masks.
+    pub rng: NetRng,
+}
+
+impl State {
+    /// Parameters and buffers filled as their tables say, drawn from `seed`.
+    ///
+    /// Weights are drawn in declaration order from one Xoshiro256++ stream seeded with `seed`;
+    /// see [`Init`] for the schemes. Dropout's generator is seeded from the same seed. No batch
+    /// has been tracked yet.
+    pub fn init(params: &'static [ParamInfo], buffers: &'static [ParamInfo], seed: u64) -> State {
+        let mut rng = NetRng::seed_from_u64(seed);
+        let mut p = ParamStore::zeros(params);
+        let mut b = ParamStore::zeros(buffers);
+        fill(&mut p, &mut rng);
+        fill(&mut b, &mut rng);
+        State {
+            params: p,
+            buffers: b,
+            num_batches_tracked: 0,
+            rng: NetRng::seed_from_u64(seed ^ 0xD00D_5EED),
+        }
+    }
+}
+
+fn fill(store: &mut ParamStore, rng: &mut NetRng) {
+    use rand::Rng;
+    for (info, mut view) in store.iter_mut() {
+        let bound = match info.init {
+            Init::Zeros => {
+                view.fill(0.0);
+                continue;
+            }
+            Init::Ones => {
+                view.fill(1.0);
+                continue;
+            }
+            Init::HeUniform { fan_in } => (6.0 / fan_in.max(1) as f64).sqrt(),
+            Init::GlorotUniform { fan_in, fan_out } => {
+                (6.0 / (fan_in + fan_out).max(1) as f64).sqrt()
+            }
+        } as f32;
+        view.mapv_inplace(|_| rng.random_range(-bound..=bound));
+    }
+}
+
+/// One parameter or buffer, as [`Network::visit`] shows it.
+#[derive(Debug)]
+pub struct Tensor<'a> {
+    /// Its name and shape.
+    pub info: &'static ParamInfo,
+    /// True for a learnable parameter, false for a buffer (running statistics).
+    pub learnable: bool,
+    /// Its values.
+    pub values: ArrayViewD<'a, f32>,
+}
+
+/// One parameter or buffer, as [`Network::visit_mut`] shows it.
+#[derive(Debug)]
+pub struct TensorMut<'a> {
+    /// Its name and shape.
+    pub info: &'static ParamInfo,
+    /// True for a learnable parameter, false for a buffer (running statistics).
+    pub learnable: bool,
+    /// Its values, mutably.
+    pub values: ArrayViewMutD<'a, f32>,
+}

@@ -1,0 +1,425 @@
+//! The convolution's kernels against the reference versions and finite differences.
+
+use super::reference::{backward_naive, forward_naive};
+use super::*;
+use crate::ops::isa::with_ceiling;
+use crate::ops::test_util::{
+    assert_close, assert_scratch_reused, check_gradient, dot, rng, uniform,
+};
+
+type Case = (usize, [usize; 3], usize, [usize; 2], [usize; 2], [usize; 2]);
+
+/// `(n, [C, H, W], O, [KH, KW], [SH, SW], [PH, PW])`: batch 0 and 1, odd sizes, strides 1-3,
+/// pads 0-2, non-square kernels, the 1×1 fast path, and windows wholly in the padding.
+const CASES: &[Case] = &[
+    (0, [2, 5, 5], 3, [3, 3], [1, 1], [1, 1]),
+    (1, [1, 1, 1], 1, [1, 1], [1, 1], [0, 0]),
+    (2, [3, 4, 5], 2, [1, 1], [1, 1], [0, 0]),
+    (3, [2, 7, 6], 3, [3, 2], [2, 1], [1, 0]),
+    (2, [3, 9, 8], 4, [5, 3], [3, 2], [2, 1]),
+    (1, [2, 5, 7], 5, [2, 5], [1, 3], [0, 2]),
+    (2, [1, 6, 6], 2, [1, 1], [2, 2], [0, 0]),
+    (1, [2, 3, 3], 1, [1, 1], [1, 1], [2, 2]),
+    (2, [4, 11, 13], 6, [3, 3], [3, 3], [1, 2]),
+    (1, [17, 8, 8], 9, [3, 3], [1, 1], [1, 1]),
+];
+
+fn geom(case: &Case) -> Conv2dGeom {
+    let &(_, input, out_c, kernel, stride, pad) = case;
+    Conv2dGeom::new(input, out_c, kernel, stride, pad, Rounding::Floor)
+}
+
+#[test]
+fn forward_matches_naive() {
+    let mut r = rng(1);
+    let mut scratch = Vec::new();
+    for case in CASES {
+        let (g, n) = (geom(case), case.0);
+        let x = uniform(&mut r, n * g.in_len());
+        let w = uniform(&mut r, g.weight_len());
+        let b = uniform(&mut r, g.out_c);
+        for bias in [None, Some(&b[..])] {
+            let mut fast = vec![f32::NAN; n * g.out_len()];
+            let mut naive = vec![f32::NAN; n * g.out_len()];
+            forward(&mut fast, &x, &w, bias, &g, n, &mut scratch);
+            forward_naive(&mut naive, &x, &w, bias, &g, n);
+            assert_close(&format!("y {g:?}"), &fast, &naive, 1e-5);
+        }
+    }
+}
+
+/// Gradients start from random values, so the test also checks that both versions add.
+#[test]
+fn backward_matches_naive() {
+    let mut r = rng(2);
+    let mut scratch = Vec::new();
+    for case in CASES {
+        let (g, n) = (geom(case), case.0);
+        let x = uniform(&mut r, n * g.in_len());
+        let w = uniform(&mut r, g.weight_len());
+        let d_y = uniform(&mut r, n * g.out_len());
+        let d_x0 = uniform(&mut r, x.len());
+        let d_w0 = uniform(&mut r, w.len());
+        let d_b0 = uniform(&mut r, g.out_c);
+        for with_optional in [true, false] {
+            let (mut d_x, mut d_w, mut d_b) = (d_x0.clone(), d_w0.clone(), d_b0.clone());
+            let (mut e_x, mut e_w, mut e_b) = (d_x0.clone(), d_w0.clone(), d_b0.clone());
+            let (fx, fb, nx, nb) = if with_optional {
+                (
+                    Some(&mut d_x[..]),
+                    Some(&mut d_b[..]),
+                    Some(&mut e_x[..]),
+                    Some(&mut e_b[..]),
+                )
+            } else {
+                (None, None, None, None)
+            };
+            backward(fx, &mut d_w, fb, &d_y, &x, &w, &g, n, &mut scratch);
+            backward_naive(nx, &mut e_w, nb, &d_y, &x, &w, &g, n);
+            assert_close(&format!("d_x {g:?}"), &d_x, &e_x, 1e-5);
+            assert_close(&format!("d_w {g:?}"), &d_w, &e_w, 1e-5);
+            assert_close(&format!("d_b {g:?}"), &d_b, &e_b, 1e-5);
+            if !with_optional {
+                assert_eq!(d_x, d_x0);
+                assert_eq!(d_b, d_b0);
+            }
+        }
+    }
+}
+
+/// The batch split over three threads gives what the reference gives (tasks of one
+/// sample, of several, and no sample at all).
+#[test]
+fn threaded_matches_naive() {
+    crate::ops::parallel::with_threads(3, || {
+        let mut r = rng(4);
+        let mut scratch = Vec::new();
+        for case in CASES {
+            let g = geom(case);
+            for n in [case.0, 4, 7] {
+                let x = uniform(&mut r, n * g.in_len());
+                let w = uniform(&mut r, g.weight_len());
+                let b = uniform(&mut r, g.out_c);
+                let mut fast = vec![f32::NAN; n * g.out_len()];
+                let mut naive = vec![f32::NAN; n * g.out_len()];
+                forward(&mut fast, &x, &w, Some(&b), &g, n, &mut scratch);
+                forward_naive(&mut naive, &x, &w, Some(&b), &g, n);
+                assert_close(&format!("y {g:?} n {n}"), &fast, &naive, 1e-5);
+                let d_y = uniform(&mut r, n * g.out_len());
+                let d_w0 = uniform(&mut r, w.len());
+                let (mut d_x, mut d_w, mut d_b) =
+                    (vec![0.5; x.len()], d_w0.clone(), vec![0.25; g.out_c]);
+                let (mut e_x, mut e_w, mut e_b) = (d_x.clone(), d_w0, d_b.clone());
+                let (dx, dw, db) = (&mut d_x[..], &mut d_w[..], &mut d_b[..]);
+                backward(Some(dx), dw, Some(db), &d_y, &x, &w, &g, n, &mut scratch);
+                let (ex, ew, eb) = (&mut e_x[..], &mut e_w[..], &mut e_b[..]);
+                backward_naive(Some(ex), ew, Some(eb), &d_y, &x, &w, &g, n);
+                assert_close(&format!("d_x {g:?} n {n}"), &d_x, &e_x, 1e-5);
+                assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-5);
+                assert_close(&format!("d_b {g:?} n {n}"), &d_b, &e_b, 1e-5);
+            }
+        }
+    });
+}
+
+/// Forward and backward (with and without `d_x` and `d_b`, into gradients that start
+/// random) against the reference for `case` at each batch size, outputs NaN-filled first.
+fn check_against_naive(case: &Case, batches: &[usize], seed: u64) {
+    let g = geom(case);
+    let mut r = rng(seed);
+    let mut scratch = Vec::new();
+    for &n in batches {
+        let x = uniform(&mut r, n * g.in_len());
+        let w = uniform(&mut r, g.weight_len());
+        let b = uniform(&mut r, g.out_c);
+        for bias in [None, Some(&b[..])] {
+            let mut fast = vec![f32::NAN; n * g.out_len()];
+            let mut naive = vec![f32::NAN; n * g.out_len()];
+            forward(&mut fast, &x, &w, bias, &g, n, &mut scratch);
+            forward_naive(&mut naive, &x, &w, bias, &g, n);
+            assert_close(&format!("y {g:?} n {n}"), &fast, &naive, 1e-4);
+        }
+        let d_y = uniform(&mut r, n * g.out_len());
+        let (d_x0, d_w0, d_b0) = (
+            uniform(&mut r, x.len()),
+            uniform(&mut r, w.len()),
+            uniform(&mut r, g.out_c),
+        );
+        for with_optional in [true, false] {
+            let (mut d_x, mut d_w, mut d_b) = (d_x0.clone(), d_w0.clone(), d_b0.clone());
+            let (mut e_x, mut e_w, mut e_b) = (d_x0.clone(), d_w0.clone(), d_b0.clone());
+            let (fx, fb, nx, nb) = if with_optional {
+                (
+                    Some(&mut d_x[..]),
+                    Some(&mut d_b[..]),
+                    Some(&mut e_x[..]),
+                    Some(&mut e_b[..]),
+                )
+            } else {
+                (None, None, None, None)
+            };
+            backward(fx, &mut d_w, fb, &d_y, &x, &w, &g, n, &mut scratch);
+            backward_naive(nx, &mut e_w, nb, &d_y, &x, &w, &g, n);
+            assert_close(&format!("d_x {g:?} n {n}"), &d_x, &e_x, 1e-4);
+            assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-4);
+            assert_close(&format!("d_b {g:?} n {n}"), &d_b, &e_b, 1e-4);
+        }
+    }
+}
+
+/// The direct kernels (stride 1, at most 16 output channels): channel counts that leave
+/// a short last group of 6, rows of 1, 15, 16, 17 and 22 outputs around the 16-output
+/// runs, one input channel and several, padding from none to `K - 1`, and a padding of
+/// `K` or more, where the input gradient falls back to the packed products.
+#[test]
+fn direct_kernels_match_naive() {
+    let cases: &[Case] = &[
+        (0, [1, 5, 5], 6, [5, 5], [1, 1], [2, 2]),
+        (1, [1, 28, 28], 6, [5, 5], [1, 1], [2, 2]),
+        (3, [6, 14, 14], 16, [5, 5], [1, 1], [0, 0]),
+        (2, [3, 9, 21], 7, [3, 4], [1, 1], [1, 2]),
+        (2, [2, 5, 17], 8, [3, 2], [1, 1], [0, 0]),
+        (1, [2, 4, 16], 13, [3, 3], [1, 1], [1, 1]),
+        (2, [5, 3, 3], 1, [3, 3], [1, 1], [0, 0]),
+        (3, [1, 6, 15], 2, [1, 3], [1, 1], [0, 1]),
+        (2, [2, 4, 5], 3, [2, 2], [1, 1], [2, 2]),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        assert!(direct::applies(&geom(case)), "{case:?}");
+        check_against_naive(case, &[case.0, 5], 30 + i as u64);
+    }
+    assert!(!direct::handles_all(&geom(&cases[8])));
+}
+
+/// The direct kernels compiled for AVX2 (one tap at a time in the weight gradient) and
+/// without either instruction set, where the CPU running the tests has them.
+#[test]
+fn direct_kernels_on_every_instruction_set() {
+    let cases: &[Case] = &[
+        (2, [1, 28, 28], 6, [5, 5], [1, 1], [2, 2]),
+        (2, [6, 14, 14], 16, [5, 5], [1, 1], [0, 0]),
+        (2, [3, 9, 21], 7, [3, 4], [1, 1], [1, 2]),
+    ];
+    for ceiling in [Isa::Avx2Fma, Isa::Plain] {
+        with_ceiling(ceiling, || {
+            for (i, case) in cases.iter().enumerate() {
+                check_against_naive(case, &[case.0], 60 + i as u64);
+            }
+        });
+    }
+}
+
+/// Batches of several samples through the packed products, on one thread and two (tasks
+/// of different sizes), with stride 1 and 2.
+#[test]
+fn packed_batches_match_naive() {
+    let cases: &[Case] = &[
+        (7, [2, 30, 30], 17, [3, 3], [1, 1], [1, 1]),
+        (7, [3, 61, 59], 20, [3, 3], [2, 2], [1, 1]),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let g = geom(case);
+        assert!(!direct::applies(&g));
+        check_against_naive(case, &[7, 4], 40 + i as u64);
+    }
+    crate::ops::parallel::with_threads(2, || check_against_naive(&cases[0], &[7], 42));
+}
+
+/// 300 random geometries (channels, sizes, kernels, strides 1-4, padding 0-2, batches 0-3;
+/// some with more taps than `packed::KC`),
+/// every path among them (direct kernels, packed products, the input gradient as a forward
+/// pass or folded back), forward and backward against the reference; a third of them also
+/// on the plain build.
+#[test]
+fn random_geometries_match_naive() {
+    use rand::Rng;
+    let mut r = rng(97);
+    let mut checked = 0;
+    while checked < 300 {
+        // Now and then enough channels for more taps than one block of packed rows.
+        let c = if r.random_bool(0.2) {
+            r.random_range(40..60)
+        } else {
+            r.random_range(1..6)
+        };
+        let input = [c, r.random_range(1..14), r.random_range(1..14)];
+        let kernel = [r.random_range(1..6), r.random_range(1..6)];
+        let stride = [r.random_range(1..5), r.random_range(1..5)];
+        let pad = [r.random_range(0..3), r.random_range(0..3)];
+        let out_c = if r.random_bool(0.5) {
+            r.random_range(1..17)
+        } else {
+            r.random_range(17..30)
+        };
+        let Ok(g) = Conv2dGeom::try_new(input, out_c, kernel, stride, pad, Rounding::Floor) else {
+            continue;
+        };
+        let case: Case = (r.random_range(0..4), input, out_c, kernel, stride, pad);
+        assert_eq!(geom(&case), g);
+        let ceiling = if checked % 3 == 0 {
+            Isa::Plain
+        } else {
+            Isa::Avx512
+        };
+        with_ceiling(ceiling, || {
+            check_against_naive(&case, &[case.0], 1000 + checked)
+        });
+        checked += 1;
+    }
+}
+
+/// A single sample's output channels split over two and three threads give the bits of
+/// one thread (three and two panels of rows, for AVX-512's 12-row panels, so that parts
+/// are uneven or empty where there are fewer panels than threads).
+#[test]
+fn channel_split_gives_the_same_bits() {
+    let cases: &[Case] = &[
+        (1, [3, 35, 35], 30, [11, 11], [4, 4], [0, 0]),
+        (1, [5, 9, 9], 17, [3, 3], [1, 1], [1, 1]),
+        (1, [4, 8, 8], 20, [1, 1], [1, 1], [0, 0]),
+    ];
+    let mut r = rng(95);
+    for case in cases {
+        let g = geom(case);
+        let x = uniform(&mut r, g.in_len());
+        let w = uniform(&mut r, g.weight_len());
+        let b = uniform(&mut r, g.out_c);
+        let mut one = vec![f32::NAN; g.out_len()];
+        forward(&mut one, &x, &w, Some(&b), &g, 1, &mut Vec::new());
+        let mut naive = vec![f32::NAN; g.out_len()];
+        forward_naive(&mut naive, &x, &w, Some(&b), &g, 1);
+        assert_close(&format!("{g:?}"), &one, &naive, 1e-5);
+        for threads in [2, 3] {
+            let mut split = vec![f32::NAN; g.out_len()];
+            crate::ops::parallel::with_threads(threads, || {
+                assert!(implicit::channel_parts(&g, Isa::current(), threads) > 1);
+                forward(&mut split, &x, &w, Some(&b), &g, 1, &mut Vec::new());
+            });
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&split), bits(&one), "{g:?} threads {threads}");
+        }
+    }
+}
+
+/// An input gradient too large to unfold at once is computed and folded back a few
+/// output rows at a time (here 10 and 6), with stride 1 and with stride 2 and padding.
+#[test]
+fn input_gradient_in_parts_matches_naive() {
+    let cases: &[Case] = &[
+        (1, [32, 20, 20], 17, [5, 5], [1, 1], [0, 0]),
+        (2, [32, 41, 39], 18, [5, 5], [2, 2], [2, 1]),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let g = geom(case);
+        assert!(implicit::input_gradient_geometry(&g).is_none());
+        assert!(implicit::fold_rows(&g) < g.out_h);
+        assert!(!g.out_h.is_multiple_of(implicit::fold_rows(&g)));
+        check_against_naive(case, &[case.0], 90 + i as u64);
+    }
+}
+
+/// The packed forward pass on every instruction set the CPU has: strides 1 to 5 (phase
+/// splits of 1 to 5 phases, padded widths they do not divide), the sample used as it is
+/// (stride 1, no padding), more taps than one block of `B` rows (`packed::KC`), output
+/// rows of 1 and of fewer positions than a block of columns (many pieces per block), more
+/// output channels than a register tile, and an AlexNet conv1 in miniature.
+#[test]
+fn packed_forward_on_every_instruction_set() {
+    let cases: &[Case] = &[
+        (2, [3, 35, 35], 20, [11, 11], [4, 4], [0, 0]),
+        (2, [45, 6, 7], 25, [3, 3], [1, 1], [1, 1]),
+        (1, [31, 9, 5], 19, [3, 3], [1, 1], [0, 0]),
+        (3, [2, 13, 11], 17, [5, 4], [3, 2], [2, 1]),
+        (2, [4, 8, 30], 33, [2, 7], [2, 3], [0, 3]),
+        (1, [5, 7, 1], 18, [3, 1], [1, 1], [1, 0]),
+        (2, [3, 10, 10], 17, [1, 1], [1, 1], [0, 0]),
+        (1, [2, 17, 23], 19, [3, 7], [2, 5], [1, 2]),
+    ];
+    for ceiling in [Isa::Avx512, Isa::Avx2Fma, Isa::Plain] {
+        with_ceiling(ceiling, || {
+            for (i, case) in cases.iter().enumerate() {
+                assert!(!direct::applies(&geom(case)), "{case:?}");
+                check_against_naive(case, &[case.0], 70 + i as u64);
+            }
+        });
+    }
+    assert!(geom(&cases[1]).col_rows() > crate::ops::packed::KC);
+    // Input gradients both ways: as a forward pass, and folded back.
+    assert!(implicit::input_gradient_geometry(&geom(&cases[1])).is_some());
+    assert!(implicit::input_gradient_geometry(&geom(&cases[6])).is_some());
+    assert!(implicit::input_gradient_geometry(&geom(&cases[2])).is_none());
+    assert!(implicit::input_gradient_geometry(&geom(&cases[0])).is_none());
+}
+
+/// `L = Σ r ⊙ forward(x, w, b)`, differentiated numerically in `x`, `w` and `b`.
+#[test]
+fn backward_matches_finite_differences() {
+    let mut r = rng(3);
+    let mut scratch = Vec::new();
+    for case in [CASES[3], CASES[4], CASES[2], CASES[7]] {
+        let (g, n) = (geom(&case), case.0);
+        let x = uniform(&mut r, n * g.in_len());
+        let w = uniform(&mut r, g.weight_len());
+        let b = uniform(&mut r, g.out_c);
+        let weights = uniform(&mut r, n * g.out_len());
+        let (mut d_x, mut d_w, mut d_b) =
+            (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+        backward(
+            Some(&mut d_x),
+            &mut d_w,
+            Some(&mut d_b),
+            &weights,
+            &x,
+            &w,
+            &g,
+            n,
+            &mut scratch,
+        );
+        let mut y = vec![0.0; n * g.out_len()];
+        let mut loss = |x: &[f32], w: &[f32], b: &[f32]| {
+            forward(&mut y, x, w, Some(b), &g, n, &mut scratch);
+            dot(&weights, &y)
+        };
+        check_gradient("d_x", &x, &d_x, 1e-2, 1e-2, |v| loss(v, &w, &b));
+        check_gradient("d_w", &w, &d_w, 1e-2, 1e-2, |v| loss(&x, v, &b));
+        check_gradient("d_b", &b, &d_b, 1e-2, 1e-2, |v| loss(&x, &w, v));
+    }
+}
+
+/// Zero padding, by hand: a 2×2 box filter over `[[1, 2], [3, 4]]` padded by one.
+#[test]
+fn padded_box_filter() {
+    let g = Conv2dGeom::new([1, 2, 2], 1, [2, 2], [1, 1], [1, 1], Rounding::Exact);
+    let mut y = [f32::NAN; 9];
+    forward(
+        &mut y,
+        &[1.0, 2.0, 3.0, 4.0],
+        &[1.0; 4],
+        None,
+        &g,
+        1,
+        &mut Vec::new(),
+    );
+    assert_eq!(y, [1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 3.0, 7.0, 4.0]);
+}
+
+/// Once `scratch` has grown, neither pass reallocates it (the direct kernels and the
+/// packed products).
+#[test]
+fn warm_scratch_is_not_reallocated() {
+    for case in [
+        CASES[4],
+        CASES[8],
+        (2, [1, 28, 28], 6, [5, 5], [1, 1], [2, 2]),
+    ] {
+        let (g, n) = (geom(&case), 2);
+        let x = vec![0.5; n * g.in_len()];
+        let w = vec![0.25; g.weight_len()];
+        let mut y = vec![0.0; n * g.out_len()];
+        let (mut d_x, mut d_w) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+        assert_scratch_reused(|scratch| {
+            forward(&mut y, &x, &w, None, &g, n, scratch);
+            backward(Some(&mut d_x), &mut d_w, None, &y, &x, &w, &g, n, scratch);
+        });
+    }
+}

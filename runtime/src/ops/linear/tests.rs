@@ -1,0 +1,326 @@
+//! The linear layer's kernels against the reference versions, each other and finite
+//! differences.
+
+use super::reference::{backward_naive, forward_naive};
+use super::*;
+use crate::ops::isa::with_ceiling;
+use crate::ops::test_util::{
+    assert_close, assert_scratch_reused, check_gradient, dot, rng, uniform,
+};
+
+/// `(n, in_f, out_f)`: batch 0 and 1, odd sizes, sizes off any kernel tile.
+const CASES: &[(usize, usize, usize)] = &[
+    (0, 4, 3),
+    (1, 1, 1),
+    (1, 7, 5),
+    (3, 5, 2),
+    (17, 33, 10),
+    (8, 120, 84),
+    (1, 400, 120),
+    (4, 15, 3),
+    (5, 31, 7),
+    (7, 40, 9),
+    (16, 50, 6),
+    (8, 50, 6),
+    (2, 9, 4),
+];
+
+#[test]
+fn forward_matches_naive() {
+    let mut r = rng(20);
+    let mut scratch = Vec::new();
+    for &(n, in_f, out_f) in CASES {
+        let g = LinearGeom { in_f, out_f };
+        let x = uniform(&mut r, n * in_f);
+        let w = uniform(&mut r, g.weight_len());
+        let b = uniform(&mut r, out_f);
+        for bias in [None, Some(&b[..])] {
+            let mut y = vec![f32::NAN; n * out_f];
+            let mut expected = vec![f32::NAN; n * out_f];
+            forward(&mut y, &x, &w, bias, &g, n, &mut scratch);
+            forward_naive(&mut expected, &x, &w, bias, &g, n);
+            assert_close(&format!("y {g:?}"), &y, &expected, 1e-5);
+        }
+    }
+}
+
+/// The dot products compiled for AVX2 and without either instruction set, where the
+/// CPU running the tests has them.
+#[test]
+fn dot_products_on_every_instruction_set() {
+    let mut r = rng(23);
+    let mut scratch = Vec::new();
+    for ceiling in [Isa::Avx2Fma, Isa::Plain] {
+        with_ceiling(ceiling, || {
+            for &(n, in_f, out_f) in CASES.iter().filter(|c| c.0 <= MAX_DOT_ROWS) {
+                let g = LinearGeom { in_f, out_f };
+                let x = uniform(&mut r, n * in_f);
+                let w = uniform(&mut r, g.weight_len());
+                let b = uniform(&mut r, out_f);
+                let mut y = vec![f32::NAN; n * out_f];
+                let mut expected = vec![f32::NAN; n * out_f];
+                forward(&mut y, &x, &w, Some(&b), &g, n, &mut scratch);
+                forward_naive(&mut expected, &x, &w, Some(&b), &g, n);
+                assert_close(&format!("y {g:?} {ceiling:?}"), &y, &expected, 1e-5);
+            }
+        });
+    }
+}
+
+/// Up to [`MAX_DOT_ROWS`] rows, the dot products give the packed product's results to the
+/// bit, so a network's outputs do not depend on which path its batch size takes (in_f 400
+/// and 800: more than one block of `packed::KC` products), on every instruction set.
+#[test]
+fn dot_products_equal_the_packed_product() {
+    let mut r = rng(24);
+    let mut scratch = Vec::new();
+    for ceiling in [Isa::Avx512, Isa::Avx2Fma, Isa::Plain] {
+        with_ceiling(ceiling, || {
+            let isa = Isa::current();
+            for (in_f, out_f) in [(400, 120), (800, 13), (120, 84), (5, 3)] {
+                let g = LinearGeom { in_f, out_f };
+                for n in 1..=MAX_DOT_ROWS {
+                    let x = uniform(&mut r, n * in_f);
+                    let w = uniform(&mut r, g.weight_len());
+                    let b = uniform(&mut r, out_f);
+                    for bias in [None, Some(&b[..])] {
+                        let mut dot = vec![f32::NAN; n * out_f];
+                        let mut gemm = vec![f32::NAN; n * out_f];
+                        forward(&mut dot, &x, &w, bias, &g, n, &mut scratch);
+                        forward_packed(&mut gemm, &x, &w, bias, &g, n, isa, &mut scratch);
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&dot), bits(&gemm), "{g:?} n {n} {isa:?}");
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Batches above [`MAX_DOT_ROWS`] but under [`MAX_LOOP_MACS`] do not pack; larger ones
+/// do: both against the reference, and the small forward path equal to the packed product
+/// to the bit.
+#[test]
+fn small_and_large_paths() {
+    let mut r = rng(25);
+    // Also the plain builds, on a machine that has AVX2 and FMA.
+    for ceiling in [Isa::Avx512, Isa::Plain] {
+        with_ceiling(ceiling, || small_and_large_paths_at(&mut r));
+    }
+}
+
+fn small_and_large_paths_at(r: &mut rand_xoshiro::Xoshiro256PlusPlus) {
+    let mut scratch = Vec::new();
+    for (n, in_f, out_f) in [(9, 400, 120), (32, 400, 120), (33, 7, 3), (100, 300, 160)] {
+        let g = LinearGeom { in_f, out_f };
+        assert_eq!(small(&g, n), n * in_f * out_f <= MAX_LOOP_MACS);
+        let x = uniform(r, n * in_f);
+        let w = uniform(r, g.weight_len());
+        let b = uniform(r, out_f);
+        let d_y = uniform(r, n * out_f);
+        let mut y = vec![f32::NAN; n * out_f];
+        let mut expected = vec![f32::NAN; n * out_f];
+        forward(&mut y, &x, &w, Some(&b), &g, n, &mut scratch);
+        forward_naive(&mut expected, &x, &w, Some(&b), &g, n);
+        assert_close(&format!("y {g:?} n {n}"), &y, &expected, 1e-4);
+        let mut gemm = vec![f32::NAN; n * out_f];
+        forward_packed(
+            &mut gemm,
+            &x,
+            &w,
+            Some(&b),
+            &g,
+            n,
+            Isa::current(),
+            &mut scratch,
+        );
+        assert_eq!(y, gemm, "{g:?} n {n}");
+        let start_w = uniform(r, g.weight_len());
+        let start_x = uniform(r, n * in_f);
+        let (mut d_w, mut d_x) = (start_w.clone(), start_x.clone());
+        let (mut e_w, mut e_x) = (start_w, start_x);
+        backward(
+            Some(&mut d_x),
+            &mut d_w,
+            None,
+            &d_y,
+            &x,
+            &w,
+            &g,
+            n,
+            &mut scratch,
+        );
+        backward_naive(Some(&mut e_x), &mut e_w, None, &d_y, &x, &w, &g, n);
+        assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-4);
+        assert_close(&format!("d_x {g:?} n {n}"), &d_x, &e_x, 1e-4);
+    }
+}
+
+/// 150 random layers and batches, every path among them (dot products, the loops without
+/// packing, the packed products), forward and backward against the reference.
+#[test]
+fn random_layers_match_naive() {
+    use rand::Rng;
+    let mut r = rng(27);
+    let mut scratch = Vec::new();
+    let mut packed = 0;
+    for _ in 0..150 {
+        let (n, in_f, out_f) = (
+            r.random_range(0..70),
+            r.random_range(1..700),
+            r.random_range(1..220),
+        );
+        let g = LinearGeom { in_f, out_f };
+        packed += usize::from(n > MAX_DOT_ROWS && !small(&g, n));
+        let x = uniform(&mut r, n * in_f);
+        let w = uniform(&mut r, g.weight_len());
+        let b = uniform(&mut r, out_f);
+        let d_y = uniform(&mut r, n * out_f);
+        let mut y = vec![f32::NAN; n * out_f];
+        let mut want = vec![f32::NAN; n * out_f];
+        forward(&mut y, &x, &w, Some(&b), &g, n, &mut scratch);
+        forward_naive(&mut want, &x, &w, Some(&b), &g, n);
+        assert_close(&format!("y {g:?} n {n}"), &y, &want, 1e-4);
+        let (mut d_x, mut d_w, mut d_b) =
+            (vec![0.5; x.len()], vec![0.25; w.len()], vec![0.0; out_f]);
+        let (mut e_x, mut e_w, mut e_b) = (d_x.clone(), d_w.clone(), d_b.clone());
+        let (dx, dw, db) = (&mut d_x[..], &mut d_w[..], &mut d_b[..]);
+        backward(Some(dx), dw, Some(db), &d_y, &x, &w, &g, n, &mut scratch);
+        backward_naive(
+            Some(&mut e_x),
+            &mut e_w,
+            Some(&mut e_b),
+            &d_y,
+            &x,
+            &w,
+            &g,
+            n,
+        );
+        assert_close(&format!("d_x {g:?} n {n}"), &d_x, &e_x, 1e-4);
+        assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-4);
+        assert_close(&format!("d_b {g:?} n {n}"), &d_b, &e_b, 1e-4);
+    }
+    assert!(packed > 10, "only {packed} layers took the packed products");
+}
+
+/// One sample's outputs split over two and three threads give the bits of one thread.
+#[test]
+fn output_split_gives_the_same_bits() {
+    let mut r = rng(26);
+    for (in_f, out_f) in [(400, 120), (4096, 9), (64, 1000)] {
+        let g = LinearGeom { in_f, out_f };
+        assert!(g.weight_len() >= MIN_SPLIT_WEIGHTS);
+        let x = uniform(&mut r, in_f);
+        let w = uniform(&mut r, g.weight_len());
+        let b = uniform(&mut r, out_f);
+        let mut one = vec![f32::NAN; out_f];
+        forward(&mut one, &x, &w, Some(&b), &g, 1, &mut Vec::new());
+        let mut naive = vec![f32::NAN; out_f];
+        forward_naive(&mut naive, &x, &w, Some(&b), &g, 1);
+        assert_close(&format!("{g:?}"), &one, &naive, 1e-4);
+        for threads in [2, 3] {
+            let mut split = vec![f32::NAN; out_f];
+            crate::ops::parallel::with_threads(threads, || {
+                forward(&mut split, &x, &w, Some(&b), &g, 1, &mut Vec::new());
+            });
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&split), bits(&one), "{g:?} threads {threads}");
+        }
+    }
+}
+
+/// Once `scratch` has grown, the packed paths do not reallocate it.
+#[test]
+fn warm_scratch_is_not_reallocated() {
+    let (g, n) = (
+        LinearGeom {
+            in_f: 300,
+            out_f: 160,
+        },
+        100,
+    );
+    assert!(!small(&g, n));
+    let x = vec![0.5; n * g.in_f];
+    let w = vec![0.25; g.weight_len()];
+    let mut y = vec![0.0; n * g.out_f];
+    let (mut d_x, mut d_w) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+    assert_scratch_reused(|scratch| {
+        forward(&mut y, &x, &w, None, &g, n, scratch);
+        backward(Some(&mut d_x), &mut d_w, None, &y, &x, &w, &g, n, scratch);
+    });
+}
+
+/// Gradients start from random values, so the test also checks that both versions add.
+#[test]
+fn backward_matches_naive() {
+    let mut r = rng(21);
+    let mut scratch = Vec::new();
+    for &(n, in_f, out_f) in CASES {
+        let g = LinearGeom { in_f, out_f };
+        let x = uniform(&mut r, n * in_f);
+        let w = uniform(&mut r, g.weight_len());
+        let d_y = uniform(&mut r, n * out_f);
+        let (d_x0, d_w0, d_b0) = (
+            uniform(&mut r, x.len()),
+            uniform(&mut r, w.len()),
+            uniform(&mut r, out_f),
+        );
+        for with_optional in [true, false] {
+            let (mut d_x, mut d_w, mut d_b) = (d_x0.clone(), d_w0.clone(), d_b0.clone());
+            let (mut e_x, mut e_w, mut e_b) = (d_x0.clone(), d_w0.clone(), d_b0.clone());
+            let (fx, fb, nx, nb) = if with_optional {
+                (
+                    Some(&mut d_x[..]),
+                    Some(&mut d_b[..]),
+                    Some(&mut e_x[..]),
+                    Some(&mut e_b[..]),
+                )
+            } else {
+                (None, None, None, None)
+            };
+            backward(fx, &mut d_w, fb, &d_y, &x, &w, &g, n, &mut scratch);
+            backward_naive(nx, &mut e_w, nb, &d_y, &x, &w, &g, n);
+            assert_close(&format!("d_x {g:?}"), &d_x, &e_x, 1e-5);
+            assert_close(&format!("d_w {g:?}"), &d_w, &e_w, 1e-5);
+            assert_close(&format!("d_b {g:?}"), &d_b, &e_b, 1e-5);
+            if !with_optional {
+                assert_eq!((d_x, d_b), (d_x0.clone(), d_b0.clone()));
+            }
+        }
+    }
+}
+
+/// `L = Σ r ⊙ forward(x, w, b)`, differentiated numerically in `x`, `w` and `b`.
+#[test]
+fn backward_matches_finite_differences() {
+    let mut r = rng(22);
+    let mut scratch = Vec::new();
+    for &(n, in_f, out_f) in &CASES[1..5] {
+        let g = LinearGeom { in_f, out_f };
+        let x = uniform(&mut r, n * in_f);
+        let w = uniform(&mut r, g.weight_len());
+        let b = uniform(&mut r, out_f);
+        let weights = uniform(&mut r, n * out_f);
+        let (mut d_x, mut d_w, mut d_b) =
+            (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; out_f]);
+        backward(
+            Some(&mut d_x),
+            &mut d_w,
+            Some(&mut d_b),
+            &weights,
+            &x,
+            &w,
+            &g,
+            n,
+            &mut scratch,
+        );
+        let mut y = vec![0.0; n * out_f];
+        let mut loss = |x: &[f32], w: &[f32], b: &[f32]| {
+            forward(&mut y, x, w, Some(b), &g, n, &mut scratch);
+            dot(&weights, &y)
+        };
+        check_gradient("d_x", &x, &d_x, 1e-2, 1e-2, |v| loss(v, &w, &b));
+        check_gradient("d_w", &w, &d_w, 1e-2, 1e-2, |v| loss(&x, v, &b));
+        check_gradient("d_b", &b, &d_b, 1e-2, 1e-2, |v| loss(&x, &w, v));
+    }
+}

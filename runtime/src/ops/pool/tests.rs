@@ -1,0 +1,180 @@
+//! The pooling kernels against the reference versions, finite differences and examples
+//! worked by hand.
+
+use super::reference::{avg_backward_naive, avg_forward_naive};
+use super::reference::{max_backward_naive, max_forward_naive};
+use super::*;
+use crate::ops::test_util::{assert_close, check_gradient, dot, rng, uniform};
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+type Case = (usize, [usize; 3], [usize; 2], [usize; 2], [usize; 2]);
+
+/// `(n, [C, H, W], [KH, KW], [SH, SW], [PH, PW])`: batch 0 and 1, odd sizes, strides 1-3,
+/// pads 0-2, non-square windows, overlapping windows, and windows wholly in the padding.
+const CASES: &[Case] = &[
+    (0, [2, 4, 4], [2, 2], [2, 2], [0, 0]),
+    (1, [1, 1, 1], [1, 1], [1, 1], [0, 0]),
+    (2, [3, 6, 6], [2, 2], [2, 2], [0, 0]),
+    (3, [2, 7, 5], [3, 2], [2, 1], [1, 1]),
+    (2, [2, 9, 8], [3, 3], [3, 2], [1, 0]),
+    (1, [3, 5, 7], [2, 5], [1, 3], [1, 2]),
+    (1, [2, 4, 4], [1, 1], [2, 2], [1, 1]),
+    (2, [5, 13, 11], [3, 3], [2, 2], [1, 1]),
+];
+
+fn geom(case: &Case) -> Pool2dGeom {
+    let &(_, input, kernel, stride, pad) = case;
+    Pool2dGeom::new(input, kernel, stride, pad, Rounding::Floor)
+}
+
+/// Distinct values at least 0.1 apart, shuffled, so a finite-difference step of 0.01
+/// never changes which cell wins a window.
+fn distinct(r: &mut impl Rng, len: usize) -> Vec<f32> {
+    let mut x: Vec<f32> = (0..len)
+        .map(|i| i as f32 * 0.1 - len as f32 * 0.05)
+        .collect();
+    x.shuffle(r);
+    x
+}
+
+#[test]
+fn max_matches_naive() {
+    let mut r = rng(10);
+    for case in CASES {
+        let (g, n) = (geom(case), case.0);
+        // Few distinct values, so that windows have ties.
+        let x: Vec<f32> = (0..n * g.in_len())
+            .map(|_| r.random_range(0..4) as f32)
+            .collect();
+        let mut y = vec![f32::NAN; n * g.out_len()];
+        let mut argmax = vec![12345; y.len()];
+        let mut expected = vec![f32::NAN; y.len()];
+        max_forward(&mut y, &mut argmax, &x, &g, n);
+        max_forward_naive(&mut expected, &x, &g, n);
+        assert_eq!(y, expected, "{g:?}");
+
+        let d_y = uniform(&mut r, y.len());
+        let mut d_x = uniform(&mut r, x.len());
+        let mut d_x_naive = d_x.clone();
+        max_backward(&mut d_x, &d_y, &argmax, &g, n);
+        max_backward_naive(&mut d_x_naive, &d_y, &x, &g, n);
+        assert_eq!(d_x, d_x_naive, "{g:?}");
+    }
+}
+
+#[test]
+fn avg_matches_naive() {
+    let mut r = rng(11);
+    for case in CASES {
+        let (g, n) = (geom(case), case.0);
+        let x = uniform(&mut r, n * g.in_len());
+        let mut y = vec![f32::NAN; n * g.out_len()];
+        let mut expected = vec![f32::NAN; y.len()];
+        avg_forward(&mut y, &x, &g, n);
+        avg_forward_naive(&mut expected, &x, &g, n);
+        assert_close(&format!("y {g:?}"), &y, &expected, 1e-6);
+
+        let d_y = uniform(&mut r, y.len());
+        let mut d_x = uniform(&mut r, x.len());
+        let mut d_x_naive = d_x.clone();
+        avg_backward(&mut d_x, &d_y, &g, n);
+        avg_backward_naive(&mut d_x_naive, &d_y, &g, n);
+        assert_close(&format!("d_x {g:?}"), &d_x, &d_x_naive, 1e-6);
+    }
+}
+
+#[test]
+fn max_backward_matches_finite_differences() {
+    let mut r = rng(12);
+    for case in &CASES[1..] {
+        let (g, n) = (geom(case), case.0);
+        let x = distinct(&mut r, n * g.in_len());
+        let weights = uniform(&mut r, n * g.out_len());
+        let (mut y, mut argmax) = (vec![0.0; weights.len()], vec![0; weights.len()]);
+        max_forward(&mut y, &mut argmax, &x, &g, n);
+        let mut d_x = vec![0.0; x.len()];
+        max_backward(&mut d_x, &weights, &argmax, &g, n);
+        check_gradient("d_x", &x, &d_x, 1e-2, 1e-3, |x| {
+            max_forward(&mut y, &mut argmax, x, &g, n);
+            dot(&weights, &y)
+        });
+    }
+}
+
+#[test]
+fn avg_backward_matches_finite_differences() {
+    let mut r = rng(13);
+    for case in &CASES[1..] {
+        let (g, n) = (geom(case), case.0);
+        let x = uniform(&mut r, n * g.in_len());
+        let weights = uniform(&mut r, n * g.out_len());
+        let mut d_x = vec![0.0; x.len()];
+        avg_backward(&mut d_x, &weights, &g, n);
+        let mut y = vec![0.0; weights.len()];
+        check_gradient("d_x", &x, &d_x, 1e-2, 1e-3, |x| {
+            avg_forward(&mut y, x, &g, n);
+            dot(&weights, &y)
+        });
+    }
+}
+
+/// Ties go to the first cell in row-major order; the argmax of the second sample counts
+/// from that sample's start.
+#[test]
+fn ties_go_to_the_first_cell() {
+    let g = Pool2dGeom::new([2, 3, 3], [2, 2], [1, 1], [1, 1], Rounding::Exact);
+    let x = vec![1.0; 2 * g.in_len()];
+    let mut y = vec![f32::NAN; 2 * g.out_len()];
+    let mut argmax = vec![0; y.len()];
+    max_forward(&mut y, &mut argmax, &x, &g, 2);
+    assert!(y.iter().all(|&v| v == 1.0));
+    // First real cell of each 2×2 window over the 3×3 plane padded by one.
+    let plane = [0, 0, 1, 2, 0, 0, 1, 2, 3, 3, 4, 5, 6, 6, 7, 8];
+    let expected: Vec<u32> = (0..4)
+        .flat_map(|c| plane.map(|a| a + 9 * (c % 2)))
+        .collect();
+    assert_eq!(argmax, expected);
+}
+
+/// A NaN wins its window (the last one, when there are several), as in PyTorch.
+#[test]
+fn nan_wins() {
+    let g = Pool2dGeom::new([1, 2, 4], [2, 2], [2, 2], [0, 0], Rounding::Exact);
+    let x = [1.0, f32::NAN, 7.0, f32::NAN, 9.0, 0.0, f32::NAN, 8.0];
+    let (mut y, mut argmax) = ([0.0; 2], [0; 2]);
+    max_forward(&mut y, &mut argmax, &x, &g, 1);
+    assert!(y[0].is_nan() && y[1].is_nan());
+    assert_eq!(argmax, [1, 6]);
+    let mut naive = [0.0; 2];
+    max_forward_naive(&mut naive, &x, &g, 1);
+    assert!(naive[0].is_nan() && naive[1].is_nan());
+}
+
+/// Padding counts as zeros in an average: a 2×2 window over a 2×2 plane of ones padded by
+/// one sees one real cell. `nn.AvgPool2d(2, 2, padding=1)(torch.ones(1, 1, 2, 2))` is 0.25
+/// everywhere.
+#[test]
+fn average_counts_padding_as_zeros() {
+    let g = Pool2dGeom::new([1, 2, 2], [2, 2], [2, 2], [1, 1], Rounding::Exact);
+    let mut y = [f32::NAN; 4];
+    avg_forward(&mut y, &[1.0; 4], &g, 1);
+    assert_eq!(y, [0.25; 4]);
+    let mut d_x = [1.0; 4];
+    avg_backward(&mut d_x, &[1.0, 2.0, 3.0, 4.0], &g, 1);
+    assert_eq!(d_x, [1.25, 1.5, 1.75, 2.0]);
+}
+
+/// A window wholly in the padding outputs 0 and passes no gradient.
+#[test]
+fn empty_windows() {
+    let g = Pool2dGeom::new([1, 2, 2], [1, 1], [2, 2], [1, 1], Rounding::Floor);
+    let x = [-1.0, -2.0, -3.0, -4.0];
+    let (mut y, mut argmax) = ([f32::NAN; 4], [0; 4]);
+    max_forward(&mut y, &mut argmax, &x, &g, 1);
+    assert_eq!(y, [0.0, 0.0, 0.0, -4.0]);
+    assert_eq!(argmax, [EMPTY_WINDOW, EMPTY_WINDOW, EMPTY_WINDOW, 3]);
+    let mut d_x = [0.0; 4];
+    max_backward(&mut d_x, &[1.0; 4], &argmax, &g, 1);
+    assert_eq!(d_x, [0.0, 0.0, 0.0, 1.0]);
+}
