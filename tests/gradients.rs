@@ -37,6 +37,49 @@ network! {
     }
 }
 
+network! {
+    /// The inner network of `Branches`.
+    pub struct Stem {
+        input: [2, 6, 6],
+        c: conv2d(3, kernel = 3, pad = 1),
+        tanh,
+    }
+}
+
+network! {
+    /// A nested network, residual blocks with identity and projection shortcuts (batch norm
+    /// inside), and a concat whose four branches all read one value (two of them empty, one a
+    /// residual block that reads it twice more).
+    struct Branches {
+        input: [2, 6, 6],
+        stem: Stem -> [3, 6, 6],
+        block1: residual { c: conv2d(3, kernel = 3, pad = 1), tanh },
+        block2: residual(shortcut = { c: conv2d(4, kernel = 1, stride = 2) }) {
+            c1: conv2d(4, kernel = 3, stride = 2, pad = 1),
+            bn: batch_norm,
+            leaky_relu(0.1),
+        } -> [4, 3, 3],
+        mix: concat(
+            a = {},
+            b = { c: conv2d(2, kernel = 1), sigmoid },
+            c = { r: residual { c: conv2d(4, kernel = 3, pad = 1), tanh } },
+            d = {},
+        ) -> [14, 3, 3],
+        flatten,
+        fc: linear(3),
+    }
+}
+
+network! {
+    /// The network's input itself read by several layers: its gradient is their sum.
+    struct InputTwice {
+        input: [5],
+        r: residual { fc: linear(5), tanh },
+        mix: concat(a = {}, b = { fc: linear(2) }) -> [7],
+        fc: linear(3),
+    }
+}
+
 /// `sum(output * r)`, computed in f64, with dropout's generator reset so every evaluation
 /// draws the same masks.
 fn objective<N: Network>(
@@ -96,8 +139,14 @@ fn check<N: Network>(seed: u64, input_shape: &[usize], mode: Mode) {
         );
     };
     let n_params = net.params().len();
-    for k in 0..40 {
-        let i = (k * 7919 + seed as usize) % n_params;
+    // Spread over the store, and the first, middle and last value of every tensor.
+    let mut picks: Vec<usize> = (0..40)
+        .map(|k| (k * 7919 + seed as usize) % n_params)
+        .collect();
+    for p in net.params().table() {
+        picks.extend([p.offset, p.offset + p.len / 2, p.offset + p.len - 1]);
+    }
+    for i in picks {
         let orig = net.params().as_slice()[i];
         net.params_mut().as_mut_slice()[i] = orig + eps;
         let plus = objective(&mut net, x.view(), &r, mode);
@@ -145,6 +194,17 @@ fn mixed_network_in_training_mode() {
 #[test]
 fn mixed_network_in_evaluation_mode() {
     check::<Mixed>(3, &[2, 2, 9, 8], Mode::Eval);
+}
+
+#[test]
+fn residual_concat_and_nested_networks() {
+    check::<Branches>(5, &[3, 2, 6, 6], Mode::Train);
+    check::<Branches>(6, &[2, 2, 6, 6], Mode::Eval);
+}
+
+#[test]
+fn the_input_read_twice_gets_both_gradients() {
+    check::<InputTwice>(7, &[4, 5], Mode::Train);
 }
 
 #[test]

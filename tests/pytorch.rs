@@ -57,6 +57,31 @@ network! {
     }
 }
 
+network! {
+    /// `Stem` in torch_reference.py: the inner network of `Branchy`.
+    pub struct Stem {
+        input: [2, 8, 8],
+        conv: conv2d(4, kernel = 3, pad = 1), relu,
+    }
+}
+
+network! {
+    /// `Branchy` in torch_reference.py: a nested network, a concat block with an empty
+    /// branch and a residual inside a branch.
+    struct Branchy {
+        input: [2, 8, 8],
+        stem: Stem -> [4, 8, 8],
+        mix: concat(
+            a = { conv: conv2d(3, kernel = 1), relu },
+            b = { max_pool(3, stride = 1, pad = 1) },
+            c = {},
+            d = { res: residual { conv: conv2d(4, kernel = 3, pad = 1), tanh } },
+        ) -> [15, 8, 8],
+        bn: batch_norm,
+        avg_pool(8), flatten, fc: linear(3),
+    }
+}
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -174,6 +199,21 @@ fn every_layer_kind_matches_pytorch() {
 #[test]
 fn residual_blocks_match_pytorch() {
     compare::<Residual>("residual");
+}
+
+/// A network inside a network (`stem: Stem`, its parameters `stem.conv.weight` and
+/// `stem.conv.bias`) and a concat block whose four branches read the stem's output: a convolution,
+/// a pooling, an empty branch that passes it through and a residual. The stem's output gradient is
+/// the sum over five paths: `a`'s convolution, `b`'s pooling, `c`, and the identity and the
+/// convolution of `d`'s residual. The reference is `Branchy` in torch_reference.py (`torch.cat` of
+/// the branches in the order written), written by
+///
+/// ```text
+/// /tmp/torch-venv/bin/python tests/fixtures/torch_reference.py branchy
+/// ```
+#[test]
+fn concat_and_nested_networks_match_pytorch() {
+    compare::<Branchy>("branchy");
 }
 
 /// PyTorch's `state_dict` has an int64 `num_batches_tracked` per batch-norm layer, 0 in the

@@ -5,6 +5,8 @@
 //! chain is the case where node `i` reads value `i`; a block is no special case anywhere.
 
 use proc_macro2::TokenStream;
+use quote::quote;
+use striate_geometry::Receptive;
 
 use crate::kinds::Layer;
 
@@ -61,10 +63,70 @@ pub enum InitPlan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorPlan {
     pub name: String,
+    /// Nested networks whose tensors come before this one (its offset is past theirs).
+    pub base: usize,
     pub shape: Vec<usize>,
     pub offset: usize,
     pub len: usize,
     pub init: InitPlan,
+}
+
+/// The receptive field of a value (field and jump along each axis): a number, or after a
+/// nested network (whose own field the macro cannot see) a `const` expression of type
+/// `[Receptive; 2]`.
+#[derive(Clone)]
+pub enum Field {
+    Known([Receptive; 2]),
+    Expr(TokenStream),
+}
+
+impl Field {
+    /// After a window of `(kernel, stride)` along each axis.
+    pub fn window(&self, steps: [(usize, usize); 2]) -> Field {
+        match self {
+            Field::Known(r) => {
+                let mut r = *r;
+                for (a, (k, s)) in r.iter_mut().zip(steps) {
+                    *a = a.window(k, s);
+                }
+                Field::Known(r)
+            }
+            Field::Expr(e) => {
+                let [(k0, s0), (k1, s1)] = steps;
+                Field::Expr(quote!(::striate::__private::windowed(#e, [[#k0, #s0], [#k1, #s1]])))
+            }
+        }
+    }
+
+    /// The larger of two fields, axis by axis.
+    pub fn widest(&self, other: &Field) -> Field {
+        match (self, other) {
+            (Field::Known(a), Field::Known(b)) => {
+                let mut r = *a;
+                for (x, y) in r.iter_mut().zip(b) {
+                    x.field = x.field.max(y.field);
+                    x.jump = x.jump.max(y.jump);
+                }
+                Field::Known(r)
+            }
+            _ => {
+                let (a, b) = (self.tokens(), other.tokens());
+                Field::Expr(quote!(::striate::__private::widest(#a, #b)))
+            }
+        }
+    }
+
+    /// As a `const` expression of type `[Receptive; 2]`.
+    pub fn tokens(&self) -> TokenStream {
+        match self {
+            Field::Known(r) => {
+                let [(f0, j0), (f1, j1)] = r.map(|a| (a.field, a.jump));
+                let rc = quote!(::striate::__private::geometry::Receptive);
+                quote!([#rc { field: #f0, jump: #j0 }, #rc { field: #f1, jump: #j1 }])
+            }
+            Field::Expr(e) => e.clone(),
+        }
+    }
 }
 
 /// What a node computes.
@@ -75,6 +137,8 @@ pub enum Op {
     Add,
     /// Its inputs joined along channels (feature maps) or features (vectors).
     Concat,
+    /// A network declared elsewhere with `network!`, the `ordinal`-th nested in this one.
+    Nested { ty: syn::Path, ordinal: usize },
 }
 
 /// One node of the graph, fully resolved.
@@ -92,7 +156,12 @@ pub struct Node {
     pub output: Shape,
     pub params: usize,
     pub receptive_field: [usize; 2],
+    /// When the field is only known to the compiler: its expression (see [`Field`]).
+    pub receptive_expr: Option<TokenStream>,
     pub macs: u64,
+    /// Nested networks before this node, whose parameters and buffers come first in the
+    /// stores: the offsets below are past theirs.
+    pub base: usize,
     /// Offset of the node's first parameter in the parameter store.
     pub param_offset: usize,
     /// Offset of the node's first buffer.
@@ -121,6 +190,10 @@ pub struct Plan {
     pub nodes: Vec<Node>,
     pub params: Vec<TensorPlan>,
     pub buffers: Vec<TensorPlan>,
+    /// The nested networks' types, in order.
+    pub nested: Vec<syn::Path>,
+    /// The receptive field of the output.
+    pub receptive: Field,
 }
 
 impl Plan {
@@ -201,7 +274,9 @@ mod tests {
             output: Shape::Vector(1),
             params: 0,
             receptive_field: [1, 1],
+            receptive_expr: None,
             macs: 0,
+            base: 0,
             param_offset: 0,
             buffer_offset: 0,
             depth: 0,
@@ -216,6 +291,8 @@ mod tests {
             nodes,
             params: Vec::new(),
             buffers: Vec::new(),
+            nested: Vec::new(),
+            receptive: Field::Known([Receptive::INPUT; 2]),
         }
     }
 

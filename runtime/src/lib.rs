@@ -6,6 +6,7 @@
 //! public so that a training loop can be written by hand.
 #![warn(missing_docs)]
 
+mod compose;
 pub mod data;
 mod error;
 pub mod io;
@@ -25,7 +26,7 @@ pub use network::{Gradients, Mode, Network, State, Tensor, TensorMut};
 pub use params::ParamStore;
 pub use striate_geometry as geometry;
 pub use summary::Summary;
-pub use tables::{Init, LayerInfo, NetRng, ParamInfo, Pass, Slot};
+pub use tables::{Init, LayerInfo, NetRng, ParamInfo, Pass, Shape1, Shape3, Slot};
 pub use tape::Tape;
 pub use train::cross_entropy;
 
@@ -38,8 +39,10 @@ pub use ndarray;
 /// macro.
 #[doc(hidden)]
 pub mod __generated {
+    pub use crate::compose::*;
     pub use crate::layers;
-    pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Slot};
+    pub use crate::network::nested::{nested_backward, nested_forward};
+    pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Shape1, Shape3, Slot};
     pub use crate::{Network, State, Tape};
 
     /// The kernels of the layer kinds.
@@ -49,7 +52,7 @@ pub mod __generated {
 
     /// The rounding rule of a layer's geometry.
     pub mod geometry {
-        pub use striate_geometry::Rounding;
+        pub use striate_geometry::{Receptive, Rounding};
     }
 
     /// The dimension types of the `Network` impl.

@@ -126,3 +126,13 @@ impl Slot {
         }
     }
 }
+
+/// A network's per-sample shape `[C, H, W]` as a type, for checks between networks: a network
+/// used as a layer of another must receive exactly its input shape, and the compiler says so
+/// with both shapes (`expected Shape3<6, 14, 14>, found Shape3<16, 5, 5>`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape3<const C: usize, const H: usize, const W: usize>;
+
+/// A network's per-sample shape `[F]` as a type; see [`Shape3`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape1<const F: usize>;

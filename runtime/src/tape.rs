@@ -60,6 +60,8 @@ pub struct Tape {
     shard_rngs: Vec<NetRng>,
     /// Parameter gradients of shards 1.. (shard 0 adds into the caller's gradients).
     shard_grads: Vec<Vec<f32>>,
+    /// One tape for each network nested in this one, in order.
+    nested: Vec<Tape>,
 }
 
 /// The buffers of a forward pass split over the batch.
@@ -142,6 +144,7 @@ impl Tape {
             + self.aux.iter().map(f).sum::<usize>()
             + self.idx.iter().map(|v| v.capacity() * 4).sum::<usize>()
             + self.grads.iter().map(f).sum::<usize>()
+            + self.nested.iter().map(Tape::allocated_bytes).sum::<usize>()
             + f(&self.scratch)
             + f(&self.gathered)
     }
@@ -315,6 +318,41 @@ impl Tape {
     pub fn join_backward(&mut self, x: usize, y: usize, fresh: bool) -> (&[f32], &mut [f32]) {
         let r = self.recorded.expect("a forward pass was recorded");
         grad_pair(&mut self.grads, r.grads, self.acts[x].len(), x, y, fresh)
+    }
+
+    /// Value `x`, value `y` and the tape of the `k`-th nested network, for its forward pass.
+    #[doc(hidden)]
+    pub fn nested_forward_slots(
+        &mut self,
+        k: usize,
+        x: usize,
+        y: usize,
+    ) -> (&[f32], &mut [f32], &mut Tape) {
+        if self.nested.len() <= k {
+            self.nested.resize_with(k + 1, Tape::new);
+        }
+        let (before, after) = self.acts.split_at_mut(y);
+        (&before[x], &mut after[0], &mut self.nested[k])
+    }
+
+    /// `y`'s gradient, `x`'s (zeroed first when `fresh`; empty unless `want_dx`) and the tape
+    /// of the `k`-th nested network, for its backward pass.
+    #[doc(hidden)]
+    pub fn nested_backward_slots(
+        &mut self,
+        k: usize,
+        x: usize,
+        y: usize,
+        fresh: bool,
+        want_dx: bool,
+    ) -> (&[f32], &mut [f32], &mut Tape) {
+        let r = self.recorded.expect("a forward pass was recorded");
+        let (d_y, d_x): (&[f32], &mut [f32]) = if want_dx {
+            grad_pair(&mut self.grads, r.grads, self.acts[x].len(), x, y, fresh)
+        } else {
+            (&self.grads[r.grads[y]], &mut [])
+        };
+        (d_y, d_x, &mut self.nested[k])
     }
 
     /// After a backward pass that asked for it: the gradient with respect to the network's

@@ -20,11 +20,13 @@
 //! # const G: ops::linear::LinearGeom = ops::linear::LinearGeom { in_f: 2, out_f: 2 };
 //! # impl Network for Tiny {
 //! #     type InputDim = ndarray::Ix4; type OutputDim = ndarray::Ix2;
+//! #     type InputShape = Shape3<1, 1, 2>; type OutputShape = Shape1<2>;
 //! #     const NAME: &'static str = "Tiny"; const INPUT_SHAPE: &'static [usize] = &[1, 1, 2];
 //! #     const OUTPUT_SHAPE: &'static [usize] = &[2]; const NUM_PARAMS: usize = 6;
 //! #     const LAYERS: &'static [LayerInfo] = &LAYERS; const PARAMS: &'static [ParamInfo] = &PARAMS;
 //! #     const BUFFERS: &'static [ParamInfo] = &[]; const TAPE: &'static [Slot] = &TAPE;
 //! #     const GRADS: &'static [usize] = &[0, 1, 0];
+//! #     const RECEPTIVE: [geometry::Receptive; 2] = [geometry::Receptive::INPUT; 2];
 //! #     fn state(&self) -> &State { &self.state } fn state_mut(&mut self) -> &mut State { &mut self.state }
 //! #     fn from_state(state: State) -> Self { Tiny { state } }
 //! #     fn raw_forward(p: &[f32], _: Pass<'_>, tape: &mut Tape) {

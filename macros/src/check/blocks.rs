@@ -2,7 +2,7 @@
 //! (branches joined along channels). Each branch is a sequence of items like the network's own,
 //! reading the block's input; the join is one more node of the graph.
 
-use striate_geometry::{output_size, Receptive, Rounding};
+use striate_geometry::{output_size, Rounding};
 
 use super::{Graph, Scope, Value};
 use crate::ast::{Arg, Block, Item, LayerItem};
@@ -291,14 +291,11 @@ impl Graph {
                 );
             }
         }
-        let from: Vec<Value> = inputs.iter().map(|&v| self.values[v]).collect();
+        let from: Vec<Value> = inputs.iter().map(|&v| self.values[v].clone()).collect();
         // The largest receptive field over all paths.
-        let mut receptive = [Receptive { field: 0, jump: 0 }; 2];
-        for v in &from {
-            for (r, x) in receptive.iter_mut().zip(v.receptive) {
-                r.field = r.field.max(x.field);
-                r.jump = r.jump.max(x.jump);
-            }
+        let mut field = from[0].field.clone();
+        for v in &from[1..] {
+            field = field.widest(&v.field);
         }
         let flat = from.iter().any(|v| v.flat);
         let node = Node {
@@ -315,14 +312,16 @@ impl Graph {
             output: out,
             params: 0,
             receptive_field: [0; 2],
+            receptive_expr: None,
             macs: 0,
+            base: self.nested.len(),
             param_offset: self.params_len(),
             buffer_offset: self.buffers_len(),
             depth: scope.depth,
             note: String::new(),
             tokens: item.call_tokens.clone(),
         };
-        Some(self.push_node(node, receptive, flat))
+        Some(self.push_node(node, field, flat))
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod args;
 mod blocks;
 pub mod messages;
+mod nested;
 
 use std::collections::HashMap;
 
@@ -17,7 +18,7 @@ use striate_geometry::Receptive;
 
 use crate::ast::{InputDecl, Item, LayerItem, Network};
 use crate::kinds::{self, Build, InitRule, Role, TensorSpec};
-use crate::plan::{dims_text, InitPlan, Node, Op, Plan, Shape, TensorPlan};
+use crate::plan::{dims_text, Field, InitPlan, Node, Op, Plan, Shape, TensorPlan};
 use messages::{closest, one_of, tensor_len, Errors, MAX_SIZE};
 
 /// The block forms, which are no layer kinds: they hold items of their own.
@@ -33,6 +34,7 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
         params: Vec::new(),
         buffers: Vec::new(),
         values: Vec::new(),
+        nested: Vec::new(),
         input_full: match input {
             Some(Shape::Spatial([_, h, w])) => [h, w],
             Some(Shape::Vector(f)) => [1, f],
@@ -42,7 +44,7 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
     if let Some(shape) = input {
         g.values.push(Value {
             shape,
-            receptive: [Receptive::INPUT; 2],
+            field: Field::Known([Receptive::INPUT; 2]),
             flat: matches!(shape, Shape::Vector(_)),
         });
     }
@@ -63,11 +65,20 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
     let scope = Scope::top();
     g.sequence(&net.items, &scope, input.map(|_| 0), &[]);
     if g.errors.0.is_empty() {
+        let last = g.values.last().cloned().expect("the input is a value");
+        let receptive = if last.flat {
+            let [h, w] = g.input_full;
+            Field::Known([h, w].map(|f| Receptive { field: f, jump: 1 }))
+        } else {
+            last.field
+        };
         Ok(Plan {
             input: input.expect("no errors means the input was valid"),
             nodes: g.nodes,
             params: g.params,
             buffers: g.buffers,
+            nested: g.nested,
+            receptive,
         })
     } else {
         Err(g.errors.0)
@@ -75,10 +86,10 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
 }
 
 /// A value of the graph as the checks see it.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Value {
     shape: Shape,
-    receptive: [Receptive; 2],
+    field: Field,
     /// A unit of it sees the whole input (after `flatten` or `linear`).
     flat: bool,
 }
@@ -129,6 +140,8 @@ struct Graph {
     buffers: Vec<TensorPlan>,
     /// Value 0 is the input, value `i + 1` the output of node `i`.
     values: Vec<Value>,
+    /// The types of the nested networks so far.
+    nested: Vec<syn::Path>,
     /// `[height, width]` of the input (`[1, features]` for a vector), the receptive field
     /// after flattening.
     input_full: [usize; 2],
@@ -228,7 +241,11 @@ impl Graph {
                 format!("`{kind}` takes no block; only `residual` has a body `{{ .. }}`"),
             );
         }
-        let Some(found) = kinds::find(&kind).filter(|_| layer.path.is_none()) else {
+        let found = kinds::find(&kind).filter(|_| layer.path.is_none());
+        let Some(found) = found else {
+            if layer.path.is_some() || (starts_upper(&kind) && self.typo_of(&kind).is_none()) {
+                return self.nested_network(layer, &who, scope, input);
+            }
             self.unknown_kind(layer);
             return None;
         };
@@ -242,7 +259,7 @@ impl Graph {
         }
         let res = args::resolve(layer, found, &mut self.errors)?;
         let input = input?;
-        let from = self.values[input];
+        let from = self.values[input].clone();
         let mut cx = Build {
             who: &who,
             kind: &kind,
@@ -260,20 +277,19 @@ impl Graph {
             .unwrap_or_default();
         let (param_offset, buffer_offset) = (self.params_len(), self.buffers_len());
         let mut n_params = 0;
+        let base = self.nested.len();
         for t in built.params() {
             let init = resolve_init(t.init, rest);
-            n_params += push(&mut self.params, &path, t, init);
+            n_params += push(&mut self.params, &path, t, init, base);
         }
         for t in built.buffers() {
             let init = resolve_init(t.init, rest);
-            push(&mut self.buffers, &path, t, init);
+            push(&mut self.buffers, &path, t, init, base);
         }
-        let mut receptive = from.receptive;
-        if let Some(steps) = built.window() {
-            for (r, (k, s)) in receptive.iter_mut().zip(steps) {
-                *r = r.window(k, s);
-            }
-        }
+        let field = match built.window() {
+            Some(steps) => from.field.window(steps),
+            None => from.field.clone(),
+        };
         let flat = from.flat || built.flattens();
         if let Some((dims, tokens)) = &layer.expect {
             let want: Vec<usize> = dims.iter().map(|d| d.value).collect();
@@ -298,7 +314,9 @@ impl Graph {
             output: out,
             params: n_params,
             receptive_field: [0; 2],
+            receptive_expr: None,
             macs: built.macs(),
+            base,
             param_offset,
             buffer_offset,
             depth: scope.depth,
@@ -306,19 +324,19 @@ impl Graph {
             tokens: layer.call_tokens.clone(),
             op: Op::Layer(built),
         };
-        Some(self.push_node(node, receptive, flat))
+        Some(self.push_node(node, field, flat))
     }
 
     /// Adds `node` with the receptive field of its value; returns the value.
-    fn push_node(&mut self, mut node: Node, receptive: [Receptive; 2], flat: bool) -> usize {
-        node.receptive_field = if flat {
-            self.input_full
-        } else {
-            [receptive[0].field, receptive[1].field]
-        };
+    fn push_node(&mut self, mut node: Node, field: Field, flat: bool) -> usize {
+        match (&field, flat) {
+            (_, true) => node.receptive_field = self.input_full,
+            (Field::Known(r), false) => node.receptive_field = [r[0].field, r[1].field],
+            (Field::Expr(e), false) => node.receptive_expr = Some(e.clone()),
+        }
         self.values.push(Value {
             shape: node.output,
-            receptive,
+            field,
             flat,
         });
         self.nodes.push(node);
@@ -333,28 +351,64 @@ impl Graph {
         self.buffers.last().map_or(0, |p| p.offset + p.len)
     }
 
+    /// The kind or block form that `word` is a likely typo of, ignoring case.
+    fn typo_of(&self, word: &str) -> Option<&'static str> {
+        let known = known_words();
+        let lower = word.to_lowercase();
+        known
+            .iter()
+            .copied()
+            .find(|k| *k == lower || k.replace('_', "") == lower)
+            .or_else(|| closest(&lower, &known))
+            .or_else(|| closest(word, &known))
+    }
+
     fn unknown_kind(&mut self, layer: &LayerItem) {
         let kind = layer.kind.to_string();
-        let mut known = kinds::names();
-        known.extend_from_slice(BLOCK_FORMS);
-        let hint = closest(&kind, &known)
+        let known = known_words();
+        let hint = self
+            .typo_of(&kind)
             .map(|c| format!("did you mean `{c}`? "))
             .unwrap_or_default();
+        let path_hint = if starts_upper(&kind) {
+            format!("; a network of yours named like a layer is written as a path: `self::{kind}`")
+        } else {
+            String::new()
+        };
         self.errors.spanned(
             &layer.kind,
             format!(
-                "unknown layer `{kind}`; {hint}the layers are: {}",
+                "unknown layer `{kind}`; {hint}the layers are: {}{path_hint}",
                 one_of(&known)
             ),
         );
     }
 }
 
+/// The layer kinds and block forms.
+fn known_words() -> Vec<&'static str> {
+    let mut known = kinds::names();
+    known.extend_from_slice(BLOCK_FORMS);
+    known
+}
+
+/// `LeNetFeatures`: a type's name rather than a layer kind's.
+fn starts_upper(word: &str) -> bool {
+    word.chars().next().is_some_and(char::is_uppercase)
+}
+
 /// Appends a tensor named `<path>.<suffix>` to `list`; returns its length.
-fn push(list: &mut Vec<TensorPlan>, path: &str, t: TensorSpec, init: InitPlan) -> usize {
+fn push(
+    list: &mut Vec<TensorPlan>,
+    path: &str,
+    t: TensorSpec,
+    init: InitPlan,
+    base: usize,
+) -> usize {
     let offset = list.last().map_or(0, |p| p.offset + p.len);
     let len = t.shape.iter().product();
     list.push(TensorPlan {
+        base,
         name: format!("{path}.{}", t.suffix),
         shape: t.shape,
         offset,

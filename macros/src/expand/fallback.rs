@@ -42,6 +42,8 @@ pub fn fallback(net: &Network, errors: Vec<syn::Error>) -> TokenStream {
         impl #rt::Network for #name {
             type InputDim = #in_dim;
             type OutputDim = #out_dim;
+            type InputShape = ();
+            type OutputShape = ();
             const NAME: &'static str = #name_str;
             const INPUT_SHAPE: &'static [usize] = &[];
             const OUTPUT_SHAPE: &'static [usize] = &[];
@@ -51,6 +53,7 @@ pub fn fallback(net: &Network, errors: Vec<syn::Error>) -> TokenStream {
             const BUFFERS: &'static [#rt::ParamInfo] = &[];
             const TAPE: &'static [#rt::Slot] = &[];
             const GRADS: &'static [usize] = &[];
+            const RECEPTIVE: [#rt::geometry::Receptive; 2] = [#rt::geometry::Receptive::INPUT; 2];
             #state_methods
             fn raw_forward(_: &[f32], _: #rt::Pass<'_>, _: &mut #rt::Tape) {
                 ::core::unreachable!("the network did not compile")

@@ -17,6 +17,7 @@ pub use fallback::fallback;
 use crate::ast::Network;
 use crate::kinds::{rt, usize_lit, Emit, PassUse};
 use crate::plan::{Node, Op, Plan, Shape};
+use tables::Store;
 
 fn first_span(tokens: &TokenStream) -> Span {
     tokens
@@ -34,14 +35,36 @@ pub fn dim_type(shape: Shape) -> TokenStream {
     }
 }
 
+/// `+ <A as Network>::NUM_PARAMS + ..` over the first `base` nested networks.
+pub fn param_base(plan: &Plan, base: usize) -> TokenStream {
+    let rt = rt();
+    let tys = &plan.nested[..base];
+    quote!(#(+ <#tys as #rt::Network>::NUM_PARAMS)*)
+}
+
+/// The same for their buffers.
+pub fn buffer_base(plan: &Plan, base: usize) -> TokenStream {
+    let rt = rt();
+    let tys = &plan.nested[..base];
+    quote!(#(+ #rt::table_len(<#tys as #rt::Network>::BUFFERS))*)
+}
+
 /// What one node's code is generated from.
-fn emit<'a>(net: &'a syn::Ident, node: &'a Node, i: usize, d_x: TokenStream) -> Emit<'a> {
+fn emit<'a>(
+    plan: &Plan,
+    net: &'a syn::Ident,
+    node: &'a Node,
+    i: usize,
+    d_x: TokenStream,
+) -> Emit<'a> {
     Emit {
         net,
         g: format_ident!("__GEOMETRY_{}", i + 1),
         output: node.output,
         param_offset: node.param_offset,
         buffer_offset: node.buffer_offset,
+        param_base: param_base(plan, node.base),
+        buffer_base: buffer_base(plan, node.base),
         declaration: &node.declaration,
         span: first_span(&node.tokens),
         d_x,
@@ -56,7 +79,7 @@ fn forward_node(plan: &Plan, net: &syn::Ident, i: usize) -> TokenStream {
     match &node.op {
         Op::Layer(layer) => {
             let x = usize_lit(node.inputs[0]);
-            let call = layer.forward(&emit(net, node, i, TokenStream::new()));
+            let call = layer.forward(&emit(plan, net, node, i, TokenStream::new()));
             quote! {
                 {
                     let s = tape.forward_slots(#x, #y);
@@ -76,6 +99,18 @@ fn forward_node(plan: &Plan, net: &syn::Ident, i: usize) -> TokenStream {
                 }
             });
             quote!(#(#parts)*)
+        }
+        Op::Nested { ty, ordinal } => {
+            let (x, k) = (usize_lit(node.inputs[0]), usize_lit(*ordinal));
+            let (p, base) = (usize_lit(node.param_offset), param_base(plan, node.base));
+            let (b, bbase) = (usize_lit(node.buffer_offset), buffer_base(plan, node.base));
+            quote! {
+                {
+                    const AT: usize = #p #base;
+                    let p = &params[AT..AT + <#ty as #rt::Network>::NUM_PARAMS];
+                    #rt::nested_forward::<#ty>(tape, #k, #x, #y, p, &mut pass, #b #bbase);
+                }
+            }
         }
         Op::Concat => {
             let out_len = usize_lit(node.output.numel());
@@ -134,7 +169,7 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
             } else {
                 (quote!(true), quote!(Some(s.d_x)))
             };
-            let call = layer.backward(&emit(net, node, i, d_x));
+            let call = layer.backward(&emit(plan, net, node, i, d_x));
             let x = usize_lit(x);
             let body = quote! {
                 {
@@ -146,6 +181,26 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
                 quote!(if input_grad { #body })
             } else {
                 body
+            }
+        }
+        Op::Nested { ty, ordinal } => {
+            let x = node.inputs[0];
+            let fresh = last[x] == i;
+            let want = if x == 0 {
+                quote!(input_grad)
+            } else {
+                quote!(true)
+            };
+            let (xl, k) = (usize_lit(x), usize_lit(*ordinal));
+            let (p, base) = (usize_lit(node.param_offset), param_base(plan, node.base));
+            quote! {
+                {
+                    const AT: usize = #p #base;
+                    const END: usize = AT + <#ty as #rt::Network>::NUM_PARAMS;
+                    #rt::nested_backward::<#ty>(
+                        tape, #k, #xl, #y, #fresh, #want, &params[AT..END], &mut d_params[AT..END],
+                    );
+                }
             }
         }
         Op::Add | Op::Concat => {
@@ -185,6 +240,55 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
     }
 }
 
+/// `Shape3<C, H, W>` or `Shape1<F>`.
+pub fn shape_type(shape: Shape) -> TokenStream {
+    let rt = rt();
+    match shape {
+        Shape::Spatial([c, h, w]) => {
+            let (c, h, w) = (usize_lit(c), usize_lit(h), usize_lit(w));
+            quote!(#rt::Shape3<#c, #h, #w>)
+        }
+        Shape::Vector(f) => {
+            let f = usize_lit(f);
+            quote!(#rt::Shape1<#f>)
+        }
+    }
+}
+
+/// The compiler's check that a nested network gets its input shape and gives the declared
+/// output shape: a mismatch is "expected `Shape3<..>`, found `Shape3<..>`" at the item.
+fn nested_assertion(node: &Node, ty: &syn::Path) -> TokenStream {
+    let rt = rt();
+    let span = first_span(&node.tokens);
+    let (arriving, declared) = (
+        respan(shape_type(node.input_shapes[0]), span),
+        respan(shape_type(node.output), span),
+    );
+    quote::quote_spanned! {span=>
+        const _: fn() = || {
+            let _input: <#ty as #rt::Network>::InputShape = <#arriving as ::core::default::Default>::default();
+            let _output: #declared = <<#ty as #rt::Network>::OutputShape as ::core::default::Default>::default();
+        };
+    }
+}
+
+/// `tokens` with every span set to `span`, so that the compiler's notes point at the item.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let proc_macro2::TokenTree::Group(g) = &t {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                t = proc_macro2::TokenTree::Group(group);
+            } else {
+                t.set_span(span);
+            }
+            t
+        })
+        .collect()
+}
+
 /// The `Network` methods that reach the struct's one field.
 pub fn state_methods(name: &syn::Ident) -> TokenStream {
     let rt = rt();
@@ -216,12 +320,16 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
         crate::kinds::dims_tokens(&output_dims),
     );
     let (in_dim, out_dim) = (dim_type(plan.input), dim_type(plan.output()));
-    let num_params = usize_lit(plan.num_params());
+    let num_params = {
+        let own = usize_lit(plan.num_params());
+        let all = param_base(plan, plan.nested.len());
+        quote!(#own #all)
+    };
+    let (in_type, out_type) = (shape_type(plan.input), shape_type(plan.output()));
+    let receptive = plan.receptive.tokens();
     let n_layers = usize_lit(plan.nodes.len());
-    let n_params = usize_lit(plan.params.len());
-    let n_buffers = usize_lit(plan.buffers.len());
-    let params_table = tables::tensors(&plan.params);
-    let buffers_table = tables::tensors(&plan.buffers);
+    let (params_len, params_table) = tables::tensors(plan, &plan.params, Store::Params);
+    let (buffers_len, buffers_table) = tables::tensors(plan, &plan.buffers, Store::Buffers);
     let layer_infos = tables::layers(plan);
     let slots = tables::slots(plan);
     let n_slots = usize_lit(slots.len());
@@ -234,9 +342,12 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
     let last = last_readers(plan);
     for (i, node) in plan.nodes.iter().enumerate() {
         if let Some(layer) = node.layer() {
-            let e = emit(name, node, i, TokenStream::new());
+            let e = emit(plan, name, node, i, TokenStream::new());
             geoms.push(layer.geometry(&e));
             asserts.push(layer.assertion(&e));
+        }
+        if let Op::Nested { ty, .. } = &node.op {
+            asserts.push(nested_assertion(node, ty));
         }
         forward.push(forward_node(plan, name, i));
         backward.push(backward_node(plan, name, i, &last));
@@ -245,7 +356,11 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
     let pass_use = plan
         .nodes
         .iter()
-        .filter_map(|n| n.layer().map(|l| l.pass_use()))
+        .map(|n| match &n.op {
+            Op::Layer(l) => l.pass_use(),
+            Op::Nested { .. } => PassUse::Pass,
+            _ => PassUse::None,
+        })
         .max()
         .unwrap_or(PassUse::None);
     let pass_binding = if pass_use >= PassUse::Pass {
@@ -280,9 +395,9 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
             /// inputs, output shape, parameters, receptive field, multiply-adds.
             pub const LAYERS: [#rt::LayerInfo; #n_layers] = [#(#layer_infos),*];
             /// Learnable parameters: PyTorch names and shapes, offsets in the flat store.
-            pub const PARAMS: [#rt::ParamInfo; #n_params] = #params_table;
+            pub const PARAMS: [#rt::ParamInfo; #params_len] = #params_table;
             /// Running statistics: PyTorch names and shapes, offsets in the flat store.
-            pub const BUFFERS: [#rt::ParamInfo; #n_buffers] = #buffers_table;
+            pub const BUFFERS: [#rt::ParamInfo; #buffers_len] = #buffers_table;
             const __TAPE: [#rt::Slot; #n_slots] = [#(#slots),*];
             const __GRADS: [usize; #n_slots] = [#(#grads),*];
             #(#geoms)*
@@ -293,6 +408,8 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
         impl #rt::Network for #name {
             type InputDim = #in_dim;
             type OutputDim = #out_dim;
+            type InputShape = #in_type;
+            type OutputShape = #out_type;
             const NAME: &'static str = #name_str;
             const INPUT_SHAPE: &'static [usize] = &#name::INPUT_SHAPE;
             const OUTPUT_SHAPE: &'static [usize] = &#name::OUTPUT_SHAPE;
@@ -302,6 +419,7 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
             const BUFFERS: &'static [#rt::ParamInfo] = &#name::BUFFERS;
             const TAPE: &'static [#rt::Slot] = &#name::__TAPE;
             const GRADS: &'static [usize] = &#name::__GRADS;
+            const RECEPTIVE: [#rt::geometry::Receptive; 2] = #receptive;
 
             #state_methods
 

@@ -5,7 +5,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
 use crate::kinds::{rt, usize_lit, TapeNeeds};
-use crate::plan::{InitPlan, Plan, TensorPlan};
+use crate::plan::{InitPlan, Op, Plan, TensorPlan};
 
 fn init_tokens(init: InitPlan) -> TokenStream {
     let rt = rt();
@@ -23,26 +23,96 @@ fn init_tokens(init: InitPlan) -> TokenStream {
     }
 }
 
-/// `[ParamInfo { .. }, ..]`.
-pub fn tensors(list: &[TensorPlan]) -> TokenStream {
+/// Which store a table describes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Params,
+    Buffers,
+}
+
+fn entry(p: &TensorPlan, base: TokenStream) -> TokenStream {
     let rt = rt();
-    let entries = list.iter().map(|p| {
-        let name = &p.name;
-        let shape = p.shape.iter().map(|v| usize_lit(*v));
-        let offset = usize_lit(p.offset);
-        let len = usize_lit(p.len);
-        let init = init_tokens(p.init);
-        quote! {
-            #rt::ParamInfo {
-                name: #name,
-                shape: &[#(#shape),*],
-                offset: #offset,
-                len: #len,
-                init: #init,
-            }
+    let name = &p.name;
+    let shape = p.shape.iter().map(|v| usize_lit(*v));
+    let offset = usize_lit(p.offset);
+    let len = usize_lit(p.len);
+    let init = init_tokens(p.init);
+    quote! {
+        #rt::ParamInfo {
+            name: #name,
+            shape: &[#(#shape),*],
+            offset: #offset #base,
+            len: #len,
+            init: #init,
         }
-    });
-    quote!([#(#entries),*])
+    }
+}
+
+/// The length and the initialiser of a parameter or buffer table: an array of entries, or,
+/// with nested networks, a `const` block that adds their entries under their names.
+pub fn tensors(plan: &Plan, list: &[TensorPlan], store: Store) -> (TokenStream, TokenStream) {
+    let rt = rt();
+    let base = |b: usize| match store {
+        Store::Params => super::param_base(plan, b),
+        Store::Buffers => super::buffer_base(plan, b),
+    };
+    let table = |ty: &syn::Path| match store {
+        Store::Params => quote!(<#ty as #rt::Network>::PARAMS),
+        Store::Buffers => quote!(<#ty as #rt::Network>::BUFFERS),
+    };
+    if plan.nested.is_empty() {
+        let entries = list.iter().map(|p| entry(p, TokenStream::new()));
+        let n = usize_lit(list.len());
+        return (quote!(#n), quote!([#(#entries),*]));
+    }
+    let own = usize_lit(list.len());
+    let tables: Vec<TokenStream> = plan.nested.iter().map(table).collect();
+    let len = quote!(#own #(+ #tables.len())*);
+    let mut steps = Vec::new();
+    for (k, ty) in plan.nested.iter().enumerate() {
+        for p in list.iter().filter(|p| p.base == k) {
+            let e = entry(p, base(k));
+            steps.push(quote! { out[i] = #e; i += 1; });
+        }
+        let prefix = nested_prefix(plan, k);
+        // Past every tensor of this network's own that comes before it.
+        let at: usize = list.iter().filter(|p| p.base <= k).map(|p| p.len).sum();
+        let (at, b) = (usize_lit(at), base(k));
+        let t = table(ty);
+        steps.push(quote! {
+            {
+                const PREFIX: &str = #prefix;
+                const LEN: usize = #rt::names_len(PREFIX, #t);
+                const NAMES: [u8; LEN] = #rt::names(PREFIX, #t);
+                i = #rt::append(&mut out, i, #t, &NAMES, PREFIX.len(), #at #b);
+            }
+        });
+    }
+    let last = plan.nested.len();
+    for p in list.iter().filter(|p| p.base == last) {
+        let e = entry(p, base(last));
+        steps.push(quote! { out[i] = #e; i += 1; });
+    }
+    let init = quote! {
+        {
+            let mut out = [#rt::EMPTY; #len];
+            let mut i = 0;
+            #(#steps)*
+            let _ = i;
+            out
+        }
+    };
+    (len, init)
+}
+
+/// `features.`: the prefix of the `k`-th nested network's names.
+fn nested_prefix(plan: &Plan, k: usize) -> String {
+    let node = plan
+        .nodes
+        .iter()
+        .find(|n| matches!(&n.op, Op::Nested { ordinal, .. } if *ordinal == k))
+        .expect("every nested network is a node");
+    format!("{}.", node.path)
 }
 
 /// One `LayerInfo` per node.
@@ -56,9 +126,23 @@ pub fn layers(plan: &Plan) -> Vec<TokenStream> {
             let decl = &l.declaration;
             let inputs = l.inputs.iter().map(|v| usize_lit(*v));
             let out = l.output.dims().into_iter().map(usize_lit);
-            let params = usize_lit(l.params);
-            let [rh, rw] = l.receptive_field.map(usize_lit);
-            let macs = Literal::u64_unsuffixed(l.macs);
+            let (params, macs) = match &l.op {
+                Op::Nested { ty, .. } => (
+                    quote!(<#ty as #rt::Network>::NUM_PARAMS),
+                    quote!(#rt::total_macs(<#ty as #rt::Network>::LAYERS)),
+                ),
+                _ => {
+                    let (p, m) = (usize_lit(l.params), Literal::u64_unsuffixed(l.macs));
+                    (quote!(#p), quote!(#m))
+                }
+            };
+            let field = match &l.receptive_expr {
+                Some(e) => quote!(#rt::fields(#e)),
+                None => {
+                    let [rh, rw] = l.receptive_field.map(usize_lit);
+                    quote!([#rh, #rw])
+                }
+            };
             let depth = usize_lit(l.depth);
             let note = &l.note;
             quote! {
@@ -69,7 +153,7 @@ pub fn layers(plan: &Plan) -> Vec<TokenStream> {
                     inputs: &[#(#inputs),*],
                     output: &[#(#out),*],
                     params: #params,
-                    receptive_field: [#rh, #rw],
+                    receptive_field: #field,
                     macs: #macs,
                     depth: #depth,
                     note: #note,
@@ -127,10 +211,18 @@ pub fn doc_table(plan: &Plan) -> Vec<String> {
         } else {
             format!("{h}x{w}")
         };
+        let params = match &l.op {
+            Op::Nested { .. } => format!("those of `{}`", l.kind_name),
+            _ => l.params.to_string(),
+        };
+        let field = if l.receptive_expr.is_some() {
+            "(see `summary()`)".to_string()
+        } else {
+            field
+        };
         lines.push(format!(
-            "| {indent}{label} | `{}` | {} | {field} |",
+            "| {indent}{label} | `{}` | {params} | {field} |",
             l.output.text(),
-            l.params
         ));
     }
     lines

@@ -100,8 +100,8 @@ impl Layer for BatchNorm {
         let (rt, g) = (rt(), &e.g);
         let c = self.shape.channels();
         let (lets, _) = weight_and_bias(e, "params", c, c, false);
-        let stats = usize_lit(e.buffer_offset);
-        quote! { #lets #rt::layers::batch_norm_forward(&mut pass, s, w, b, #stats, &Self::#g, n); }
+        let (stats, base) = (usize_lit(e.buffer_offset), &e.buffer_base);
+        quote! { #lets #rt::layers::batch_norm_forward(&mut pass, s, w, b, #stats #base, &Self::#g, n); }
     }
 
     fn backward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {

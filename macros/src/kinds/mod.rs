@@ -292,6 +292,11 @@ pub struct Emit<'a> {
     pub output: Shape,
     pub param_offset: usize,
     pub buffer_offset: usize,
+    /// `+ <Inner as Network>::NUM_PARAMS + ..` for the nested networks whose parameters come
+    /// before this node's (empty when none).
+    pub param_base: TokenStream,
+    /// The same for buffers.
+    pub buffer_base: TokenStream,
     pub declaration: &'a str,
     /// The span of the layer in the declaration.
     pub span: Span,
@@ -346,9 +351,11 @@ pub fn weight_and_bias(
     } else {
         (quote!(w), quote!(b))
     };
+    let base = &e.param_base;
     let start = usize_lit(e.param_offset);
     let mid = usize_lit(e.param_offset + weight_len);
     let end = usize_lit(e.param_offset + weight_len + bias_len);
+    let (start, mid, end) = (quote!(#start #base), quote!(#mid #base), quote!(#end #base));
     let (split, borrow) = if mutable {
         (quote!(split_at_mut), quote!(&mut))
     } else {

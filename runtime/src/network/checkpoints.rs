@@ -212,6 +212,8 @@ mod tests {
     impl Network for Norm {
         type InputDim = Ix2;
         type OutputDim = Ix2;
+        type InputShape = crate::Shape1<2>;
+        type OutputShape = crate::Shape1<2>;
         const NAME: &'static str = "Norm";
         const INPUT_SHAPE: &'static [usize] = &[2];
         const OUTPUT_SHAPE: &'static [usize] = &[2];
@@ -221,6 +223,7 @@ mod tests {
         const BUFFERS: &'static [ParamInfo] = &BUFFERS;
         const TAPE: &'static [Slot] = &TAPE;
         const GRADS: &'static [usize] = &[0, 1];
+        const RECEPTIVE: [striate_geometry::Receptive; 2] = [striate_geometry::Receptive::INPUT; 2];
 
         fn state(&self) -> &State {
             &self.state

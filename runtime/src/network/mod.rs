@@ -2,6 +2,7 @@
 
 mod checkpoints;
 mod gradients;
+pub(crate) mod nested;
 mod sharding;
 mod state;
 
@@ -48,6 +49,12 @@ pub trait Network: Sized + 'static {
     type InputDim: Dimension;
     /// `Ix4` or `Ix2`, after the last layer.
     type OutputDim: Dimension;
+    /// The input shape per sample as a type, [`Shape3<C, H, W>`](crate::Shape3) or
+    /// [`Shape1<F>`](crate::Shape1): a network used as a layer of another is checked against
+    /// it when the outer network compiles.
+    type InputShape: Default;
+    /// The output shape per sample as a type.
+    type OutputShape: Default;
 
     /// The struct's name.
     const NAME: &'static str;
@@ -70,6 +77,10 @@ pub trait Network: Sized + 'static {
     /// never needed at once share one).
     #[doc(hidden)]
     const GRADS: &'static [usize];
+    /// The receptive field of one output unit on the input, and the distance between
+    /// neighbouring units, along each axis (for a network nested in another).
+    #[doc(hidden)]
+    const RECEPTIVE: [striate_geometry::Receptive; 2];
 
     /// The network's parameters, buffers and generator.
     fn state(&self) -> &State;
@@ -196,6 +207,81 @@ pub trait Network: Sized + 'static {
     /// `num_batches_tracked` counter is not a non-negative `I64` scalar.
     fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         checkpoints::load(self, path.as_ref())
+    }
+
+    /// Copies every parameter and buffer of `part`, a network used as a layer of this one
+    /// under the name `prefix` (`features: LeNetFeatures` is `"features"`), into this
+    /// network: train the body on its own, then build a classifier around it and give it the
+    /// trained body. All or nothing.
+    ///
+    /// ```
+    /// use striate::prelude::*;
+    ///
+    /// network! {
+    ///     pub struct Body {
+    ///         input: [1, 8, 8],
+    ///         conv: conv2d(4, kernel = 3, pad = 1), relu, max_pool(2),
+    ///     }
+    /// }
+    /// network! {
+    ///     pub struct Classifier {
+    ///         input: [1, 8, 8],
+    ///         features: Body -> [4, 4, 4],
+    ///         flatten,
+    ///         fc: linear(3),
+    ///     }
+    /// }
+    ///
+    /// let body = Body::init(1);
+    /// let mut net = Classifier::init(2);
+    /// net.set_part("features", &body)?;
+    /// assert_eq!(net.params().get("features.conv.weight"), body.params().get("conv.weight"));
+    /// // And back: the body as a network of its own.
+    /// let again: Body = net.part("features")?;
+    /// assert_eq!(again.params().as_slice(), body.params().as_slice());
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownParameter`] when this network has no `<prefix>.<name>` for one of
+    /// `part`'s tensors; [`Error::Shape`] when one has another shape. Nothing changes then.
+    fn set_part<M: Network>(&mut self, prefix: &str, part: &M) -> Result<()> {
+        let pairs = part_pairs::<Self, M>(prefix)?;
+        let (from, to) = (part.state(), self.state_mut());
+        for (inner, outer, learnable) in pairs {
+            let (src, dst) = if learnable {
+                (&from.params, &mut to.params)
+            } else {
+                (&from.buffers, &mut to.buffers)
+            };
+            dst.as_mut_slice()[outer.offset..outer.offset + outer.len]
+                .copy_from_slice(&src.as_slice()[inner.offset..inner.offset + inner.len]);
+        }
+        Ok(())
+    }
+
+    /// The network `M` used as a layer of this one under the name `prefix`, as a network of its
+    /// own: its parameters and buffers copied out (see [`Network::set_part`]).
+    ///
+    /// # Errors
+    /// As [`Network::set_part`].
+    fn part<M: Network>(&self, prefix: &str) -> Result<M> {
+        let pairs = part_pairs::<Self, M>(prefix)?;
+        let mut part = M::init(0);
+        let (from, to) = (self.state(), part.state_mut());
+        for (inner, outer, learnable) in pairs {
+            let (src, dst) = if learnable {
+                (&from.params, &mut to.params)
+            } else {
+                (&from.buffers, &mut to.buffers)
+            };
+            dst.as_mut_slice()[inner.offset..inner.offset + inner.len]
+                .copy_from_slice(&src.as_slice()[outer.offset..outer.offset + outer.len]);
+        }
+        if !M::BUFFERS.is_empty() {
+            to.num_batches_tracked = from.num_batches_tracked;
+        }
+        Ok(part)
     }
 
     /// Inference (evaluation mode) on a batch of any size: `[N, ...INPUT_SHAPE]` in,
@@ -336,6 +422,40 @@ fn batch_norm_layers<N: Network>() -> impl Iterator<Item = &'static str> {
     N::BUFFERS
         .iter()
         .filter_map(|b| b.name.strip_suffix(".running_mean"))
+}
+
+/// A tensor's entry in a nested network, its entry in the outer one, and whether it is a
+/// parameter (else a buffer).
+type PartPair = (&'static ParamInfo, &'static ParamInfo, bool);
+
+/// For each tensor of `M`, the pair with `<prefix>.<name>` in `N`, after checking that every
+/// one exists with the same shape.
+fn part_pairs<N: Network, M: Network>(prefix: &str) -> Result<Vec<PartPair>> {
+    let mut pairs = Vec::new();
+    for (inner_table, outer_table, learnable) in [
+        (M::PARAMS, N::PARAMS, true),
+        (M::BUFFERS, N::BUFFERS, false),
+    ] {
+        for inner in inner_table {
+            let name = format!("{prefix}.{}", inner.name);
+            let Some(outer) = outer_table.iter().find(|p| p.name == name) else {
+                let known: Vec<&str> = outer_table.iter().map(|p| p.name).collect();
+                return Err(Error::UnknownParameter {
+                    name,
+                    known: known.join(", "),
+                });
+            };
+            if outer.shape != inner.shape {
+                return Err(Error::shape(
+                    format!("{name} of {}", N::NAME),
+                    inner.shape,
+                    outer.shape,
+                ));
+            }
+            pairs.push((inner, outer, learnable));
+        }
+    }
+    Ok(pairs)
 }
 
 fn batch_shape(n: usize, per_sample: &[usize]) -> Vec<usize> {
