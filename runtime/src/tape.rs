@@ -15,7 +15,6 @@ pub use crate::tables::Slot;
 struct Recorded {
     /// The network whose forward pass filled it.
     network: TypeId,
-    layout: &'static [Slot],
     /// The gradient buffer of each value.
     grads: &'static [usize],
     batch: usize,
@@ -167,7 +166,6 @@ impl Tape {
         }
         self.recorded = Some(Recorded {
             network: TypeId::of::<N>(),
-            layout,
             grads: N::GRADS,
             batch: n,
             train,
@@ -197,7 +195,6 @@ impl Tape {
             .resize_with(k.max(self.shard_rngs.len()), || NetRng::seed_from_u64(0));
         self.recorded = Some(Recorded {
             network: TypeId::of::<N>(),
-            layout,
             grads: N::GRADS,
             batch: n,
             train,
@@ -232,8 +229,10 @@ impl Tape {
     /// whatever its layout).
     #[doc(hidden)]
     pub fn is_for<N: Network>(&self) -> bool {
+        // By type: a constant's address is not unique, so `N::TAPE` may lie elsewhere in
+        // another function.
         self.recorded
-            .is_some_and(|r| r.network == TypeId::of::<N>() && std::ptr::eq(r.layout, N::TAPE))
+            .is_some_and(|r| r.network == TypeId::of::<N>())
     }
 
     /// The input slot (value 0), to copy a batch into.

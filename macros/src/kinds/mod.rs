@@ -416,3 +416,36 @@ pub fn window_assertion(e: &Emit<'_>) -> TokenStream {
         const _: () = ::core::assert!(#net::#g.out_h == #oh && #net::#g.out_w == #ow, #msg);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documentation's table of layers has a row for every kind in the registry, so a new
+    /// kind cannot go undocumented.
+    #[test]
+    fn the_documented_layers_are_the_registry() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut text = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+        if let Ok(dir) = std::fs::read_dir(format!("{root}/docs/src")) {
+            for entry in dir.flatten() {
+                text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        // Rows of the layer table start with "| `kind" and may list several kinds.
+        let mut documented = std::collections::BTreeSet::new();
+        for line in text.lines().filter(|l| l.starts_with("| `")) {
+            let first = line.split('|').nth(1).unwrap_or_default();
+            for part in first.split('`').skip(1).step_by(2) {
+                let name: String = part
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                documented.insert(name);
+            }
+        }
+        for name in names() {
+            assert!(documented.contains(name), "the layer table lacks `{name}`");
+        }
+    }
+}
