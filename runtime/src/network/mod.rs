@@ -247,16 +247,8 @@ pub trait Network: Sized + 'static {
     /// `part`'s tensors; [`Error::Shape`] when one has another shape. Nothing changes then.
     fn set_part<M: Network>(&mut self, prefix: &str, part: &M) -> Result<()> {
         let pairs = part_pairs::<Self, M>(prefix)?;
-        let (from, to) = (part.state(), self.state_mut());
-        for (inner, outer, learnable) in pairs {
-            let (src, dst) = if learnable {
-                (&from.params, &mut to.params)
-            } else {
-                (&from.buffers, &mut to.buffers)
-            };
-            dst.as_mut_slice()[outer.offset..outer.offset + outer.len]
-                .copy_from_slice(&src.as_slice()[inner.offset..inner.offset + inner.len]);
-        }
+        let flipped = pairs.into_iter().map(|(inner, outer, l)| (outer, inner, l));
+        copy_pairs(part.state(), self.state_mut(), flipped);
         Ok(())
     }
 
@@ -268,18 +260,9 @@ pub trait Network: Sized + 'static {
     fn part<M: Network>(&self, prefix: &str) -> Result<M> {
         let pairs = part_pairs::<Self, M>(prefix)?;
         let mut part = M::init(0);
-        let (from, to) = (self.state(), part.state_mut());
-        for (inner, outer, learnable) in pairs {
-            let (src, dst) = if learnable {
-                (&from.params, &mut to.params)
-            } else {
-                (&from.buffers, &mut to.buffers)
-            };
-            dst.as_mut_slice()[inner.offset..inner.offset + inner.len]
-                .copy_from_slice(&src.as_slice()[outer.offset..outer.offset + outer.len]);
-        }
+        copy_pairs(self.state(), part.state_mut(), pairs.into_iter());
         if !M::BUFFERS.is_empty() {
-            to.num_batches_tracked = from.num_batches_tracked;
+            part.state_mut().num_batches_tracked = self.state().num_batches_tracked;
         }
         Ok(part)
     }
@@ -427,6 +410,19 @@ fn batch_norm_layers<N: Network>() -> impl Iterator<Item = &'static str> {
 /// A tensor's entry in a nested network, its entry in the outer one, and whether it is a
 /// parameter (else a buffer).
 type PartPair = (&'static ParamInfo, &'static ParamInfo, bool);
+
+/// Copies each `(to, from, learnable)` tensor of `from` into `to`.
+fn copy_pairs(from: &State, to: &mut State, pairs: impl Iterator<Item = PartPair>) {
+    for (dst_info, src_info, learnable) in pairs {
+        let (src, dst) = if learnable {
+            (&from.params, &mut to.params)
+        } else {
+            (&from.buffers, &mut to.buffers)
+        };
+        dst.as_mut_slice()[dst_info.offset..dst_info.offset + dst_info.len]
+            .copy_from_slice(&src.as_slice()[src_info.offset..src_info.offset + src_info.len]);
+    }
+}
 
 /// For each tensor of `M`, the pair with `<prefix>.<name>` in `N`, after checking that every
 /// one exists with the same shape.
