@@ -28,7 +28,7 @@ network! {
 }
 
 network! {
-    /// Batch norm: split in evaluation, never in training.
+    /// Batch norm: split in evaluation and in training (its statistics exchanged).
     struct Normed {
         input: [6],
         fc: linear(4),
@@ -139,12 +139,13 @@ fn two_threads_split_the_batch() {
         );
     }
 
-    // Batch norm: training is not split (its statistics span the batch), evaluation is.
+    // Batch norm: training is split too (the shards exchange per-channel sums, so the
+    // statistics are the whole batch's), and so is evaluation.
     let mut net = Normed::init(1);
     let v = Array2::from_shape_fn((16, 6), |(b, i)| (b * 6 + i) as f32 * 0.1);
     let mut tape = Tape::new();
     net.forward_train(v.view(), &mut tape).unwrap();
-    assert_eq!(tape.shards(), 1);
+    assert_eq!(tape.shards(), 2);
     net.forward_tape(v.view(), &mut tape, Mode::Eval).unwrap();
     assert_eq!(tape.shards(), 2);
     // Its count of training batches (PyTorch's `num_batches_tracked`) counts the batch once,

@@ -6,6 +6,7 @@ use std::any::TypeId;
 use rand::SeedableRng;
 
 use crate::network::Network;
+use crate::ops::batch_norm::Exchange;
 use crate::tables::NetRng;
 #[doc(no_inline)]
 pub use crate::tables::Slot;
@@ -59,6 +60,11 @@ pub struct Tape {
     shard_rngs: Vec<NetRng>,
     /// Parameter gradients of shards 1.. (shard 0 adds into the caller's gradients).
     shard_grads: Vec<Vec<f32>>,
+    /// Copies of the running statistics for shards 1.. of a training pass (shard 0 updates
+    /// the network's own).
+    shard_buffers: Vec<Vec<f32>>,
+    /// Where the shards of a training pass exchange batch-norm statistics.
+    exchange: Exchange,
     /// One tape for each network nested in this one, in order.
     nested: Vec<Tape>,
 }
@@ -71,6 +77,10 @@ pub(crate) struct ShardForward<'a> {
     pub rngs: &'a mut [NetRng],
     /// The whole batch's output, gathered from the shards.
     pub output: &'a mut [f32],
+    /// Running statistics for shards 1...
+    pub buffers: &'a mut [Vec<f32>],
+    /// Batch norm's exchange between the shards.
+    pub exchange: &'a mut Exchange,
 }
 
 /// The buffers of a backward pass split over the batch.
@@ -81,6 +91,8 @@ pub(crate) struct ShardBackward<'a> {
     pub grads: &'a mut [Vec<f32>],
     /// The whole batch's input gradient, gathered from the shards.
     pub input_grad: &'a mut Vec<f32>,
+    /// Batch norm's exchange between the shards.
+    pub exchange: &'a mut Exchange,
 }
 
 /// The buffers of one layer during the forward pass.
@@ -139,6 +151,8 @@ impl Tape {
         let f = |v: &Vec<f32>| v.capacity() * 4;
         self.shards.iter().map(Tape::allocated_bytes).sum::<usize>()
             + self.shard_grads.iter().map(f).sum::<usize>()
+            + self.shard_buffers.iter().map(f).sum::<usize>()
+            + self.exchange.allocated_bytes()
             + self.acts.iter().map(f).sum::<usize>()
             + self.aux.iter().map(f).sum::<usize>()
             + self.idx.iter().map(|v| v.capacity() * 4).sum::<usize>()
@@ -193,6 +207,9 @@ impl Tape {
         self.shards.resize_with(k.max(self.shards.len()), Tape::new);
         self.shard_rngs
             .resize_with(k.max(self.shard_rngs.len()), || NetRng::seed_from_u64(0));
+        if self.shard_buffers.len() < k - 1 {
+            self.shard_buffers.resize_with(k - 1, Vec::new);
+        }
         self.recorded = Some(Recorded {
             network: TypeId::of::<N>(),
             grads: N::GRADS,
@@ -204,6 +221,8 @@ impl Tape {
             tapes: &mut self.shards[..k],
             rngs: &mut self.shard_rngs[..k],
             output: &mut self.acts[last],
+            buffers: &mut self.shard_buffers[..k - 1],
+            exchange: &mut self.exchange,
         }
     }
 
@@ -222,6 +241,7 @@ impl Tape {
             tapes: &mut self.shards[..k],
             grads: &mut self.shard_grads[..k - 1],
             input_grad: &mut self.gathered,
+            exchange: &mut self.exchange,
         }
     }
 

@@ -42,8 +42,9 @@ pub enum Mode {
 /// eight samples is split into one shard per thread, and each thread runs the whole generated
 /// forward and backward pass on its own shard (a tape of its own, inside the caller's
 /// [`Tape`]); the shards' parameter gradients are then added in shard order. Results depend
-/// on the thread count only, not on timing. Training a network with `batch_norm` is not split,
-/// since its statistics are over the whole batch; its kernels still use the threads.
+/// on the thread count only, not on timing. Training with `batch_norm` is split too: its
+/// kernels exchange per-channel sums between the shards, so its statistics are those of the
+/// whole batch. When the threads are busy with another call, a pass runs unsplit.
 pub trait Network: Sized + 'static {
     /// `Ix4` for `[N, C, H, W]` input, `Ix2` for `[N, F]`.
     type InputDim: Dimension;
@@ -214,33 +215,8 @@ pub trait Network: Sized + 'static {
     /// network: train the body on its own, then build a classifier around it and give it the
     /// trained body. All or nothing.
     ///
-    /// ```
-    /// use striate::prelude::*;
-    ///
-    /// network! {
-    ///     pub struct Body {
-    ///         input: [1, 8, 8],
-    ///         conv: conv2d(4, kernel = 3, pad = 1), relu, max_pool(2),
-    ///     }
-    /// }
-    /// network! {
-    ///     pub struct Classifier {
-    ///         input: [1, 8, 8],
-    ///         features: Body -> [4, 4, 4],
-    ///         flatten,
-    ///         fc: linear(3),
-    ///     }
-    /// }
-    ///
-    /// let body = Body::init(1);
-    /// let mut net = Classifier::init(2);
-    /// net.set_part("features", &body)?;
-    /// assert_eq!(net.params().get("features.conv.weight"), body.params().get("conv.weight"));
-    /// // And back: the body as a network of its own.
-    /// let again: Body = net.part("features")?;
-    /// assert_eq!(again.params().as_slice(), body.params().as_slice());
-    /// # Ok::<(), striate::Error>(())
-    /// ```
+    /// The book's page on networks inside networks has a tested example (written with the
+    /// `striate` crate's `network!`, which this crate's documentation cannot use).
     ///
     /// # Errors
     /// [`Error::UnknownParameter`] when this network has no `<prefix>.<name>` for one of

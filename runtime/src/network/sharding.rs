@@ -1,5 +1,10 @@
 //! Whole-network data parallelism: a batch split into one shard per thread, each running the
 //! generated forward and backward pass on a tape of its own inside the caller's tape.
+//!
+//! In training, batch norm's statistics are over the whole batch: its kernels exchange
+//! per-channel sums between the shards (`ops::batch_norm::Exchange`), so the shards wait for
+//! each other and must all run at once, each on a thread of its own (`parallel::together`).
+//! When the pool cannot promise that, the pass is not split.
 
 use ndarray::ArrayViewD;
 use rand::{RngCore, SeedableRng};
@@ -15,14 +20,25 @@ const MIN_SHARD: usize = 4;
 
 /// How many shards (one per thread) a pass over `n` samples is split into: whole-network data
 /// parallelism, which keeps both cores busy through the many small layers of a network like
-/// LeNet-5. Training a network with batch norm is not split, as its statistics are over the
-/// whole batch.
-fn shard_count<N: Network>(n: usize, train: bool) -> usize {
+/// LeNet-5.
+fn shard_count(n: usize) -> usize {
     let threads = parallel::threads();
-    if threads <= 1 || (train && !N::BUFFERS.is_empty()) {
+    if threads <= 1 {
         return 1;
     }
     (n / MIN_SHARD).clamp(1, threads)
+}
+
+/// True when the shards of a pass wait for each other: in training, batch norm's statistics
+/// are over the whole batch, so its kernels exchange per-channel sums between the shards.
+fn exchanges<N: Network>(train: bool) -> bool {
+    train && !N::BUFFERS.is_empty()
+}
+
+/// Values one shard publishes in one batch-norm exchange, at most: its count, then two per
+/// channel of the widest layer (each has a running mean of one value per channel).
+fn exchange_width<N: Network>() -> usize {
+    1 + 2 * N::BUFFERS.iter().map(|b| b.len).max().unwrap_or(0)
 }
 
 /// Checks the input and runs the generated forward pass on the tape, or on one shard tape per
@@ -35,7 +51,18 @@ pub(super) fn forward_pass<N: Network>(
     train: bool,
 ) -> Result<usize> {
     let n = check_input::<N>(&x, train)?;
-    let shards = shard_count::<N>(n, train);
+    let mut shards = shard_count(n);
+    // Shards that exchange statistics wait for each other, so they must all run at once. When
+    // the pool cannot promise that (it is busy with another call), the batch is not split.
+    let together = if shards > 1 && exchanges::<N>(train) {
+        let together = parallel::together(shards);
+        if together.is_none() {
+            shards = 1;
+        }
+        together
+    } else {
+        None
+    };
     if shards == 1 {
         tape.prepare::<N>(n, train);
         copy_into(tape.input_mut(), &x);
@@ -47,40 +74,61 @@ pub(super) fn forward_pass<N: Network>(
     let per_in: usize = N::INPUT_SHAPE.iter().product();
     let per_out: usize = N::OUTPUT_SHAPE.iter().product();
     let parts = tape.prepare_shards::<N>(n, train, shards);
-    let eval_buffers: &[f32] = match &mut pass {
-        Pass::Eval { buffers } => buffers,
-        Pass::Train { rng, .. } => {
+    let (eval_buffers, train_buffers): (&[f32], &mut [f32]) = match &mut pass {
+        Pass::Eval { buffers } => (buffers, &mut []),
+        Pass::Train { buffers, rng } => {
             // Each shard draws its dropout masks from its own generator, seeded from the
             // network's, so a step depends only on the seed and the thread count.
             for r in parts.rngs.iter_mut() {
                 *r = NetRng::seed_from_u64(rng.next_u64());
             }
-            &[]
+            // Every shard's batch norm moves running statistics by the same whole-batch
+            // statistics: shard 0 the network's, the others copies that are then dropped.
+            for copy in parts.buffers.iter_mut() {
+                copy.clear();
+                copy.extend_from_slice(buffers);
+            }
+            (&[], buffers)
         }
     };
+    if together.is_some() {
+        parts.exchange.prepare(shards, exchange_width::<N>());
+    }
+    let exchange = &*parts.exchange;
     let tapes = SharedMut::new(parts.tapes);
     let rngs = SharedMut::new(parts.rngs);
-    parallel::run(shards, |s| {
+    let copies = SharedMut::new(parts.buffers);
+    let buffers_len = train_buffers.len();
+    let own_buffers = SharedMut::new(train_buffers);
+    let shard = |s: usize| {
         let samples = parallel::part(n, shards, s);
-        // Safety: task `s` alone touches shard tape `s` and generator `s`; `run` returns before
-        // either is borrowed again.
-        let (t, rng) = unsafe { (&mut tapes.slice(s, 1)[0], &mut rngs.slice(s, 1)[0]) };
+        // Safety: task `s` alone touches shard tape `s`, generator `s` and running statistics
+        // `s` (shard 0: the network's); the parallel call returns before any of them is
+        // borrowed again.
+        let (t, rng, buffers) = unsafe {
+            let buffers: &mut [f32] = if s == 0 {
+                own_buffers.slice(0, buffers_len)
+            } else {
+                &mut copies.slice(s - 1, 1)[0]
+            };
+            (&mut tapes.slice(s, 1)[0], &mut rngs.slice(s, 1)[0], buffers)
+        };
         t.prepare::<N>(samples.len(), train);
         t.input_mut()
             .copy_from_slice(&xs[samples.start * per_in..samples.end * per_in]);
         let pass = if train {
-            // Only networks without buffers are split in training.
-            Pass::Train {
-                buffers: &mut [],
-                rng,
-            }
+            Pass::Train { buffers, rng }
         } else {
             Pass::Eval {
                 buffers: eval_buffers,
             }
         };
         N::raw_forward(params, pass, t);
-    });
+    };
+    match together {
+        Some(together) => together.run(|s| exchange.in_shard(s, || shard(s))),
+        None => parallel::run(shards, shard),
+    }
     let last = N::LAYERS.len();
     for (s, t) in parts.tapes.iter().enumerate() {
         let samples = parallel::part(n, shards, s);
@@ -124,15 +172,21 @@ pub(super) fn backward_pass<N: Network>(
     // into `grads`, the others into buffers of their own, which are then added in order (so
     // the result depends on the thread count only).
     let shards = tape.shards();
+    let exchanging = exchanges::<N>(tape.is_train());
     let parts = tape.shard_backward(N::NUM_PARAMS);
     let per_out: usize = N::OUTPUT_SHAPE.iter().product();
+    if exchanging {
+        parts.exchange.prepare(shards, exchange_width::<N>());
+    }
+    let exchange = &*parts.exchange;
     let tapes = SharedMut::new(parts.tapes);
     let extra = SharedMut::new(parts.grads);
     let main = SharedMut::new(grads.params_mut().as_mut_slice());
-    parallel::run(shards, |s| {
+    let shard = |s: usize| {
         let samples = parallel::part(n, shards, s);
         // Safety: task `s` alone touches shard tape `s` and gradient buffer `s` (shard 0:
-        // the caller's gradients); `run` returns before any of them is borrowed again.
+        // the caller's gradients); the parallel call returns before any of them is borrowed
+        // again.
         let (t, g) = unsafe {
             let t = &mut tapes.slice(s, 1)[0];
             let g: &mut [f32] = if s == 0 {
@@ -144,7 +198,16 @@ pub(super) fn backward_pass<N: Network>(
         };
         t.begin_backward(&d_out[samples.start * per_out..samples.end * per_out]);
         N::raw_backward(params, g, t, want_input);
-    });
+    };
+    if exchanging {
+        // The forward pass ran these shards together, so there are threads for all of them
+        // (workers are never stopped), and this is no call from inside a task.
+        let together = parallel::together_waiting(shards)
+            .expect("the forward pass ran its shards together, on as many threads");
+        together.run(|s| exchange.in_shard(s, || shard(s)));
+    } else {
+        parallel::run(shards, shard);
+    }
     for g in parts.grads.iter() {
         for (a, b) in grads.params_mut().as_mut_slice().iter_mut().zip(g) {
             *a += b;

@@ -63,48 +63,76 @@ pub(crate) fn run<F: Fn(usize) + Sync>(tasks: usize, f: F) {
         (0..tasks).for_each(f);
         return;
     }
-    let pool = pool();
-    if pool
-        .busy
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        (0..tasks).for_each(f);
-        return;
+    match Reserved::take() {
+        Some(reserved) => reserved.pool.dispatch(tasks, &f),
+        None => (0..tasks).for_each(f),
     }
-    let workers = pool.spawned.load(Ordering::Acquire);
-    let job: &(dyn Fn(usize) + Sync) = &f;
-    // Safety: the job is written only while `busy` is held and no worker is inside a job (the
-    // previous `run` waited for `pending` to reach 0 before releasing `busy`), so nothing reads
-    // the cell while it is written. The lifetime is erased to store the pointer; it is only
-    // dereferenced by workers before they decrement `pending`, and this function does not
-    // return (so `f` stays alive) until `pending` is 0.
-    unsafe {
-        *pool.job.get() = Some(Job {
-            f: std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), JobFn>(job),
-            tasks,
-        });
+}
+
+/// The pool reserved for tasks that run at the same time, made by [`together`].
+pub(crate) struct Together {
+    reserved: Reserved,
+    tasks: usize,
+}
+
+/// Reserves the pool for `tasks` tasks that will all run at the same time, each on a thread of
+/// its own (the caller's and `tasks - 1` workers), so that they may wait for each other (on a
+/// [`Barrier`]). `None` when that cannot be promised: more tasks than the caller and the
+/// started workers, or the pool busy with another call (a nested or a concurrent one); the
+/// caller then does its work another way. Nothing runs until [`Together::run`].
+pub(crate) fn together(tasks: usize) -> Option<Together> {
+    let reserved = Reserved::take()?;
+    if tasks > 1 + reserved.pool.spawned.load(Ordering::Acquire) {
+        return None;
     }
-    pool.next.store(0, Ordering::Relaxed);
-    pool.pending.store(workers, Ordering::Relaxed);
-    {
-        let _guard = pool.lock.lock().unwrap_or_else(|e| e.into_inner());
-        pool.epoch.fetch_add(1, Ordering::Release);
+    Some(Together { reserved, tasks })
+}
+
+/// As [`together`], but while the pool is busy with another thread's call, waits for it to
+/// end instead of giving up; `None` only when there are more tasks than the caller and the
+/// started workers. Not to be called from inside a task (the pool would never be free).
+pub(crate) fn together_waiting(tasks: usize) -> Option<Together> {
+    loop {
+        if tasks > 1 + pool().spawned.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(together) = together(tasks) {
+            return Some(together);
+        }
+        std::thread::yield_now();
     }
-    pool.wake.notify_all();
-    // Whatever happens to a task, the workers are waited for before `f` goes out of scope
-    // (they hold a pointer to it), and a panic is passed on to the caller afterwards.
-    let here = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.work(job, tasks)));
-    while pool.pending.load(Ordering::Acquire) != 0 {
-        std::hint::spin_loop();
+}
+
+impl Together {
+    /// Runs `f(0)`, ..., `f(tasks - 1)`, each on a thread of its own, and returns when all are
+    /// done; a panic in a task reaches the caller, as with [`run`].
+    pub(crate) fn run<F: Fn(usize) + Sync>(self, f: F) {
+        // Every started worker takes part in a job and a thread takes its next task only when
+        // its task is done, so tasks that wait for each other each hold a thread: they are all
+        // claimed before any of them gets past its first wait.
+        self.reserved.pool.dispatch(self.tasks, &f);
     }
-    let elsewhere = pool.panicked.swap(false, Ordering::Acquire);
-    pool.busy.store(false, Ordering::Release);
-    if let Err(payload) = here {
-        std::panic::resume_unwind(payload);
+}
+
+/// The pool's `busy` flag, held; released on drop (also when unwinding).
+struct Reserved {
+    pool: &'static Pool,
+}
+
+impl Reserved {
+    /// `None` when the pool is busy.
+    fn take() -> Option<Reserved> {
+        let pool = pool();
+        pool.busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        Some(Reserved { pool })
     }
-    if elsewhere {
-        panic!("a kernel task panicked on a worker thread");
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.pool.busy.store(false, Ordering::Release);
     }
 }
 
@@ -134,7 +162,7 @@ struct Pool {
 
 // Safety: `job` is the only field that is not `Sync` by itself; it is written only by the
 // holder of `busy` while no worker reads it, and read by workers only between an `epoch` bump
-// (Release/Acquire) and their `pending` decrement, as explained in `run`.
+// (Release/Acquire) and their `pending` decrement, as explained in `dispatch`.
 unsafe impl Sync for Pool {}
 // Safety: the raw pointer in `job` is only a borrowed closure that is `Sync` (see above); the
 // pool lives in a static and is never moved between threads after creation anyway.
@@ -160,6 +188,42 @@ fn pool() -> &'static Pool {
 const SPIN: usize = 1 << 16;
 
 impl Pool {
+    /// Runs the tasks on the calling thread and every worker; the caller holds `busy`.
+    fn dispatch(&self, tasks: usize, job: &(dyn Fn(usize) + Sync)) {
+        let workers = self.spawned.load(Ordering::Acquire);
+        // Safety: the job is written only while `busy` is held and no worker is inside a job
+        // (the previous job waited for `pending` to reach 0 before releasing `busy`), so
+        // nothing reads the cell while it is written. The lifetime is erased to store the
+        // pointer; it is only dereferenced by workers before they decrement `pending`, and this
+        // function does not return (so `job` stays alive) until `pending` is 0.
+        unsafe {
+            *self.job.get() = Some(Job {
+                f: std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), JobFn>(job),
+                tasks,
+            });
+        }
+        self.next.store(0, Ordering::Relaxed);
+        self.pending.store(workers, Ordering::Relaxed);
+        {
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.epoch.fetch_add(1, Ordering::Release);
+        }
+        self.wake.notify_all();
+        // Whatever happens to a task, the workers are waited for before `job` goes out of
+        // scope (they hold a pointer to it), and a panic is passed on to the caller afterwards.
+        let here = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(job, tasks)));
+        while self.pending.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+        }
+        let elsewhere = self.panicked.swap(false, Ordering::Acquire);
+        if let Err(payload) = here {
+            std::panic::resume_unwind(payload);
+        }
+        if elsewhere {
+            panic!("a kernel task panicked on a worker thread");
+        }
+    }
+
     /// Starts workers until there are `n`; takes `busy` so no job runs meanwhile.
     fn grow(&'static self, n: usize) {
         while self
@@ -196,7 +260,7 @@ impl Pool {
                 }
             }
             seen = self.epoch.load(Ordering::Acquire);
-            // Safety: see `run`: the job was written before the epoch bump we just observed
+            // Safety: see `dispatch`: the job was written before the epoch bump we just observed
             // and stays valid until we decrement `pending`.
             let job = unsafe { (*self.job.get()).expect("a job comes with each epoch") };
             // Safety: as above, the closure outlives this use.
@@ -220,6 +284,100 @@ impl Pool {
                 break;
             }
             f(t);
+        }
+    }
+}
+
+/// Spin iterations, then yields, a [`Barrier`] waiter goes through before it sleeps: the
+/// shards of a batch do the same work, so they usually arrive within microseconds of each
+/// other; a waiter that has not been released by then lets the other threads have its core.
+const BARRIER_SPIN: usize = 1 << 11;
+const BARRIER_YIELDS: usize = 64;
+
+/// A barrier for the tasks of one [`Together::run`], which can be closed: a waiter then
+/// panics instead of waiting for a task that will not come (one that panicked, or that
+/// finished without reaching this wait), so a failing task never leaves the others hanging.
+/// Unlike `std::sync::Barrier`, it allocates nothing and can be closed.
+#[derive(Debug, Default)]
+pub(crate) struct Barrier {
+    parties: usize,
+    arrived: AtomicUsize,
+    /// Bumped each time all parties have arrived.
+    round: AtomicUsize,
+    closed: AtomicBool,
+    /// Waiters asleep on `wake`.
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Barrier {
+    /// Opens the barrier for `parties` tasks; nobody may be waiting (hence `&mut`).
+    pub(crate) fn reset(&mut self, parties: usize) {
+        self.parties = parties;
+        *self.arrived.get_mut() = 0;
+        *self.closed.get_mut() = false;
+    }
+
+    /// Waits until all parties have called `wait` as often as this one. Every write a party
+    /// made before its call is visible to every party after it.
+    ///
+    /// # Panics
+    /// When the barrier is closed before the last party arrives.
+    pub(crate) fn wait(&self) {
+        let seen = self.round.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.parties {
+            // The others wait for the round to change, so none arrives again before the reset.
+            self.arrived.store(0, Ordering::Relaxed);
+            self.round.store(seen.wrapping_add(1), Ordering::SeqCst);
+            self.wake_sleepers();
+            return;
+        }
+        let mut tries = 0;
+        loop {
+            if self.round.load(Ordering::Acquire) != seen {
+                return;
+            }
+            if self.closed.load(Ordering::Acquire) {
+                // A party that closes the barrier after passing this round has seen the new
+                // round, so the load above may have been early; look again.
+                if self.round.load(Ordering::Acquire) != seen {
+                    return;
+                }
+                panic!("a task stopped while the others waited for it at a barrier");
+            }
+            if tries < BARRIER_SPIN {
+                std::hint::spin_loop();
+            } else if tries < BARRIER_SPIN + BARRIER_YIELDS {
+                std::thread::yield_now();
+            } else {
+                let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                // SeqCst with the waker's round store and `sleepers` load: either it sees
+                // this sleeper, or this sees its round.
+                self.sleepers.fetch_add(1, Ordering::SeqCst);
+                while self.round.load(Ordering::SeqCst) == seen
+                    && !self.closed.load(Ordering::SeqCst)
+                {
+                    guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+                }
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            }
+            tries += 1;
+        }
+    }
+
+    /// Closes the barrier: whoever waits, or comes to wait, before all parties arrive panics.
+    /// Parties that passed their last wait are not affected.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake_sleepers();
+    }
+
+    fn wake_sleepers(&self) {
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            // Taking the lock waits for a sleeper between its check and its sleep.
+            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
+            self.wake.notify_all();
         }
     }
 }
@@ -333,6 +491,78 @@ mod tests {
             });
             assert!(caught.is_err(), "{start} + {len}");
         }
+    }
+
+    /// Tasks run together may wait for each other: each round, every task sees every task's
+    /// value of that round, through a barrier, over many rounds.
+    #[test]
+    fn tasks_run_together_meet_at_a_barrier() {
+        with_threads(3, || {
+            for tasks in [1, 2, 3] {
+                let mut barrier = Barrier::default();
+                barrier.reset(tasks);
+                let values: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+                let wrong = AtomicUsize::new(0);
+                together_waiting(tasks).unwrap().run(|t| {
+                    for round in 1..=200 {
+                        values[t].store(round * 10 + t, Ordering::Relaxed);
+                        barrier.wait();
+                        for (u, v) in values.iter().enumerate() {
+                            if v.load(Ordering::Relaxed) != round * 10 + u {
+                                wrong.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        barrier.wait();
+                    }
+                });
+                assert_eq!(wrong.load(Ordering::Relaxed), 0, "{tasks} tasks");
+            }
+        });
+    }
+
+    /// More tasks than the caller and the started workers are refused, not queued.
+    #[test]
+    fn together_refuses_more_tasks_than_threads() {
+        with_threads(2, || {
+            let workers = pool().spawned.load(Ordering::Acquire);
+            assert!(together(workers + 2).is_none());
+        });
+    }
+
+    /// A task that panics, or ends without reaching the barrier, closes it: the others stop
+    /// waiting and panic, the caller gets a panic, and the pool works afterwards.
+    #[test]
+    fn a_closed_barrier_stops_its_waiters() {
+        with_threads(2, || {
+            for panics in [false, true] {
+                for bad in [0, 1] {
+                    let mut barrier = Barrier::default();
+                    barrier.reset(2);
+                    let caught = std::panic::catch_unwind(|| {
+                        together_waiting(2).unwrap().run(|t| {
+                            struct Close<'a>(&'a Barrier);
+                            impl Drop for Close<'_> {
+                                fn drop(&mut self) {
+                                    self.0.close();
+                                }
+                            }
+                            let _close = Close(&barrier);
+                            if t == bad {
+                                assert!(!panics, "task {t} fails");
+                                return;
+                            }
+                            barrier.wait();
+                        })
+                    });
+                    assert!(caught.is_err(), "bad task {bad}, panics {panics}");
+                }
+            }
+            let done = AtomicUsize::new(0);
+            together_waiting(2).unwrap().run(|_| {
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+            assert_eq!(done.load(Ordering::Relaxed), 2);
+        });
     }
 
     /// Every task runs exactly once, with one thread or several, and nested calls run inline.

@@ -3,10 +3,14 @@
 
 use super::{check_len, check_lens};
 
+mod exchange;
 #[cfg(test)]
 mod reference;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use exchange::Exchange;
+use exchange::Shard;
 
 /// The geometry of one batch-norm layer.
 ///
@@ -56,6 +60,10 @@ impl BatchNormGeom {
 /// moves towards the biased variance, 0; with none (`count = 0`) the running statistics are
 /// left alone and `saved` is filled from them, as by [`forward_eval`].
 ///
+/// In one shard of a training pass split over threads, `x` is the shard's part of the batch
+/// and the statistics are still those of the whole batch: the shards exchange their means and
+/// sums of squared deviations and combine them in shard order.
+///
 /// # Panics
 /// Unless `x` and `y` have `n·C·spatial` values each, `gamma`, `beta`, `running_mean` and
 /// `running_var` `C` each, and `saved` `2·C` (checked before anything is written, in release
@@ -102,32 +110,131 @@ pub fn forward_train(
         running_mean,
         running_var,
     );
-    let count = n * g.spatial;
-    if count == 0 {
-        fill_saved_from_running(saved, running_mean, running_var, g);
-        return;
-    }
-    let momentum = g.momentum as f64;
-    let (saved_mean, saved_invstd) = saved.split_at_mut(g.c);
-    for ch in 0..g.c {
-        let sum: f64 = channel(x, g, n, ch).flatten().map(|&v| v as f64).sum();
-        let mean = sum / count as f64;
-        let squares: f64 = channel(x, g, n, ch)
-            .flatten()
-            .map(|&v| (v as f64 - mean).powi(2))
-            .sum();
-        let var = squares / count as f64;
-        let unbiased = if count > 1 {
-            squares / (count - 1) as f64
-        } else {
-            var
+    exchange::with_shard(|shard| {
+        let stats = Statistics {
+            saved: &mut *saved,
+            running_mean,
+            running_var,
         };
-        saved_mean[ch] = mean as f32;
-        saved_invstd[ch] = (1.0 / (var + g.eps as f64).sqrt()) as f32;
-        running_mean[ch] = ((1.0 - momentum) * running_mean[ch] as f64 + momentum * mean) as f32;
-        running_var[ch] = ((1.0 - momentum) * running_var[ch] as f64 + momentum * unbiased) as f32;
-    }
+        match shard {
+            None => stats.of_batch(x, g, n),
+            Some(shard) => stats.of_shards(&shard, x, g, n),
+        }
+    });
     normalize(y, x, gamma, beta, saved, g, n);
+}
+
+/// Where [`forward_train`] puts the statistics of the batch.
+struct Statistics<'a> {
+    saved: &'a mut [f32],
+    running_mean: &'a mut [f32],
+    running_var: &'a mut [f32],
+}
+
+impl Statistics<'_> {
+    /// From the `n` samples of `x`, the whole batch.
+    fn of_batch(self, x: &[f32], g: &BatchNormGeom, n: usize) {
+        let count = n * g.spatial;
+        if count == 0 {
+            fill_saved_from_running(self.saved, self.running_mean, self.running_var, g);
+            return;
+        }
+        let (saved_mean, saved_invstd) = self.saved.split_at_mut(g.c);
+        for ch in 0..g.c {
+            let (mean, m2) = moments(x, g, n, ch);
+            let (mean_ch, invstd_ch) = (&mut saved_mean[ch], &mut saved_invstd[ch]);
+            let running = (&mut self.running_mean[ch], &mut self.running_var[ch]);
+            record(mean_ch, invstd_ch, running, (count as f64, mean, m2), g);
+        }
+    }
+
+    /// From every shard's moments, combined in shard order with Chan et al.'s pairwise formula
+    /// (a shard's `n` samples of `x` are its part of the batch). Each shard moves its own
+    /// running statistics: shard 0's are the network's, the others' are copies of them.
+    fn of_shards(self, shard: &Shard<'_>, x: &[f32], g: &BatchNormGeom, n: usize) {
+        // Published per shard: its count of values per channel, then mean and M2 per channel.
+        let count = n * g.spatial;
+        let round = shard.round(1 + 2 * g.c);
+        round.publish(0, count as f64);
+        for ch in 0..g.c {
+            let (mean, m2) = if count > 0 {
+                moments(x, g, n, ch)
+            } else {
+                (0.0, 0.0)
+            };
+            round.publish(1 + 2 * ch, mean);
+            round.publish(2 + 2 * ch, m2);
+        }
+        let all = round.wait();
+        let total: f64 = (0..all.shards()).map(|s| all.get(s, 0)).sum();
+        if total == 0.0 {
+            fill_saved_from_running(self.saved, self.running_mean, self.running_var, g);
+            return;
+        }
+        let (saved_mean, saved_invstd) = self.saved.split_at_mut(g.c);
+        for ch in 0..g.c {
+            let whole = (0..all.shards())
+                .map(|s| {
+                    (
+                        all.get(s, 0),
+                        all.get(s, 1 + 2 * ch),
+                        all.get(s, 2 + 2 * ch),
+                    )
+                })
+                .fold((0.0, 0.0, 0.0), combine);
+            let (mean_ch, invstd_ch) = (&mut saved_mean[ch], &mut saved_invstd[ch]);
+            let running = (&mut self.running_mean[ch], &mut self.running_var[ch]);
+            record(mean_ch, invstd_ch, running, whole, g);
+        }
+    }
+}
+
+/// The `(count, mean, M2)` of two sets of values together, from those of each (Chan, Golub
+/// and LeVeque's pairwise formula, which needs no second pass and loses little precision).
+fn combine(a: (f64, f64, f64), b: (f64, f64, f64)) -> (f64, f64, f64) {
+    let ((count_a, mean_a, m2_a), (count_b, mean_b, m2_b)) = (a, b);
+    if count_b == 0.0 {
+        return a;
+    }
+    if count_a == 0.0 {
+        return b;
+    }
+    let count = count_a + count_b;
+    let delta = mean_b - mean_a;
+    let mean = mean_a + delta * (count_b / count);
+    let m2 = m2_a + m2_b + delta * delta * (count_a * count_b / count);
+    (count, mean, m2)
+}
+
+/// Mean and M2 (the sum of squared deviations from the mean) of channel `ch` of `n > 0`
+/// samples, in `f64`, in two passes.
+fn moments(x: &[f32], g: &BatchNormGeom, n: usize, ch: usize) -> (f64, f64) {
+    let count = (n * g.spatial) as f64;
+    let sum: f64 = channel(x, g, n, ch).flatten().map(|&v| v as f64).sum();
+    let mean = sum / count;
+    let m2 = channel(x, g, n, ch)
+        .flatten()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum();
+    (mean, m2)
+}
+
+/// Saves one channel's batch mean and `1/√(σ² + ε)`, and moves its running statistics, from
+/// the `(count, mean, M2)` of its values (`count > 0`).
+fn record(
+    saved_mean: &mut f32,
+    saved_invstd: &mut f32,
+    (running_mean, running_var): (&mut f32, &mut f32),
+    (count, mean, m2): (f64, f64, f64),
+    g: &BatchNormGeom,
+) {
+    let momentum = g.momentum as f64;
+    let var = m2 / count;
+    let unbiased = if count > 1.0 { m2 / (count - 1.0) } else { var };
+    *saved_mean = mean as f32;
+    *saved_invstd = (1.0 / (var + g.eps as f64).sqrt()) as f32;
+    *running_mean = ((1.0 - momentum) * *running_mean as f64 + momentum * mean) as f32;
+    *running_var = ((1.0 - momentum) * *running_var as f64 + momentum * unbiased) as f32;
 }
 
 /// Evaluation-mode batch norm: `y = γ (x - running_mean) / √(running_var + ε) + β`.
@@ -179,6 +286,9 @@ pub fn forward_eval(
 ///   `d_x += γ·invstd·(d_y - mean(d_y) - x̂·mean(d_y x̂))`;
 /// - with running statistics, which are constants, `d_x += γ·invstd·d_y`.
 ///
+/// In one shard of a training pass split over threads, the means are over the whole batch
+/// (the shards exchange their sums), while `d_γ` and `d_β` receive the shard's own sums.
+///
 /// # Panics
 /// Unless `d_x`, `d_y` and `x` have `n·C·spatial` values each, `d_gamma`, `d_beta` and `gamma`
 /// `C` each, and `saved` `2·C` (checked before anything is written, in release builds too).
@@ -209,32 +319,112 @@ pub fn backward(
         ],
         saved.len(),
     );
-    let (c, s) = (g.c, g.spatial);
-    let count = n * s;
-    let (mean, invstd) = saved.split_at(c);
-    for ch in 0..c {
-        let (mu, inv) = (mean[ch], invstd[ch]);
+    let slices = Slices {
+        d_x,
+        d_gamma,
+        d_beta,
+        d_y,
+        x,
+        gamma,
+        saved,
+    };
+    exchange::with_shard(|shard| match shard {
+        Some(shard) if batch_stats => slices.backward_shard(&shard, g, n),
+        _ => slices.backward_batch(g, n, batch_stats),
+    });
+}
+
+/// The slices of [`backward`].
+struct Slices<'a> {
+    d_x: &'a mut [f32],
+    d_gamma: &'a mut [f32],
+    d_beta: &'a mut [f32],
+    d_y: &'a [f32],
+    x: &'a [f32],
+    gamma: &'a [f32],
+    saved: &'a [f32],
+}
+
+impl Slices<'_> {
+    /// Over the `n` samples of the whole batch.
+    fn backward_batch(mut self, g: &BatchNormGeom, n: usize, batch_stats: bool) {
+        let count = n * g.spatial;
+        for ch in 0..g.c {
+            let (sum_dy, sum_dy_xhat) = self.sums(g, n, ch);
+            self.d_beta[ch] += sum_dy as f32;
+            self.d_gamma[ch] += sum_dy_xhat as f32;
+            let means = if batch_stats && count > 0 {
+                (
+                    (sum_dy / count as f64) as f32,
+                    (sum_dy_xhat / count as f64) as f32,
+                )
+            } else {
+                (0.0, 0.0)
+            };
+            self.add_input_grad(g, n, ch, means);
+        }
+    }
+
+    /// Over a shard's `n` samples, with batch statistics: the input gradient needs the sums
+    /// over the whole batch, which the shards exchange (their count of values per channel,
+    /// then `Σ d_y` and `Σ d_y x̂` per channel) and add in shard order. `d_γ` and `d_β` take
+    /// the shard's own sums; the shards' parameter gradients are added afterwards.
+    fn backward_shard(mut self, shard: &Shard<'_>, g: &BatchNormGeom, n: usize) {
+        let round = shard.round(1 + 2 * g.c);
+        round.publish(0, (n * g.spatial) as f64);
+        for ch in 0..g.c {
+            let (sum_dy, sum_dy_xhat) = self.sums(g, n, ch);
+            self.d_beta[ch] += sum_dy as f32;
+            self.d_gamma[ch] += sum_dy_xhat as f32;
+            round.publish(1 + 2 * ch, sum_dy);
+            round.publish(2 + 2 * ch, sum_dy_xhat);
+        }
+        let all = round.wait();
+        let total: f64 = (0..all.shards()).map(|s| all.get(s, 0)).sum();
+        for ch in 0..g.c {
+            let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
+            for s in 0..all.shards() {
+                sum_dy += all.get(s, 1 + 2 * ch);
+                sum_dy_xhat += all.get(s, 2 + 2 * ch);
+            }
+            let means = if total > 0.0 {
+                ((sum_dy / total) as f32, (sum_dy_xhat / total) as f32)
+            } else {
+                (0.0, 0.0)
+            };
+            self.add_input_grad(g, n, ch, means);
+        }
+    }
+
+    /// `Σ d_y` and `Σ d_y x̂` over channel `ch` of the `n` samples, in `f64`.
+    fn sums(&self, g: &BatchNormGeom, n: usize, ch: usize) -> (f64, f64) {
+        let (mu, inv) = (self.saved[ch], self.saved[g.c + ch]);
         let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
-        for (d_y, x) in channel(d_y, g, n, ch).zip(channel(x, g, n, ch)) {
+        for (d_y, x) in channel(self.d_y, g, n, ch).zip(channel(self.x, g, n, ch)) {
             for (&dy, &x) in d_y.iter().zip(x) {
                 sum_dy += dy as f64;
                 sum_dy_xhat += dy as f64 * ((x - mu) * inv) as f64;
             }
         }
-        d_beta[ch] += sum_dy as f32;
-        d_gamma[ch] += sum_dy_xhat as f32;
-        let scale = gamma[ch] * inv;
-        let (mean_dy, mean_dy_xhat) = if batch_stats && count > 0 {
-            (
-                (sum_dy / count as f64) as f32,
-                (sum_dy_xhat / count as f64) as f32,
-            )
-        } else {
-            (0.0, 0.0)
-        };
+        (sum_dy, sum_dy_xhat)
+    }
+
+    /// `d_x += γ·invstd·(d_y - mean(d_y) - x̂·mean(d_y x̂))` over channel `ch`, given the two
+    /// means (zeros with running statistics).
+    fn add_input_grad(
+        &mut self,
+        g: &BatchNormGeom,
+        n: usize,
+        ch: usize,
+        (mean_dy, mean_dy_xhat): (f32, f32),
+    ) {
+        let (c, s) = (g.c, g.spatial);
+        let (mu, inv) = (self.saved[ch], self.saved[c + ch]);
+        let scale = self.gamma[ch] * inv;
         for i in 0..n {
             let at = (i * c + ch) * s..(i * c + ch + 1) * s;
-            for ((d, &dy), &x) in d_x[at.clone()].iter_mut().zip(&d_y[at.clone()]).zip(&x[at]) {
+            let d_x = &mut self.d_x[at.clone()];
+            for ((d, &dy), &x) in d_x.iter_mut().zip(&self.d_y[at.clone()]).zip(&self.x[at]) {
                 let xhat = (x - mu) * inv;
                 *d += scale * (dy - mean_dy - xhat * mean_dy_xhat);
             }

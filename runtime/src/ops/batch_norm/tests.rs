@@ -309,3 +309,151 @@ fn one_value_per_channel_stays_finite() {
     );
     assert_eq!((d_x, d_gamma, d_beta), ([0.0; 3], [0.0; 3], [1.0; 3]));
 }
+
+/// One shard's slices: input and output gradient in, everything the kernels write out.
+struct ShardSlices {
+    x: Vec<f32>,
+    d_y: Vec<f32>,
+    y: Vec<f32>,
+    saved: Vec<f32>,
+    running_mean: Vec<f32>,
+    running_var: Vec<f32>,
+    d_x: Vec<f32>,
+    d_gamma: Vec<f32>,
+    d_beta: Vec<f32>,
+}
+
+/// `forward_train` then `backward` (with batch statistics) on `k` shards of the batch run
+/// together, exchanging through one `Exchange` as a split pass does.
+fn run_shards(k: usize, d: &Data, d_y: &[f32], g: &BatchNormGeom, n: usize) -> Vec<ShardSlices> {
+    let per = g.c * g.spatial;
+    let shards: Vec<std::sync::Mutex<ShardSlices>> = (0..k)
+        .map(|t| {
+            let samples = crate::ops::parallel::part(n, k, t);
+            let (at, len) = (samples.start * per..samples.end * per, samples.len() * per);
+            std::sync::Mutex::new(ShardSlices {
+                x: d.x[at.clone()].to_vec(),
+                d_y: d_y[at].to_vec(),
+                y: vec![f32::NAN; len],
+                saved: vec![f32::NAN; 2 * g.c],
+                running_mean: d.running_mean.clone(),
+                running_var: d.running_var.clone(),
+                d_x: vec![0.0; len],
+                d_gamma: vec![0.0; g.c],
+                d_beta: vec![0.0; g.c],
+            })
+        })
+        .collect();
+    let mut exchange = Exchange::default();
+    for pass in ["forward", "backward"] {
+        exchange.prepare(k, 1 + 2 * g.c);
+        let together = crate::ops::parallel::together_waiting(k).expect("threads for each shard");
+        together.run(|t| {
+            let mut guard = shards[t].lock().unwrap();
+            let s = &mut *guard;
+            let m = s.x.len() / per;
+            exchange.in_shard(t, || {
+                if pass == "forward" {
+                    let (rm, rv) = (&mut s.running_mean, &mut s.running_var);
+                    let (x, gamma, beta) = (&s.x, &d.gamma, &d.beta);
+                    forward_train(&mut s.y, &mut s.saved, x, gamma, beta, rm, rv, g, m);
+                } else {
+                    let (dx, dg, db) = (&mut s.d_x, &mut s.d_gamma, &mut s.d_beta);
+                    backward(dx, dg, db, &s.d_y, &s.x, &d.gamma, &s.saved, g, m, true);
+                }
+            })
+        });
+    }
+    shards
+        .into_iter()
+        .map(|s| s.into_inner().unwrap())
+        .collect()
+}
+
+/// A batch split into shards that exchange their statistics gives what the whole batch gives:
+/// the same statistics in every shard, the same outputs and input gradients, and parameter
+/// gradients that add up to the whole batch's. Shards of different sizes, and one empty.
+#[test]
+fn shards_exchange_whole_batch_statistics() {
+    crate::ops::parallel::with_threads(3, || {
+        for (seed, &(n, c, s, k)) in [(7, 3, 5, 2), (5, 4, 1, 3), (2, 2, 3, 3), (9, 1, 4, 3)]
+            .iter()
+            .enumerate()
+        {
+            let g = geom(c, s);
+            let d = data(90 + seed as u64, &g, n);
+            let d_y = uniform(&mut rng(95 + seed as u64), d.x.len());
+            let (mut y, mut saved) = (vec![0.0; d.x.len()], vec![0.0; 2 * c]);
+            let (mut rm, mut rv) = (d.running_mean.clone(), d.running_var.clone());
+            let (x, gamma, beta) = (&d.x, &d.gamma, &d.beta);
+            forward_train(&mut y, &mut saved, x, gamma, beta, &mut rm, &mut rv, &g, n);
+            let (mut d_x, mut d_gamma, mut d_beta) =
+                (vec![0.0; d.x.len()], vec![0.0; c], vec![0.0; c]);
+            let (dx, dg, db) = (&mut d_x, &mut d_gamma, &mut d_beta);
+            backward(dx, dg, db, &d_y, x, gamma, &saved, &g, n, true);
+
+            let shards = run_shards(k, &d, &d_y, &g, n);
+            let what = format!("{g:?} n {n} in {k} shards");
+            for sh in &shards {
+                assert_eq!(
+                    sh.saved, shards[0].saved,
+                    "{what}: saved differs between shards"
+                );
+                assert_eq!(sh.running_mean, shards[0].running_mean, "{what}");
+                assert_eq!(sh.running_var, shards[0].running_var, "{what}");
+            }
+            let joined = |f: fn(&ShardSlices) -> &[f32]| -> Vec<f32> {
+                shards.iter().flat_map(|s| f(s).iter().copied()).collect()
+            };
+            let summed = |f: fn(&ShardSlices) -> &[f32]| -> Vec<f32> {
+                (0..c)
+                    .map(|i| shards.iter().map(|s| f(s)[i]).sum())
+                    .collect()
+            };
+            assert_close(&format!("{what} y"), &joined(|s| &s.y), &y, 1e-5);
+            assert_close(&format!("{what} saved"), &shards[0].saved, &saved, 1e-5);
+            assert_close(&format!("{what} mean"), &shards[0].running_mean, &rm, 1e-6);
+            assert_close(&format!("{what} var"), &shards[0].running_var, &rv, 1e-6);
+            assert_close(&format!("{what} d_x"), &joined(|s| &s.d_x), &d_x, 1e-4);
+            assert_close(
+                &format!("{what} d_gamma"),
+                &summed(|s| &s.d_gamma),
+                &d_gamma,
+                1e-5,
+            );
+            assert_close(
+                &format!("{what} d_beta"),
+                &summed(|s| &s.d_beta),
+                &d_beta,
+                1e-5,
+            );
+        }
+    });
+}
+
+/// A shard whose kernel panics before its exchange (here, a short output slice) does not
+/// leave the others waiting: they panic too, and the caller gets the panic.
+#[test]
+fn a_failing_shard_releases_the_others() {
+    crate::ops::parallel::with_threads(2, || {
+        let g = geom(2, 3);
+        let d = data(99, &g, 4);
+        let mut exchange = Exchange::default();
+        exchange.prepare(2, 1 + 2 * g.c);
+        let together = crate::ops::parallel::together_waiting(2).expect("threads for each shard");
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            together.run(|t| {
+                let len = if t == 1 { 5 } else { 2 * g.c * g.spatial };
+                let (mut y, mut saved) = (vec![0.0; len], vec![0.0; 2 * g.c]);
+                let (mut rm, mut rv) = (d.running_mean.clone(), d.running_var.clone());
+                let x = &d.x[t * 2 * g.c * g.spatial..(t + 1) * 2 * g.c * g.spatial];
+                exchange.in_shard(t, || {
+                    forward_train(
+                        &mut y, &mut saved, x, &d.gamma, &d.beta, &mut rm, &mut rv, &g, 2,
+                    )
+                });
+            })
+        }));
+        assert!(caught.is_err());
+    });
+}
