@@ -3,23 +3,27 @@
 //! `RESULT {json}` line.
 //!
 //! ```text
-//! cargo run --release --example bench -- MODE --threads N [--steps S --warmup W --epochs E]
+//! cargo run --release --example bench -- MODE --threads N
+//!     [--steps S --warmup W --epochs E --batch B]
 //! ```
 //!
-//! Modes: `train`, `accuracy`, `infer`, `alexnet`, `alexnet-fwd`. Besides the protocol's
-//! fields, every result carries `peak_rss_kb` (the process's `VmHWM`) and, for the timed
-//! modes, the heap allocations per step in the timed part, counted by this program's global
-//! allocator. `scripts/bench.py` runs this and the PyTorch reference alternately.
+//! Modes: `train`, `accuracy`, `infer`, `alexnet`, `alexnet-fwd`, `alexnet-train`, `resnet`.
+//! Besides the protocol's fields, every result carries `peak_rss_kb` (the process's `VmHWM`)
+//! and, for the timed modes, the heap allocations per step in the timed part, counted by this
+//! program's global allocator. `scripts/bench.py` runs this and the PyTorch reference
+//! alternately.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use striate::geometry::Rounding;
+use striate::ndarray::{Ix2, Ix4};
 use striate::ops::conv2d::{self, Conv2dGeom};
 use striate::ops::loss::softmax_cross_entropy;
 use striate::prelude::*;
-use striate::runtime::geometry::Rounding;
 use striate::Tape;
 
 /// The main example's LeNet-5: `conv1`, `conv2`, `fc1`, `fc2`, `fc3`, PyTorch's names.
@@ -27,6 +31,18 @@ use striate::Tape;
 #[path = "lenet.rs"]
 mod lenet;
 use lenet::LeNet5;
+
+/// The AlexNet of `examples/alexnet.rs`, the protocol's single-tower network.
+#[allow(dead_code)]
+#[path = "alexnet.rs"]
+mod alexnet;
+use alexnet::AlexNet;
+
+/// The ResNet-20 of `examples/resnet.rs`, with `torch_peer.py`'s parameter names.
+#[allow(dead_code)]
+#[path = "resnet.rs"]
+mod resnet;
+use resnet::ResNet20;
 
 // ---------------------------------------------------------------------------------------------
 // Allocation counting
@@ -123,10 +139,17 @@ impl SplitMix {
             .map(|_| (self.next_f32() * 2.0 - 1.0) * bound)
             .collect()
     }
+
+    /// `n` values `U[0, 1)` (`common.py`'s `f32_array`), the random images of the
+    /// whole-network training modes.
+    fn f32_array(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next_f32()).collect()
+    }
 }
 
-/// `common.py`'s `lenet_init`: one splitmix64(42) stream, in PyTorch's parameter order.
-fn lenet_init(net: &mut LeNet5) {
+/// LeNet-5 with `common.py`'s `lenet_init`: one splitmix64(42) stream, in PyTorch's parameter
+/// order.
+fn lenet() -> LeNet5 {
     const ORDER: [(&str, usize); 10] = [
         ("conv1.weight", 25),
         ("conv1.bias", 25),
@@ -139,6 +162,7 @@ fn lenet_init(net: &mut LeNet5) {
         ("fc3.weight", 84),
         ("fc3.bias", 84),
     ];
+    let mut net = LeNet5::init(0);
     let mut r = SplitMix(42);
     let params = net.params_mut();
     for (name, fan_in) in ORDER {
@@ -148,6 +172,7 @@ fn lenet_init(net: &mut LeNet5) {
             *d = v;
         }
     }
+    net
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,7 +337,7 @@ fn time_calls_budget(
 }
 
 // ---------------------------------------------------------------------------------------------
-// LeNet-5
+// Training steps (every network) and LeNet-5
 
 const BATCH: usize = 64;
 const CLASSES: usize = 10;
@@ -324,19 +349,18 @@ fn load_mnist() -> Mnist {
     }
 }
 
-/// Everything one training step touches, allocated once.
-struct Trainer {
-    net: LeNet5,
+/// Everything one training step of a classifier of images touches, allocated once.
+struct Trainer<N> {
+    net: N,
     tape: Tape,
     grads: striate::Gradients,
     opt: Sgd,
     d_logits: Vec<f32>,
 }
 
-impl Trainer {
-    fn new() -> Trainer {
-        let mut net = LeNet5::init(0);
-        lenet_init(&mut net);
+impl<N: Network<InputDim = Ix4, OutputDim = Ix2>> Trainer<N> {
+    /// SGD with the protocol's learning rate 0.01 and momentum 0.9.
+    fn new(net: N) -> Trainer<N> {
         let grads = net.gradients();
         Trainer {
             net,
@@ -347,18 +371,23 @@ impl Trainer {
         }
     }
 
-    /// One SGD step on a batch; returns its mean loss.
+    /// One SGD step on a batch (gradients cleared, forward, loss, backward, update); returns
+    /// its mean loss.
     fn step(&mut self, x: &[f32], y: &[usize]) -> f32 {
         let n = y.len();
-        let x = ArrayView4::from_shape((n, 1, 28, 28), x).expect("batch of 28x28 images");
+        let &[c, h, w] = N::INPUT_SHAPE else {
+            unreachable!("an Ix4 network takes [C, H, W] samples")
+        };
+        let classes = N::OUTPUT_SHAPE[0];
+        let x = ArrayView4::from_shape((n, c, h, w), x).expect("a batch of the network's input");
         let logits = self
             .net
             .forward_train(x, &mut self.tape)
             .expect("forward pass");
         let logits = logits.as_slice().expect("tape output is contiguous");
         self.d_logits.resize(logits.len(), 0.0);
-        let loss = softmax_cross_entropy(&mut self.d_logits, logits, y, CLASSES).expect("loss");
-        let d = ArrayView2::from_shape((n, CLASSES), &self.d_logits).expect("logits shape");
+        let loss = softmax_cross_entropy(&mut self.d_logits, logits, y, classes).expect("loss");
+        let d = ArrayView2::from_shape((n, classes), &self.d_logits).expect("logits shape");
         self.grads.zero();
         self.net
             .backward(&mut self.tape, d, &mut self.grads)
@@ -408,7 +437,7 @@ fn train(args: &Args, out: &mut Result_) {
             &data.labels()[b * BATCH..(b + 1) * BATCH],
         )
     };
-    let mut t = Trainer::new();
+    let mut t = Trainer::new(lenet());
     for s in 0..warm {
         let (x, y) = batch(s);
         t.step(x, y);
@@ -436,7 +465,7 @@ fn accuracy(args: &Args, out: &mut Result_) {
     let mnist = load_mnist();
     let data = &mnist.train;
     let nb = data.len() / BATCH;
-    let mut t = Trainer::new();
+    let mut t = Trainer::new(lenet());
     let (mut x, mut y) = (Vec::new(), Vec::new());
     let mut epoch_loss = Vec::new();
     let start = Instant::now();
@@ -475,8 +504,7 @@ fn inference(args: &Args, out: &mut Result_) {
     let images = test.images();
     let images = images.as_slice().expect("dataset images are contiguous");
     let len = test.sample_len();
-    let mut net = LeNet5::init(0);
-    lenet_init(&mut net);
+    let mut net = lenet();
     let mut tape = Tape::new();
 
     let x256 = &images[..256 * len];
@@ -511,6 +539,55 @@ fn inference(args: &Args, out: &mut Result_) {
         .num("b1_p90_us", percentile(&lat, 0.9) * 1e6)
         .num("allocs_per_b256_call", allocs_b256 as f64)
         .num("allocs_per_b1_call", allocs_b1);
+}
+
+/// The protocol's whole-network training steps (`alexnet-train`, `resnet`): `batch` random
+/// images from `SplitMix(seed)` with labels `(label_step i) % classes`, `warm` untimed steps,
+/// then at most `steps` timed ones within `budget_s` seconds (`torch_peer.py`'s
+/// `time_training`).
+fn train_steps<N: Network<InputDim = Ix4, OutputDim = Ix2>>(
+    args: &Args,
+    out: &mut Result_,
+    net: N,
+    (seed, label_step): (u64, usize),
+    (batch, warm, steps, budget_s): (usize, usize, usize, f64),
+) {
+    let batch = args.get("batch", batch);
+    let x = SplitMix(seed).f32_array(batch * N::INPUT_SHAPE.iter().product::<usize>());
+    let classes = N::OUTPUT_SHAPE[0];
+    let y: Vec<usize> = (0..batch).map(|i| label_step * i % classes).collect();
+    let mut t = Trainer::new(net);
+    let mut last = 0.0;
+    // Allocations are counted around each step only, not the timing's own bookkeeping.
+    let counted = Cell::new((0, 0));
+    let mut f = || {
+        let (a0, b0) = allocations();
+        last = t.step(&x, &y);
+        let (a1, b1) = allocations();
+        let (a, b) = counted.get();
+        counted.set((a + a1 - a0, b + b1 - b0));
+    };
+    for _ in 0..args.get("warmup", warm) {
+        f();
+    }
+    // Steady state: what the warm-up allocated is not counted.
+    counted.set((0, 0));
+    let (steps, min) = (args.get("steps", steps), args.get("min", 3));
+    let v = time_calls_budget(0, steps, budget_s, min, &mut f);
+    let (allocs, bytes) = counted.get();
+    let per_step = |a: u64| a as f64 / v.len() as f64;
+    let med = median(&v);
+    let max = v.iter().copied().fold(0.0, f64::max);
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    out.int("batch", batch as u64)
+        .int("steps", v.len() as u64)
+        .num("ms_per_step", med * 1e3)
+        .num("min_ms", min * 1e3)
+        .num("max_ms", max * 1e3)
+        .num("img_per_s", batch as f64 / med)
+        .num("last_loss", f64::from(last))
+        .num("allocs_per_step", per_step(allocs))
+        .num("alloc_bytes_per_step", per_step(bytes));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -592,8 +669,19 @@ fn main() {
         "infer" => inference(&args, &mut out),
         "alexnet" => alexnet(&args, &mut out, true),
         "alexnet-fwd" => alexnet(&args, &mut out, false),
+        "alexnet-train" => {
+            train_steps(&args, &mut out, AlexNet::init(0), (21, 7), (16, 1, 5, 20.0))
+        }
+        "resnet" => train_steps(
+            &args,
+            &mut out,
+            ResNet20::init(0),
+            (11, 3),
+            (BATCH, 3, 20, 10.0),
+        ),
         other => fail(&format!(
-            "unknown mode {other}; expected one of: train, accuracy, infer, alexnet, alexnet-fwd"
+            "unknown mode {other}; expected one of: train, accuracy, infer, alexnet, \
+             alexnet-fwd, alexnet-train, resnet"
         )),
     }
     out.emit();

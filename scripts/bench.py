@@ -9,8 +9,9 @@ Options:
     --rounds R      runs of each program per mode, alternating striate, PyTorch, striate, ...
                     (default 3; the protocol asks for at least 3)
     --threads LIST  comma-separated thread counts, e.g. 1,2 (default 2)
-    --modes LIST    comma-separated subset of: train, infer, alexnet, alexnet-fwd, accuracy
-                    (default: all five)
+    --modes LIST    comma-separated subset of: train, infer, alexnet, alexnet-fwd, accuracy,
+                    alexnet-train, resnet (default: all seven; the last two are whole
+                    training steps of larger networks and take the longest)
     --no-build      do not run `cargo build --release --example bench` first
 
 The PyTorch reference (once per machine, outside the repository; it pulls large CUDA
@@ -38,7 +39,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
 STRIATE = os.path.join(TARGET, "release", "examples", "bench")
-ALL_MODES = ["train", "infer", "alexnet", "alexnet-fwd", "accuracy"]
+ALL_MODES = ["train", "infer", "alexnet", "alexnet-fwd", "accuracy", "alexnet-train", "resnet"]
 
 # The figure each mode is judged by, and whether more is better.
 METRICS = {
@@ -47,6 +48,8 @@ METRICS = {
     "alexnet": [("ms_per_step", False)],
     "alexnet-fwd": [("ms_per_step", False)],
     "accuracy": [("train_seconds", False), ("test_acc", True)],
+    "alexnet-train": [("img_per_s", True), ("ms_per_step", False)],
+    "resnet": [("img_per_s", True), ("ms_per_step", False)],
 }
 
 
