@@ -210,13 +210,56 @@ fn combine(a: (f64, f64, f64), b: (f64, f64, f64)) -> (f64, f64, f64) {
 /// samples, in `f64`, in two passes.
 fn moments(x: &[f32], g: &BatchNormGeom, n: usize, ch: usize) -> (f64, f64) {
     let count = (n * g.spatial) as f64;
-    let sum: f64 = channel(x, g, n, ch).flatten().map(|&v| v as f64).sum();
+    let sum = lane_sum(channel(x, g, n, ch), |v| v as f64);
     let mean = sum / count;
-    let m2 = channel(x, g, n, ch)
-        .flatten()
-        .map(|&v| (v as f64 - mean).powi(2))
-        .sum();
+    let m2 = lane_sum(channel(x, g, n, ch), |v| (v as f64 - mean).powi(2));
     (mean, m2)
+}
+
+/// Independent partial sums, so that the compiler can keep several in a vector register
+/// (one running sum is a chain of dependent additions, 4-5 cycles each).
+const LANES: usize = 8;
+
+/// `Σ f(v)` over `rows`, in f64, summed in [`LANES`] interleaved parts.
+fn lane_sum<'a>(rows: impl Iterator<Item = &'a [f32]>, f: impl Fn(f32) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    for row in rows {
+        let chunks = row.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for (a, &v) in acc.iter_mut().zip(chunk) {
+                *a += f(v);
+            }
+        }
+        for (a, &v) in acc.iter_mut().zip(rest) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum()
+}
+
+/// `(Σ f(a, b), Σ h(a, b))` over pairs of rows, as [`lane_sum`].
+fn lane_sums2<'a>(
+    rows: impl Iterator<Item = (&'a [f32], &'a [f32])>,
+    f: impl Fn(f32, f32) -> f64,
+    h: impl Fn(f32, f32) -> f64,
+) -> (f64, f64) {
+    let (mut p, mut q) = ([0.0f64; LANES], [0.0f64; LANES]);
+    for (ra, rb) in rows {
+        let (ca, cb) = (ra.chunks_exact(LANES), rb.chunks_exact(LANES));
+        let (rest_a, rest_b) = (ca.remainder(), cb.remainder());
+        for (xa, xb) in ca.zip(cb) {
+            for k in 0..LANES {
+                p[k] += f(xa[k], xb[k]);
+                q[k] += h(xa[k], xb[k]);
+            }
+        }
+        for (k, (&a, &b)) in rest_a.iter().zip(rest_b).enumerate() {
+            p[k] += f(a, b);
+            q[k] += h(a, b);
+        }
+    }
+    (p.iter().sum(), q.iter().sum())
 }
 
 /// Saves one channel's batch mean and `1/√(σ² + ε)`, and moves its running statistics, from
@@ -399,14 +442,11 @@ impl Slices<'_> {
     /// `Σ d_y` and `Σ d_y x̂` over channel `ch` of the `n` samples, in `f64`.
     fn sums(&self, g: &BatchNormGeom, n: usize, ch: usize) -> (f64, f64) {
         let (mu, inv) = (self.saved[ch], self.saved[g.c + ch]);
-        let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
-        for (d_y, x) in channel(self.d_y, g, n, ch).zip(channel(self.x, g, n, ch)) {
-            for (&dy, &x) in d_y.iter().zip(x) {
-                sum_dy += dy as f64;
-                sum_dy_xhat += dy as f64 * ((x - mu) * inv) as f64;
-            }
-        }
-        (sum_dy, sum_dy_xhat)
+        lane_sums2(
+            channel(self.d_y, g, n, ch).zip(channel(self.x, g, n, ch)),
+            |dy, _| dy as f64,
+            |dy, x| dy as f64 * ((x - mu) * inv) as f64,
+        )
     }
 
     /// `d_x += γ·invstd·(d_y - mean(d_y) - x̂·mean(d_y x̂))` over channel `ch`, given the two
