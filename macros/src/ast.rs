@@ -249,15 +249,35 @@ fn parse_layer(input: ParseStream, name: Option<Ident>, what: &str) -> syn::Resu
     })
 }
 
+/// How deep blocks may nest: far beyond any real network, and far below the depth at which
+/// the recursive parse and checks would exhaust the compiler's stack.
+pub const MAX_BLOCK_DEPTH: usize = 32;
+
+thread_local! {
+    /// Blocks open around the one being parsed.
+    static BLOCK_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// `{ item, ... }`.
 fn parse_block(input: ParseStream) -> syn::Result<Block> {
-    let content;
-    let brace = syn::braced!(content in input);
-    let items = Punctuated::<Item, Token![,]>::parse_terminated(&content)?;
-    Ok(Block {
-        items: items.into_iter().collect(),
-        span: brace.span.join(),
-    })
+    let depth = BLOCK_DEPTH.with(|d| d.get());
+    if depth >= MAX_BLOCK_DEPTH {
+        return Err(input.error(format!(
+            "blocks nest more than {MAX_BLOCK_DEPTH} deep here; flatten the network, or declare a part as a network of its own and use it as a layer"
+        )));
+    }
+    BLOCK_DEPTH.with(|d| d.set(depth + 1));
+    let parsed = (|| {
+        let content;
+        let brace = syn::braced!(content in input);
+        let items = Punctuated::<Item, Token![,]>::parse_terminated(&content)?;
+        Ok(Block {
+            items: items.into_iter().collect(),
+            span: brace.span.join(),
+        })
+    })();
+    BLOCK_DEPTH.with(|d| d.set(depth));
+    parsed
 }
 
 /// The tokens consumed between `start` (a fork taken earlier) and `end`.
@@ -448,6 +468,23 @@ mod tests {
             let failed = syn::parse_str::<Network>(src).map_or(true, |n| n.syntax_error.is_some());
             assert!(failed, "{src}");
         }
+    }
+
+    /// Deep nesting is an error, not a stack overflow; nesting within the limit parses.
+    #[test]
+    fn block_depth_is_limited() {
+        let nest = |k: usize| {
+            let mut body = "fc: linear(2)".to_string();
+            for i in 0..k {
+                body = format!("b{i}: residual {{ {body} }}");
+            }
+            format!("struct N {{ input: [2], {body} }}")
+        };
+        let ok: Network = syn::parse_str(&nest(MAX_BLOCK_DEPTH)).unwrap();
+        assert!(ok.syntax_error.is_none());
+        let deep: Network = syn::parse_str(&nest(5000)).unwrap();
+        let err = deep.syntax_error.expect("too deep").to_string();
+        assert!(err.contains("nest more than 32 deep"), "{err}");
     }
 
     #[test]

@@ -61,6 +61,18 @@ mod tests {
             fc2: linear(3, bias = false),
         }";
 
+    /// Blocks, nesting and a nested network, for the same treatment.
+    const BLOCKS: &str = "pub struct Blocks {
+            input: [3, 16, 16],
+            stem: self::Stem -> [4, 16, 16],
+            b1: residual { c1: conv2d(4, kernel = 3, pad = 1), bn: batch_norm, relu },
+            b2: residual(shortcut = { c: conv2d(8, kernel = 1, stride = 2) }) {
+                c1: conv2d(8, kernel = 3, stride = 2, pad = 1), relu,
+            } -> [8, 8, 8],
+            mix: concat(a = {}, b = { r: residual { c: conv2d(8, kernel = 1) } }, c = { max_pool(3, stride = 1, pad = 1) }),
+            avg_pool(8), flatten, fc: linear(2),
+        }";
+
     /// Every token of the source, flattened (groups are rebuilt by re-parsing the text).
     fn tokens_of(src: &str) -> Vec<String> {
         fn walk(ts: TokenStream, out: &mut Vec<String>) {
@@ -90,7 +102,15 @@ mod tests {
     /// duplicated, swapped, or replaced by extreme values) each give code or errors.
     #[test]
     fn never_panics_on_mutated_input() {
-        let base = tokens_of(SOURCE);
+        for source in [SOURCE, BLOCKS] {
+            mutate(source);
+        }
+    }
+
+    fn mutate(source: &str) {
+        let unmutated = run(source.parse().unwrap()).to_string();
+        assert!(!unmutated.contains("compile_error"), "{unmutated}");
+        let base = tokens_of(source);
         let replacements = [
             "0",
             "18446744073709551615",

@@ -18,7 +18,7 @@ use striate_runtime::ops::batch_norm::{self, BatchNormGeom};
 use striate_runtime::ops::conv2d::{self, Conv2dGeom};
 use striate_runtime::ops::linear::{self, LinearGeom};
 use striate_runtime::ops::pool::{self, Pool2dGeom};
-use striate_runtime::ops::{dropout, loss, parallel};
+use striate_runtime::ops::{dropout, join, loss, parallel};
 
 /// The value every slice starts with: valid for every kernel (a probability, a variance, ...).
 const FILL: f32 = 0.25;
@@ -348,6 +348,30 @@ fn elementwise_kernels_check_their_lengths() {
             dropout::backward(d_x, d_y, mask);
         },
     );
+}
+
+/// The joins of residual and concat blocks.
+#[test]
+fn joins_check_their_lengths() {
+    for first in [true, false] {
+        check("join::add_forward", &[("y", 6), ("x", 6)], |s| {
+            let [y, x] = s else { unreachable!() };
+            join::add_forward(y, x, first);
+        });
+    }
+    check("join::add_backward", &[("d_x", 6), ("d_y", 6)], |s| {
+        let [d_x, d_y] = s else { unreachable!() };
+        join::add_backward(d_x, d_y);
+    });
+    // Two samples of 5 values, the part 2 values at 3.
+    check("join::concat_forward", &[("y", 10), ("x", 4)], |s| {
+        let [y, x] = s else { unreachable!() };
+        join::concat_forward(y, x, 2, 2, 5, 3);
+    });
+    check("join::concat_backward", &[("d_x", 4), ("d_y", 10)], |s| {
+        let [d_x, d_y] = s else { unreachable!() };
+        join::concat_backward(d_x, d_y, 2, 2, 5, 3);
+    });
 }
 
 /// `softmax` panics; `softmax_cross_entropy`, whose contract is a typed error, returns one.

@@ -9,10 +9,9 @@
 /// # Panics
 /// When `y` and `x` differ in length.
 pub fn add_forward(y: &mut [f32], x: &[f32], first: bool) {
-    assert_eq!(
-        y.len(),
-        x.len(),
-        "join::add_forward: y has {} values, x {}",
+    assert!(
+        y.len() == x.len(),
+        "join::add_forward: y has {} values, x has {}",
         y.len(),
         x.len()
     );
@@ -30,10 +29,9 @@ pub fn add_forward(y: &mut [f32], x: &[f32], first: bool) {
 /// # Panics
 /// When `d_x` and `d_y` differ in length.
 pub fn add_backward(d_x: &mut [f32], d_y: &[f32]) {
-    assert_eq!(
-        d_x.len(),
-        d_y.len(),
-        "join::add_backward: d_x has {} values, d_y {}",
+    assert!(
+        d_x.len() == d_y.len(),
+        "join::add_backward: d_x has {} values, d_y has {}",
         d_x.len(),
         d_y.len()
     );
@@ -48,7 +46,15 @@ pub fn add_backward(d_x: &mut [f32], d_y: &[f32]) {
 /// # Panics
 /// When the slices do not hold `n` samples of those sizes, or the part does not fit.
 pub fn concat_forward(y: &mut [f32], x: &[f32], n: usize, part: usize, whole: usize, at: usize) {
-    check("concat_forward", y.len(), x.len(), n, part, whole, at);
+    check(
+        "concat_forward",
+        ("y", y.len()),
+        ("x", x.len()),
+        n,
+        part,
+        whole,
+        at,
+    );
     if part == 0 {
         return;
     }
@@ -70,7 +76,15 @@ pub fn concat_backward(
     whole: usize,
     at: usize,
 ) {
-    check("concat_backward", d_y.len(), d_x.len(), n, part, whole, at);
+    check(
+        "concat_backward",
+        ("d_y", d_y.len()),
+        ("d_x", d_x.len()),
+        n,
+        part,
+        whole,
+        at,
+    );
     if part == 0 {
         return;
     }
@@ -81,10 +95,12 @@ pub fn concat_backward(
     }
 }
 
+/// Checks that the part fits in a sample and that the slices hold `n` samples: the first of
+/// `whole` values each, the second of `part`.
 fn check(
     what: &str,
-    whole_len: usize,
-    part_len: usize,
+    (whole_name, whole_len): (&str, usize),
+    (part_name, part_len): (&str, usize),
     n: usize,
     part: usize,
     whole: usize,
@@ -95,10 +111,13 @@ fn check(
         "join::{what}: values {at}..{} of a sample of {whole}",
         at.saturating_add(part)
     );
-    assert!(
-        Some(whole_len) == n.checked_mul(whole) && Some(part_len) == n.checked_mul(part),
-        "join::{what}: expected {n} samples of {whole} and {part} values, found {whole_len} and {part_len}"
-    );
+    for (name, len, per) in [(whole_name, whole_len, whole), (part_name, part_len, part)] {
+        assert!(
+            Some(len) == n.checked_mul(per),
+            "join::{what}: {name} has {len} values, expected {} (n = {n} x {per})",
+            n.saturating_mul(per)
+        );
+    }
 }
 
 #[cfg(test)]
