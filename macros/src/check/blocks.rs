@@ -44,17 +44,18 @@ impl Graph {
                 }
             }
         }
+        let example = self.body_example(input);
         let Some(body) = &item.body else {
             self.errors.spanned(
                 &item.call_tokens,
-                format!("{who}: `residual` needs a body, the layers whose output is added to the input: `residual {{ conv: conv2d(16, kernel = 3, pad = 1), relu }}`"),
+                format!("{who}: `residual` needs a body, the layers whose output is added to the input: `residual {example}`"),
             );
             return None;
         };
         if !body.items.iter().any(|i| matches!(i, Item::Layer(_))) {
             self.errors.at(
                 body.span,
-                format!("{who}: the body of `residual` is empty, so the block would add its input to itself; give it layers, e.g. `{{ conv: conv2d(16, kernel = 3, pad = 1), relu }}`"),
+                format!("{who}: the body of `residual` is empty, so the block would add its input to itself; give it layers, e.g. `{example}`"),
             );
             return None;
         }
@@ -149,9 +150,10 @@ impl Graph {
             }
         }
         if item.args.len() < 2 {
+            let branch = self.body_example(input);
             self.errors.spanned(
                 &item.call_tokens,
-                format!("{who}: `concat` joins at least two branches, e.g. `concat(a = {{ conv: conv2d(8, kernel = 1) }}, b = {{}})`"),
+                format!("{who}: `concat` joins at least two branches, e.g. `concat(a = {branch}, b = {{}})`"),
             );
             return None;
         }
@@ -241,6 +243,18 @@ impl Graph {
             values,
             out,
         )
+    }
+
+    /// A body that keeps the shape of `input`, for hints: a padded 3x3 convolution for a
+    /// feature map, a linear layer for a vector.
+    fn body_example(&self, input: Option<usize>) -> String {
+        match input.map(|v| self.values[v].shape) {
+            Some(Shape::Vector(f)) => format!("{{ fc: linear({f}), relu }}"),
+            Some(Shape::Spatial([c, ..])) => {
+                format!("{{ conv: conv2d({c}, kernel = 3, pad = 1), relu }}")
+            }
+            None => "{ conv: conv2d(16, kernel = 3, pad = 1), relu }".to_string(),
+        }
     }
 
     /// The scope of a block's items: under its name, or its parent's names when unnamed.

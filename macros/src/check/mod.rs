@@ -690,6 +690,41 @@ mod tests {
         );
     }
 
+    /// The text between the last pair of backticks of a message: its suggested fix.
+    fn hint(message: &str) -> String {
+        let parts: Vec<&str> = message.split('`').collect();
+        parts[parts.len() - 2].to_string()
+    }
+
+    /// Every block hint, put where the mistake was, gives a network that checks.
+    #[test]
+    fn block_hints_compile() {
+        for input in ["[8]", "[3, 8, 8]"] {
+            let e = errors(&format!("struct N {{ input: {input}, b: residual {{}} }}"));
+            let fixed = format!("struct N {{ input: {input}, b: residual {} }}", hint(&e[0]));
+            assert!(plan(&fixed).is_ok(), "{fixed}");
+            let e = errors(&format!(
+                "struct N {{ input: {input}, m: concat(a = {{}}) }}"
+            ));
+            let fixed = format!("struct N {{ input: {input}, m: {} }}", hint(&e[0]));
+            assert!(plan(&fixed).is_ok(), "{fixed}");
+        }
+        for (input, body) in [
+            (
+                "[16, 32, 32]",
+                "{ c: conv2d(32, kernel = 3, stride = 2, pad = 1) }",
+            ),
+            ("[8]", "{ fc: linear(4) }"),
+        ] {
+            let e = errors(&format!(
+                "struct N {{ input: {input}, b: residual {body} }}"
+            ));
+            let fix = hint(&e[0]).replace("{ .. }", body);
+            let fixed = format!("struct N {{ input: {input}, b: {fix} }}");
+            assert!(plan(&fixed).is_ok(), "{fixed}");
+        }
+    }
+
     #[test]
     fn suggestions() {
         let kinds = crate::kinds::names();
