@@ -20,6 +20,8 @@ mod summary;
 mod tables;
 pub mod tape;
 pub mod train;
+#[doc(hidden)]
+pub mod unoptimized;
 
 pub use error::{Error, Result};
 pub use network::{Gradients, Mode, Network, State, Tensor, TensorMut};

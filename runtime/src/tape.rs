@@ -165,6 +165,7 @@ impl Tape {
     /// Sizes every buffer for network `N` and batch `n`; called before a forward pass.
     #[doc(hidden)]
     pub fn prepare<N: Network>(&mut self, n: usize, train: bool) {
+        crate::unoptimized::warn_once();
         let layout = N::TAPE;
         self.acts.resize_with(layout.len(), Vec::new);
         self.aux.resize_with(layout.len(), Vec::new);

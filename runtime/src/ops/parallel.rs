@@ -2,17 +2,25 @@
 //!
 //! The count is process-wide, like PyTorch's `torch.set_num_threads`; the default is 1 (no
 //! worker threads at all). Workers are started by [`set_threads`] (the only allocation), then
-//! each `run` hands them a task index through atomics: no allocation, no channel, and a
-//! worker that has just finished spins briefly before sleeping, so the many short kernel calls
-//! of a small network do not each pay a futex wake-up.
+//! each `run` hands them task indices through atomics: no allocation, no channel. A worker
+//! that has just finished waits briefly for the next call (spinning for a few microseconds,
+//! then yielding its core), so the many short kernel calls of a small network do not each pay
+//! a futex wake-up, and then sleeps.
 //!
 //! A task is identified by its index, and a kernel gives each index its own slice of the output
 //! and of the scratch space; which thread runs which index does not change the result, so
 //! results are the same for every run with the same thread count.
+//!
+//! On a busy machine a worker may not get a core for milliseconds. The caller never waits for
+//! such a worker: it takes every task nobody has claimed, and then waits only for the workers
+//! that joined the call and are running tasks. So a call is never slower than running its tasks
+//! one after the other on the caller, whatever the other processes do; only who runs a task
+//! adapts, never how the work is split.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
@@ -107,9 +115,10 @@ impl Together {
     /// Runs `f(0)`, ..., `f(tasks - 1)`, each on a thread of its own, and returns when all are
     /// done; a panic in a task reaches the caller, as with [`run`].
     pub(crate) fn run<F: Fn(usize) + Sync>(self, f: F) {
-        // Every started worker takes part in a job and a thread takes its next task only when
-        // its task is done, so tasks that wait for each other each hold a thread: they are all
-        // claimed before any of them gets past its first wait.
+        // The call stays open until every task is claimed, and a thread takes its next task
+        // only when its task is done, so tasks that wait for each other each hold a thread:
+        // the caller and workers (as many as there are tasks besides the caller's, which
+        // `together` checked were started) claim them all before any gets past its first wait.
         self.reserved.pool.dispatch(self.tasks, &f);
     }
 }
@@ -144,25 +153,38 @@ struct Job {
     tasks: usize,
 }
 
+/// [`Pool::state`]: the call's generation (bumped once per call) above [`CLOSED`], and below
+/// it the number of workers that joined the call and have not yet left it.
+const CLOSED: u64 = 1 << 31;
+const ACTIVE: u64 = CLOSED - 1;
+const GENERATION: u64 = 1 << 32;
+
+fn generation(state: u64) -> u64 {
+    state >> 32
+}
+
 struct Pool {
     busy: AtomicBool,
     job: UnsafeCell<Option<Job>>,
-    /// Bumped once per `run`; a worker that sees a new value takes part in that job.
-    epoch: AtomicUsize,
+    /// The current call's generation, whether it still takes workers (not [`CLOSED`]), and how
+    /// many workers are inside it ([`ACTIVE`]). A worker joins only an open call, by
+    /// incrementing the count with a compare-exchange; the caller closes the call once every
+    /// task is claimed and then waits for the count to reach 0.
+    state: AtomicU64,
     /// The next task index to hand out.
     next: AtomicUsize,
-    /// Workers that have not yet finished the current job.
-    pending: AtomicUsize,
     /// Set by a worker whose task panicked; `run` panics in turn.
     panicked: AtomicBool,
     spawned: AtomicUsize,
+    /// Workers asleep on `wake` (or about to be).
+    sleepers: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
 }
 
 // Safety: `job` is the only field that is not `Sync` by itself; it is written only by the
-// holder of `busy` while no worker reads it, and read by workers only between an `epoch` bump
-// (Release/Acquire) and their `pending` decrement, as explained in `dispatch`.
+// holder of `busy` while no worker is inside a call, and read by workers only between joining
+// an open call and leaving it, as explained in `dispatch`.
 unsafe impl Sync for Pool {}
 // Safety: the raw pointer in `job` is only a borrowed closure that is `Sync` (see above); the
 // pool lives in a static and is never moved between threads after creation anyway.
@@ -173,29 +195,34 @@ fn pool() -> &'static Pool {
     POOL.get_or_init(|| Pool {
         busy: AtomicBool::new(false),
         job: UnsafeCell::new(None),
-        epoch: AtomicUsize::new(0),
+        state: AtomicU64::new(CLOSED),
         next: AtomicUsize::new(0),
-        pending: AtomicUsize::new(0),
         panicked: AtomicBool::new(false),
         spawned: AtomicUsize::new(0),
+        sleepers: AtomicUsize::new(0),
         lock: Mutex::new(()),
         wake: Condvar::new(),
     })
 }
 
-/// Spin iterations a worker waits for the next job before it sleeps (some tens of
-/// microseconds: longer than the gap between two kernels of one training step).
-const SPIN: usize = 1 << 16;
+/// How long a worker waits for the next call, spinning, before it yields its core between
+/// looks: longer than the gap between two kernels of one training step, short enough that an
+/// idle worker hardly takes a core from another process.
+const SPIN: Duration = Duration::from_micros(20);
+/// How long a worker keeps looking (yielding its core between looks) before it sleeps until
+/// woken: the gap between two training steps (loss, optimizer, the next batch) of a small
+/// network.
+const LOOK: Duration = Duration::from_micros(200);
 
 impl Pool {
-    /// Runs the tasks on the calling thread and every worker; the caller holds `busy`.
+    /// Runs the tasks on the calling thread and on whichever workers join; the caller holds
+    /// `busy`.
     fn dispatch(&self, tasks: usize, job: &(dyn Fn(usize) + Sync)) {
-        let workers = self.spawned.load(Ordering::Acquire);
-        // Safety: the job is written only while `busy` is held and no worker is inside a job
-        // (the previous job waited for `pending` to reach 0 before releasing `busy`), so
-        // nothing reads the cell while it is written. The lifetime is erased to store the
-        // pointer; it is only dereferenced by workers before they decrement `pending`, and this
-        // function does not return (so `job` stays alive) until `pending` is 0.
+        // Safety: the job is written only while `busy` is held and no worker is inside a call
+        // (the previous call was closed and waited for its workers before releasing `busy`, and
+        // a worker joins only an open call), so nothing reads the cell while it is written. The
+        // lifetime is erased to store the pointer; it is only dereferenced by workers inside
+        // the call, and this function does not return (so `job` stays alive) until none is.
         unsafe {
             *self.job.get() = Some(Job {
                 f: std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), JobFn>(job),
@@ -203,17 +230,32 @@ impl Pool {
             });
         }
         self.next.store(0, Ordering::Relaxed);
-        self.pending.store(workers, Ordering::Relaxed);
-        {
-            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.epoch.fetch_add(1, Ordering::Release);
+        let previous = self.state.load(Ordering::Relaxed);
+        let open = (generation(previous).wrapping_add(1) & (u64::MAX >> 32)) * GENERATION;
+        // SeqCst with the sleepers' count: either a worker about to sleep sees the new call, or
+        // this sees the worker and wakes it.
+        self.state.store(open, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            // Taking the lock waits for a sleeper between its check and its sleep.
+            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
+            self.wake.notify_all();
         }
-        self.wake.notify_all();
-        // Whatever happens to a task, the workers are waited for before `job` goes out of
-        // scope (they hold a pointer to it), and a panic is passed on to the caller afterwards.
+        // Whatever happens to a task, the workers inside the call are waited for before `job`
+        // goes out of scope (they hold a pointer to it), and a panic is passed on afterwards.
         let here = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(job, tasks)));
-        while self.pending.load(Ordering::Acquire) != 0 {
-            std::hint::spin_loop();
+        // Every task is claimed (or this thread's task panicked): no worker may join any more,
+        // and only those inside are waited for, which are running tasks.
+        let mut state = self.state.fetch_or(CLOSED, Ordering::AcqRel) | CLOSED;
+        let mut looks = 0u32;
+        while state & ACTIVE != 0 {
+            if looks < 1 << 10 {
+                std::hint::spin_loop();
+            } else {
+                // A worker running the last task lost its core: let it have this one.
+                std::thread::yield_now();
+            }
+            looks = looks.saturating_add(1);
+            state = self.state.load(Ordering::Acquire);
         }
         let elsewhere = self.panicked.swap(false, Ordering::Acquire);
         if let Err(payload) = here {
@@ -224,7 +266,7 @@ impl Pool {
         }
     }
 
-    /// Starts workers until there are `n`; takes `busy` so no job runs meanwhile.
+    /// Starts workers until there are `n`; takes `busy` so no call runs meanwhile.
     fn grow(&'static self, n: usize) {
         while self
             .busy
@@ -235,7 +277,7 @@ impl Pool {
         }
         let have = self.spawned.load(Ordering::Acquire);
         for _ in have..n {
-            let seen = self.epoch.load(Ordering::Acquire);
+            let seen = generation(self.state.load(Ordering::Acquire));
             std::thread::Builder::new()
                 .name("striate-worker".into())
                 .spawn(move || self.worker(seen))
@@ -245,34 +287,73 @@ impl Pool {
         self.busy.store(false, Ordering::Release);
     }
 
-    fn worker(&self, mut seen: usize) {
+    /// Waits for a call of a generation other than `seen`: spins for [`SPIN`], then yields its
+    /// core between looks until [`LOOK`], then sleeps until [`Pool::dispatch`] wakes it.
+    fn wait_for_call(&self, seen: u64) -> u64 {
+        let start = Instant::now();
+        let mut looks = 0u32;
         loop {
-            let mut spins = 0;
-            while self.epoch.load(Ordering::Acquire) == seen {
-                if spins < SPIN {
-                    spins += 1;
-                    std::hint::spin_loop();
-                } else {
-                    let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-                    while self.epoch.load(Ordering::Acquire) == seen {
-                        guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
-                    }
-                }
+            let state = self.state.load(Ordering::Acquire);
+            if generation(state) != seen {
+                return state;
             }
-            seen = self.epoch.load(Ordering::Acquire);
-            // Safety: see `dispatch`: the job was written before the epoch bump we just observed
-            // and stays valid until we decrement `pending`.
-            let job = unsafe { (*self.job.get()).expect("a job comes with each epoch") };
+            looks = looks.saturating_add(1);
+            // The clock costs more than a look: the first looks only spin.
+            let waited = if looks < 64 {
+                Duration::ZERO
+            } else {
+                start.elapsed()
+            };
+            if waited >= LOOK {
+                let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                self.sleepers.fetch_add(1, Ordering::SeqCst);
+                while generation(self.state.load(Ordering::SeqCst)) == seen {
+                    guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+                }
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            } else if waited >= SPIN {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    fn worker(&self, mut seen: u64) {
+        loop {
+            let mut state = self.wait_for_call(seen);
+            seen = generation(state);
+            // Join the call unless it is closed already (its caller took every task).
+            let joined = loop {
+                if state & CLOSED != 0 || generation(state) != seen {
+                    break false;
+                }
+                match self.state.compare_exchange_weak(
+                    state,
+                    state + 1,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break true,
+                    Err(now) => state = now,
+                }
+            };
+            if !joined {
+                continue;
+            }
+            // Safety: see `dispatch`: the job was written before the call opened, and stays
+            // valid until this worker leaves the call.
+            let job = unsafe { (*self.job.get()).expect("a job comes with each call") };
             // Safety: as above, the closure outlives this use.
             let f = unsafe { &*job.f };
             // A panicking task must not leave `run` waiting forever: catch it, report it, and
-            // keep the worker alive for the next job.
+            // keep the worker alive for the next call.
             let done =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(f, job.tasks)));
             if done.is_err() {
                 self.panicked.store(true, Ordering::Release);
             }
-            self.pending.fetch_sub(1, Ordering::Release);
+            self.state.fetch_sub(1, Ordering::Release);
         }
     }
 
@@ -562,6 +643,27 @@ mod tests {
                 done.fetch_add(1, Ordering::Relaxed);
             });
             assert_eq!(done.load(Ordering::Relaxed), 2);
+        });
+    }
+
+    /// Many short calls with more threads than this machine may have cores, some of whose
+    /// workers join late or not at all: every task of every call runs exactly once, and each
+    /// call has finished all its tasks when it returns.
+    #[test]
+    fn calls_never_lose_or_repeat_tasks() {
+        with_threads(3, || {
+            let counts: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+            for call in 1..=20_000 {
+                run(3, |t| {
+                    if call % 97 == 0 {
+                        std::thread::yield_now();
+                    }
+                    counts[t].fetch_add(1, Ordering::Relaxed);
+                });
+                for c in &counts {
+                    assert_eq!(c.load(Ordering::Relaxed), call, "call {call}");
+                }
+            }
         });
     }
 
