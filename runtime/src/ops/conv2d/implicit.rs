@@ -250,7 +250,8 @@ pub(super) fn pack_weights_t(dst: &mut [f32], w: &[f32], g: &Conv2dGeom, isa: Is
     }
 }
 
-/// One sample of [`super::backward`], less the bias: `d_w += d_y_n · unfold(x_n)ᵀ` and, when
+/// One sample of [`super::backward`], less the bias: `d_w += d_y_n · unfold(x_n)ᵀ` (when
+/// `d_w` is given: the direct kernels may have taken it) and, when
 /// `d_x_n` is given, `d_x_n +=` the forward pass of [`input_gradient_geometry`] on `d_y_n`, or
 /// else `fold(wᵀ · d_y_n)`, the weights packed by [`pack_weights_t`] (only read then) and
 /// `buf` being [`backward_task_len`] values.
@@ -258,7 +259,7 @@ pub(super) fn pack_weights_t(dst: &mut [f32], w: &[f32], g: &Conv2dGeom, isa: Is
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward_sample(
     d_x_n: Option<&mut [f32]>,
-    d_w: &mut [f32],
+    d_w: Option<&mut [f32]>,
     d_y_n: &[f32],
     x_n: &[f32],
     packed_w_t: &[f32],
@@ -272,22 +273,24 @@ pub(super) fn backward_sample(
     let (packed_d_y, rest) = rest.split_at_mut(packed::packed_a_len(isa, o, area));
     let (b_buf, rest) = rest.split_at_mut(packed::packed_b_len(isa));
     // d_w[O, C·KH·KW] += d_y_n[O, OH·OW] · unfold(x_n)ᵀ[OH·OW, C·KH·KW]
-    packed::pack_a(isa, d_y_n, [area, 1], [o, area], packed_d_y);
-    let unfolded_t = Taps {
-        source: split_phases(padded, x_n, g, &phases),
-        g,
-        phases,
-    };
-    packed::gemm(
-        isa,
-        [o, area, taps],
-        packed::MatA::Packed(packed_d_y),
-        &unfolded_t,
-        Out::Add,
-        d_w,
-        taps,
-        b_buf,
-    );
+    if let Some(d_w) = d_w {
+        packed::pack_a(isa, d_y_n, [area, 1], [o, area], packed_d_y);
+        let unfolded_t = Taps {
+            source: split_phases(padded, x_n, g, &phases),
+            g,
+            phases,
+        };
+        packed::gemm(
+            isa,
+            [o, area, taps],
+            packed::MatA::Packed(packed_d_y),
+            &unfolded_t,
+            Out::Add,
+            d_w,
+            taps,
+            b_buf,
+        );
+    }
     let Some(d_x_n) = d_x_n else {
         return;
     };

@@ -255,7 +255,7 @@ fn scratch_len(g: &Conv2dGeom, isa: Isa, threads: usize) -> usize {
         most = most.max(implicit::shared_len(g, isa) + tasks * implicit::task_len(g, isa));
     }
     if !direct::handles_all(g) {
-        let per_task = implicit::backward_task_len(g, isa) + w_len;
+        let per_task = implicit::backward_task_len(g, isa) + w_len + direct_weights_len(g);
         most = most.max(implicit::backward_shared_len(g, isa) + tasks * per_task);
     }
     most
@@ -319,7 +319,10 @@ pub fn backward(
         } else {
             0
         };
-        (shared, implicit::backward_task_len(g, isa) + w_len)
+        (
+            shared,
+            implicit::backward_task_len(g, isa) + w_len + direct_weights_len(g),
+        )
     };
     let (packed_w_t, scratch) = scratch[..shared + tasks * per_task].split_at_mut(shared);
     if shared > 0 {
@@ -357,6 +360,11 @@ pub fn backward(
                 direct::backward(d_x_t, d_w_t, d_y_t, x_t, w, g, samples.len(), isa, buf);
                 return;
             }
+            // The direct kernels' weight gradient, when they take it, in its own part of `buf`.
+            let (buf, weights) = buf.split_at_mut(buf.len() - direct_weights_len(g));
+            let (padded, sums) =
+                weights.split_at_mut(weights.len().saturating_sub(direct::sums_len(g)));
+            sums.fill(0.0);
             for (i, (d_y_n, x_n)) in d_y_t
                 .chunks_exact(out_len)
                 .zip(x_t.chunks_exact(in_len))
@@ -365,7 +373,16 @@ pub fn backward(
                 let d_x_n = d_x_t
                     .as_deref_mut()
                     .map(|d| &mut d[i * in_len..(i + 1) * in_len]);
-                implicit::backward_sample(d_x_n, d_w_t, d_y_n, x_n, packed_w_t, g, isa, buf);
+                let d_w_n = if direct_weights_len(g) > 0 {
+                    direct::backward_weights(sums, d_y_n, x_n, g, isa, padded);
+                    None
+                } else {
+                    Some(&mut *d_w_t)
+                };
+                implicit::backward_sample(d_x_n, d_w_n, d_y_n, x_n, packed_w_t, g, isa, buf);
+            }
+            if direct_weights_len(g) > 0 {
+                direct::add_sums(d_w_t, sums);
             }
         });
     }
@@ -373,6 +390,16 @@ pub fn backward(
         for (d, &p) in d_w.iter_mut().zip(&partial[w_at..]) {
             *d += p;
         }
+    }
+}
+
+/// Values of scratch a task of the packed backward pass adds for the direct kernels' weight
+/// gradient ([`direct::takes_weights`]); 0 when the packed product takes it.
+const fn direct_weights_len(g: &Conv2dGeom) -> usize {
+    if direct::takes_weights(g) {
+        direct::weights_len(g)
+    } else {
+        0
     }
 }
 

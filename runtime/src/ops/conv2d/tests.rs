@@ -318,6 +318,31 @@ fn input_gradient_in_parts_matches_naive() {
     }
 }
 
+/// Layers with more output channels than the direct kernels take, stride 1 and at least 16×16
+/// outputs: the packed products do the forward pass and the input gradient, the direct
+/// kernels the weight gradient (3×3 with padding 1 as in ResNet, rows of taps of 1 to 4,
+/// widths that are not whole runs of lanes), on every instruction set the CPU has.
+#[test]
+fn direct_weight_gradient_beside_packed_products() {
+    let cases: &[Case] = &[
+        (2, [5, 16, 16], 20, [3, 3], [1, 1], [1, 1]),
+        (1, [3, 17, 19], 33, [2, 5], [1, 1], [0, 2]),
+        (3, [2, 18, 17], 17, [4, 1], [1, 1], [1, 0]),
+    ];
+    for ceiling in [Isa::Avx512, Isa::Avx2Fma, Isa::Plain] {
+        with_ceiling(ceiling, || {
+            for (i, case) in cases.iter().enumerate() {
+                let g = geom(case);
+                assert!(
+                    !direct::applies(&g) && direct::takes_weights(&g),
+                    "{case:?}"
+                );
+                check_against_naive(case, &[case.0], 110 + i as u64);
+            }
+        });
+    }
+}
+
 /// The packed forward pass on every instruction set the CPU has: strides 1 to 5 (phase
 /// splits of 1 to 5 phases, padded widths they do not divide), the sample used as it is
 /// (stride 1, no padding), more taps than one block of `B` rows (`packed::KC`), output
