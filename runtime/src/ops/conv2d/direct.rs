@@ -14,17 +14,22 @@ pub(super) const LANES: usize = 16;
 /// Output channels computed together: `GROUP × LANES` accumulators fill 12 of the 16 AVX
 /// registers.
 const GROUP: usize = 6;
-/// The most output channels for which these kernels are used: measured faster than
+/// The most output channels for which these kernels are always used: measured faster than
 /// im2col + sgemm for both LeNet-5 layers (6 and 16 channels; `conv2d/lenet*` in the
 /// benches), and than the packed products that replaced sgemm (LeNet-5 training at 2
 /// threads: 36,000 images/s against 18,000 with these kernels off).
 const MAX_OUT: usize = 16;
+/// The most output channels for which these kernels are used when output rows hold at least
+/// one whole run of [`LANES`]: ResNet-20's `32 → 32` layers on 16×16, batch 64, 1 thread,
+/// forward 4.9 -> 3.9 ms and backward 9.4 -> 8.3 against the packed products. On 8×8 rows
+/// (half a run) its `64 → 64` layers take 7.0 ms forward here against 4.0 packed.
+const MAX_OUT_WIDE: usize = 32;
 
 /// Whether [`forward_sample`] is used for `g`.
 pub(super) const fn applies(g: &Conv2dGeom) -> bool {
     g.stride_h == 1
         && g.stride_w == 1
-        && g.out_c <= MAX_OUT
+        && (g.out_c <= MAX_OUT || (g.out_c <= MAX_OUT_WIDE && g.out_w >= LANES))
         && g.out_h > 0
         && g.out_w > 0
         && !g.is_pointwise()
@@ -175,7 +180,7 @@ pub(super) fn backward(
 }
 
 /// Whether [`backward_weights`] also takes the weight gradient of a layer whose other work the
-/// packed products do (more than [`MAX_OUT`] output channels): stride 1, and outputs large
+/// packed products do (more output channels than [`applies`] allows): stride 1, and outputs large
 /// enough (at least 16×16) that its per-lane sums, loaded and stored once per sample and
 /// tap row, cost little against the products over the sample's positions. ResNet-20's
 /// `32 → 32` layers on 16×16, batch 64, 1 thread: 9.2 ms against 5.3 for the packed product,

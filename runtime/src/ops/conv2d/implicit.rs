@@ -410,9 +410,16 @@ fn finish_fold(d_x: &mut [f32], g: &Conv2dGeom, split: &[f32]) {
     for (i, d_x_row) in d_x.chunks_exact_mut(g.in_w).enumerate() {
         let (c, h) = (i / g.in_h, i % g.in_h);
         let row = &split[(c * p.hp + h + g.pad_h) * p.s * p.wq..][..p.s * p.wq];
-        for (w, d) in d_x_row.iter_mut().enumerate() {
-            let padded = w + g.pad_w;
-            *d += row[(padded % p.s) * p.wq + padded / p.s];
+        // Column `w` is phase `(w + PW) mod SW`, entry `(w + PW) / SW` of it: counted along
+        // the row instead of divided for every value.
+        let (mut q, mut r) = (g.pad_w / p.s, g.pad_w % p.s);
+        for d in d_x_row.iter_mut() {
+            *d += row[r * p.wq + q];
+            r += 1;
+            if r == p.s {
+                r = 0;
+                q += 1;
+            }
         }
     }
 }

@@ -214,7 +214,7 @@ fn direct_kernels_on_every_instruction_set() {
 #[test]
 fn packed_batches_match_naive() {
     let cases: &[Case] = &[
-        (7, [2, 30, 30], 17, [3, 3], [1, 1], [1, 1]),
+        (7, [2, 30, 30], 33, [3, 3], [1, 1], [1, 1]),
         (7, [3, 61, 59], 20, [3, 3], [2, 2], [1, 1]),
     ];
     for (i, case) in cases.iter().enumerate() {
@@ -321,13 +321,22 @@ fn input_gradient_in_parts_matches_naive() {
 /// Layers with more output channels than the direct kernels take, stride 1 and at least 16×16
 /// outputs: the packed products do the forward pass and the input gradient, the direct
 /// kernels the weight gradient (3×3 with padding 1 as in ResNet, rows of taps of 1 to 4,
-/// widths that are not whole runs of lanes), on every instruction set the CPU has.
+/// widths that are not whole runs of lanes), on every instruction set the CPU has. And
+/// 17 to 32 channels on rows of at least 16 outputs, where the direct kernels do it all.
 #[test]
 fn direct_weight_gradient_beside_packed_products() {
-    let cases: &[Case] = &[
+    for case in [
         (2, [5, 16, 16], 20, [3, 3], [1, 1], [1, 1]),
+        (1, [4, 5, 17], 32, [3, 3], [1, 1], [1, 1]),
+    ] {
+        let g = geom(&case);
+        assert!(direct::applies(&g) && direct::handles_all(&g), "{case:?}");
+        check_against_naive(&case, &[case.0], 120);
+    }
+    let cases: &[Case] = &[
+        (2, [5, 18, 18], 40, [3, 3], [1, 1], [1, 1]),
         (1, [3, 17, 19], 33, [2, 5], [1, 1], [0, 2]),
-        (3, [2, 18, 17], 17, [4, 1], [1, 1], [1, 0]),
+        (3, [2, 18, 17], 34, [4, 1], [1, 1], [1, 0]),
     ];
     for ceiling in [Isa::Avx512, Isa::Avx2Fma, Isa::Plain] {
         with_ceiling(ceiling, || {
