@@ -45,6 +45,56 @@ impl Isa {
     }
 }
 
+/// Defines `fn $name(isa: Isa, args..) -> R` with the body given, compiled once per instruction
+/// set: the body, as an `#[inline(always)]` function, is inlined into a `#[target_feature]`
+/// function of each build, so that the compiler vectorises its loops with that build's
+/// registers (an elementwise or summing loop of the portable code gets 128-bit SSE2), and
+/// `isa` picks the build. The results are the portable code's: Rust neither fuses a product
+/// and a sum nor reorders additions on its own, whichever the build.
+macro_rules! isa_builds {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$doc])*
+        // The arguments are the kernel's own.
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name(isa: $crate::ops::isa::Isa, $($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn portable($($arg: $ty),*) $(-> $ret)? $body
+            /// The AVX-512 build.
+            ///
+            /// # Safety
+            /// The CPU must support AVX-512F, AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                portable($($arg),*)
+            }
+            /// The AVX2 build.
+            ///
+            /// # Safety
+            /// The CPU must support AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                portable($($arg),*)
+            }
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // Safety: `Isa::current` returns `Avx512` only on a CPU with AVX-512F, AVX2
+                // and FMA.
+                $crate::ops::isa::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // Safety: `Isa::current` returns `Avx2Fma` only on a CPU with AVX2 and FMA.
+                $crate::ops::isa::Isa::Avx2Fma => unsafe { avx2($($arg),*) },
+                _ => portable($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use isa_builds;
+
 /// Asks the CPU.
 fn detect() -> Isa {
     #[cfg(target_arch = "x86_64")]

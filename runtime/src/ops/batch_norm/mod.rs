@@ -12,6 +12,8 @@ mod tests;
 pub(crate) use exchange::Exchange;
 use exchange::Shard;
 
+use super::isa::{isa_builds, Isa};
+
 /// The geometry of one batch-norm layer.
 ///
 /// Statistics are per channel `c`, taken over the batch and the `spatial` positions of each
@@ -110,6 +112,7 @@ pub fn forward_train(
         running_mean,
         running_var,
     );
+    let isa = Isa::current();
     exchange::with_shard(|shard| {
         let stats = Statistics {
             saved: &mut *saved,
@@ -117,11 +120,11 @@ pub fn forward_train(
             running_var,
         };
         match shard {
-            None => stats.of_batch(x, g, n),
-            Some(shard) => stats.of_shards(&shard, x, g, n),
+            None => stats.of_batch(x, g, n, isa),
+            Some(shard) => stats.of_shards(&shard, x, g, n, isa),
         }
     });
-    normalize(y, x, gamma, beta, saved, g, n);
+    normalize(isa, y, x, gamma, beta, saved, g, n);
 }
 
 /// Where [`forward_train`] puts the statistics of the batch.
@@ -133,7 +136,7 @@ struct Statistics<'a> {
 
 impl Statistics<'_> {
     /// From the `n` samples of `x`, the whole batch.
-    fn of_batch(self, x: &[f32], g: &BatchNormGeom, n: usize) {
+    fn of_batch(self, x: &[f32], g: &BatchNormGeom, n: usize, isa: Isa) {
         let count = n * g.spatial;
         if count == 0 {
             fill_saved_from_running(self.saved, self.running_mean, self.running_var, g);
@@ -141,7 +144,7 @@ impl Statistics<'_> {
         }
         let (saved_mean, saved_invstd) = self.saved.split_at_mut(g.c);
         for ch in 0..g.c {
-            let (mean, m2) = moments(x, g, n, ch);
+            let (mean, m2) = moments(isa, x, g, n, ch);
             let (mean_ch, invstd_ch) = (&mut saved_mean[ch], &mut saved_invstd[ch]);
             let running = (&mut self.running_mean[ch], &mut self.running_var[ch]);
             record(mean_ch, invstd_ch, running, (count as f64, mean, m2), g);
@@ -151,14 +154,14 @@ impl Statistics<'_> {
     /// From every shard's moments, combined in shard order with Chan et al.'s pairwise formula
     /// (a shard's `n` samples of `x` are its part of the batch). Each shard moves its own
     /// running statistics: shard 0's are the network's, the others' are copies of them.
-    fn of_shards(self, shard: &Shard<'_>, x: &[f32], g: &BatchNormGeom, n: usize) {
+    fn of_shards(self, shard: &Shard<'_>, x: &[f32], g: &BatchNormGeom, n: usize, isa: Isa) {
         // Published per shard: its count of values per channel, then mean and M2 per channel.
         let count = n * g.spatial;
         let round = shard.round(1 + 2 * g.c);
         round.publish(0, count as f64);
         for ch in 0..g.c {
             let (mean, m2) = if count > 0 {
-                moments(x, g, n, ch)
+                moments(isa, x, g, n, ch)
             } else {
                 (0.0, 0.0)
             };
@@ -206,14 +209,16 @@ fn combine(a: (f64, f64, f64), b: (f64, f64, f64)) -> (f64, f64, f64) {
     (count, mean, m2)
 }
 
-/// Mean and M2 (the sum of squared deviations from the mean) of channel `ch` of `n > 0`
-/// samples, in `f64`, in two passes.
-fn moments(x: &[f32], g: &BatchNormGeom, n: usize, ch: usize) -> (f64, f64) {
-    let count = (n * g.spatial) as f64;
-    let sum = lane_sum(channel(x, g, n, ch), |v| v as f64);
-    let mean = sum / count;
-    let m2 = lane_sum(channel(x, g, n, ch), |v| (v as f64 - mean).powi(2));
-    (mean, m2)
+isa_builds! {
+    /// Mean and M2 (the sum of squared deviations from the mean) of channel `ch` of `n > 0`
+    /// samples, in `f64`, in two passes.
+    fn moments(x: &[f32], g: &BatchNormGeom, n: usize, ch: usize) -> (f64, f64) {
+        let count = (n * g.spatial) as f64;
+        let sum = lane_sum(channel(x, g, n, ch), |v| v as f64);
+        let mean = sum / count;
+        let m2 = lane_sum(channel(x, g, n, ch), |v| (v as f64 - mean).powi(2));
+        (mean, m2)
+    }
 }
 
 /// Independent partial sums, so that the compiler can keep several in a vector register
@@ -221,8 +226,11 @@ fn moments(x: &[f32], g: &BatchNormGeom, n: usize, ch: usize) -> (f64, f64) {
 const LANES: usize = 8;
 
 /// `Σ f(v)` over `rows`, in f64, summed in [`LANES`] interleaved parts.
+#[inline(always)]
 fn lane_sum<'a>(rows: impl Iterator<Item = &'a [f32]>, f: impl Fn(f32) -> f64) -> f64 {
-    let mut acc = [0.0f64; LANES];
+    // The rows' last few values go to a sum of their own: added into the lanes, by a
+    // varying index, they keep the compiler from holding the lanes in one vector register.
+    let (mut acc, mut tail) = ([0.0f64; LANES], 0.0f64);
     for row in rows {
         let chunks = row.chunks_exact(LANES);
         let rest = chunks.remainder();
@@ -231,35 +239,33 @@ fn lane_sum<'a>(rows: impl Iterator<Item = &'a [f32]>, f: impl Fn(f32) -> f64) -
                 *a += f(v);
             }
         }
-        for (a, &v) in acc.iter_mut().zip(rest) {
-            *a += f(v);
+        for &v in rest {
+            tail += f(v);
         }
     }
-    acc.iter().sum()
+    acc.iter().sum::<f64>() + tail
 }
 
-/// `(Σ f(a, b), Σ h(a, b))` over pairs of rows, as [`lane_sum`].
-fn lane_sums2<'a>(
+/// `Σ f(a, b)` over pairs of rows, as [`lane_sum`].
+#[inline(always)]
+fn lane_sum2<'a>(
     rows: impl Iterator<Item = (&'a [f32], &'a [f32])>,
     f: impl Fn(f32, f32) -> f64,
-    h: impl Fn(f32, f32) -> f64,
-) -> (f64, f64) {
-    let (mut p, mut q) = ([0.0f64; LANES], [0.0f64; LANES]);
+) -> f64 {
+    let (mut acc, mut tail) = ([0.0f64; LANES], 0.0f64);
     for (ra, rb) in rows {
         let (ca, cb) = (ra.chunks_exact(LANES), rb.chunks_exact(LANES));
         let (rest_a, rest_b) = (ca.remainder(), cb.remainder());
         for (xa, xb) in ca.zip(cb) {
             for k in 0..LANES {
-                p[k] += f(xa[k], xb[k]);
-                q[k] += h(xa[k], xb[k]);
+                acc[k] += f(xa[k], xb[k]);
             }
         }
-        for (k, (&a, &b)) in rest_a.iter().zip(rest_b).enumerate() {
-            p[k] += f(a, b);
-            q[k] += h(a, b);
+        for (&a, &b) in rest_a.iter().zip(rest_b) {
+            tail += f(a, b);
         }
     }
-    (p.iter().sum(), q.iter().sum())
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Saves one channel's batch mean and `1/√(σ² + ε)`, and moves its running statistics, from
@@ -317,7 +323,7 @@ pub fn forward_eval(
         running_var,
     );
     fill_saved_from_running(saved, running_mean, running_var, g);
-    normalize(y, x, gamma, beta, saved, g, n);
+    normalize(Isa::current(), y, x, gamma, beta, saved, g, n);
 }
 
 /// The gradients of [`forward_train`] (`batch_stats = true`) or [`forward_eval`]
@@ -371,9 +377,10 @@ pub fn backward(
         gamma,
         saved,
     };
+    let isa = Isa::current();
     exchange::with_shard(|shard| match shard {
-        Some(shard) if batch_stats => slices.backward_shard(&shard, g, n),
-        _ => slices.backward_batch(g, n, batch_stats),
+        Some(shard) if batch_stats => slices.backward_shard(&shard, g, n, isa),
+        _ => slices.backward_batch(g, n, batch_stats, isa),
     });
 }
 
@@ -390,10 +397,10 @@ struct Slices<'a> {
 
 impl Slices<'_> {
     /// Over the `n` samples of the whole batch.
-    fn backward_batch(mut self, g: &BatchNormGeom, n: usize, batch_stats: bool) {
+    fn backward_batch(self, g: &BatchNormGeom, n: usize, batch_stats: bool, isa: Isa) {
         let count = n * g.spatial;
         for ch in 0..g.c {
-            let (sum_dy, sum_dy_xhat) = self.sums(g, n, ch);
+            let (sum_dy, sum_dy_xhat) = sums(isa, self.d_y, self.x, self.saved, g, n, ch);
             self.d_beta[ch] += sum_dy as f32;
             self.d_gamma[ch] += sum_dy_xhat as f32;
             let means = if batch_stats && count > 0 {
@@ -404,7 +411,9 @@ impl Slices<'_> {
             } else {
                 (0.0, 0.0)
             };
-            self.add_input_grad(g, n, ch, means);
+            add_input_grad(
+                isa, self.d_x, self.d_y, self.x, self.saved, self.gamma, g, n, ch, means,
+            );
         }
     }
 
@@ -412,11 +421,11 @@ impl Slices<'_> {
     /// over the whole batch, which the shards exchange (their count of values per channel,
     /// then `Σ d_y` and `Σ d_y x̂` per channel) and add in shard order. `d_γ` and `d_β` take
     /// the shard's own sums; the shards' parameter gradients are added afterwards.
-    fn backward_shard(mut self, shard: &Shard<'_>, g: &BatchNormGeom, n: usize) {
+    fn backward_shard(self, shard: &Shard<'_>, g: &BatchNormGeom, n: usize, isa: Isa) {
         let round = shard.round(1 + 2 * g.c);
         round.publish(0, (n * g.spatial) as f64);
         for ch in 0..g.c {
-            let (sum_dy, sum_dy_xhat) = self.sums(g, n, ch);
+            let (sum_dy, sum_dy_xhat) = sums(isa, self.d_y, self.x, self.saved, g, n, ch);
             self.d_beta[ch] += sum_dy as f32;
             self.d_gamma[ch] += sum_dy_xhat as f32;
             round.publish(1 + 2 * ch, sum_dy);
@@ -435,36 +444,54 @@ impl Slices<'_> {
             } else {
                 (0.0, 0.0)
             };
-            self.add_input_grad(g, n, ch, means);
+            add_input_grad(
+                isa, self.d_x, self.d_y, self.x, self.saved, self.gamma, g, n, ch, means,
+            );
         }
     }
+}
 
+isa_builds! {
     /// `Σ d_y` and `Σ d_y x̂` over channel `ch` of the `n` samples, in `f64`.
-    fn sums(&self, g: &BatchNormGeom, n: usize, ch: usize) -> (f64, f64) {
-        let (mu, inv) = (self.saved[ch], self.saved[g.c + ch]);
-        lane_sums2(
-            channel(self.d_y, g, n, ch).zip(channel(self.x, g, n, ch)),
-            |dy, _| dy as f64,
-            |dy, x| dy as f64 * ((x - mu) * inv) as f64,
-        )
-    }
-
-    /// `d_x += γ·invstd·(d_y - mean(d_y) - x̂·mean(d_y x̂))` over channel `ch`, given the two
-    /// means (zeros with running statistics).
-    fn add_input_grad(
-        &mut self,
+    fn sums(
+        d_y: &[f32],
+        x: &[f32],
+        saved: &[f32],
         g: &BatchNormGeom,
         n: usize,
         ch: usize,
-        (mean_dy, mean_dy_xhat): (f32, f32),
+    ) -> (f64, f64) {
+        let (mu, inv) = (saved[ch], saved[g.c + ch]);
+        // Two passes, one sum each: summed together, the compiler pairs the two sums' lanes in
+        // 128-bit registers and gives up on whole vectors (about 7x slower).
+        let sum_dy = lane_sum(channel(d_y, g, n, ch), |dy| dy as f64);
+        let d_y_x = channel(d_y, g, n, ch).zip(channel(x, g, n, ch));
+        let sum_dy_xhat = lane_sum2(d_y_x, |dy, x| dy as f64 * ((x - mu) * inv) as f64);
+        (sum_dy, sum_dy_xhat)
+    }
+}
+
+isa_builds! {
+    /// `d_x += γ·invstd·(d_y - mean(d_y) - x̂·mean(d_y x̂))` over channel `ch`, given the two
+    /// means (zeros with running statistics).
+    fn add_input_grad(
+        d_x: &mut [f32],
+        d_y: &[f32],
+        x: &[f32],
+        saved: &[f32],
+        gamma: &[f32],
+        g: &BatchNormGeom,
+        n: usize,
+        ch: usize,
+        means: (f32, f32),
     ) {
-        let (c, s) = (g.c, g.spatial);
-        let (mu, inv) = (self.saved[ch], self.saved[c + ch]);
-        let scale = self.gamma[ch] * inv;
+        let ((c, s), (mean_dy, mean_dy_xhat)) = ((g.c, g.spatial), means);
+        let (mu, inv) = (saved[ch], saved[c + ch]);
+        let scale = gamma[ch] * inv;
         for i in 0..n {
             let at = (i * c + ch) * s..(i * c + ch + 1) * s;
-            let d_x = &mut self.d_x[at.clone()];
-            for ((d, &dy), &x) in d_x.iter_mut().zip(&self.d_y[at.clone()]).zip(&self.x[at]) {
+            let d_x = &mut d_x[at.clone()];
+            for ((d, &dy), &x) in d_x.iter_mut().zip(&d_y[at.clone()]).zip(&x[at]) {
                 let xhat = (x - mu) * inv;
                 *d += scale * (dy - mean_dy - xhat * mean_dy_xhat);
             }
@@ -503,24 +530,26 @@ fn check_forward(
     );
 }
 
-/// `y = γ (x - μ)·invstd + β` with `μ` and `invstd` taken from `saved`.
-fn normalize(
-    y: &mut [f32],
-    x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    saved: &[f32],
-    g: &BatchNormGeom,
-    n: usize,
-) {
-    let (c, s) = (g.c, g.spatial);
-    let (mean, invstd) = saved.split_at(c);
-    for i in 0..n {
-        for ch in 0..c {
-            let at = (i * c + ch) * s..(i * c + ch + 1) * s;
-            let (mu, scale, shift) = (mean[ch], gamma[ch] * invstd[ch], beta[ch]);
-            for (y, &x) in y[at.clone()].iter_mut().zip(&x[at]) {
-                *y = (x - mu) * scale + shift;
+isa_builds! {
+    /// `y = γ (x - μ)·invstd + β` with `μ` and `invstd` taken from `saved`.
+    fn normalize(
+        y: &mut [f32],
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        saved: &[f32],
+        g: &BatchNormGeom,
+        n: usize,
+    ) {
+        let (c, s) = (g.c, g.spatial);
+        let (mean, invstd) = saved.split_at(c);
+        for i in 0..n {
+            for ch in 0..c {
+                let at = (i * c + ch) * s..(i * c + ch + 1) * s;
+                let (mu, scale, shift) = (mean[ch], gamma[ch] * invstd[ch], beta[ch]);
+                for (y, &x) in y[at.clone()].iter_mut().zip(&x[at]) {
+                    *y = (x - mu) * scale + shift;
+                }
             }
         }
     }
@@ -542,6 +571,7 @@ fn fill_saved_from_running(
 }
 
 /// The `spatial`-long runs of channel `ch`, one per sample.
+#[inline(always)]
 fn channel<'a>(
     x: &'a [f32],
     g: &BatchNormGeom,

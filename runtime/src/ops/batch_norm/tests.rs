@@ -457,3 +457,32 @@ fn a_failing_shard_releases_the_others() {
         assert!(caught.is_err());
     });
 }
+
+/// Every instruction set's build gives the portable code's results, bit for bit: the forward
+/// pass (output, saved and running statistics) and the backward pass, over channels whose
+/// values are and are not whole runs of the sums' lanes.
+#[test]
+fn every_instruction_set_gives_the_same_bits() {
+    use crate::ops::isa::{with_ceiling, Isa};
+    let (n, g) = (3, geom(4, 37));
+    let d = data(5, &g, n);
+    let d_y = uniform(&mut rng(6), d.x.len());
+    let run = |ceiling: Isa| {
+        with_ceiling(ceiling, || {
+            let (mut y, mut saved) = (vec![0.0; d.x.len()], vec![0.0; 2 * g.c]);
+            let (mut rm, mut rv) = (d.running_mean.clone(), d.running_var.clone());
+            let (x, gamma, beta) = (&d.x, &d.gamma, &d.beta);
+            forward_train(&mut y, &mut saved, x, gamma, beta, &mut rm, &mut rv, &g, n);
+            let (mut d_x, mut d_gamma, mut d_beta) =
+                (vec![0.5; d.x.len()], vec![0.0; 4], vec![0.0; 4]);
+            let (dx, dg, db) = (&mut d_x, &mut d_gamma, &mut d_beta);
+            backward(dx, dg, db, &d_y, x, gamma, &saved, &g, n, true);
+            [y, saved, rm, rv, d_x, d_gamma, d_beta]
+                .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+        })
+    };
+    let plain = run(Isa::Plain);
+    for ceiling in [Isa::Avx2Fma, Isa::Avx512] {
+        assert!(run(ceiling) == plain, "{ceiling:?}");
+    }
+}
