@@ -297,7 +297,7 @@ pub trait Network: Sized + 'static {
     }
 
     /// The class probabilities of each sample of a batch `[N, ...INPUT_SHAPE]`: the
-    /// [`softmax`](crate::softmax) of its outputs, `[N, K]`, in evaluation mode. Each row sums
+    /// [`softmax`] of its outputs, `[N, K]`, in evaluation mode. Each row sums
     /// to 1; its largest entry is the class [`Network::predict`] gives.
     ///
     /// # Errors
