@@ -57,16 +57,17 @@ impl Dataset {
         let read = |path: &Path| -> Result<(IdxArray, PathBuf)> {
             Ok((read_idx(path)?, path.to_path_buf()))
         };
-        from_idx(read(images.as_ref())?, read(labels.as_ref())?, classes)
+        from_idx(read(images.as_ref())?, read(labels.as_ref())?, classes, "")
     }
 }
 
 /// Checks one pair of image and label files, each with the path it came from, and makes the
-/// dataset.
+/// dataset; `label_hint` ends the message of a label out of range.
 pub(super) fn from_idx(
     (images, images_path): (IdxArray, PathBuf),
     (labels, labels_path): (IdxArray, PathBuf),
     classes: usize,
+    label_hint: &str,
 ) -> Result<Dataset> {
     let (n, sample_shape) = match images.dims[..] {
         [n, h, w] => (n, [1, h, w]),
@@ -112,7 +113,7 @@ pub(super) fn from_idx(
     let labels = labels.data.iter().map(|&l| usize::from(l)).collect();
     Dataset::new(pixels, labels, sample_shape, classes).map_err(|e| match e {
         // The one check that `Dataset::new` makes on the files' contents: name the file.
-        Error::LabelOutOfRange { .. } => Error::format(&labels_path, e.to_string()),
+        Error::LabelOutOfRange { .. } => Error::format(&labels_path, format!("{e}{label_hint}")),
         other => other,
     })
 }
@@ -143,6 +144,7 @@ mod tests {
             array(&[2, 3, 1, 2], (0..12).collect()),
             array(&[2], vec![12, 0]),
             13,
+            "",
         )
         .unwrap();
         assert_eq!(data.sample_shape(), [3, 1, 2]);
@@ -156,6 +158,7 @@ mod tests {
             array(&[2, 2], vec![0; 4]),
             array(&[2], vec![0, 0]),
             2,
+            "",
         ));
         assert_eq!(path, Path::new("images"));
         assert!(reason.contains("found 2-D dimensions [2, 2]"), "{reason}");
@@ -164,6 +167,7 @@ mod tests {
             array(&[2, 0, 2], vec![]),
             array(&[2], vec![0, 0]),
             2,
+            "",
         ));
         assert_eq!(path, Path::new("images"));
         assert!(reason.contains("found [1, 0, 2]"), "{reason}");
@@ -172,6 +176,7 @@ mod tests {
             array(&[2, 1, 1], vec![0; 2]),
             array(&[3], vec![0; 3]),
             2,
+            "",
         ));
         assert_eq!(path, Path::new("labels"));
         assert_eq!(
@@ -183,16 +188,17 @@ mod tests {
             array(&[2, 1, 1], vec![0; 2]),
             array(&[2], vec![1, 13]),
             13,
+            "; a hint",
         ));
         assert_eq!(path, Path::new("labels"));
         assert_eq!(
             reason,
             "label 13 at position 1 is out of range: expected a label below 13, the number of \
-             classes"
+             classes; a hint"
         );
 
         assert!(matches!(
-            from_idx(array(&[1, 1, 1], vec![0]), array(&[1], vec![0]), 0),
+            from_idx(array(&[1, 1, 1], vec![0]), array(&[1], vec![0]), 0, ""),
             Err(Error::Config {
                 name: "classes",
                 ..

@@ -10,6 +10,10 @@ use crate::{Error, Result};
 /// The number of digit classes, `0..=9`.
 const CLASSES: usize = 10;
 
+/// Ends the message of a label above 9.
+const LABEL_HINT: &str =
+    "; MNIST's labels are the digits 0 to 9 (Dataset::load_idx reads any number of classes)";
+
 /// The four files of the built-in subset (`runtime/data/mnist-10k`), compressed as shipped.
 const BUILTIN: [(&str, &[u8]); 4] = [
     (
@@ -171,8 +175,8 @@ fn from_idx(
     test_labels: (IdxArray, PathBuf),
 ) -> Result<Mnist> {
     let test_images_path = test_images.1.clone();
-    let train = dataset(train_images, train_labels, CLASSES)?;
-    let test = dataset(test_images, test_labels, CLASSES)?;
+    let train = dataset(train_images, train_labels, CLASSES, LABEL_HINT)?;
+    let test = dataset(test_images, test_labels, CLASSES, LABEL_HINT)?;
     if train.sample_shape() != test.sample_shape() {
         return Err(Error::format(
             test_images_path,
@@ -359,6 +363,7 @@ mod tests {
         assert_eq!(path, labels);
         assert!(reason.contains("label 10 at position 1"), "{reason}");
         assert!(reason.contains("expected a label below 10"), "{reason}");
+        assert!(reason.ends_with("(Dataset::load_idx reads any number of classes)"));
     }
 
     #[test]
