@@ -14,7 +14,9 @@ use crate::{Error, Network, Result};
 /// whether to show progress.
 ///
 /// `Fit::default()` is 10 epochs in batches of 32, no validation set, progress shown on a
-/// terminal. Each setting has a method of its name.
+/// terminal. Start from [`Fit::epochs(n)`](Fit::epochs), the defaults with `n` epochs, and
+/// change the rest with [`batch`](Fit::batch), [`validation`](Fit::validation) and
+/// [`progress`](Fit::progress).
 ///
 /// # Example
 ///
