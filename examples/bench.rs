@@ -473,7 +473,8 @@ fn accuracy(args: &Args, out: &mut Result_) {
         let perm = striate::data::shuffled_indices(data.len(), 0x5EED_0000 + e as u64);
         let mut total = 0.0f64;
         for b in 0..nb {
-            data.gather(&perm[b * BATCH..(b + 1) * BATCH], &mut x, &mut y);
+            data.gather(&perm[b * BATCH..(b + 1) * BATCH], &mut x, &mut y)
+                .expect("a permutation of the dataset's indices");
             total += f64::from(t.step(&x, &y));
         }
         epoch_loss.push(total / nb as f64);
@@ -484,7 +485,8 @@ fn accuracy(args: &Args, out: &mut Result_) {
     let order: Vec<usize> = (0..test.len()).collect();
     let mut tape = Tape::new();
     for chunk in order.chunks(256) {
-        test.gather(chunk, &mut x, &mut y);
+        test.gather(chunk, &mut x, &mut y)
+            .expect("indices below the dataset's length");
         let logits = infer(&mut t.net, &mut tape, &x);
         for (row, &label) in logits.chunks_exact(CLASSES).zip(&y) {
             correct += usize::from(argmax(row) == label);

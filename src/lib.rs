@@ -12,6 +12,9 @@ pub use striate_runtime::{
 #[doc(inline)]
 pub use striate_runtime::geometry;
 
+// Inlined, so that it is documented as `striate::softmax`.
+pub use striate_runtime::softmax;
+
 /// ndarray, re-exported so that generated code and users name the same version.
 pub use striate_runtime::ndarray;
 
@@ -31,7 +34,8 @@ pub use striate_runtime::__generated as __private;
 #[doc(hidden)]
 pub use striate_runtime::{Pass, Slot};
 
-/// What most programs need: the macro, the trait, training and data, and ndarray's arrays.
+/// What most programs need: the macro, the trait, data, training and inference, and ndarray's
+/// arrays.
 ///
 /// A training step and inference on LeNet-5, with its shapes as constants:
 ///
@@ -89,7 +93,7 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::network;
     #[doc(no_inline)]
-    pub use striate_runtime::data::{Dataset, Mnist};
+    pub use striate_runtime::data::{Dataset, Mnist, Normalize};
     #[doc(no_inline)]
     pub use striate_runtime::ndarray::{
         Array, Array1, Array2, Array4, ArrayView, ArrayView2, ArrayView4, Axis,
@@ -97,5 +101,7 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use striate_runtime::optim::{LrSchedule, Sgd};
     #[doc(no_inline)]
-    pub use striate_runtime::{cross_entropy, Error, Gradients, Mode, Network, Tape};
+    pub use striate_runtime::train::{evaluate, Fit, Trainer};
+    #[doc(no_inline)]
+    pub use striate_runtime::{cross_entropy, softmax, Error, Gradients, Mode, Network, Tape};
 }

@@ -269,3 +269,57 @@ fn loading_the_wrong_file_is_an_error_and_changes_nothing() {
     let err = net.load(&path).unwrap_err();
     assert!(matches!(err, striate::Error::Io { .. }), "{err}");
 }
+
+network! {
+    /// A convolutional body with no classifier: its output is a feature map, not class scores.
+    pub struct Body {
+        input: [1, 8, 8],
+        conv: conv2d(2, kernel = 3),
+    }
+}
+
+#[test]
+fn predict_is_the_argmax_and_predict_proba_the_softmax_of_forward() {
+    let net = Small::init(4);
+    let x = batch(6);
+    let logits = net.forward(x.view()).unwrap();
+    let classes = net.predict(x.view()).unwrap();
+    let expected: Vec<usize> = logits
+        .rows()
+        .into_iter()
+        .map(|row| {
+            (0..row.len())
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(classes, expected);
+    let probs = net.predict_proba(x.view()).unwrap();
+    assert_eq!(probs, softmax(logits.view()));
+    for row in probs.rows() {
+        assert!((row.sum() - 1.0).abs() < 1e-5, "{row}");
+    }
+    // Evaluation mode: dropout is off, so the same input gives the same answer.
+    assert_eq!(net.predict_proba(x.view()).unwrap(), probs);
+    assert!(net.predict(batch(0).view()).unwrap().is_empty());
+}
+
+#[test]
+fn predict_errors_name_both_shapes() {
+    let net = Small::init(0);
+    let err = net.predict(Array4::zeros((2, 1, 8, 7)).view()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input of Small: expected shape [2, 1, 8, 8], found [2, 1, 8, 7]"
+    );
+    let body = Body::init(0);
+    let err = body.predict(batch(2).view()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "output of Body for predict (one score per class): expected shape [72], found [2, 6, 6]"
+    );
+    let err = body.predict_proba(batch(2).view()).unwrap_err();
+    assert!(err
+        .to_string()
+        .starts_with("output of Body for predict_proba"));
+}

@@ -26,7 +26,8 @@ pub enum Error {
     },
     /// A class label is not below the number of classes.
     #[error(
-        "label {label} at position {index} is out of range: the network has {classes} classes"
+        "label {label} at position {index} is out of range: expected a label below {classes}, \
+         the number of classes"
     )]
     LabelOutOfRange {
         /// The bad label.

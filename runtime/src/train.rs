@@ -1,60 +1,39 @@
 //! The training loop: mini-batch SGD over a [`Dataset`] with a progress bar, and evaluation
 //! with a confusion matrix.
 //!
+//! [`Trainer::fit`] is the easy path: epochs, batch size and a validation set in, a
+//! per-epoch [`History`] out. [`Trainer::epoch`] runs one epoch, for a loop of your own;
+//! inside it, evaluate through [`Trainer::net`] (the trainer holds the network mutably).
+//!
 //! ```
-//! use striate_runtime::data::Dataset;
-//! use striate_runtime::optim::Sgd;
-//! use striate_runtime::train::{evaluate, Trainer};
-//! # use striate_runtime::*;
-//! # // A hand-written two-class linear network, as `network!` would generate it.
-//! # struct Tiny { state: State }
-//! # static PARAMS: [ParamInfo; 2] = [
-//! #     ParamInfo { name: "fc.weight", shape: &[2, 2], offset: 0, len: 4, init: Init::GlorotUniform { fan_in: 2, fan_out: 2 } },
-//! #     ParamInfo { name: "fc.bias", shape: &[2], offset: 4, len: 2, init: Init::Zeros },
-//! # ];
-//! # static LAYERS: [LayerInfo; 2] = [
-//! #     LayerInfo { name: "", kind: "flatten", declaration: "flatten", inputs: &[0], output: &[2], params: 0, receptive_field: [1, 2], macs: 0, depth: 0, note: "" },
-//! #     LayerInfo { name: "fc", kind: "linear", declaration: "linear(2)", inputs: &[1], output: &[2], params: 6, receptive_field: [1, 2], macs: 4, depth: 0, note: "" },
-//! # ];
-//! # static TAPE: [Slot; 3] = [Slot::act(2), Slot::act(2), Slot::act(2)];
-//! # const G: ops::linear::LinearGeom = ops::linear::LinearGeom { in_f: 2, out_f: 2 };
-//! # impl Network for Tiny {
-//! #     type InputDim = ndarray::Ix4; type OutputDim = ndarray::Ix2;
-//! #     type InputShape = Shape3<1, 1, 2>; type OutputShape = Shape1<2>;
-//! #     const NAME: &'static str = "Tiny"; const INPUT_SHAPE: &'static [usize] = &[1, 1, 2];
-//! #     const OUTPUT_SHAPE: &'static [usize] = &[2]; const NUM_PARAMS: usize = 6;
-//! #     const LAYERS: &'static [LayerInfo] = &LAYERS; const PARAMS: &'static [ParamInfo] = &PARAMS;
-//! #     const BUFFERS: &'static [ParamInfo] = &[]; const TAPE: &'static [Slot] = &TAPE;
-//! #     const GRADS: &'static [usize] = &[0, 1, 0];
-//! #     const RECEPTIVE: [geometry::Receptive; 2] = [geometry::Receptive::INPUT; 2];
-//! #     fn state(&self) -> &State { &self.state } fn state_mut(&mut self) -> &mut State { &mut self.state }
-//! #     fn from_state(state: State) -> Self { Tiny { state } }
-//! #     fn raw_forward(p: &[f32], _: Pass<'_>, tape: &mut Tape) {
-//! #         let n = tape.batch();
-//! #         layers::copy_forward(tape.forward_slots(0, 1));
-//! #         let s = tape.forward_slots(1, 2); let (w, b) = p.split_at(4);
-//! #         ops::linear::forward(s.y, s.x, w, Some(b), &G, n, s.scratch);
-//! #     }
-//! #     fn raw_backward(p: &[f32], d: &mut [f32], tape: &mut Tape, _: bool) {
-//! #         let n = tape.batch();
-//! #         let s = tape.backward_slots(1, 2, true, true); let (dw, db) = d.split_at_mut(4);
-//! #         ops::linear::backward(Some(s.d_x), dw, Some(db), s.d_y, s.x, &p[..4], &G, n, s.scratch);
-//! #         layers::copy_backward(tape.backward_slots(0, 1, true, true));
-//! #     }
-//! # }
+//! use striate::prelude::*;
+//! use striate::train::{evaluate, Fit, Trainer};
+//!
+//! network! {
+//!     /// Two numbers in, two classes out.
+//!     struct Tiny { input: [1, 1, 2], flatten, fc: linear(2) }
+//! }
+//!
 //! // Points left of zero are class 0, right of zero class 1.
 //! let xs: Vec<f32> = (0..200).flat_map(|i| [i as f32 / 100.0 - 1.0, 0.5]).collect();
 //! let ys: Vec<usize> = (0..200).map(|i| usize::from(i >= 100)).collect();
 //! let data = Dataset::new(xs, ys, [1, 1, 2], 2)?;
+//! let (train, valid) = data.split_stratified(0.2, 7)?;
 //!
 //! let mut net = Tiny::init(0);
 //! let mut trainer = Trainer::new(&mut net, Sgd::new(0.5).momentum(0.9));
-//! for epoch in 0..20 {
-//!     trainer.epoch(&data, 20, epoch, false)?;
+//! let history = trainer.fit(&train, Fit::epochs(10).batch(20).validation(&valid))?;
+//! let last = history.last().unwrap();
+//! assert!(last.validation.as_ref().unwrap().accuracy() > 0.95, "{last:?}");
+//!
+//! // The same by hand, going on from epoch 10, with an evaluation after each epoch.
+//! for epoch in 10..15 {
+//!     let report = trainer.epoch(&train, 20, epoch, false)?;
+//!     let eval = evaluate(trainer.net(), &valid, 64)?;
+//!     println!("epoch {epoch}: loss {:.3}, validation {:.1} %", report.loss, 100.0 * eval.accuracy());
 //! }
-//! let eval = evaluate(&net, &data, 64)?;
-//! assert!(eval.accuracy() > 0.95, "{}", eval.accuracy());
-//! # Ok::<(), striate_runtime::Error>(())
+//! assert!(evaluate(&net, &data, 64)?.accuracy() > 0.95);
+//! # Ok::<(), striate::Error>(())
 //! ```
 
 use std::time::Instant;
@@ -65,7 +44,12 @@ use ndarray::{Array2, ArrayView, ArrayView2, ArrayViewD, Ix2, IxDyn};
 use crate::data::{shuffled_indices, Dataset};
 use crate::ops::loss::softmax_cross_entropy;
 use crate::optim::{LrSchedule, Sgd};
+use crate::scores::argmax_rows;
 use crate::{Error, Gradients, Network, Result, Tape};
+
+mod fit;
+
+pub use fit::{EpochRecord, Fit, History};
 
 /// Mean softmax cross-entropy of `logits` `[N, K]` against class `labels`, and its gradient
 /// with respect to the logits (already divided by `N`).
@@ -76,11 +60,11 @@ use crate::{Error, Gradients, Network, Result, Tape};
 /// [`Error::LabelCount`], [`Error::LabelOutOfRange`] or [`Error::EmptyBatch`].
 ///
 /// ```
-/// use striate_runtime::{cross_entropy, ndarray::array};
+/// use striate::{cross_entropy, ndarray::array};
 /// let (loss, d) = cross_entropy(array![[0.0f32, 0.0]].view(), &[1])?;
 /// assert!((loss - std::f32::consts::LN_2).abs() < 1e-6);
 /// assert_eq!(d, array![[0.5f32, -0.5]]);
-/// # Ok::<(), striate_runtime::Error>(())
+/// # Ok::<(), striate::Error>(())
 /// ```
 pub fn cross_entropy(logits: ArrayView2<'_, f32>, labels: &[usize]) -> Result<(f32, Array2<f32>)> {
     let logits = logits.as_standard_layout();
@@ -93,22 +77,6 @@ pub fn cross_entropy(logits: ArrayView2<'_, f32>, labels: &[usize]) -> Result<(f
         k,
     )?;
     Ok((loss, d))
-}
-
-/// Index of the largest value of each row (the predicted class).
-fn argmax_rows(logits: &[f32], classes: usize) -> impl Iterator<Item = usize> + '_ {
-    logits.chunks_exact(classes).map(|row| {
-        row.iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                if v > best.1 {
-                    (i, v)
-                } else {
-                    best
-                }
-            })
-            .0
-    })
 }
 
 /// What one training step measured.
@@ -246,7 +214,7 @@ pub fn evaluate<N: Network<OutputDim = Ix2>>(
     let mut correct = 0;
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch) {
-        data.gather(chunk, &mut x, &mut y);
+        data.gather(chunk, &mut x, &mut y)?;
         let logits = net.forward(input_view::<N>(&x, chunk.len())?)?;
         let logits = logits.as_slice().expect("fresh output is contiguous");
         d_logits.resize(logits.len(), 0.0);
@@ -272,8 +240,16 @@ pub fn evaluate<N: Network<OutputDim = Ix2>>(
 
 /// Trains a classifier with softmax cross-entropy and SGD, reusing every buffer from one step to
 /// the next.
+///
+/// It holds the network mutably for as long as it lives: reach the network through
+/// [`net`](Trainer::net) and [`net_mut`](Trainer::net_mut), the optimizer through
+/// [`optimizer`](Trainer::optimizer) and [`optimizer_mut`](Trainer::optimizer_mut), and end
+/// the borrow with [`into_inner`](Trainer::into_inner) or by dropping the trainer. The
+/// [module's example](crate::train) trains with [`fit`](Trainer::fit) and by hand.
 pub struct Trainer<'n, N: Network> {
     net: &'n mut N,
+    /// Epochs run so far: the number of the next epoch [`Trainer::fit`] runs.
+    epochs_done: usize,
     opt: Sgd,
     base_lr: f32,
     schedule: LrSchedule,
@@ -293,6 +269,7 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         Trainer {
             base_lr: opt.lr(),
             net,
+            epochs_done: 0,
             opt,
             schedule: LrSchedule::Constant,
             seed: 0,
@@ -317,9 +294,61 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         self
     }
 
-    /// The network being trained.
+    /// The network being trained, for evaluating it between epochs without ending the
+    /// trainer's borrow: `evaluate(trainer.net(), &test, 256)`, `trainer.net().save(path)`.
     pub fn net(&self) -> &N {
         self.net
+    }
+
+    /// The network being trained, mutably (to load weights into it between epochs, say).
+    pub fn net_mut(&mut self) -> &mut N {
+        self.net
+    }
+
+    /// Ends the trainer, handing back the network it borrowed, for as long as the original
+    /// borrow lasts.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use striate::prelude::*;
+    ///
+    /// network! {
+    ///     struct Classifier { input: [1, 4, 4], flatten, fc: linear(2) }
+    /// }
+    ///
+    /// let data = Dataset::new(vec![0.5; 64], vec![0, 1, 0, 1], [1, 4, 4], 2)?;
+    /// let mut net = Classifier::init(0);
+    /// let mut trainer = Trainer::new(&mut net, Sgd::new(0.1).momentum(0.9));
+    /// trainer.optimizer_mut().reset(); // the optimizer's state, reached through the trainer
+    /// trainer.fit(&data, Fit::epochs(2).batch(2).progress(false))?;
+    /// assert_eq!(trainer.epochs_done(), 2);
+    /// assert_eq!(trainer.optimizer().lr(), 0.1);
+    /// let net: &mut Classifier = trainer.into_inner();
+    /// assert_eq!(net.predict(data.images())?.len(), 4);
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    pub fn into_inner(self) -> &'n mut N {
+        self.net
+    }
+
+    /// The optimizer, with its learning rate and momentum buffer.
+    pub fn optimizer(&self) -> &Sgd {
+        &self.opt
+    }
+
+    /// The optimizer, mutably. Each epoch sets its learning rate from the schedule (the base
+    /// rate being the optimizer's when the trainer was made), so a rate set here lasts until
+    /// the next epoch begins.
+    pub fn optimizer_mut(&mut self) -> &mut Sgd {
+        &mut self.opt
+    }
+
+    /// The number of epochs run so far: one more than the last epoch number given to
+    /// [`epoch`](Trainer::epoch), and the number of the next epoch [`fit`](Trainer::fit)
+    /// runs.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
     }
 
     /// One step of SGD on a batch: forward, loss, backward, update.
@@ -363,7 +392,9 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
     }
 
     /// One pass over `data` in shuffled batches of `batch` (the last, partial batch included),
-    /// with a progress bar on the terminal when `progress` is true.
+    /// with a progress bar on the terminal when `progress` is true. `epoch` (from 0) sets the
+    /// learning rate from the schedule and the shuffle seed; [`fit`](Trainer::fit) counts
+    /// epochs for you.
     ///
     /// # Errors
     /// [`Error::Config`] for a zero batch or an invalid schedule; shape errors when the dataset
@@ -402,7 +433,7 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         let mut y = std::mem::take(&mut self.y);
         let result = (|| {
             for (i, chunk) in order.chunks(batch).enumerate() {
-                data.gather(chunk, &mut x, &mut y);
+                data.gather(chunk, &mut x, &mut y)?;
                 let stats = self.step(input_view::<N>(&x, chunk.len())?, &y)?;
                 loss_sum += stats.loss as f64;
                 correct += stats.correct;
@@ -424,6 +455,7 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         self.y = y;
         bar.finish_and_clear();
         result?;
+        self.epochs_done = epoch + 1;
         let seconds = start.elapsed().as_secs_f64();
         Ok(EpochReport {
             epoch,

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::iter::FusedIterator;
 
-use ndarray::{Array4, ArrayView3, ArrayView4};
+use ndarray::{Array4, ArrayView3, ArrayView4, ArrayViewMut4};
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::SplitMix64;
 
@@ -17,19 +17,19 @@ use crate::{Error, Result};
 /// # Example
 ///
 /// ```
-/// use striate_runtime::data::{Dataset, Order};
+/// use striate::data::{Dataset, Order};
 ///
 /// // Four 1x2x2 images, labelled 0, 1, 1, 0.
 /// let images: Vec<f32> = (0..16).map(|v| v as f32 / 16.0).collect();
 /// let data = Dataset::new(images, vec![0, 1, 1, 0], [1, 2, 2], 2)?;
 /// assert_eq!(data.len(), 4);
-/// assert_eq!(data.image(1)[[0, 0, 1]], 5.0 / 16.0);
+/// assert_eq!(data.image(1)?[[0, 0, 1]], 5.0 / 16.0);
 ///
 /// let batches: Vec<_> = data.batches(3, Order::Sequential)?.collect();
 /// assert_eq!(batches.len(), 2); // a full batch of 3, then the last one
 /// assert_eq!(batches[1].0.shape(), [1, 1, 2, 2]);
 /// assert_eq!(batches[1].1, [0]);
-/// # Ok::<(), striate_runtime::Error>(())
+/// # Ok::<(), striate::Error>(())
 /// ```
 #[derive(Clone, PartialEq)]
 pub struct Dataset {
@@ -67,7 +67,7 @@ impl Dataset {
     /// # Example
     ///
     /// ```
-    /// use striate_runtime::{data::Dataset, Error};
+    /// use striate::{data::Dataset, Error};
     ///
     /// let err = Dataset::new(vec![0.0; 8], vec![0, 1, 2], [1, 2, 2], 3).unwrap_err();
     /// assert!(matches!(err, Error::LabelCount { expected: 2, found: 3 }));
@@ -136,6 +136,54 @@ impl Dataset {
         })
     }
 
+    /// A dataset of the images `(N, C, H, W)` (any memory layout; the values are copied in
+    /// row-major order) with one label each, every label below `classes`.
+    ///
+    /// `classes` is given rather than read off the largest label, so that a validation split
+    /// or a small test set that happens to lack the last class still says how many there are.
+    ///
+    /// # Errors
+    ///
+    /// As [`Dataset::new`]: [`Error::Config`] if `classes` or a dimension of `C, H, W` is
+    /// zero; [`Error::LabelCount`] naming both counts if there is not one label per image;
+    /// [`Error::LabelOutOfRange`] for the first label that is not below `classes`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use striate::prelude::*;
+    ///
+    /// // Six 3-channel 4x4 images in 2 classes.
+    /// let images = Array4::<f32>::from_shape_fn((6, 3, 4, 4), |(n, c, _, _)| (n + c) as f32);
+    /// let data = Dataset::from_arrays(images, [0, 1, 0, 1, 1, 0], 2)?;
+    /// assert_eq!((data.len(), data.sample_shape(), data.classes()), (6, [3, 4, 4], 2));
+    ///
+    /// // Five labels for six images is an error naming both counts.
+    /// let images = Array4::<f32>::zeros((6, 3, 4, 4));
+    /// let err = Dataset::from_arrays(images, vec![0; 5], 2).unwrap_err();
+    /// assert_eq!(err.to_string(), "expected 6 labels (one per sample), found 5");
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    pub fn from_arrays(
+        images: Array4<f32>,
+        labels: impl IntoIterator<Item = usize>,
+        classes: usize,
+    ) -> Result<Self> {
+        let (_, c, h, w) = images.dim();
+        let len = images.len();
+        let values = if images.is_standard_layout() {
+            // Row-major and contiguous from the offset on: take the storage as it is.
+            let (mut values, offset) = images.into_raw_vec_and_offset();
+            let offset = offset.unwrap_or(0);
+            values.truncate(offset + len);
+            values.drain(..offset);
+            values
+        } else {
+            images.iter().copied().collect()
+        };
+        Dataset::new(values, labels.into_iter().collect(), [c, h, w], classes)
+    }
+
     /// The number of samples `N`.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -168,6 +216,14 @@ impl Dataset {
             .expect("Dataset::new checked that images hold N*C*H*W values")
     }
 
+    /// All images, `(N, C, H, W)`, mutably (for transforms such as
+    /// [`Normalize`](super::Normalize)).
+    pub(crate) fn images_mut(&mut self) -> ArrayViewMut4<'_, f32> {
+        let [c, h, w] = self.sample_shape;
+        ArrayViewMut4::from_shape((self.len(), c, h, w), &mut self.images)
+            .expect("Dataset::new checked that images hold N*C*H*W values")
+    }
+
     /// All labels, one per sample.
     pub fn labels(&self) -> &[usize] {
         &self.labels
@@ -175,15 +231,31 @@ impl Dataset {
 
     /// Sample `i`'s image, `(C, H, W)`.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `i >= self.len()`.
-    pub fn image(&self, i: usize) -> ArrayView3<'_, f32> {
-        self.check_index(i);
+    /// [`Error::Config`] naming the index and the length if `i >= self.len()`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use striate::data::Dataset;
+    ///
+    /// let data = Dataset::new(vec![0.5, 1.0], vec![0, 1], [1, 1, 1], 2)?;
+    /// assert_eq!(data.image(1)?[[0, 0, 0]], 1.0);
+    /// assert_eq!(
+    ///     data.image(2).unwrap_err().to_string(),
+    ///     "invalid sample index: expected an index below 2 (the dataset's length), found 2"
+    /// );
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    pub fn image(&self, i: usize) -> Result<ArrayView3<'_, f32>> {
+        self.check_index(i)?;
         let [c, h, w] = self.sample_shape;
         let len = self.sample_len();
-        ArrayView3::from_shape((c, h, w), &self.images[i * len..(i + 1) * len])
-            .expect("a sample slice holds C*H*W values")
+        Ok(
+            ArrayView3::from_shape((c, h, w), &self.images[i * len..(i + 1) * len])
+                .expect("a sample slice holds C*H*W values"),
+        )
     }
 
     /// Copies the samples at `indices`, in that order, into `x` (flat `(B, C, H, W)`, with
@@ -193,40 +265,70 @@ impl Dataset {
     /// size allocates nothing once they have grown. This is the allocation-free path for
     /// training loops; [`batches`](Dataset::batches) is the convenient one.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If an index is not below `self.len()`.
+    /// [`Error::Config`] naming the first index that is not below `self.len()`; the buffers
+    /// then hold the samples before it.
     ///
     /// # Example
     ///
     /// ```
-    /// use striate_runtime::data::{shuffled_indices, Dataset};
+    /// use striate::data::{shuffled_indices, Dataset};
     ///
     /// let data = Dataset::new((0..6).map(|v| v as f32).collect(), vec![0, 1, 2], [1, 1, 2], 3)?;
     /// let (mut x, mut y) = (Vec::new(), Vec::new());
-    /// data.gather(&[2, 0], &mut x, &mut y);
+    /// data.gather(&[2, 0], &mut x, &mut y)?;
     /// assert_eq!(x, [4.0, 5.0, 0.0, 1.0]);
     /// assert_eq!(y, [2, 0]);
     ///
     /// // A shuffled epoch in batches of 2, reusing the buffers.
     /// let order = shuffled_indices(data.len(), 7);
     /// for batch in order.chunks(2) {
-    ///     data.gather(batch, &mut x, &mut y);
+    ///     data.gather(batch, &mut x, &mut y)?;
     ///     assert_eq!(x.len(), batch.len() * data.sample_len());
     /// }
-    /// # Ok::<(), striate_runtime::Error>(())
+    /// # Ok::<(), striate::Error>(())
     /// ```
-    pub fn gather(&self, indices: &[usize], x: &mut Vec<f32>, y: &mut Vec<usize>) {
+    pub fn gather(&self, indices: &[usize], x: &mut Vec<f32>, y: &mut Vec<usize>) -> Result<()> {
         let len = self.sample_len();
         x.clear();
         y.clear();
         x.reserve(indices.len() * len);
         y.reserve(indices.len());
         for &i in indices {
-            self.check_index(i);
+            self.check_index(i)?;
             x.extend_from_slice(&self.images[i * len..(i + 1) * len]);
             y.push(self.labels[i]);
         }
+        Ok(())
+    }
+
+    /// A new dataset holding copies of the samples at `indices`, in that order (an index may
+    /// repeat).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first index that is not below `self.len()`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use striate::data::Dataset;
+    ///
+    /// let data = Dataset::new(vec![0.0, 1.0, 2.0], vec![0, 1, 2], [1, 1, 1], 3)?;
+    /// assert_eq!(data.subset(&[2, 0])?.labels(), [2, 0]);
+    /// assert!(data.subset(&[3]).is_err());
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    pub fn subset(&self, indices: &[usize]) -> Result<Dataset> {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        self.gather(indices, &mut images, &mut labels)?;
+        Ok(Dataset {
+            images,
+            labels,
+            sample_shape: self.sample_shape,
+            classes: self.classes,
+        })
     }
 
     /// An iterator over batches of `batch` samples as owned `(x, y)` pairs, `x` being
@@ -243,12 +345,12 @@ impl Dataset {
     /// # Example
     ///
     /// ```
-    /// use striate_runtime::data::{Dataset, Order};
+    /// use striate::data::{Dataset, Order};
     ///
     /// let data = Dataset::new(vec![0.0; 10], vec![0; 10], [1, 1, 1], 1)?;
     /// assert_eq!(data.batches(4, Order::Shuffled { seed: 1 })?.len(), 3);
     /// assert_eq!(data.batches(4, Order::Sequential)?.drop_last(true).len(), 2);
-    /// # Ok::<(), striate_runtime::Error>(())
+    /// # Ok::<(), striate::Error>(())
     /// ```
     pub fn batches(&self, batch: usize, order: Order) -> Result<Batches<'_>> {
         Error::check_batch(batch)?;
@@ -270,12 +372,12 @@ impl Dataset {
     /// # Example
     ///
     /// ```
-    /// use striate_runtime::data::Dataset;
+    /// use striate::data::Dataset;
     ///
     /// let data = Dataset::new(vec![0.0; 10], vec![0; 10], [1, 1, 1], 1)?;
     /// assert_eq!(data.take(3).len(), 3);
     /// assert_eq!(data.take(99).len(), 10);
-    /// # Ok::<(), striate_runtime::Error>(())
+    /// # Ok::<(), striate::Error>(())
     /// ```
     pub fn take(&self, n: usize) -> Dataset {
         let n = n.min(self.len());
@@ -288,43 +390,54 @@ impl Dataset {
     }
 
     /// Splits the dataset in two, like [`Vec::split_off`]: `self` keeps the samples `[0, at)`
-    /// and the samples `[at, len)` are returned. Useful to hold out a validation set.
+    /// and the samples `[at, len)` are returned. To hold out a random validation set, see
+    /// [`split`](Dataset::split) and [`split_stratified`](Dataset::split_stratified).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `at > self.len()`.
+    /// [`Error::Config`] naming `at` and the length if `at > self.len()`; `self` is unchanged.
     ///
     /// # Example
     ///
     /// ```
-    /// use striate_runtime::data::Dataset;
+    /// use striate::data::Dataset;
     ///
     /// let mut train = Dataset::new(vec![0.0; 10], (0..10).collect(), [1, 1, 1], 10)?;
-    /// let valid = train.split_off(8);
+    /// let valid = train.split_off(8)?;
+    /// assert!(train.split_off(9).is_err());
     /// assert_eq!((train.len(), valid.len()), (8, 2));
     /// assert_eq!(valid.labels(), [8, 9]);
-    /// # Ok::<(), striate_runtime::Error>(())
+    /// # Ok::<(), striate::Error>(())
     /// ```
-    pub fn split_off(&mut self, at: usize) -> Dataset {
-        assert!(
-            at <= self.len(),
-            "split point {at} is beyond the end of a dataset of {} samples",
-            self.len()
-        );
-        Dataset {
+    pub fn split_off(&mut self, at: usize) -> Result<Dataset> {
+        if at > self.len() {
+            return Err(Error::Config {
+                name: "split point",
+                reason: format!(
+                    "expected at most {} (the dataset's length), found {at}",
+                    self.len()
+                ),
+            });
+        }
+        Ok(Dataset {
             images: self.images.split_off(at * self.sample_len()),
             labels: self.labels.split_off(at),
             sample_shape: self.sample_shape,
             classes: self.classes,
-        }
+        })
     }
 
-    fn check_index(&self, i: usize) {
-        assert!(
-            i < self.len(),
-            "sample index {i} is out of range for a dataset of {} samples",
-            self.len()
-        );
+    fn check_index(&self, i: usize) -> Result<()> {
+        if i >= self.len() {
+            return Err(Error::Config {
+                name: "sample index",
+                reason: format!(
+                    "expected an index below {} (the dataset's length), found {i}",
+                    self.len()
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -382,7 +495,9 @@ impl Iterator for Batches<'_> {
         let indices = &self.order[self.next..self.next + size];
         self.next += size;
         let (mut x, mut y) = (Vec::new(), Vec::new());
-        self.data.gather(indices, &mut x, &mut y);
+        self.data
+            .gather(indices, &mut x, &mut y)
+            .expect("the order is a permutation of the dataset's indices");
         let [c, h, w] = self.data.sample_shape;
         let x = Array4::from_shape_vec((size, c, h, w), x)
             .expect("gather fills B*C*H*W values for B indices");
@@ -434,7 +549,7 @@ impl FusedIterator for Batches<'_> {}
 /// # Example
 ///
 /// ```
-/// use striate_runtime::data::shuffled_indices;
+/// use striate::data::shuffled_indices;
 ///
 /// assert_eq!(shuffled_indices(10, 0x5EED0000), [7, 4, 5, 3, 8, 2, 1, 9, 0, 6]);
 /// ```
@@ -548,25 +663,97 @@ mod tests {
         let data = numbered(4);
         assert_eq!(data.images().shape(), [4, 1, 1, 2]);
         assert_eq!(data.images()[[2, 0, 0, 1]], 21.0);
-        assert_eq!(data.image(3).as_slice().unwrap(), [30.0, 31.0]);
+        assert_eq!(data.image(3).unwrap().as_slice().unwrap(), [30.0, 31.0]);
         assert_eq!(data.labels(), [0, 1, 2, 0]);
     }
 
     #[test]
-    #[should_panic(expected = "sample index 4 is out of range for a dataset of 4 samples")]
-    fn image_out_of_range_panics() {
-        numbered(4).image(4);
+    fn out_of_range_indices_are_errors_naming_index_and_length() {
+        let data = numbered(4);
+        let expected = "invalid sample index: expected an index below 4 (the dataset's length), \
+                        found 4";
+        assert_eq!(data.image(4).unwrap_err().to_string(), expected);
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        assert_eq!(
+            data.gather(&[1, 4], &mut x, &mut y)
+                .unwrap_err()
+                .to_string(),
+            expected
+        );
+        assert_eq!(data.subset(&[4]).unwrap_err().to_string(), expected);
+        let mut head = data.clone();
+        assert_eq!(
+            head.split_off(5).unwrap_err().to_string(),
+            "invalid split point: expected at most 4 (the dataset's length), found 5"
+        );
+        assert_eq!(head, data, "a failed split_off changed the dataset");
+    }
+
+    #[test]
+    fn from_arrays_matches_new_in_any_layout() {
+        let flat: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        let expected = Dataset::new(flat.clone(), vec![0, 1], [3, 2, 2], 2).unwrap();
+        let images = Array4::from_shape_vec((2, 3, 2, 2), flat).unwrap();
+        assert_eq!(
+            Dataset::from_arrays(images.clone(), [0, 1], 2).unwrap(),
+            expected
+        );
+        // The same values held channels-last, viewed back as (N, C, H, W).
+        let channels_last = images
+            .permuted_axes([0, 2, 3, 1])
+            .as_standard_layout()
+            .into_owned();
+        let view = channels_last.permuted_axes([0, 3, 1, 2]);
+        assert!(!view.is_standard_layout());
+        assert_eq!(Dataset::from_arrays(view, [0, 1], 2).unwrap(), expected);
+    }
+
+    #[test]
+    fn from_arrays_rejects_bad_inputs() {
+        let images = || Array4::<f32>::zeros((3, 1, 2, 2));
+        assert!(matches!(
+            Dataset::from_arrays(images(), [0, 1], 2),
+            Err(Error::LabelCount {
+                expected: 3,
+                found: 2
+            })
+        ));
+        assert!(matches!(
+            Dataset::from_arrays(images(), [0, 1, 2], 2),
+            Err(Error::LabelOutOfRange {
+                label: 2,
+                index: 2,
+                classes: 2
+            })
+        ));
+        assert!(matches!(
+            Dataset::from_arrays(Array4::zeros((3, 0, 2, 2)), [0, 0, 0], 2),
+            Err(Error::Config {
+                name: "sample_shape",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn label_error_names_no_network() {
+        let err = Dataset::new(vec![0.0; 2], vec![0, 5], [1, 1, 1], 3).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "label 5 at position 1 is out of range: expected a label below 3, the number of \
+             classes"
+        );
     }
 
     #[test]
     fn gather_reuses_buffers() {
         let data = numbered(5);
         let (mut x, mut y) = (Vec::new(), Vec::new());
-        data.gather(&[4, 1, 1], &mut x, &mut y);
+        data.gather(&[4, 1, 1], &mut x, &mut y).unwrap();
         assert_eq!(x, [40.0, 41.0, 10.0, 11.0, 10.0, 11.0]);
         assert_eq!(y, [1, 1, 1]);
         let (x_ptr, y_ptr) = (x.as_ptr(), y.as_ptr());
-        data.gather(&[0, 2, 3], &mut x, &mut y);
+        data.gather(&[0, 2, 3], &mut x, &mut y).unwrap();
         assert_eq!(x, [0.0, 1.0, 20.0, 21.0, 30.0, 31.0]);
         assert_eq!(y, [0, 2, 0]);
         assert_eq!(
@@ -574,7 +761,7 @@ mod tests {
             (x_ptr, y_ptr),
             "buffers reallocated"
         );
-        data.gather(&[], &mut x, &mut y);
+        data.gather(&[], &mut x, &mut y).unwrap();
         assert!(x.is_empty() && y.is_empty());
     }
 
@@ -651,10 +838,10 @@ mod tests {
         assert_eq!(data.take(10), data);
 
         let mut head = data.clone();
-        let tail = head.split_off(3);
+        let tail = head.split_off(3).unwrap();
         assert_eq!(head, data.take(3));
         assert_eq!(tail.labels(), [0, 1]);
-        assert_eq!(tail.image(0).as_slice().unwrap(), [30.0, 31.0]);
+        assert_eq!(tail.image(0).unwrap().as_slice().unwrap(), [30.0, 31.0]);
         assert_eq!((tail.sample_shape(), tail.classes()), ([1, 1, 2], 3));
     }
 

@@ -58,7 +58,7 @@ impl fmt::Debug for IdxArray {
 /// # Example
 ///
 /// ```
-/// use striate_runtime::data::read_idx;
+/// use striate::data::read_idx;
 ///
 /// let path = std::env::temp_dir().join(format!("striate-doc-read-idx-{}", std::process::id()));
 /// // A 2x3 array: magic 00 00 08 02, dims 2 and 3, then six values.
@@ -69,7 +69,8 @@ impl fmt::Debug for IdxArray {
 /// # std::fs::remove_file(&path)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn read_idx(path: &Path) -> Result<IdxArray> {
+pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
+    let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     parse_idx(&bytes, path)
 }
@@ -91,18 +92,18 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 /// # Example
 ///
 /// ```
-/// use std::path::Path;
-/// use striate_runtime::data::parse_idx;
+/// use striate::data::parse_idx;
 ///
-/// let labels = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1], Path::new("labels"))?;
+/// let labels = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1], "labels")?;
 /// assert_eq!(labels.dims, [3]);
 /// assert_eq!(labels.data, [7, 2, 1]);
 ///
-/// let err = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 3, 7], Path::new("labels")).unwrap_err();
+/// let err = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 3, 7], "labels").unwrap_err();
 /// assert!(err.to_string().contains("need 3 bytes of data"), "{err}");
-/// # Ok::<(), striate_runtime::Error>(())
+/// # Ok::<(), striate::Error>(())
 /// ```
-pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
+pub fn parse_idx(bytes: &[u8], origin: impl AsRef<Path>) -> Result<IdxArray> {
+    let origin = origin.as_ref();
     if bytes.starts_with(&GZIP_MAGIC) {
         parse_stream(MultiGzDecoder::new(bytes), origin, Encoding::Gzip)
     } else {

@@ -2,12 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
+use super::from_idx::from_idx as dataset;
 use super::idx::{parse_idx, read_idx, IdxArray};
 use super::Dataset;
 use crate::{Error, Result};
 
 /// The number of digit classes, `0..=9`.
 const CLASSES: usize = 10;
+
+/// Ends the message of a label above 9.
+const LABEL_HINT: &str =
+    "; MNIST's labels are the digits 0 to 9 (Dataset::load_idx reads any number of classes)";
 
 /// The four files of the built-in subset (`runtime/data/mnist-10k`), compressed as shipped.
 const BUILTIN: [(&str, &[u8]); 4] = [
@@ -47,28 +52,31 @@ impl Mnist {
     /// `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
     /// `t10k-labels-idx1-ubyte`.
     ///
-    /// Any image size is accepted (the samples are `[1, H, W]`), as long as train and test
-    /// agree.
+    /// Any image size is accepted (the samples are `[1, H, W]`, or `[C, H, W]` from 4-D
+    /// files), as long as train and test agree. For other file names or other classes, see
+    /// [`Dataset::load_idx`].
     ///
     /// # Errors
     ///
-    /// - [`Error::Io`] if a file is missing (naming the path without `.gz`) or unreadable;
+    /// - [`Error::Io`] if `dir` is not a directory (saying so) or a file is missing (naming
+    ///   the path without `.gz`) or unreadable;
     /// - [`Error::Format`] naming the file if it is not a valid IDX file of unsigned bytes (see
-    ///   [`parse_idx`]), if images are not 3-D `[N, H, W]` or labels not 1-D `[N]`, if the
-    ///   number of labels differs from the number of images (naming both), if a label is above
-    ///   9, or if the test images' size differs from the training images'.
+    ///   [`parse_idx`]), if images are not 3-D `[N, H, W]` (or 4-D) or labels not 1-D `[N]`, if
+    ///   the number of labels differs from the number of images (naming both), if a label is
+    ///   above 9, or if the test images' size differs from the training images'.
     ///
     /// # Example
     ///
     /// ```no_run
-    /// use striate_runtime::data::Mnist;
+    /// use striate::data::Mnist;
     ///
     /// let mnist = Mnist::load("datasets/mnist")?;
     /// assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
-    /// # Ok::<(), striate_runtime::Error>(())
+    /// # Ok::<(), striate::Error>(())
     /// ```
     pub fn load(dir: impl AsRef<Path>) -> Result<Mnist> {
         let dir = dir.as_ref();
+        check_directory(dir)?;
         let read = |name: &str| -> Result<(IdxArray, PathBuf)> {
             let path = find_file(dir, name)?;
             Ok((read_idx(&path)?, path))
@@ -94,7 +102,7 @@ impl Mnist {
     /// # Example
     ///
     /// ```
-    /// use striate_runtime::data::Mnist;
+    /// use striate::data::Mnist;
     ///
     /// let mnist = Mnist::builtin();
     /// assert_eq!((mnist.train.len(), mnist.test.len()), (8_004, 1_996));
@@ -119,6 +127,23 @@ fn parse_builtin() -> Result<Mnist> {
         parse(test_images)?,
         parse(test_labels)?,
     )
+}
+
+/// `Ok` if `dir` is a directory; otherwise an error saying what it is instead.
+fn check_directory(dir: &Path) -> Result<()> {
+    let (kind, message) = match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => (
+            std::io::ErrorKind::NotADirectory,
+            "not a directory; expected the directory that holds the four MNIST files",
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            e.kind(),
+            "no such directory; expected the directory that holds the four MNIST files",
+        ),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    Err(Error::io(dir, std::io::Error::new(kind, message)))
 }
 
 /// The path of `name` in `dir`, or of `name.gz` when only that exists.
@@ -150,8 +175,8 @@ fn from_idx(
     test_labels: (IdxArray, PathBuf),
 ) -> Result<Mnist> {
     let test_images_path = test_images.1.clone();
-    let train = dataset(train_images, train_labels)?;
-    let test = dataset(test_images, test_labels)?;
+    let train = dataset(train_images, train_labels, CLASSES, LABEL_HINT)?;
+    let test = dataset(test_images, test_labels, CLASSES, LABEL_HINT)?;
     if train.sample_shape() != test.sample_shape() {
         return Err(Error::format(
             test_images_path,
@@ -163,62 +188,6 @@ fn from_idx(
         ));
     }
     Ok(Mnist { train, test })
-}
-
-/// Checks one pair of image and label files and makes the dataset.
-fn dataset(
-    (images, images_path): (IdxArray, PathBuf),
-    (labels, labels_path): (IdxArray, PathBuf),
-) -> Result<Dataset> {
-    let [n, h, w] = images.dims[..] else {
-        return Err(Error::format(
-            &images_path,
-            format!(
-                "expected 3-D images [N, H, W], found {}-D dimensions {:?}",
-                images.dims.len(),
-                images.dims
-            ),
-        ));
-    };
-    let [n_labels] = labels.dims[..] else {
-        return Err(Error::format(
-            &labels_path,
-            format!(
-                "expected 1-D labels [N], found {}-D dimensions {:?}",
-                labels.dims.len(),
-                labels.dims
-            ),
-        ));
-    };
-    if n_labels != n {
-        return Err(Error::format(
-            &labels_path,
-            format!(
-                "{n_labels} labels, but {} holds {n} images; expected one label per image",
-                images_path.display()
-            ),
-        ));
-    }
-    if h == 0 || w == 0 {
-        return Err(Error::format(
-            &images_path,
-            format!("expected images of positive size, found {h}x{w}"),
-        ));
-    }
-    if let Some((index, &label)) = labels
-        .data
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| usize::from(l) >= CLASSES)
-    {
-        return Err(Error::format(
-            &labels_path,
-            format!("label {label} at position {index} is not a digit; expected 0..=9"),
-        ));
-    }
-    let pixels = images.data.iter().map(|&v| f32::from(v) / 255.0).collect();
-    let labels = labels.data.iter().map(|&l| usize::from(l)).collect();
-    Dataset::new(pixels, labels, [1, h, w], CLASSES)
 }
 
 #[cfg(test)]
@@ -351,7 +320,7 @@ mod tests {
         assert_eq!(mnist.train.sample_shape(), [1, 2, 3]);
         assert_eq!(mnist.train.labels(), [9, 0, 4]);
         assert_eq!(mnist.test.labels(), [1, 2]);
-        assert_eq!(mnist.train.image(0)[[0, 0, 1]], 15.0 / 255.0);
+        assert_eq!(mnist.train.image(0).unwrap()[[0, 0, 1]], 15.0 / 255.0);
         assert!(mnist.test.images().iter().all(|&v| v == 1.0));
     }
 
@@ -393,6 +362,31 @@ mod tests {
         let (path, reason) = format_error(Mnist::load(&dir.0));
         assert_eq!(path, labels);
         assert!(reason.contains("label 10 at position 1"), "{reason}");
+        assert!(reason.contains("expected a label below 10"), "{reason}");
+        assert!(reason.ends_with("(Dataset::load_idx reads any number of classes)"));
+    }
+
+    #[test]
+    fn load_of_a_file_says_it_is_not_a_directory() {
+        let dir = TempDir::new("not-a-dir");
+        write_tiny(&dir.0);
+        let file = dir.0.join("train-images-idx3-ubyte");
+        let err = Mnist::load(&file).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: not a directory; expected the directory that holds the four MNIST files",
+                file.display()
+            )
+        );
+        assert!(matches!(
+            err,
+            Error::Io { ref path, ref source }
+                if *path == file && source.kind() == std::io::ErrorKind::NotADirectory
+        ));
+        let missing = dir.0.join("no-such-dir");
+        let err = Mnist::load(&missing).unwrap_err();
+        assert!(err.to_string().contains("no such directory"), "{err}");
     }
 
     #[test]
@@ -404,7 +398,7 @@ mod tests {
         let (path, reason) = format_error(Mnist::load(&dir.0));
         assert_eq!(path, images);
         assert!(
-            reason.contains("expected 3-D images [N, H, W], found 2-D"),
+            reason.contains("expected 3-D images [N, H, W] or 4-D images [N, C, H, W], found 2-D"),
             "{reason}"
         );
     }

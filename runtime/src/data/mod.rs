@@ -1,16 +1,24 @@
-//! Data: labelled image sets in memory, batching, and the MNIST digits.
+//! Data: labelled image sets in memory, loading, standardising, splitting and batching.
 //!
-//! - [`Dataset`] holds `N` images, flat `(N, C, H, W)` `f32`, with one class label each, and
-//!   cuts them into batches: [`Dataset::gather`] fills reused buffers for training loops,
-//!   [`Dataset::batches`] yields owned [`ndarray`] batches for convenience.
-//! - [`shuffled_indices`] is the one shuffle, a seeded permutation reproducible outside Rust.
+//! - [`Dataset`] holds `N` images, flat `(N, C, H, W)` `f32`, with one class label each. Make
+//!   one from arrays ([`Dataset::from_arrays`]), from a pair of IDX files of any names, any
+//!   channel count and any class count ([`Dataset::load_idx`]), or from a flat buffer
+//!   ([`Dataset::new`]).
+//! - [`Normalize`] standardises each channel with the training set's mean and standard
+//!   deviation; [`Dataset::split`] and [`Dataset::split_stratified`] hold out a seeded random
+//!   validation set.
+//! - [`Dataset::gather`] fills reused batch buffers for training loops, [`Dataset::batches`]
+//!   yields owned [`ndarray`] batches for convenience; [`shuffled_indices`] is the one
+//!   shuffle, a seeded permutation reproducible outside Rust.
 //! - [`Mnist`] reads the MNIST files ([`read_idx`] reads any IDX file of unsigned bytes) and
 //!   [`Mnist::builtin`] gives 10,000 real digits shipped inside the library.
+//!
+//! The book's page "Your own data" has the whole path from IDX files to predictions.
 //!
 //! # Example
 //!
 //! ```
-//! use striate_runtime::data::{Mnist, Order};
+//! use striate::data::{Mnist, Order};
 //!
 //! let mnist = Mnist::builtin();
 //! let quick = mnist.train.take(100);
@@ -21,13 +29,17 @@
 //!         assert!(y.iter().all(|&digit| digit < 10), "epoch {epoch}");
 //!     }
 //! }
-//! # Ok::<(), striate_runtime::Error>(())
+//! # Ok::<(), striate::Error>(())
 //! ```
 
 mod dataset;
+mod from_idx;
 mod idx;
 mod mnist;
+mod normalize;
+mod split;
 
 pub use dataset::{shuffled_indices, Batches, Dataset, Order};
 pub use idx::{parse_idx, read_idx, IdxArray};
 pub use mnist::Mnist;
+pub use normalize::Normalize;

@@ -8,9 +8,10 @@ mod state;
 
 use std::path::Path;
 
-use ndarray::{Array, ArrayView, ArrayViewD, Dimension, IxDyn};
+use ndarray::{Array, Array2, ArrayView, ArrayView2, ArrayViewD, Dimension, IxDyn};
 
 use crate::params::ParamStore;
+use crate::scores::{argmax_rows, softmax};
 use crate::summary::Summary;
 use crate::tables::{ParamInfo, Slot};
 use crate::tape::Tape;
@@ -257,6 +258,60 @@ pub trait Network: Sized + 'static {
         Ok(output_array::<Self>(n, tape.take_output()))
     }
 
+    /// The predicted class of each sample of a batch `[N, ...INPUT_SHAPE]`: the index of its
+    /// largest output (the first one on a tie), in evaluation mode. For a classifier, whose
+    /// output is one score (logit) per class.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the input's per-sample shape is not [`Network::INPUT_SHAPE`], or
+    /// when the network's output is not a vector of class scores `[K]`.
+    ///
+    /// # Example
+    /// ```
+    /// use striate::prelude::*;
+    ///
+    /// network! {
+    ///     struct Classifier { input: [1, 4, 4], flatten, fc: linear(3) }
+    /// }
+    ///
+    /// let net = Classifier::init(0);
+    /// let images = Array4::<f32>::from_shape_fn((5, 1, 4, 4), |(n, _, i, j)| (n + i * j) as f32);
+    /// let classes = net.predict(images.view())?;
+    /// assert_eq!(classes.len(), 5);
+    /// assert!(classes.iter().all(|&class| class < 3));
+    ///
+    /// // The class with the largest probability.
+    /// let probs = net.predict_proba(images.view())?;
+    /// assert_eq!(probs.shape(), [5, 3]);
+    /// for (row, &class) in probs.rows().into_iter().zip(&classes) {
+    ///     assert!(row.iter().all(|&p| p <= row[class]));
+    ///     assert!((row.sum() - 1.0).abs() < 1e-5);
+    /// }
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    fn predict(&self, x: ArrayView<'_, f32, Self::InputDim>) -> Result<Vec<usize>> {
+        let classes = class_count::<Self>("predict")?;
+        let out = self.forward(x)?;
+        let logits = out.as_slice().expect("forward's output is contiguous");
+        Ok(argmax_rows(logits, classes).collect())
+    }
+
+    /// The class probabilities of each sample of a batch `[N, ...INPUT_SHAPE]`: the
+    /// [`softmax`] of its outputs, `[N, K]`, in evaluation mode. Each row sums
+    /// to 1; its largest entry is the class [`Network::predict`] gives.
+    ///
+    /// # Errors
+    /// As [`Network::predict`].
+    fn predict_proba(&self, x: ArrayView<'_, f32, Self::InputDim>) -> Result<Array2<f32>> {
+        let classes = class_count::<Self>("predict_proba")?;
+        let out = self.forward(x)?;
+        let n = out.shape()[0];
+        let logits = out.as_slice().expect("forward's output is contiguous");
+        let logits =
+            ArrayView2::from_shape((n, classes), logits).expect("a classifier's output is [N, K]");
+        Ok(softmax(logits))
+    }
+
     /// Inference (evaluation mode) that reuses `tape`'s buffers: after the first call with a
     /// given batch size, a call allocates nothing. The output lives on the tape.
     ///
@@ -373,6 +428,19 @@ pub trait Network: Sized + 'static {
         let params = self.state().params.as_slice();
         sharding::backward_pass::<Self>(params, tape, d_out, grads, n);
         Ok(())
+    }
+}
+
+/// `K` for a network whose output is a vector of `K` class scores; otherwise an error saying
+/// that `what` needs one.
+fn class_count<N: Network>(what: &str) -> Result<usize> {
+    match *N::OUTPUT_SHAPE {
+        [classes] => Ok(classes),
+        ref other => Err(Error::shape(
+            format!("output of {} for {what} (one score per class)", N::NAME),
+            &[other.iter().product()],
+            other,
+        )),
     }
 }
 
