@@ -10,7 +10,7 @@
 //! `target/new-user`), so it is `#[ignore]`d and `.ci/run` runs it.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use rand::{Rng, SeedableRng};
@@ -19,38 +19,9 @@ use rand::{Rng, SeedableRng};
 #[path = "new_user/recipe.rs"]
 mod recipe;
 
-/// A fresh folder of our own under the system's temporary folder, readable by this user only,
-/// removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "striate-new-user-{what}-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-        }
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "common/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir;
 
 /// Whether pixel `(row, col)` of a 12x12 picture of shape `class` is lit: a 4x4 square in one
 /// of the nine cells of a 3x3 grid (classes 0-8), a bar across or down the middle (9, 10), or

@@ -6,26 +6,12 @@
 //! depending on this workspace by path, with its own target folder under `target/` (about a
 //! minute to build the first time), so the test is `#[ignore]`d; `.ci/run` runs it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-/// A folder of the test's own under the system's temporary folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("striate-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("src")).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "common/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir;
 
 const MAIN: &str = r#"
 use striate::prelude::*;
@@ -88,18 +74,23 @@ fn run_unoptimized(dir: &Path, silence: Option<&str>) -> String {
 #[ignore = "builds striate without optimisation in a throwaway crate (about a minute); .ci/run runs it"]
 fn an_unoptimised_build_says_so_once() {
     let dir = TempDir::new("unoptimized");
+    std::fs::create_dir(dir.path().join("src")).unwrap();
     let manifest = format!(
         "[package]\nname = \"uses-striate\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
          [dependencies]\nstriate = {{ path = {:?} }}\n",
         workspace()
     );
-    std::fs::write(dir.0.join("Cargo.toml"), manifest).unwrap();
-    std::fs::write(dir.0.join("src/main.rs"), MAIN).unwrap();
+    std::fs::write(dir.path().join("Cargo.toml"), manifest).unwrap();
+    std::fs::write(dir.path().join("src/main.rs"), MAIN).unwrap();
     // The workspace's lock file pins the same versions, so the build needs no network.
-    std::fs::copy(workspace().join("Cargo.lock"), dir.0.join("Cargo.lock")).unwrap();
+    std::fs::copy(
+        workspace().join("Cargo.lock"),
+        dir.path().join("Cargo.lock"),
+    )
+    .unwrap();
 
     let message = striate::runtime::unoptimized::MESSAGE;
-    let stderr = run_unoptimized(&dir.0, None);
+    let stderr = run_unoptimized(dir.path(), None);
     assert_eq!(
         stderr.matches(message).count(),
         1,
@@ -107,14 +98,16 @@ fn an_unoptimised_build_says_so_once() {
     );
     assert!(message.contains("[profile.dev.package.\"*\"]\n    opt-level = 3"));
     for silence in ["1", "yes"] {
-        let stderr = run_unoptimized(&dir.0, Some(silence));
+        let stderr = run_unoptimized(dir.path(), Some(silence));
         assert!(
             !stderr.contains("striate:"),
             "silenced by {silence}:\n{stderr}"
         );
     }
     assert_eq!(
-        run_unoptimized(&dir.0, Some("0")).matches(message).count(),
+        run_unoptimized(dir.path(), Some("0"))
+            .matches(message)
+            .count(),
         1
     );
 }
