@@ -100,7 +100,7 @@ fn main() -> striate::Result<()> {
             std::process::exit(2);
         }
     };
-    striate::set_threads(threads);
+    striate::set_threads(threads)?;
     println!("{}\n", AlexNet::summary());
 
     let conv1 = &AlexNet::LAYERS[0];

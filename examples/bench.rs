@@ -663,7 +663,10 @@ fn alexnet(args: &Args, out: &mut Result_, backward: bool) {
 fn main() {
     let args = Args::parse();
     let threads = args.get("threads", 2);
-    striate::ops::parallel::set_threads(threads);
+    if let Err(e) = striate::set_threads(threads) {
+        eprintln!("bench: {e}");
+        std::process::exit(2);
+    }
     let mut out = Result_::new(&args.mode, threads);
     match args.mode.as_str() {
         "train" => train(&args, &mut out),

@@ -133,7 +133,7 @@ fn main() -> striate::Result<()> {
         eprintln!("resnet: {e}");
         std::process::exit(2);
     });
-    striate::set_threads(threads);
+    striate::set_threads(threads)?;
     let summary = ResNet20::summary();
     println!(
         "{summary}

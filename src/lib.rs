@@ -20,7 +20,7 @@ pub use striate_runtime::ndarray;
 
 // Documented in the modules they come from (`ops::parallel`, `train`); here for short paths.
 #[doc(no_inline)]
-pub use striate_runtime::ops::parallel::{set_threads, threads};
+pub use striate_runtime::ops::parallel::{max_threads, set_threads, threads};
 #[doc(no_inline)]
 pub use striate_runtime::train::cross_entropy;
 

@@ -177,9 +177,9 @@ fn assert_close(what: &str, a: &[f32], b: &[f32]) {
 fn check<N: Network<InputDim = ndarray::Ix4, OutputDim = ndarray::Ix2>>(name: &str) {
     let x = images(BATCH);
     let labels: Vec<usize> = (0..BATCH).map(|i| i * 3 % 5).collect();
-    set_threads(1);
+    set_threads(1).unwrap();
     let one = train::<N>(&x, &labels);
-    set_threads(2);
+    set_threads(2).unwrap();
     let two = train::<N>(&x, &labels);
     let again = train::<N>(&x, &labels);
     assert_eq!((one.shards, two.shards), (1, 2), "{name}: shards");
@@ -240,14 +240,14 @@ fn check<N: Network<InputDim = ndarray::Ix4, OutputDim = ndarray::Ix2>>(name: &s
         );
         assert_eq!(run.num_batches_tracked, STEPS as u64, "{name}");
     }
-    set_threads(1);
+    set_threads(1).unwrap();
 }
 
 #[test]
 fn batch_norm_training_splits_over_threads() {
     // The allocation counter sees every thread, the test harness's too, which may still be
     // allocating as this test starts; a first run, not counted, gives it time to be done.
-    set_threads(1);
+    set_threads(1).unwrap();
     train::<ConvNormed>(&images(BATCH), &[0; BATCH]);
     check::<ConvNormed>("conv, batch norm");
     check::<ResidualNormed>("residual");

@@ -56,7 +56,7 @@ fn changing_the_thread_count_while_kernels_run() {
         .into_iter()
         .map(|n| (images(n), (0..n).map(|i| i % 10).collect()))
         .collect();
-    set_threads(1);
+    set_threads(1).unwrap();
     let mut tape = Tape::new();
     let expected: Vec<_> = cases
         .iter()
@@ -68,7 +68,7 @@ fn changing_the_thread_count_while_kernels_run() {
         s.spawn(|| {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                set_threads([1, 3, 2][i % 3]);
+                set_threads([1, 3, 2][i % 3]).unwrap();
                 i += 1;
                 std::thread::yield_now();
             }
@@ -88,5 +88,5 @@ fn changing_the_thread_count_while_kernels_run() {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    set_threads(1);
+    set_threads(1).unwrap();
 }

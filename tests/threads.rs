@@ -81,9 +81,9 @@ fn two_threads_split_the_batch() {
     let labels: Vec<usize> = (0..24).map(|i| i % 10).collect();
 
     // LeNet-5: one thread against two.
-    set_threads(1);
+    set_threads(1).unwrap();
     let (logits1, grads1, input1, shards1) = step(&mut lenet::LeNet5::init(3), &x, &labels);
-    set_threads(2);
+    set_threads(2).unwrap();
     let (logits2, grads2, input2, shards2) = step(&mut lenet::LeNet5::init(3), &x, &labels);
     assert_eq!((shards1, shards2), (1, 2));
     assert_close(
@@ -155,5 +155,5 @@ fn two_threads_split_the_batch() {
     let mut dropping = Dropping::init(9);
     assert_eq!(step(&mut dropping, &images(16, (2, 12, 12)), &labels).3, 2);
     assert_eq!(dropping.state().num_batches_tracked, 0);
-    set_threads(1);
+    set_threads(1).unwrap();
 }

@@ -72,7 +72,7 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
 
 /// Sets the threads, loads the digits and prints what was loaded and the network's summary.
 pub fn load<N: Network>(o: &Options) -> striate::Result<Mnist> {
-    striate::set_threads(o.threads);
+    striate::set_threads(o.threads)?;
     let mnist = match &o.data {
         Some(dir) => Mnist::load(dir)?,
         None => Mnist::builtin(),

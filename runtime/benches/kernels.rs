@@ -36,7 +36,8 @@ fn threads() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    striate_runtime::ops::parallel::set_threads(n);
+    striate_runtime::ops::parallel::set_threads(n)
+        .expect("STRIATE_THREADS is a thread count this machine can start");
 }
 
 fn conv(c: &mut Criterion, name: &str, g: Conv2dGeom, n: usize) {

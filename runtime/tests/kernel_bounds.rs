@@ -186,7 +186,7 @@ fn linear_checks_its_lengths() {
 /// The same with two threads, where the kernels split their outputs between tasks.
 #[test]
 fn conv2d_and_linear_check_their_lengths_on_two_threads() {
-    parallel::set_threads(2);
+    parallel::set_threads(2).expect("two threads start");
     check_conv2d();
     check_linear();
 }

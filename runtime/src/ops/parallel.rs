@@ -1,8 +1,10 @@
 //! The kernels' threads: a small fork-join pool that splits one kernel call into a few tasks.
 //!
 //! The count is process-wide, like PyTorch's `torch.set_num_threads`; the default is 1 (no
-//! worker threads at all). Workers are started by [`set_threads`] (the only allocation), then
-//! each `run` hands them task indices through atomics: no allocation, no channel. A worker
+//! worker threads at all), and at most [`max_threads`]. Workers are started by [`set_threads`]
+//! (the only allocation), and a call takes only as many as it has tasks besides the caller's:
+//! workers left over from a higher count sleep until the count rises again. Each `run`
+//! hands them task indices through atomics: no allocation, no channel. A worker
 //! that has just finished waits briefly for the next call (spinning for a few microseconds,
 //! then yielding its core), so the many short kernel calls of a small network do not each pay
 //! a futex wake-up, and then sleeps.
@@ -22,18 +24,63 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::{Error, Result};
+
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
 /// Sets the number of threads the kernels use (at least 1), starting worker threads as needed.
 ///
-/// Lowering the count leaves the extra workers asleep.
-pub fn set_threads(n: usize) {
+/// Lowering the count leaves the extra workers asleep; no call wakes them until the count
+/// rises again.
+///
+/// # Errors
+/// [`Error::Config`] when `n` is above [`max_threads`], or when the operating system refuses
+/// to start a thread (a limit on processes, say). The count then stays what it was, and the
+/// pool works as before.
+///
+/// # Example
+/// ```
+/// striate::set_threads(2)?;
+/// assert_eq!(striate::threads(), 2);
+/// assert!(striate::set_threads(striate::max_threads() + 1).is_err());
+/// assert_eq!(striate::threads(), 2);
+/// # Ok::<(), striate::Error>(())
+/// ```
+pub fn set_threads(n: usize) -> Result<()> {
     let n = n.max(1);
-    THREADS.store(n, Ordering::Relaxed);
-    if n > 1 {
-        pool().grow(n - 1);
+    let most = max_threads();
+    if n > most {
+        return Err(Error::Config {
+            name: "thread count",
+            reason: format!(
+                "{n} is more than {most}, four times the {} cores this machine has (more \
+                 threads than cores only make the kernels wait for each other); the count stays {}",
+                cores(),
+                THREADS.load(Ordering::Relaxed)
+            ),
+        });
     }
+    if n > 1 {
+        pool().grow(n - 1)?;
+    }
+    THREADS.store(n, Ordering::Relaxed);
+    Ok(())
 }
+
+/// The most threads [`set_threads`] accepts: four times the cores the operating system
+/// reports (for trying out oversubscription), and never more than 256.
+pub fn max_threads() -> usize {
+    (4 * cores()).clamp(1, MAX_WORKERS + 1)
+}
+
+/// The cores the operating system gives this process (1 when it does not say).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The most worker threads the pool holds (besides the caller).
+const MAX_WORKERS: usize = 255;
 
 /// The number of threads the kernels use.
 pub fn threads() -> usize {
@@ -55,7 +102,7 @@ thread_local! {
 #[cfg(test)]
 pub(crate) fn with_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
     if n > 1 {
-        pool().grow(n - 1);
+        pool().grow(n - 1).expect("the test's threads start");
     }
     OVERRIDE.with(|o| o.set(Some(n.max(1))));
     let r = f();
@@ -173,13 +220,31 @@ struct Pool {
     state: AtomicU64,
     /// The next task index to hand out.
     next: AtomicUsize,
+    /// Workers `0 .. allowed` may join the current call (its tasks but the caller's).
+    allowed: AtomicUsize,
     /// Set by a worker whose task panicked; `run` panics in turn.
     panicked: AtomicBool,
     spawned: AtomicUsize,
-    /// Workers asleep on `wake` (or about to be).
-    sleepers: AtomicUsize,
+    /// Where each worker sleeps, so that a call wakes only the workers it may use.
+    slots: [Slot; MAX_WORKERS],
+}
+
+/// A worker's place to sleep.
+struct Slot {
+    /// Set (SeqCst) before the worker looks for a call for the last time and sleeps.
+    sleeping: AtomicBool,
     lock: Mutex<()>,
     wake: Condvar,
+}
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            sleeping: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        }
+    }
 }
 
 // Safety: `job` is the only field that is not `Sync` by itself; it is written only by the
@@ -197,11 +262,10 @@ fn pool() -> &'static Pool {
         job: UnsafeCell::new(None),
         state: AtomicU64::new(CLOSED),
         next: AtomicUsize::new(0),
+        allowed: AtomicUsize::new(0),
         panicked: AtomicBool::new(false),
         spawned: AtomicUsize::new(0),
-        sleepers: AtomicUsize::new(0),
-        lock: Mutex::new(()),
-        wake: Condvar::new(),
+        slots: [const { Slot::new() }; MAX_WORKERS],
     })
 }
 
@@ -230,15 +294,19 @@ impl Pool {
             });
         }
         self.next.store(0, Ordering::Relaxed);
+        let allowed = (tasks - 1).min(self.spawned.load(Ordering::Acquire));
+        self.allowed.store(allowed, Ordering::SeqCst);
         let previous = self.state.load(Ordering::Relaxed);
         let open = (generation(previous).wrapping_add(1) & (u64::MAX >> 32)) * GENERATION;
-        // SeqCst with the sleepers' count: either a worker about to sleep sees the new call, or
-        // this sees the worker and wakes it.
+        // SeqCst with the slots' `sleeping`: either a worker about to sleep sees the new call,
+        // or this sees the worker and wakes it.
         self.state.store(open, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            // Taking the lock waits for a sleeper between its check and its sleep.
-            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
-            self.wake.notify_all();
+        for slot in &self.slots[..allowed] {
+            if slot.sleeping.load(Ordering::SeqCst) {
+                // Taking the lock waits for a sleeper between its check and its sleep.
+                drop(slot.lock.lock().unwrap_or_else(|e| e.into_inner()));
+                slot.wake.notify_one();
+            }
         }
         // Whatever happens to a task, the workers inside the call are waited for before `job`
         // goes out of scope (they hold a pointer to it), and a panic is passed on afterwards.
@@ -267,35 +335,52 @@ impl Pool {
     }
 
     /// Starts workers until there are `n`; takes `busy` so no call runs meanwhile.
-    fn grow(&'static self, n: usize) {
-        while self
-            .busy
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+    ///
+    /// # Errors
+    /// When the operating system refuses a thread: the workers started so far stay (asleep
+    /// until a count asks for them), and the pool is released.
+    fn grow(&'static self, n: usize) -> Result<()> {
+        let _reserved = loop {
+            if let Some(reserved) = Reserved::take() {
+                break reserved;
+            }
             std::thread::yield_now();
-        }
+        };
         let have = self.spawned.load(Ordering::Acquire);
-        for _ in have..n {
+        for index in have..n.min(MAX_WORKERS) {
             let seen = generation(self.state.load(Ordering::Acquire));
-            std::thread::Builder::new()
-                .name("striate-worker".into())
-                .spawn(move || self.worker(seen))
-                .expect("cannot start a kernel thread");
+            let started = spawn_worker(move || self.worker(index, seen));
+            if let Err(e) = started {
+                return Err(Error::Config {
+                    name: "thread count",
+                    reason: format!(
+                        "the operating system refused to start kernel thread {} of {}: {e}; \
+                         the count stays {}",
+                        index + 2,
+                        n + 1,
+                        THREADS.load(Ordering::Relaxed)
+                    ),
+                });
+            }
+            self.spawned.store(index + 1, Ordering::Release);
         }
-        self.spawned.store(have.max(n), Ordering::Release);
-        self.busy.store(false, Ordering::Release);
+        Ok(())
     }
 
-    /// Waits for a call of a generation other than `seen`: spins for [`SPIN`], then yields its
-    /// core between looks until [`LOOK`], then sleeps until [`Pool::dispatch`] wakes it.
-    fn wait_for_call(&self, seen: u64) -> u64 {
+    /// Waits for a call of a generation other than `seen` that worker `index` may join:
+    /// spins for [`SPIN`], then yields its core between looks until [`LOOK`], then sleeps
+    /// until [`Pool::dispatch`] wakes it. Calls it may not join (they have fewer tasks) are
+    /// passed over.
+    fn wait_for_call(&self, index: usize, mut seen: u64) -> u64 {
         let start = Instant::now();
         let mut looks = 0u32;
         loop {
             let state = self.state.load(Ordering::Acquire);
             if generation(state) != seen {
-                return state;
+                if index < self.allowed.load(Ordering::Acquire) {
+                    return state;
+                }
+                seen = generation(state);
             }
             looks = looks.saturating_add(1);
             // The clock costs more than a look: the first looks only spin.
@@ -305,12 +390,7 @@ impl Pool {
                 start.elapsed()
             };
             if waited >= LOOK {
-                let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-                self.sleepers.fetch_add(1, Ordering::SeqCst);
-                while generation(self.state.load(Ordering::SeqCst)) == seen {
-                    guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
-                }
-                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                return self.sleep(index, seen);
             } else if waited >= SPIN {
                 std::thread::yield_now();
             } else {
@@ -319,13 +399,37 @@ impl Pool {
         }
     }
 
-    fn worker(&self, mut seen: u64) {
+    /// Sleeps in worker `index`'s slot until a call of a generation other than `seen` that it
+    /// may join.
+    fn sleep(&self, index: usize, mut seen: u64) -> u64 {
+        let slot = &self.slots[index];
+        let mut guard = slot.lock.lock().unwrap_or_else(|e| e.into_inner());
+        slot.sleeping.store(true, Ordering::SeqCst);
+        let state = loop {
+            let state = self.state.load(Ordering::SeqCst);
+            if generation(state) != seen {
+                if index < self.allowed.load(Ordering::SeqCst) {
+                    break state;
+                }
+                seen = generation(state);
+            }
+            guard = slot.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+        };
+        slot.sleeping.store(false, Ordering::SeqCst);
+        state
+    }
+
+    fn worker(&self, index: usize, mut seen: u64) {
         loop {
-            let mut state = self.wait_for_call(seen);
+            let mut state = self.wait_for_call(index, seen);
             seen = generation(state);
-            // Join the call unless it is closed already (its caller took every task).
+            // Join the call unless it is closed already (its caller took every task) or is
+            // not one this worker may join.
             let joined = loop {
-                if state & CLOSED != 0 || generation(state) != seen {
+                if state & CLOSED != 0
+                    || generation(state) != seen
+                    || index >= self.allowed.load(Ordering::Acquire)
+                {
                     break false;
                 }
                 match self.state.compare_exchange_weak(
@@ -367,6 +471,27 @@ impl Pool {
             f(t);
         }
     }
+}
+
+/// Starts a kernel thread running `f`.
+fn spawn_worker(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    #[cfg(test)]
+    if REFUSE_THREADS.with(std::cell::Cell::get) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "Resource temporarily unavailable (refused by the test)",
+        ));
+    }
+    std::thread::Builder::new()
+        .name("striate-worker".into())
+        .spawn(f)
+        .map(drop)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes [`spawn_worker`] fail on this thread, as the operating system does at a limit.
+    static REFUSE_THREADS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Spin iterations, then yields, a [`Barrier`] waiter goes through before it sleeps: the
@@ -664,6 +789,78 @@ mod tests {
                     assert_eq!(c.load(Ordering::Relaxed), call, "call {call}");
                 }
             }
+        });
+    }
+
+    /// When the operating system refuses a thread, `set_threads` says so and leaves the count
+    /// and the pool as they were: the next call of the pool runs, and the next `set_threads`
+    /// (here with threads allowed again) does not hang.
+    #[test]
+    fn a_refused_thread_is_an_error_that_changes_nothing() {
+        let before = THREADS.load(Ordering::Relaxed);
+        let spawned = pool().spawned.load(Ordering::Acquire);
+        // What `set_threads` does past its limit check (whose bound other tests' workers may
+        // already have reached).
+        REFUSE_THREADS.with(|r| r.set(true));
+        let refused = pool().grow(spawned + 1);
+        REFUSE_THREADS.with(|r| r.set(false));
+        let message = refused.unwrap_err().to_string();
+        assert!(
+            message.contains("refused to start kernel thread"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("the count stays {before}")),
+            "{message}"
+        );
+        assert_eq!(THREADS.load(Ordering::Relaxed), before);
+        assert!(
+            !pool().busy.load(Ordering::Acquire),
+            "the pool is left reserved"
+        );
+        with_threads(2, || {
+            let done = AtomicUsize::new(0);
+            run(2, |_| {
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+            assert_eq!(done.load(Ordering::Relaxed), 2);
+        });
+    }
+
+    /// A count above `max_threads` is refused, naming the limit, and changes nothing.
+    #[test]
+    fn too_many_threads_are_refused() {
+        let before = THREADS.load(Ordering::Relaxed);
+        let spawned = pool().spawned.load(Ordering::Acquire);
+        let most = max_threads();
+        assert!((4..=MAX_WORKERS + 1).contains(&most), "{most}");
+        let message = set_threads(most + 1).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("is more than {most}")),
+            "{message}"
+        );
+        assert_eq!(THREADS.load(Ordering::Relaxed), before);
+        assert_eq!(pool().spawned.load(Ordering::Acquire), spawned);
+    }
+
+    /// Workers left over from a higher count take no part in calls with fewer tasks: after
+    /// six workers were started, calls of two tasks run on at most two threads (the caller
+    /// and the first worker), so the others stay asleep.
+    #[test]
+    fn calls_use_only_the_workers_they_have_tasks_for() {
+        with_threads(7, || ());
+        with_threads(2, || {
+            let threads = Mutex::new(std::collections::HashSet::new());
+            for _ in 0..2_000 {
+                run(2, |_| {
+                    threads.lock().unwrap().insert(std::thread::current().id());
+                });
+            }
+            let seen = threads.lock().unwrap().len();
+            assert!(
+                (1..=2).contains(&seen),
+                "{seen} threads ran calls of 2 tasks"
+            );
         });
     }
 
