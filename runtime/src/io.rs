@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use striate_runtime::io::{load_tensors, read_metadata, save_tensors};
+//! use striate::io::{load_tensors, read_metadata, save_tensors};
 //!
 //! let path = std::env::temp_dir().join(format!("striate-doc-io-{}.safetensors", std::process::id()));
 //! let weight = [0.5_f32, -1.0, 2.0, 0.0, 1.5, -0.25];
@@ -209,7 +209,7 @@ pub fn save_tensors(
 /// # Example
 ///
 /// ```
-/// use striate_runtime::io::{load_typed_tensors, save_typed_tensors, LoadedData, TensorData};
+/// use striate::io::{load_typed_tensors, save_typed_tensors, LoadedData, TensorData};
 ///
 /// let path = std::env::temp_dir().join(format!("striate-doc-typed-{}.safetensors", std::process::id()));
 /// let mean = [0.25_f32, -0.5];
@@ -292,7 +292,7 @@ fn save_views(
 /// # Example
 ///
 /// ```
-/// use striate_runtime::{io::load_tensors, Error};
+/// use striate::{io::load_tensors, Error};
 ///
 /// let path = std::env::temp_dir().join(format!("striate-doc-load-{}.txt", std::process::id()));
 /// std::fs::write(&path, "not weights")?;
