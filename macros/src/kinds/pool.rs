@@ -24,6 +24,14 @@ impl Kind for PoolKind {
         }
     }
 
+    fn other_names(&self) -> &'static [&'static str] {
+        if self.max {
+            &["MaxPool2d", "MaxPooling2D", "max_pool2d", "maxpool2d"]
+        } else {
+            &["AvgPool2d", "AveragePooling2D", "avg_pool2d", "avgpool2d"]
+        }
+    }
+
     fn args(&self) -> &'static [ArgSpec] {
         const ARGS: &[ArgSpec] = &[
             arg("kernel", Window, true, true),
