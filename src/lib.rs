@@ -4,8 +4,8 @@
 pub use striate_macros::network;
 pub use striate_runtime::{data, io, ops, optim, train};
 pub use striate_runtime::{
-    Error, Gradients, Init, LayerInfo, Mode, NetRng, Network, ParamInfo, ParamStore, Result, State,
-    Summary, Tape, Tensor, TensorMut,
+    Error, Gradients, Init, LayerInfo, Mode, NetRng, Network, NetworkExt, ParamInfo, ParamStore,
+    Result, State, Summary, Tape, Tensor, TensorMut,
 };
 
 // Inlined, so that its items are documented as `striate::geometry::...`.
@@ -92,10 +92,10 @@ pub mod prelude {
     pub use striate_runtime::data::{Dataset, Mnist};
     #[doc(no_inline)]
     pub use striate_runtime::ndarray::{
-        Array, Array1, Array2, Array4, ArrayView, ArrayView2, ArrayView4, Axis,
+        s, Array, Array1, Array2, Array4, ArrayView, ArrayView2, ArrayView4, Axis,
     };
     #[doc(no_inline)]
     pub use striate_runtime::optim::{LrSchedule, Sgd};
     #[doc(no_inline)]
-    pub use striate_runtime::{cross_entropy, Error, Gradients, Mode, Network, Tape};
+    pub use striate_runtime::{cross_entropy, Error, Gradients, Mode, Network, NetworkExt, Tape};
 }

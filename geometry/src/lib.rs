@@ -271,3 +271,38 @@ mod tests {
         assert_eq!(r.field, 195);
     }
 }
+
+/// A count with thousands separators (`61,706`), the way striate prints every count: the
+/// runtime's `summary()` and the documentation that `network!` generates both use it, so the
+/// two show a network's size the same way.
+///
+/// ```
+/// use striate_geometry::Thousands;
+/// assert_eq!(format!("{}", Thousands(38282)), "38,282");
+/// assert_eq!(format!("{}", Thousands(999)), "999");
+/// assert_eq!(format!("{}", Thousands(u64::MAX)), "18,446,744,073,709,551,615");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thousands(pub u64);
+
+impl core::fmt::Display for Thousands {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // 20 digits and 6 separators at most.
+        let mut buf = [0u8; 26];
+        let (mut at, mut v, mut digits) = (buf.len(), self.0, 0);
+        loop {
+            if digits > 0 && digits % 3 == 0 {
+                at -= 1;
+                buf[at] = b',';
+            }
+            at -= 1;
+            buf[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            digits += 1;
+            if v == 0 {
+                break;
+            }
+        }
+        f.write_str(core::str::from_utf8(&buf[at..]).map_err(|_| core::fmt::Error)?)
+    }
+}

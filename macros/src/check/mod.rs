@@ -1,8 +1,9 @@
 //! Checking: the syntax tree into a [`Plan`], a graph of values, or the list of every error in
 //! the network. Split by job: [`args`] resolves a layer's arguments against its kind,
 //! [`messages`] collects errors and makes suggestions, [`suggest`] checks every rewrite a
-//! message offers before offering it, this module walks the items and builds the graph, and [`blocks`] adds residual and concat blocks to it. What a layer kind computes
-//! comes from its module in `kinds`.
+//! message offers before offering it, this module walks the items and builds the graph, and
+//! [`blocks`] adds residual and concat blocks to it. What a layer kind computes comes from its
+//! module in `kinds`.
 //!
 //! Every output size is computed by [`striate_geometry::output_size`], the same function the
 //! runtime's kernels use.

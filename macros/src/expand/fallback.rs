@@ -39,6 +39,13 @@ pub fn fallback(net: &Network, errors: Vec<syn::Error>) -> TokenStream {
             state: #rt::State,
         }
 
+        impl #name {
+            /// The per-layer table with totals.
+            pub fn summary() -> #rt::Summary {
+                <Self as #rt::Network>::summary()
+            }
+        }
+
         impl #rt::Network for #name {
             type InputDim = #in_dim;
             type OutputDim = #out_dim;

@@ -379,12 +379,26 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
     quote! {
         #(#attrs)*
         #(#[doc = #doc_table])*
-        #[derive(Clone, Debug)]
+        #[derive(Clone)]
         #vis struct #name {
             state: #rt::State,
         }
 
+        /// Its name, the sizes of its parameters and buffers, and its count of training
+        /// batches; `params()` shows the values.
+        impl ::core::fmt::Debug for #name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                #rt::debug_network(self, f)
+            }
+        }
+
         impl #name {
+            /// The per-layer table (Keras-style) with totals; print it with `{}`. Also
+            /// `net.summary()`.
+            pub fn summary() -> #rt::Summary {
+                <Self as #rt::Network>::summary()
+            }
+
             /// Input shape per sample (channels first).
             pub const INPUT_SHAPE: [usize; #in_rank] = #in_shape;
             /// Output shape per sample.
