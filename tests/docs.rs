@@ -540,7 +540,13 @@ fn the_network_macro_page_summarises_the_language() {
             }
         }
     }
-    for form in ["residual", "concat", "-> [", "input: [", "```\n/// use striate::prelude::*;"] {
+    for form in [
+        "residual",
+        "concat",
+        "-> [",
+        "input: [",
+        "```\n/// use striate::prelude::*;",
+    ] {
         if !docs.contains(form) {
             problems.push(format!("the network! page lacks `{form}`"));
         }

@@ -112,20 +112,13 @@ pub fn resolve<'a>(
                         errors.spanned(&a.tokens, format!("`{kind}` takes no arguments"));
                     } else {
                         let taken: Vec<&str> = positional.iter().map(|s| s.name).collect();
-                        // An example only with an argument that takes this value.
-                        let example = specs
-                            .iter()
-                            .filter(|s| !s.positional)
-                            .find(|s| check_value(s, a, &mut Errors::default()))
-                            .map(|s| format!(", e.g. `{} = {}`", s.name, a.value.render()))
-                            .unwrap_or_default();
                         let inferred = inferred
                             .map(|what| format!(" (its {what} come from the layer before)"))
                             .unwrap_or_default();
                         errors.spanned(
                             &a.tokens,
                             format!(
-                                "too many unnamed arguments: `{kind}` takes {} unnamed ({}){inferred}; name the others{example}; expected one of: {}",
+                                "too many unnamed arguments: `{kind}` takes {} unnamed ({}){inferred}; name the others; expected one of: {}",
                                 taken.len(),
                                 one_of(&taken),
                                 one_of(&names)

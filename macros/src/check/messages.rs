@@ -46,7 +46,19 @@ impl Errors {
         replacements: Vec<String>,
     ) {
         let tokens = tokens.into_token_stream();
-        let mut spans = tokens.clone().into_iter().map(|t| t.span());
+        self.with_fixes_of(tokens.clone(), tokens, msg, replacements);
+    }
+
+    /// An error spanning `tokens` whose message suggests `replacements` for the wider `of`
+    /// (an error at an argument whose fix rewrites the layer).
+    pub fn with_fixes_of(
+        &mut self,
+        tokens: impl ToTokens,
+        of: impl ToTokens,
+        msg: impl std::fmt::Display,
+        replacements: Vec<String>,
+    ) {
+        let mut spans = of.into_token_stream().into_iter().map(|t| t.span());
         let start = spans.next().unwrap_or_else(Span::call_site);
         let end = spans.last().unwrap_or(start);
         for replacement in replacements {

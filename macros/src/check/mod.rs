@@ -60,14 +60,28 @@ fn check_all(net: &Network) -> Result<Plan, Errors> {
         .iter()
         .filter(|i| matches!(i, Item::Layer(_)))
         .count();
-    if layers == 0 && input.is_some() {
-        g.errors.at(
-            net.name.span(),
-            format!(
-                "`{}` has no layers; add at least one after `input`, e.g. `fc: linear(10)`",
-                net.name
-            ),
+    if let (0, Some(shape)) = (layers, input) {
+        // A layer that fits the input: a classifier head, flattened first for a feature map.
+        let layer = match shape {
+            Shape::Vector(_) => "fc: linear(10)",
+            Shape::Spatial(_) => "flatten, fc: linear(10)",
+        };
+        let decl = net.items.iter().find_map(|i| match i {
+            Item::Input(d) => Some(d),
+            Item::Layer(_) => None,
+        });
+        let msg = format!(
+            "`{}` has no layers; add at least one after `input`, e.g. `{layer}`",
+            net.name
         );
+        match decl {
+            Some(d) => {
+                let fixed = format!("input: {}, {layer}", shape.text());
+                g.errors
+                    .with_fixes_of(&net.name, &d.tokens, msg, vec![fixed]);
+            }
+            None => g.errors.at(net.name.span(), msg),
+        }
     }
     let scope = Scope::top();
     g.sequence(&net.items, &scope, input.map(|_| 0), &[]);
@@ -258,9 +272,11 @@ impl Graph {
         };
         if layer.name.is_none() {
             if let Some(prefix) = found.param_prefix() {
-                self.errors.spanned(
+                let named = format!("{prefix}{index}: {}", declaration(layer));
+                self.errors.with_fix(
                     &layer.call_tokens,
-                    format!("{who} has parameters, so it needs a name, which its parameters are saved under: `{prefix}{index}: {}`", declaration(layer)),
+                    format!("{who} has parameters, so it needs a name, which its parameters are saved under: `{named}`"),
+                    named,
                 );
             }
         }
@@ -825,6 +841,18 @@ mod tests {
         assert_eq!(
             e,
             ["layer 1 (`max_pool`): output height and width (8 + 2*0 - 3)/3 + 1 = 2.67 is not a whole number; stride 1 gives 6, window 2 gives 4, `floor = true` drops the last partial window and gives 2"]
+        );
+        // Too much padding: the largest allowed that the size rule accepts is offered.
+        let e = errors("struct N { input: [4, 8, 8], max_pool(2, pad = 2) }");
+        assert!(
+            e[0].ends_with("use at most pad 1, e.g. `max_pool(2, pad = 1)`"),
+            "{e:?}"
+        );
+        // Pad 2 would leave 3 of a stride of 5, more than padding and gap: pad 1 it is.
+        let e = errors("struct N { input: [4, 4, 4], max_pool(4, stride = 5, pad = 3) }");
+        assert!(
+            e[0].ends_with("use at most pad 2, e.g. `max_pool(4, stride = 5, pad = 1)`"),
+            "{e:?}"
         );
     }
 
