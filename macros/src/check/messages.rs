@@ -72,6 +72,17 @@ impl Errors {
         self.spanned(tokens, msg);
     }
 
+    /// An error at `span` whose message suggests writing `replacement` there.
+    pub fn at_with_fix(&mut self, span: Span, msg: impl std::fmt::Display, replacement: String) {
+        self.1.push(Fix {
+            error: self.0.len(),
+            start: span,
+            end: span,
+            replacement,
+        });
+        self.at(span, msg);
+    }
+
     pub fn at(&mut self, span: Span, msg: impl std::fmt::Display) {
         self.0.push(syn::Error::new(span, msg));
     }

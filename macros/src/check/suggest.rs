@@ -364,7 +364,9 @@ mod tests {
 
     /// Every fix that a message of a `tests/ui` case suggests, put in place of what it
     /// replaces, gives a network in which nothing is wrong there any more; and a case with one
-    /// mistake then compiles. New suggestions are covered by adding a case for them.
+    /// mistake then compiles. A message that offers code (`e.g. `..``, `write `..``; not a
+    /// template with `..` in it) must record it as a fix, so a new suggestion is covered by
+    /// adding a case for it.
     #[test]
     fn every_suggested_fix_checks() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/ui");
@@ -380,6 +382,16 @@ mod tests {
             let case = path.file_name().unwrap().to_string_lossy();
             for n in 0..invocations(&source).len() {
                 let (errors, fixes) = check_nth(&source, n);
+                for (i, (_, message)) in errors.iter().enumerate() {
+                    let offers = ["e.g. `", "write `"]
+                        .iter()
+                        .filter_map(|lead| message.split(lead).nth(1))
+                        .any(|code| !code.split('`').next().unwrap_or("").contains(".."));
+                    assert!(
+                        !offers || fixes.iter().any(|(e, ..)| *e == i),
+                        "{case}: this message offers code but records no fix to test:\n  {message}"
+                    );
+                }
                 for (error, range, replacement) in fixes {
                     let fixed = format!(
                         "{}{replacement}{}",
