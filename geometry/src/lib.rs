@@ -5,7 +5,7 @@
 //! the kernels compute. Everything here is `const fn` and has no dependencies.
 //!
 //! ```
-//! use striate_geometry::{output_size, Rounding};
+//! use striate::geometry::{output_size, Rounding};
 //! // AlexNet's conv1: 227 wide, 11x11 kernels, stride 4, no padding.
 //! assert_eq!(output_size(227, 11, 4, 0, Rounding::Exact), Ok(55));
 //! // Stride 5 does not tile the input: (227 + 2*0 - 11)/5 + 1 = 44.2 would drop real columns.
@@ -94,7 +94,7 @@ pub const fn output_size(
 /// AlexNet's `(224 - 11)/4 + 1 = 54.25` leaves 1 over, a real column that no window reads.
 ///
 /// ```
-/// use striate_geometry::drops_input;
+/// use striate::geometry::drops_input;
 /// assert!(!drops_input(3, 2, 1, 1)); // ResNet's 3x3 stride-2 pad-1 on 32
 /// assert!(!drops_input(1, 2, 0, 1)); // a 1x1 stride-2 shortcut on 32
 /// assert!(drops_input(11, 4, 0, 1)); // AlexNet's conv1 on 224
@@ -164,7 +164,7 @@ pub const fn output_size_checked(
 /// `field' = field + (kernel - 1) * jump`, `jump' = jump * stride`.
 ///
 /// ```
-/// use striate_geometry::Receptive;
+/// use striate::geometry::Receptive;
 /// let r = Receptive::INPUT.window(5, 1).window(2, 2).window(5, 1).window(2, 2);
 /// assert_eq!(r.field, 16); // LeNet-5 after its second pooling layer
 /// ```
@@ -277,7 +277,7 @@ mod tests {
 /// two show a network's size the same way.
 ///
 /// ```
-/// use striate_geometry::Thousands;
+/// use striate::geometry::Thousands;
 /// assert_eq!(format!("{}", Thousands(38282)), "38,282");
 /// assert_eq!(format!("{}", Thousands(999)), "999");
 /// assert_eq!(format!("{}", Thousands(u64::MAX)), "18,446,744,073,709,551,615");

@@ -166,7 +166,7 @@ impl Conv2dGeom {
 ///
 /// # Example
 /// ```
-/// use striate_geometry::Rounding;
+/// use striate::geometry::Rounding;
 /// use striate::ops::conv2d::{forward, Conv2dGeom};
 ///
 /// // One 3×3 image and one 2×2 kernel that subtracts the lower-right neighbour.
