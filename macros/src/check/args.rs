@@ -181,9 +181,14 @@ pub fn resolve<'a>(
             };
             // The layer as written, with the example's value for the missing argument.
             let completed = match suggest {
-                Suggest::On(input) => {
-                    completed(kind_ref, written(&values), spec.name, &example, input)
-                }
+                Suggest::On(input) => completed(
+                    layer,
+                    kind_ref,
+                    written(&values),
+                    spec.name,
+                    &example,
+                    input,
+                ),
                 Suggest::No => None,
             };
             match completed {

@@ -856,6 +856,28 @@ mod tests {
         );
     }
 
+    /// A layer that declares its output shape gets only the fixes that give it.
+    #[test]
+    fn fixes_keep_the_declared_shape() {
+        let e = errors("struct A { input: [3, 227, 227], conv1: conv2d(96, kernel = 11, stride = 5) -> [96, 55, 55] }");
+        assert_eq!(e, ["conv1: output height and width (227 + 2*0 - 11)/5 + 1 = 44.2 is not a whole number; stride 4 gives 55"]);
+        let e = errors("struct A { input: [3, 227, 227], conv1: conv2d(96, kernel = 11, stride = 5) -> [96, 44, 44] }");
+        assert!(
+            e[0].ends_with(
+                "is not a whole number; `floor = true` drops the last partial window and gives 44"
+            ),
+            "{e:?}"
+        );
+        let e = errors(
+            "struct N { input: [1, 28, 28], c: conv2d(1, 16, kernel_size = 3) -> [16, 26, 26] }",
+        );
+        assert!(e[0].ends_with("write `conv2d(16, kernel = 3)`"), "{e:?}");
+        let e = errors(
+            "struct N { input: [1, 28, 28], c: conv2d(1, 16, kernel_size = 3) -> [16, 28, 28] }",
+        );
+        assert!(!e[0].contains("write `"), "{e:?}");
+    }
+
     #[test]
     fn suggestions() {
         let kinds = crate::kinds::names();

@@ -48,10 +48,19 @@ pub fn meant_argument(written: &str, names: &[&'static str]) -> Option<Option<&'
     }
 }
 
-/// Whether `call` (`max_pool(3, stride = 1)`) is a layer that the argument checks accept and,
-/// when `input` is known, that builds on it without an error.
-pub fn accepted(call: &str, input: Option<Shape>) -> bool {
-    output_of(call, input).is_some()
+/// Whether `call` (`max_pool(3, stride = 1)`), put in place of `layer`, is a layer that the
+/// argument checks accept and, when `input` is known, that builds on it without an error and
+/// gives the output shape `layer` declares, if it declares one.
+pub fn accepted(call: &str, input: Option<Shape>, layer: &LayerItem) -> bool {
+    output_of(call, input).is_some_and(|out| declared_fits(layer, out))
+}
+
+/// Whether `output` is the shape that `layer` declares with `-> [..]` (or either is unknown).
+pub fn declared_fits(layer: &LayerItem, output: Option<Shape>) -> bool {
+    match (&layer.expect, output) {
+        (Some((dims, _)), Some(out)) => dims.iter().map(|d| d.value).eq(out.dims()),
+        _ => true,
+    }
 }
 
 /// The output shape of `call` on `input` (`Some(None)` when the input is unknown and its
@@ -107,9 +116,11 @@ pub fn render(kind: &dyn Kind, args: &[(&str, String)]) -> String {
     }
 }
 
-/// The layer `written` (its arguments by name) with `missing` given the value it has in the
-/// kind's `example` (`e.g. `conv2d(6, kernel = 5)``), when the checks accept it on `input`.
+/// `layer` (of `kind`), whose arguments by name are `written`, with `missing` given the value
+/// it has in the kind's `example` (`e.g. `conv2d(6, kernel = 5)``), when the checks accept it
+/// on `input`.
 pub fn completed(
+    layer: &LayerItem,
     kind: &dyn Kind,
     mut written: Vec<(&'static str, String)>,
     missing: &'static str,
@@ -117,15 +128,15 @@ pub fn completed(
     input: Option<Shape>,
 ) -> Option<String> {
     let example_call = example.split('`').nth(1)?;
-    let Ok(Item::Layer(layer)) = syn::parse_str::<Item>(example_call) else {
+    let Ok(Item::Layer(example_layer)) = syn::parse_str::<Item>(example_call) else {
         return None;
     };
     let mut errors = Errors::default();
-    let args = resolve(&layer, kind, "", Suggest::No, &mut errors)?;
+    let args = resolve(&example_layer, kind, "", Suggest::No, &mut errors)?;
     let (_, value) = args.written().into_iter().find(|(n, _)| *n == missing)?;
     written.push((missing, value));
     let call = render(kind, &written);
-    accepted(&call, input).then_some(call)
+    accepted(&call, input, layer).then_some(call)
 }
 
 /// What a translation changed, for the message.
@@ -178,7 +189,7 @@ pub fn translate(layer: &LayerItem, kind: &dyn Kind, input: Option<Shape>) -> Op
             args.push((spec.name, a.value.render()));
         }
         t.call = render_unique(kind, &args)?;
-        return accepted(&t.call, input).then_some(t);
+        return accepted(&t.call, input, layer).then_some(t);
     }
     // Too many unnamed arguments: when the kind infers its input size, read them first as
     // PyTorch does, whose first argument is that size (`conv2d(1, 16, 3)`); then in the
@@ -200,7 +211,7 @@ pub fn translate(layer: &LayerItem, kind: &dyn Kind, input: Option<Shape>) -> Op
         let Some(call) = render_unique(kind, &args) else {
             continue;
         };
-        if accepted(&call, input) {
+        if accepted(&call, input, layer) {
             t.call = call;
             t.dropped_inferred = if drops { kind.inferred() } else { None };
             t.named_surplus = !drops;

@@ -292,8 +292,8 @@ impl Build<'_> {
     }
 
     /// The layer with some arguments changed (`("stride", "1")`), as it is written, and its
-    /// output, when the checks accept it on this input; `None` otherwise, and always while
-    /// verifying.
+    /// output, when the checks accept it on this input and it gives the output shape the layer
+    /// declares, if any; `None` otherwise, and always while verifying.
     pub fn accepted_with(&self, changes: &[(&str, String)]) -> Option<(String, Shape)> {
         if self.verifying {
             return None;
@@ -307,7 +307,7 @@ impl Build<'_> {
         }
         let call = crate::check::suggest::render(kind, &args);
         let output = crate::check::suggest::output_of(&call, Some(self.input))??;
-        Some((call, output))
+        crate::check::suggest::declared_fits(self.item, Some(output)).then_some((call, output))
     }
 
     /// Whether a tensor with these factors fits in striate's limits; reports it if not.
