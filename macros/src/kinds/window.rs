@@ -91,10 +91,14 @@ impl Sliding {
                 }
                 _ => {
                     let (fixes, options) = self.tiling(cx, what, axes, size);
+                    let options = if options.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", options.join(", "))
+                    };
                     let msg = format!(
-                        "{who}: output {axis} {} is not a whole number; {}",
+                        "{who}: output {axis} {} is not a whole number{options}",
                         formula(size, kernel[a], stride[a], pad[a]),
-                        options.join(", ")
                     );
                     (msg, fixes)
                 }
