@@ -1,11 +1,97 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+/// Declares a network: a struct whose layers' shapes the compiler checks, with its forward and
+/// backward passes generated.
+///
+/// The struct implements [`Network`]. Its shapes and sizes are constants, and a shape mistake
+/// is a compile error pointing at the layer, with the arithmetic and a fix that compiles.
+///
+/// # The language
+///
+/// ```text
+/// network  := attribute* visibility "struct" NAME "{" item ("," item)* ","? "}"
+/// item     := "input" ":" "[" dims "]"
+///           | (NAME ":")? layer ("->" "[" dims "]")?
+/// layer    := KIND ("(" argument ("," argument)* ","? ")")?
+///           | "residual" ("(" "shortcut" "=" block ")")? block
+///           | "concat" "(" NAME "=" block ("," NAME "=" block)* ")"
+///           | NETWORK                          (another network, as a layer)
+/// block    := "{" item ("," item)* ","? "}"
+/// argument := (NAME "=")? value                value := integer | number | true | false | (h, w)
+/// ```
+///
+/// - **Input**: `input: [C, H, W]` (channels first, no batch dimension) or `input: [F]` for
+///   vectors, first and once.
+/// - **Layers**: `conv2d(out_channels, kernel = k, stride = s, pad = p, bias = b, floor = f)`,
+///   `max_pool(k, stride = s, pad = p, floor = f)`, `avg_pool(..)` (the same arguments),
+///   `linear(out_features, bias = b)`, `relu`, `leaky_relu(slope)`, `tanh`, `sigmoid`,
+///   `dropout(p)`, `batch_norm(momentum = m, eps = e)`, `flatten`. A window, stride or padding
+///   is an integer or a pair `(height, width)`.
+/// - **Arguments**: the first may go unnamed, the others are named. The input's size is never
+///   an argument: each layer takes its channels or features from the layer before
+///   (`conv2d(16, kernel = 3, pad = 1)`, not PyTorch's `Conv2d(1, 16, 3, padding=1)`).
+/// - **Names**: a layer with parameters is named (`conv1: conv2d(..)`); its parameters are
+///   `conv1.weight` and `conv1.bias`, PyTorch's names and layouts, in weight files too.
+/// - **Shape hints**: `-> [6, 28, 28]` after a layer or block asserts its output shape per
+///   sample; a mismatch is a compile error showing how the size came about.
+/// - **Sizes**: every spatial output is `(W + 2P - F)/S + 1`. A size that is not whole is
+///   rounded down only when what is left over is padding or a gap the stride skips;
+///   otherwise it is an error, unless the layer says `floor = true`.
+/// - **Blocks**: `residual { .. }` adds its body's output to its input (through the
+///   `shortcut = { .. }` projection when given); `concat(a = { .. }, b = { .. })` runs the
+///   branches on the same input and joins their outputs along the channels (`{}` is the input
+///   itself). Blocks nest, and the names inside are prefixed (`block1.conv1.weight`).
+/// - **Nesting**: a network declared elsewhere is a layer (`features: LeNetFeatures`, or a
+///   path such as `self::Features`), checked against the input and output shapes it declares.
+///
+/// # Example
+///
+/// ```
+/// use striate::prelude::*;
+///
+/// network! {
+///     /// A convolutional body, trainable on its own.
+///     pub struct Body {
+///         input: [1, 28, 28],
+///         conv1: conv2d(8, kernel = 3, pad = 1), relu,
+///         max_pool(2) -> [8, 14, 14],
+///     }
+/// }
+///
+/// network! {
+///     /// The body, a residual block, a concat block and a classifier.
+///     pub struct Net {
+///         input: [1, 28, 28],
+///         body: Body -> [8, 14, 14],
+///         block: residual {
+///             conv: conv2d(8, kernel = 3, pad = 1), bn: batch_norm, relu,
+///         },
+///         mix: concat(a = { conv: conv2d(4, kernel = 1) }, b = {}) -> [12, 14, 14],
+///         avg_pool(2),
+///         flatten,
+///         drop: dropout(0.25),
+///         fc: linear(10),
+///     }
+/// }
+///
+/// assert_eq!(Net::OUTPUT_SHAPE, [10]);
+/// assert_eq!(Net::PARAMS[0].name, "body.conv1.weight");
+/// assert!(Net::PARAMS.iter().any(|p| p.name == "mix.a.conv.weight"));
+/// let net = Net::init(0);
+/// let out = net.forward(Array4::<f32>::zeros((2, 1, 28, 28)).view())?;
+/// assert_eq!(out.shape(), &[2, 10]);
+/// # Ok::<(), striate::Error>(())
+/// ```
+///
+/// The full reference is the book: its pages on the language, blocks, networks inside
+/// networks, the generated API and every compile error (`docs/src/` beside this crate's
+/// README, listed under [Documentation](crate#documentation)).
 pub use striate_macros::network;
 pub use striate_runtime::{data, io, ops, optim, train};
 pub use striate_runtime::{
-    Error, Gradients, Init, LayerInfo, Mode, NetRng, Network, ParamInfo, ParamStore, Result, State,
-    Summary, Tape, Tensor, TensorMut,
+    Error, Gradients, Init, LayerInfo, Mode, NetRng, Network, NetworkExt, ParamInfo, ParamStore,
+    Result, State, Summary, Tape, Tensor, TensorMut,
 };
 
 // Inlined, so that its items are documented as `striate::geometry::...`.
@@ -96,12 +182,14 @@ pub mod prelude {
     pub use striate_runtime::data::{Dataset, Mnist, Normalize};
     #[doc(no_inline)]
     pub use striate_runtime::ndarray::{
-        Array, Array1, Array2, Array4, ArrayView, ArrayView2, ArrayView4, Axis,
+        s, Array, Array1, Array2, Array4, ArrayView, ArrayView2, ArrayView4, Axis,
     };
     #[doc(no_inline)]
     pub use striate_runtime::optim::{LrSchedule, Sgd};
     #[doc(no_inline)]
     pub use striate_runtime::train::{evaluate, Fit, Trainer};
     #[doc(no_inline)]
-    pub use striate_runtime::{cross_entropy, softmax, Error, Gradients, Mode, Network, Tape};
+    pub use striate_runtime::{
+        cross_entropy, softmax, Error, Gradients, Mode, Network, NetworkExt, Tape,
+    };
 }

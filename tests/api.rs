@@ -256,7 +256,7 @@ fn loading_the_wrong_file_is_an_error_and_changes_nothing() {
     Other::init(0).save(&path).unwrap();
     let mut net = Small::init(0);
     let before = net.params().clone();
-    let err = net.load(&path).unwrap_err().to_string();
+    let err = net.load_unchecked(&path).unwrap_err().to_string();
     assert!(
         err.contains("tensor `conv.weight`: expected shape [4, 1, 3, 3], found [5, 1, 3, 3]"),
         "{err}"
@@ -268,6 +268,146 @@ fn loading_the_wrong_file_is_an_error_and_changes_nothing() {
     std::fs::remove_file(&path).unwrap();
     let err = net.load(&path).unwrap_err();
     assert!(matches!(err, striate::Error::Io { .. }), "{err}");
+}
+
+/// The same layers as `Small`: the same tensor names and shapes, another network.
+mod twin {
+    use striate::prelude::*;
+
+    network! {
+        pub struct Twin {
+            input: [1, 8, 8],
+            conv: conv2d(4, kernel = 3, pad = 1),
+            bn: batch_norm,
+            tanh,
+            avg_pool(2),
+            flatten,
+            drop: dropout(0.5),
+            fc: linear(3),
+        }
+    }
+
+    network! {
+        /// 38,282 parameters, as in the issue that asked for a short `{:?}`.
+        pub struct Wide {
+            input: [38281],
+            fc: linear(1),
+        }
+    }
+
+    /// Another network called `Small`, of another size.
+    pub mod same_name {
+        use striate::prelude::*;
+
+        network! {
+            pub struct Small {
+                input: [1, 8, 8],
+                flatten,
+                fc: linear(3),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_file_of_another_network_with_the_same_tensors_is_refused_unless_asked() {
+    let path = temp_path("twin.safetensors");
+    let twin = twin::Twin::init(5);
+    twin.save(&path).unwrap();
+    let mut net = Small::init(0);
+    let before = net.params().clone();
+    let err = net.load(&path).unwrap_err();
+    assert!(matches!(err, striate::Error::Format { .. }), "{err}");
+    assert!(
+        err.to_string().ends_with(
+            "written by the network `Twin`, not `Small` (the file's metadata says so); `load_unchecked` loads it anyway when every tensor's name and shape fit"
+        ),
+        "{err}"
+    );
+    assert_eq!(net.params(), &before);
+    net.load_unchecked(&path).unwrap();
+    assert_eq!(net.params().as_slice(), twin.params().as_slice());
+    // A file that names no network (as PyTorch writes them) is checked by its tensors alone.
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = twin
+        .params()
+        .iter()
+        .chain(twin.buffers().iter())
+        .map(|(info, v)| {
+            (
+                info.name.to_string(),
+                info.shape.to_vec(),
+                v.iter().copied().collect(),
+            )
+        })
+        .collect();
+    let borrowed: Vec<_> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.clone(), s.clone(), v.as_slice()))
+        .collect();
+    striate::io::save_tensors(&path, &borrowed, None).unwrap();
+    Small::init(1).load(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn backward_with_another_networks_gradients_names_both() {
+    let mut net = Small::init(0);
+    let mut tape = Tape::new();
+    let d = Array2::<f32>::zeros((2, 3));
+    net.forward_train(batch(2).view(), &mut tape).unwrap();
+    // The same size: only the names tell them apart.
+    let mut grads = twin::Twin::init(0).gradients();
+    assert_eq!(grads.params().len(), Small::NUM_PARAMS);
+    let err = net.backward(&mut tape, d.view(), &mut grads).unwrap_err();
+    assert!(matches!(err, striate::Error::OtherNetworksGradients { .. }));
+    assert_eq!(
+        err.to_string(),
+        "backward of Small was given the gradients of Twin; make them with `gradients()` of the network whose backward pass fills them"
+    );
+    // Two networks called `Small`: their paths.
+    let mut grads = twin::same_name::Small::init(0).gradients();
+    let err = net.backward(&mut tape, d.view(), &mut grads).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "backward of api::Small was given the gradients of api::twin::same_name::Small; make them with `gradients()` of the network whose backward pass fills them"
+    );
+    net.backward(&mut tape, d.view(), &mut net.gradients())
+        .unwrap();
+}
+
+#[test]
+fn debug_shows_a_summary_not_the_weights() {
+    let net = Small::init(0);
+    let text = format!("{net:?}");
+    assert_eq!(
+        text,
+        "Small { params: 243, buffers: 8, num_batches_tracked: 0, .. }"
+    );
+    assert_eq!(Small::NUM_PARAMS, 243);
+    // Thousands separators, as `summary()` prints them.
+    let text = format!("{:?}", twin::Wide::init(0));
+    assert_eq!(
+        text,
+        "Wide { params: 38,282, buffers: 0, num_batches_tracked: 0, .. }"
+    );
+}
+
+#[test]
+fn summary_as_a_method_and_as_an_associated_function() {
+    let net = Small::init(0);
+    assert_eq!(net.summary().to_string(), Small::summary().to_string());
+    assert_eq!(net.summary().total_params(), Small::NUM_PARAMS);
+    fn generic<N: Network>(net: &N) -> (String, String) {
+        (net.summary().to_string(), N::summary().to_string())
+    }
+    let (a, b) = generic(&net);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn the_prelude_has_ndarrays_slice_macro() {
+    let x = batch(4);
+    assert_eq!(x.slice(s![1..3, .., .., ..]).shape(), &[2, 1, 8, 8]);
 }
 
 network! {

@@ -482,3 +482,74 @@ mod training_step_example {
         main()
     }
 }
+
+/// The runtime's and geometry's rustdoc examples are shown on the `striate` pages, so they
+/// are written as a user of `striate` writes them: `striate::...`, never the internal
+/// `striate_runtime` or `striate_geometry`, which a user's crate cannot name.
+#[test]
+fn doc_examples_name_the_facade() {
+    let mut files = Vec::new();
+    rust_files(&root().join("runtime/src"), &mut files);
+    rust_files(&root().join("geometry/src"), &mut files);
+    let mut problems = Vec::new();
+    for path in &files {
+        let name = shown(path);
+        for (i, line) in read(path).lines().enumerate() {
+            let doc = line.trim_start();
+            let is_doc = doc.starts_with("///") || doc.starts_with("//!");
+            if is_doc
+                && (doc.contains("use striate_runtime")
+                    || doc.contains("use striate_geometry")
+                    || doc.contains("striate_runtime::"))
+            {
+                problems.push(format!("{name}:{}: {}", i + 1, doc));
+            }
+        }
+    }
+    fail_on(&problems);
+    assert!(files.len() > 20, "only {} files found", files.len());
+}
+
+/// The `network!` page (the doc comment of its re-export) names every layer of the book's
+/// table and the forms of the language, so it cannot fall behind the language.
+#[test]
+fn the_network_macro_page_summarises_the_language() {
+    let lib = read(&root().join("src/lib.rs"));
+    let end = lib
+        .find("pub use striate_macros::network;")
+        .expect("the re-export");
+    let docs: Vec<&str> = lib[..end]
+        .lines()
+        .rev()
+        .take_while(|l| l.starts_with("///"))
+        .collect();
+    let docs = docs.into_iter().rev().collect::<Vec<_>>().join("\n");
+    let language = read(&root().join("docs/src/language.md"));
+    let mut problems = Vec::new();
+    let mut kinds = 0;
+    for row in language.lines().filter(|l| l.starts_with("| `")) {
+        for part in row.split('|').nth(1).unwrap().split('`').skip(1).step_by(2) {
+            let kind: String = part
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            kinds += 1;
+            if !docs.contains(&format!("`{kind}")) {
+                problems.push(format!("the network! page does not mention `{kind}`"));
+            }
+        }
+    }
+    for form in [
+        "residual",
+        "concat",
+        "-> [",
+        "input: [",
+        "```\n/// use striate::prelude::*;",
+    ] {
+        if !docs.contains(form) {
+            problems.push(format!("the network! page lacks `{form}`"));
+        }
+    }
+    fail_on(&problems);
+    assert!(kinds >= 10, "only {kinds} layers in the book's table");
+}

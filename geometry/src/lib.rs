@@ -5,7 +5,7 @@
 //! the kernels compute. Everything here is `const fn` and has no dependencies.
 //!
 //! ```
-//! use striate_geometry::{output_size, Rounding};
+//! use striate::geometry::{output_size, Rounding};
 //! // AlexNet's conv1: 227 wide, 11x11 kernels, stride 4, no padding.
 //! assert_eq!(output_size(227, 11, 4, 0, Rounding::Exact), Ok(55));
 //! // Stride 5 does not tile the input: (227 + 2*0 - 11)/5 + 1 = 44.2 would drop real columns.
@@ -94,7 +94,7 @@ pub const fn output_size(
 /// AlexNet's `(224 - 11)/4 + 1 = 54.25` leaves 1 over, a real column that no window reads.
 ///
 /// ```
-/// use striate_geometry::drops_input;
+/// use striate::geometry::drops_input;
 /// assert!(!drops_input(3, 2, 1, 1)); // ResNet's 3x3 stride-2 pad-1 on 32
 /// assert!(!drops_input(1, 2, 0, 1)); // a 1x1 stride-2 shortcut on 32
 /// assert!(drops_input(11, 4, 0, 1)); // AlexNet's conv1 on 224
@@ -164,7 +164,7 @@ pub const fn output_size_checked(
 /// `field' = field + (kernel - 1) * jump`, `jump' = jump * stride`.
 ///
 /// ```
-/// use striate_geometry::Receptive;
+/// use striate::geometry::Receptive;
 /// let r = Receptive::INPUT.window(5, 1).window(2, 2).window(5, 1).window(2, 2);
 /// assert_eq!(r.field, 16); // LeNet-5 after its second pooling layer
 /// ```
@@ -269,5 +269,40 @@ mod tests {
             .window(3, 1)
             .window(3, 2);
         assert_eq!(r.field, 195);
+    }
+}
+
+/// A count with thousands separators (`61,706`), the way striate prints every count: the
+/// runtime's `summary()` and the documentation that `network!` generates both use it, so the
+/// two show a network's size the same way.
+///
+/// ```
+/// use striate::geometry::Thousands;
+/// assert_eq!(format!("{}", Thousands(38282)), "38,282");
+/// assert_eq!(format!("{}", Thousands(999)), "999");
+/// assert_eq!(format!("{}", Thousands(u64::MAX)), "18,446,744,073,709,551,615");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thousands(pub u64);
+
+impl core::fmt::Display for Thousands {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // 20 digits and 6 separators at most.
+        let mut buf = [0u8; 26];
+        let (mut at, mut v, mut digits) = (buf.len(), self.0, 0);
+        loop {
+            if digits > 0 && digits % 3 == 0 {
+                at -= 1;
+                buf[at] = b',';
+            }
+            at -= 1;
+            buf[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            digits += 1;
+            if v == 0 {
+                break;
+            }
+        }
+        f.write_str(core::str::from_utf8(&buf[at..]).map_err(|_| core::fmt::Error)?)
     }
 }

@@ -1,7 +1,7 @@
 //! The `network!` macro of [striate](https://docs.rs/striate).
 //!
 //! Three stages, data flowing one way: `ast` parses the tokens, `check` infers every
-//! layer's shape and reports every mistake at once, building a [`plan::Plan`] (a graph of
+//! layer's shape and reports every mistake at once, building a `plan::Plan` (a graph of
 //! values), and `expand` emits the code. What each layer kind does lives in its own module
 //! under `kinds`, behind one registry. Use the macro through the `striate` crate, whose
 //! documentation describes the language.
@@ -29,9 +29,7 @@ fn run(tokens: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
     }
 }
 
-/// Declares a network whose every layer shape is checked at compile time.
-///
-/// See the `striate` crate for the language and the generated API.
+/// (Implemented in the `striate-macros` crate; use it as `striate::network!`.)
 #[proc_macro]
 pub fn network(input: TokenStream) -> TokenStream {
     run(input.into()).into()

@@ -73,6 +73,15 @@ pub enum Error {
     /// A tape was used with a network or a step it was not recorded for.
     #[error("tape: {0}")]
     Tape(String),
+    /// A backward pass was given the gradients that another network's
+    /// [`Network::gradients`](crate::Network::gradients) made.
+    #[error("backward of {network} was given the gradients of {other}; make them with `gradients()` of the network whose backward pass fills them")]
+    OtherNetworksGradients {
+        /// The network whose backward pass ran (its full type path when both have one name).
+        network: &'static str,
+        /// The network the gradients were made for.
+        other: &'static str,
+    },
     /// A setting is out of its valid range (a learning rate below zero, a batch size of zero, ...).
     #[error("invalid {name}: {reason}")]
     Config {

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use striate_runtime::io::{load_tensors, read_metadata, save_tensors};
+//! use striate::io::{load_tensors, read_metadata, save_tensors};
 //!
 //! let path = std::env::temp_dir().join(format!("striate-doc-io-{}.safetensors", std::process::id()));
 //! let weight = [0.5_f32, -1.0, 2.0, 0.0, 1.5, -0.25];
@@ -209,7 +209,7 @@ pub fn save_tensors(
 /// # Example
 ///
 /// ```
-/// use striate_runtime::io::{load_typed_tensors, save_typed_tensors, LoadedData, TensorData};
+/// use striate::io::{load_typed_tensors, save_typed_tensors, LoadedData, TensorData};
 ///
 /// let path = std::env::temp_dir().join(format!("striate-doc-typed-{}.safetensors", std::process::id()));
 /// let mean = [0.25_f32, -0.5];
@@ -292,7 +292,7 @@ fn save_views(
 /// # Example
 ///
 /// ```
-/// use striate_runtime::{io::load_tensors, Error};
+/// use striate::{io::load_tensors, Error};
 ///
 /// let path = std::env::temp_dir().join(format!("striate-doc-load-{}.txt", std::process::id()));
 /// std::fs::write(&path, "not weights")?;
@@ -313,6 +313,7 @@ pub fn load_tensors(path: &Path) -> Result<Vec<LoadedTensor>> {
 /// As [`load_tensors`], for the tensors kept.
 pub fn load_tensors_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<LoadedTensor>> {
     read_tensors(path, keep)?
+        .0
         .into_iter()
         .map(|t| t.into_f32(path))
         .collect()
@@ -332,13 +333,25 @@ pub fn load_tensors_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Ve
 ///
 /// See [`save_typed_tensors`].
 pub fn load_typed_tensors(path: &Path) -> Result<Vec<TypedTensor>> {
+    Ok(read_tensors(path, |_| true)?.0)
+}
+
+/// [`load_typed_tensors`] and [`read_metadata`], reading the file once.
+pub(crate) fn load_typed_tensors_and_metadata(
+    path: &Path,
+) -> Result<(Vec<TypedTensor>, HashMap<String, String>)> {
     read_tensors(path, |_| true)
 }
 
-/// The tensors of the file at `path` whose name `keep` accepts, in file order.
-fn read_tensors(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<TypedTensor>> {
+/// The tensors of the file at `path` whose name `keep` accepts, in file order, and its
+/// metadata.
+fn read_tensors(
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(Vec<TypedTensor>, HashMap<String, String>)> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     let (header_len, metadata) = parse_header(path, &bytes)?;
+    let strings = metadata.metadata().clone().unwrap_or_default();
     // `read_metadata` checked that the header fits and the tensors cover the rest exactly.
     let data = bytes.get(8 + header_len..).unwrap_or_default();
 
@@ -378,7 +391,8 @@ fn read_tensors(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<TypedTen
                 data: values,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()
+        .map(|tensors| (tensors, strings))
 }
 
 /// Reads the free-form string metadata of a safetensors file; empty if it has none.

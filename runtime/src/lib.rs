@@ -25,7 +25,7 @@ pub mod train;
 pub mod unoptimized;
 
 pub use error::{Error, Result};
-pub use network::{Gradients, Mode, Network, State, Tensor, TensorMut};
+pub use network::{Gradients, Mode, Network, NetworkExt, State, Tensor, TensorMut};
 pub use params::ParamStore;
 pub use scores::softmax;
 pub use striate_geometry as geometry;
@@ -45,9 +45,10 @@ pub use ndarray;
 pub mod __generated {
     pub use crate::compose::*;
     pub use crate::layers;
+    pub use crate::network::debug_network;
     pub use crate::network::nested::{nested_backward, nested_forward};
     pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Shape1, Shape3, Slot};
-    pub use crate::{Network, State, Tape};
+    pub use crate::{Network, State, Summary, Tape};
 
     /// The kernels of the layer kinds.
     pub mod ops {

@@ -11,7 +11,7 @@ use crate::{Error, Result};
 /// pass, and gradients use a second store with the same table, hence the same names.
 ///
 /// ```
-/// use striate_runtime::{Init, ParamInfo, ParamStore};
+/// use striate::{Init, ParamInfo, ParamStore};
 /// static TABLE: [ParamInfo; 2] = [
 ///     ParamInfo { name: "fc.weight", shape: &[2, 3], offset: 0, len: 6, init: Init::Zeros },
 ///     ParamInfo { name: "fc.bias", shape: &[2], offset: 6, len: 2, init: Init::Zeros },

@@ -42,15 +42,7 @@ pub(crate) fn shape_text(shape: &[usize]) -> String {
 
 /// `61706` -> `61,706`.
 pub(crate) fn thousands(v: u64) -> String {
-    let digits = v.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
+    striate_geometry::Thousands(v).to_string()
 }
 
 impl fmt::Display for Summary {

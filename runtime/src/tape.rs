@@ -39,7 +39,7 @@ struct Recorded {
 /// another network, even one with the same layout, is an error.
 ///
 /// ```
-/// use striate_runtime::Tape;
+/// use striate::Tape;
 /// let tape = Tape::new();
 /// assert_eq!(tape.batch(), 0);
 /// ```

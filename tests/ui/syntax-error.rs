@@ -17,4 +17,6 @@ fn main() {
     let x = Array4::<f32>::zeros((1, 1, 28, 28));
     let _ = net.forward(x.view());
     let _ = net.params();
+    // Neither form of `summary` nor `{:?}` adds an error of its own.
+    let _ = (Net::summary(), net.summary(), format!("{net:?}"));
 }

@@ -5,9 +5,11 @@ use std::collections::HashMap;
 
 use proc_macro2::TokenStream;
 
-use super::messages::{closest, one_of, Errors, MAX_SIZE};
+use super::messages::{one_of, Errors, MAX_SIZE};
+use super::suggest::{completed, meant_argument, translate};
 use crate::ast::{Arg, LayerItem, Value};
 use crate::kinds::{ArgKind, ArgSpec, Kind};
+use crate::plan::Shape;
 
 /// The arguments of one layer, matched against its specs.
 pub struct Resolved<'a> {
@@ -48,19 +50,53 @@ impl Resolved<'_> {
     pub fn tokens(&self, name: &str) -> Option<&TokenStream> {
         self.values.get(name).map(|a| &a.tokens)
     }
+
+    /// Every argument given, by name, as written.
+    pub fn written(&self) -> Vec<(&'static str, String)> {
+        written(&self.values)
+    }
+}
+
+fn written(values: &HashMap<&'static str, &Arg>) -> Vec<(&'static str, String)> {
+    values
+        .iter()
+        .map(|(name, a)| (*name, a.value.render()))
+        .collect()
+}
+
+/// Whether argument errors may suggest a rewrite of the layer.
+#[derive(Clone, Copy)]
+pub enum Suggest {
+    /// No: the layer is itself a suggestion being checked.
+    No,
+    /// Yes, checked on the layer's input when it is known.
+    On(Option<Shape>),
 }
 
 /// Matches `layer`'s arguments to the specs of its kind; reports unknown, duplicate, missing
 /// and ill-typed arguments. Returns `None` when the layer cannot be built.
+///
+/// A layer written with another library's habits (too many unnamed arguments, or argument
+/// names of PyTorch or Keras, or with typos) gets one error for the whole layer that shows it
+/// rewritten, when the rewrite passes the checks.
 pub fn resolve<'a>(
     layer: &'a LayerItem,
     kind: &dyn Kind,
+    who: &str,
+    suggest: Suggest,
     errors: &mut Errors,
 ) -> Option<Resolved<'a>> {
+    if let Suggest::On(input) = suggest {
+        if let Some(t) = translate(layer, kind, input) {
+            errors.with_fix(&layer.call_tokens, t.message(who, kind, input), t.call);
+            return None;
+        }
+    }
     let specs = kind.args();
-    let example_of = |missing: &str| kind.example(missing);
+    let kind_ref = kind;
+    let inferred = kind.inferred();
     let kind = kind.name();
-    let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+    let names: Vec<&'static str> = specs.iter().map(|s| s.name).collect();
     let positional: Vec<&ArgSpec> = specs.iter().filter(|s| s.positional).collect();
     let mut values: HashMap<&'static str, &Arg> = HashMap::new();
     let mut ok = true;
@@ -76,14 +112,15 @@ pub fn resolve<'a>(
                         errors.spanned(&a.tokens, format!("`{kind}` takes no arguments"));
                     } else {
                         let taken: Vec<&str> = positional.iter().map(|s| s.name).collect();
+                        let inferred = inferred
+                            .map(|what| format!(" (its {what} come from the layer before)"))
+                            .unwrap_or_default();
                         errors.spanned(
                             &a.tokens,
                             format!(
-                                "too many unnamed arguments: `{kind}` takes {} unnamed ({}); name the others, e.g. `{} = {}`; expected one of: {}",
+                                "too many unnamed arguments: `{kind}` takes {} unnamed ({}){inferred}; name the others; expected one of: {}",
                                 taken.len(),
                                 one_of(&taken),
-                                specs.iter().find(|s| !s.positional).map_or("stride", |s| s.name),
-                                a.value.render(),
                                 one_of(&names)
                             ),
                         );
@@ -97,9 +134,11 @@ pub fn resolve<'a>(
                 let n = name.to_string();
                 let Some(spec) = specs.iter().find(|s| s.name == n) else {
                     ok = false;
-                    let hint = closest(&n, &names)
-                        .map(|c| format!("did you mean `{c}`? "))
-                        .unwrap_or_default();
+                    let hint = match meant_argument(&n, &names) {
+                        Some(Some(c)) => format!("did you mean `{c}`? "),
+                        Some(None) => "it is inferred from the layer before; ".to_string(),
+                        None => String::new(),
+                    };
                     if specs.is_empty() {
                         errors.spanned(name, format!("`{kind}` takes no arguments"));
                     } else {
@@ -133,14 +172,32 @@ pub fn resolve<'a>(
         // After surplus unnamed arguments the "missing" one is most likely among them.
         if !values.contains_key(spec.name) && !surplus {
             ok = false;
-            let example = example_of(spec.name);
-            errors.spanned(
-                &layer.call_tokens,
+            let example = kind_ref.example(spec.name);
+            let msg = |example: &str| {
                 format!(
                     "`{kind}` is missing its `{}` argument; {example}",
                     spec.name
+                )
+            };
+            // The layer as written, with the example's value for the missing argument.
+            let completed = match suggest {
+                Suggest::On(input) => completed(
+                    layer,
+                    kind_ref,
+                    written(&values),
+                    spec.name,
+                    &example,
+                    input,
                 ),
-            );
+                Suggest::No => None,
+            };
+            match completed {
+                Some(call) => {
+                    let text = msg(&format!("e.g. `{call}`"));
+                    errors.with_fix(&layer.call_tokens, text, call);
+                }
+                None => errors.spanned(&layer.call_tokens, msg(&example)),
+            }
         }
     }
     ok.then_some(Resolved { values })

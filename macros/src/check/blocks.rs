@@ -46,16 +46,18 @@ impl Graph {
         }
         let example = self.body_example(input);
         let Some(body) = &item.body else {
-            self.errors.spanned(
+            self.errors.with_fix(
                 &item.call_tokens,
                 format!("{who}: `residual` needs a body, the layers whose output is added to the input: `residual {example}`"),
+                format!("residual {example}"),
             );
             return None;
         };
         if !body.items.iter().any(|i| matches!(i, Item::Layer(_))) {
-            self.errors.at(
+            self.errors.at_with_fix(
                 body.span,
                 format!("{who}: the body of `residual` is empty, so the block would add its input to itself; give it layers, e.g. `{example}`"),
+                example,
             );
             return None;
         }
@@ -151,9 +153,11 @@ impl Graph {
         }
         if item.args.len() < 2 {
             let branch = self.body_example(input);
-            self.errors.spanned(
+            let fixed = format!("concat(a = {branch}, b = {{}})");
+            self.errors.with_fix(
                 &item.call_tokens,
-                format!("{who}: `concat` joins at least two branches, e.g. `concat(a = {branch}, b = {{}})`"),
+                format!("{who}: `concat` joins at least two branches, e.g. `{fixed}`"),
+                fixed,
             );
             return None;
         }

@@ -5,13 +5,82 @@ use quote::ToTokens;
 
 use crate::ast::LayerItem;
 
-/// Collects errors instead of stopping at the first (serde's `Ctxt`).
+/// Collects errors instead of stopping at the first (serde's `Ctxt`), and the replacements
+/// their messages suggest.
 #[derive(Default)]
-pub struct Errors(pub Vec<syn::Error>);
+pub struct Errors(pub Vec<syn::Error>, pub Vec<Fix>);
+
+/// A replacement an error message suggests: the tokens from `start` to `end` become
+/// `replacement`, which the message describes. Every fix is tested by applying it to
+/// the `tests/ui` cases and checking the result again.
+// Read only by the tests, which apply every fix; messages describe it themselves.
+#[cfg_attr(not(test), allow(dead_code))]
+pub struct Fix {
+    /// The error (an index into [`Errors`]'s list) whose message suggests it.
+    pub error: usize,
+    pub start: Span,
+    pub end: Span,
+    pub replacement: String,
+}
 
 impl Errors {
     pub fn spanned(&mut self, tokens: impl ToTokens, msg: impl std::fmt::Display) {
         self.0.push(syn::Error::new_spanned(tokens, msg));
+    }
+
+    /// An error spanning `tokens` whose message suggests writing `replacement` in their place.
+    pub fn with_fix(
+        &mut self,
+        tokens: impl ToTokens,
+        msg: impl std::fmt::Display,
+        replacement: String,
+    ) {
+        self.with_fixes(tokens, msg, vec![replacement]);
+    }
+
+    /// An error spanning `tokens` whose message suggests each of `replacements` in their place.
+    pub fn with_fixes(
+        &mut self,
+        tokens: impl ToTokens,
+        msg: impl std::fmt::Display,
+        replacements: Vec<String>,
+    ) {
+        let tokens = tokens.into_token_stream();
+        self.with_fixes_of(tokens.clone(), tokens, msg, replacements);
+    }
+
+    /// An error spanning `tokens` whose message suggests `replacements` for the wider `of`
+    /// (an error at an argument whose fix rewrites the layer).
+    pub fn with_fixes_of(
+        &mut self,
+        tokens: impl ToTokens,
+        of: impl ToTokens,
+        msg: impl std::fmt::Display,
+        replacements: Vec<String>,
+    ) {
+        let mut spans = of.into_token_stream().into_iter().map(|t| t.span());
+        let start = spans.next().unwrap_or_else(Span::call_site);
+        let end = spans.last().unwrap_or(start);
+        for replacement in replacements {
+            self.1.push(Fix {
+                error: self.0.len(),
+                start,
+                end,
+                replacement,
+            });
+        }
+        self.spanned(tokens, msg);
+    }
+
+    /// An error at `span` whose message suggests writing `replacement` there.
+    pub fn at_with_fix(&mut self, span: Span, msg: impl std::fmt::Display, replacement: String) {
+        self.1.push(Fix {
+            error: self.0.len(),
+            start: span,
+            end: span,
+            replacement,
+        });
+        self.at(span, msg);
     }
 
     pub fn at(&mut self, span: Span, msg: impl std::fmt::Display) {

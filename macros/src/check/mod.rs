@@ -1,8 +1,9 @@
 //! Checking: the syntax tree into a [`Plan`], a graph of values, or the list of every error in
 //! the network. Split by job: [`args`] resolves a layer's arguments against its kind,
-//! [`messages`] collects errors and makes suggestions, this module walks the items and builds
-//! the graph, and [`blocks`] adds residual and concat blocks to it. What a layer kind computes
-//! comes from its module in `kinds`.
+//! [`messages`] collects errors and makes suggestions, [`suggest`] checks every rewrite a
+//! message offers before offering it, this module walks the items and builds the graph, and
+//! [`blocks`] adds residual and concat blocks to it. What a layer kind computes comes from its
+//! module in `kinds`.
 //!
 //! Every output size is computed by [`striate_geometry::output_size`], the same function the
 //! runtime's kernels use.
@@ -11,6 +12,7 @@ pub mod args;
 mod blocks;
 pub mod messages;
 mod nested;
+pub mod suggest;
 
 use std::collections::HashMap;
 
@@ -26,6 +28,11 @@ pub const BLOCK_FORMS: &[&str] = &["residual", "concat"];
 
 /// Checks the whole network; returns its plan or every error found.
 pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
+    check_all(net).map_err(|errors| errors.0)
+}
+
+/// [`check`], with the fixes the messages suggest.
+fn check_all(net: &Network) -> Result<Plan, Errors> {
     let mut errors = Errors::default();
     let input = check_input(net, &mut errors);
     let mut g = Graph {
@@ -53,14 +60,28 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
         .iter()
         .filter(|i| matches!(i, Item::Layer(_)))
         .count();
-    if layers == 0 && input.is_some() {
-        g.errors.at(
-            net.name.span(),
-            format!(
-                "`{}` has no layers; add at least one after `input`, e.g. `fc: linear(10)`",
-                net.name
-            ),
+    if let (0, Some(shape)) = (layers, input) {
+        // A layer that fits the input: a classifier head, flattened first for a feature map.
+        let layer = match shape {
+            Shape::Vector(_) => "fc: linear(10)",
+            Shape::Spatial(_) => "flatten, fc: linear(10)",
+        };
+        let decl = net.items.iter().find_map(|i| match i {
+            Item::Input(d) => Some(d),
+            Item::Layer(_) => None,
+        });
+        let msg = format!(
+            "`{}` has no layers; add at least one after `input`, e.g. `{layer}`",
+            net.name
         );
+        match decl {
+            Some(d) => {
+                let fixed = format!("input: {}, {layer}", shape.text());
+                g.errors
+                    .with_fixes_of(&net.name, &d.tokens, msg, vec![fixed]);
+            }
+            None => g.errors.at(net.name.span(), msg),
+        }
     }
     let scope = Scope::top();
     g.sequence(&net.items, &scope, input.map(|_| 0), &[]);
@@ -81,7 +102,7 @@ pub fn check(net: &Network) -> Result<Plan, Vec<syn::Error>> {
             receptive,
         })
     } else {
-        Err(g.errors.0)
+        Err(g.errors)
     }
 }
 
@@ -251,13 +272,17 @@ impl Graph {
         };
         if layer.name.is_none() {
             if let Some(prefix) = found.param_prefix() {
-                self.errors.spanned(
+                let named = format!("{prefix}{index}: {}", declaration(layer));
+                self.errors.with_fix(
                     &layer.call_tokens,
-                    format!("{who} has parameters, so it needs a name, which its parameters are saved under: `{prefix}{index}: {}`", declaration(layer)),
+                    format!("{who} has parameters, so it needs a name, which its parameters are saved under: `{named}`"),
+                    named,
                 );
             }
         }
-        let res = args::resolve(layer, found, &mut self.errors)?;
+        let input_shape = input.map(|i| self.values[i].shape);
+        let suggest = args::Suggest::On(input_shape);
+        let res = args::resolve(layer, found, &who, suggest, &mut self.errors)?;
         let input = input?;
         let from = self.values[input].clone();
         let mut cx = Build {
@@ -267,6 +292,7 @@ impl Graph {
             input: from.shape,
             args: &res,
             errors: &mut self.errors,
+            verifying: false,
         };
         let built = found.build(&mut cx)?;
         let out = built.output();
@@ -351,7 +377,8 @@ impl Graph {
         self.buffers.last().map_or(0, |p| p.offset + p.len)
     }
 
-    /// The kind or block form that `word` is a likely typo of, ignoring case.
+    /// The kind or block form that `word` is a likely typo of, or another library's name of,
+    /// ignoring case.
     fn typo_of(&self, word: &str) -> Option<&'static str> {
         let known = known_words();
         let lower = word.to_lowercase();
@@ -359,6 +386,11 @@ impl Graph {
             .iter()
             .copied()
             .find(|k| *k == lower || k.replace('_', "") == lower)
+            .or_else(|| {
+                kinds::all()
+                    .find(|k| k.other_names().iter().any(|o| o.to_lowercase() == lower))
+                    .map(|k| k.name())
+            })
             .or_else(|| closest(&lower, &known))
             .or_else(|| closest(word, &known))
     }
@@ -366,8 +398,8 @@ impl Graph {
     fn unknown_kind(&mut self, layer: &LayerItem) {
         let kind = layer.kind.to_string();
         let known = known_words();
-        let hint = self
-            .typo_of(&kind)
+        let meant = self.typo_of(&kind);
+        let hint = meant
             .map(|c| format!("did you mean `{c}`? "))
             .unwrap_or_default();
         let path_hint = if starts_upper(&kind) {
@@ -375,13 +407,14 @@ impl Graph {
         } else {
             String::new()
         };
-        self.errors.spanned(
-            &layer.kind,
-            format!(
-                "unknown layer `{kind}`; {hint}the layers are: {}{path_hint}",
-                one_of(&known)
-            ),
+        let msg = format!(
+            "unknown layer `{kind}`; {hint}the layers are: {}{path_hint}",
+            one_of(&known)
         );
+        match meant {
+            Some(c) => self.errors.with_fix(&layer.kind, msg, c.to_string()),
+            None => self.errors.spanned(&layer.kind, msg),
+        }
     }
 }
 
@@ -679,7 +712,12 @@ mod tests {
         assert!(errors("struct N { input: [4], conv(2) }")[0].contains("did you mean `conv2d`"));
         assert!(errors("struct N { input: [4, 4] }")[0].contains("2 dimensions"));
         assert!(errors("struct N { input: [4], a: linear(0) }")[0].contains("at least 1"));
-        assert!(errors("struct N { input: [4], a: linear(2, 3) }")[0].contains("too many unnamed"));
+        assert!(errors("struct N { input: [4], a: linear(2, bias = 3) }")[0]
+            .contains("`true` or `false`"));
+        assert!(errors("struct N { input: [4], a: relu(2, 3) }")[0].contains("takes no arguments"));
+        // No reading of the unnamed arguments passes the checks: the message lists them.
+        let e = errors("struct N { input: [4], a: linear(2, 3, 4) }");
+        assert!(e[0].starts_with("too many unnamed arguments: `linear` takes 1 unnamed (`out_features`) (its input features come from the layer before); name the others;"), "{e:?}");
         assert!(errors("struct N { input: [4], a: linear(2, bias = 1) }")[0]
             .contains("`true` or `false`"));
         assert!(errors("struct N { input: [4], a: linear(bias = true) }")[0]
@@ -723,6 +761,121 @@ mod tests {
             let fixed = format!("struct N {{ input: {input}, b: {fix} }}");
             assert!(plan(&fixed).is_ok(), "{fixed}");
         }
+    }
+
+    /// Layers written as in PyTorch or Keras get one message showing them as striate writes
+    /// them, and only rewrites that pass the checks.
+    #[test]
+    fn other_libraries_habits() {
+        let cases = [
+            (
+                "[1, 28, 28]",
+                "conv1: conv2d(1, 16, kernel_size = 3, padding = 1)",
+                "conv1: `conv2d` infers its input channels from the layer before (1 here), so its first argument is `out_channels`; unknown arguments `kernel_size`, `padding` for `conv2d`, did you mean `kernel`, `pad`? write `conv2d(16, kernel = 3, pad = 1)`",
+            ),
+            (
+                "[1024]",
+                "fc: linear(1024, 10)",
+                "fc: `linear` infers its input features from the layer before (1024 here), so its first argument is `out_features`; write `linear(10)`",
+            ),
+            (
+                "[3, 28, 28]",
+                "conv1: conv2d(6, 5)",
+                "conv1: `conv2d` takes 1 unnamed argument (`out_channels`), so the others need names; write `conv2d(6, kernel = 5)`",
+            ),
+            (
+                "[3, 8, 8]",
+                "max_pool(2, 2)",
+                "layer 1 (`max_pool`): `max_pool` takes 1 unnamed argument (`kernel`), so the others need names; write `max_pool(2, stride = 2)`",
+            ),
+            (
+                "[3, 8, 8]",
+                "bn: batch_norm(3)",
+                "bn: `batch_norm` infers its channels from the layer before (3 here), so it takes no unnamed argument; write `batch_norm`",
+            ),
+            (
+                "[3, 8, 8]",
+                "c: conv2d(4, in_channels = 3, kernel = 3)",
+                "c: `in_channels` is inferred from the layer before, not an argument; write `conv2d(4, kernel = 3)`",
+            ),
+            (
+                "[10]",
+                "fc: linear(units = 4, use_bias = false)",
+                "fc: unknown arguments `units`, `use_bias` for `linear`, did you mean `out_features`, `bias`? write `linear(4, bias = false)`",
+            ),
+        ];
+        for (input, layer, message) in cases {
+            let e = errors(&format!("struct N {{ input: {input}, {layer} }}"));
+            assert_eq!(e, [message]);
+            let fixed = hint(message);
+            let name = layer
+                .split_once(": ")
+                .map_or(String::new(), |(n, _)| format!("{n}: "));
+            let fixed = format!("struct N {{ input: {input}, {name}{fixed} }}");
+            assert!(plan(&fixed).is_ok(), "{fixed}");
+        }
+        // A typo whose correction fails the shape checks is not offered as a rewrite.
+        let e = errors("struct N { input: [3, 28, 28], c: conv2d(6, kernel = 5, strid = 2) }");
+        assert!(
+            e[0].starts_with(
+                "unknown argument `strid` for `conv2d`; did you mean `stride`? expected one of"
+            ),
+            "{e:?}"
+        );
+        for (written, meant) in [
+            ("ReLU", "relu"),
+            ("dense(3)", "linear"),
+            ("MaxPool2d(2)", "max_pool"),
+            ("BatchNorm2d", "batch_norm"),
+        ] {
+            let e = errors(&format!("struct N {{ input: [3, 8, 8], x: {written} }}"));
+            assert!(e[0].contains(&format!("did you mean `{meant}`?")), "{e:?}");
+        }
+    }
+
+    /// A pooling window's suggestions keep the pooling rule that padding is at most half the
+    /// window (an 8x8 input and a 3x3 window: padding 2 would tile it, but is not allowed).
+    #[test]
+    fn pool_hints_keep_the_pad_rule() {
+        let e = errors("struct N { input: [4, 8, 8], max_pool(3) }");
+        assert_eq!(
+            e,
+            ["layer 1 (`max_pool`): output height and width (8 + 2*0 - 3)/3 + 1 = 2.67 is not a whole number; stride 1 gives 6, window 2 gives 4, `floor = true` drops the last partial window and gives 2"]
+        );
+        // Too much padding: the largest allowed that the size rule accepts is offered.
+        let e = errors("struct N { input: [4, 8, 8], max_pool(2, pad = 2) }");
+        assert!(
+            e[0].ends_with("use at most pad 1, e.g. `max_pool(2, pad = 1)`"),
+            "{e:?}"
+        );
+        // Pad 2 would leave 3 of a stride of 5, more than padding and gap: pad 1 it is.
+        let e = errors("struct N { input: [4, 4, 4], max_pool(4, stride = 5, pad = 3) }");
+        assert!(
+            e[0].ends_with("use at most pad 2, e.g. `max_pool(4, stride = 5, pad = 1)`"),
+            "{e:?}"
+        );
+    }
+
+    /// A layer that declares its output shape gets only the fixes that give it.
+    #[test]
+    fn fixes_keep_the_declared_shape() {
+        let e = errors("struct A { input: [3, 227, 227], conv1: conv2d(96, kernel = 11, stride = 5) -> [96, 55, 55] }");
+        assert_eq!(e, ["conv1: output height and width (227 + 2*0 - 11)/5 + 1 = 44.2 is not a whole number; stride 4 gives 55"]);
+        let e = errors("struct A { input: [3, 227, 227], conv1: conv2d(96, kernel = 11, stride = 5) -> [96, 44, 44] }");
+        assert!(
+            e[0].ends_with(
+                "is not a whole number; `floor = true` drops the last partial window and gives 44"
+            ),
+            "{e:?}"
+        );
+        let e = errors(
+            "struct N { input: [1, 28, 28], c: conv2d(1, 16, kernel_size = 3) -> [16, 26, 26] }",
+        );
+        assert!(e[0].ends_with("write `conv2d(16, kernel = 3)`"), "{e:?}");
+        let e = errors(
+            "struct N { input: [1, 28, 28], c: conv2d(1, 16, kernel_size = 3) -> [16, 28, 28] }",
+        );
+        assert!(!e[0].contains("write `"), "{e:?}");
     }
 
     #[test]

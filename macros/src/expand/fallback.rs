@@ -4,7 +4,7 @@
 use proc_macro2::{TokenStream, TokenTree};
 use quote::quote;
 
-use super::state_methods;
+use super::{state_methods, struct_items};
 use crate::ast::{Item, Network};
 use crate::kinds::rt;
 
@@ -17,6 +17,7 @@ pub fn fallback(net: &Network, errors: Vec<syn::Error>) -> TokenStream {
     let vis = &net.vis;
     let name_str = name.to_string();
     let state_methods = state_methods(name);
+    let struct_items = struct_items(name);
     let (input_rank, vector) = if net.syntax_error.is_some() {
         guess_from_tokens(net.body.clone())
     } else {
@@ -38,6 +39,8 @@ pub fn fallback(net: &Network, errors: Vec<syn::Error>) -> TokenStream {
         #vis struct #name {
             state: #rt::State,
         }
+
+        #struct_items
 
         impl #rt::Network for #name {
             type InputDim = #in_dim;

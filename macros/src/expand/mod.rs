@@ -289,6 +289,29 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
         .collect()
 }
 
+/// What every network's struct has besides its `Network` impl, compiled or not: `{:?}` and
+/// `Net::summary()`.
+pub fn struct_items(name: &syn::Ident) -> TokenStream {
+    let rt = rt();
+    quote! {
+        /// Its name, the sizes of its parameters and buffers, and its count of training
+        /// batches; `params()` shows the values.
+        impl ::core::fmt::Debug for #name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                #rt::debug_network(self, f)
+            }
+        }
+
+        impl #name {
+            /// The per-layer table (Keras-style) with totals; print it with `{}`. Also
+            /// `net.summary()`.
+            pub fn summary() -> #rt::Summary {
+                <Self as #rt::Network>::summary()
+            }
+        }
+    }
+}
+
 /// The `Network` methods that reach the struct's one field.
 pub fn state_methods(name: &syn::Ident) -> TokenStream {
     let rt = rt();
@@ -374,15 +397,18 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
         TokenStream::new()
     };
     let state_methods = state_methods(name);
+    let struct_items = struct_items(name);
     let doc_table = tables::doc_table(plan);
 
     quote! {
         #(#attrs)*
         #(#[doc = #doc_table])*
-        #[derive(Clone, Debug)]
+        #[derive(Clone)]
         #vis struct #name {
             state: #rt::State,
         }
+
+        #struct_items
 
         impl #name {
             /// Input shape per sample (channels first).

@@ -3,6 +3,7 @@
 
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
+use striate_geometry::Thousands;
 
 use crate::kinds::{rt, usize_lit, TapeNeeds};
 use crate::plan::{InitPlan, Op, Plan, TensorPlan};
@@ -191,7 +192,7 @@ pub fn doc_table(plan: &Plan) -> Vec<String> {
             "Declared with `striate::network!`: input {} per sample, output {}, {} parameters.",
             plan.input.text(),
             plan.output().text(),
-            plan.num_params()
+            Thousands(plan.num_params() as u64)
         ),
         String::new(),
         "| layer | output | parameters | receptive field |".to_string(),
@@ -213,7 +214,7 @@ pub fn doc_table(plan: &Plan) -> Vec<String> {
         };
         let params = match &l.op {
             Op::Nested { .. } => format!("those of `{}`", l.kind_name),
-            _ => l.params.to_string(),
+            _ => Thousands(l.params as u64).to_string(),
         };
         let field = if l.receptive_expr.is_some() {
             "(see `summary()`)".to_string()
@@ -226,4 +227,24 @@ pub fn doc_table(plan: &Plan) -> Vec<String> {
         ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    /// The struct's documentation prints counts as `summary()` does: `61,706`, not `61706`.
+    #[test]
+    fn documented_counts_have_thousands_separators() {
+        let net: crate::ast::Network = syn::parse_str(
+            "struct N { input: [1, 28, 28], flatten, fc1: linear(78), relu, fc2: linear(10) }",
+        )
+        .unwrap();
+        let plan = crate::check::check(&net).ok().unwrap();
+        let lines = super::doc_table(&plan);
+        assert!(
+            lines[1].ends_with("output [10], 62,020 parameters."),
+            "{}",
+            lines[1]
+        );
+        assert!(lines.iter().any(|l| l.contains("| 61,230 |")), "{lines:#?}");
+    }
 }

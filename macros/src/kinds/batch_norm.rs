@@ -26,6 +26,20 @@ impl Kind for BatchNormKind {
         ARGS
     }
 
+    fn inferred(&self) -> Option<&'static str> {
+        Some("channels")
+    }
+
+    fn other_names(&self) -> &'static [&'static str] {
+        &[
+            "BatchNorm2d",
+            "BatchNorm1d",
+            "BatchNormalization",
+            "batchnorm",
+            "bn",
+        ]
+    }
+
     fn param_prefix(&self) -> Option<&'static str> {
         Some("bn")
     }

@@ -38,6 +38,14 @@ impl Kind for Conv2dKind {
         Some("conv")
     }
 
+    fn inferred(&self) -> Option<&'static str> {
+        Some("input channels")
+    }
+
+    fn other_names(&self) -> &'static [&'static str] {
+        &["Conv2d", "Conv2D", "Convolution2D"]
+    }
+
     fn example(&self, missing: &str) -> String {
         if missing == "kernel" {
             "e.g. `conv2d(6, kernel = 5)`".to_string()

@@ -33,6 +33,14 @@ impl Kind for LinearKind {
         Some("fc")
     }
 
+    fn inferred(&self) -> Option<&'static str> {
+        Some("input features")
+    }
+
+    fn other_names(&self) -> &'static [&'static str] {
+        &["Dense", "fc", "fully_connected"]
+    }
+
     fn example(&self, _missing: &str) -> String {
         "e.g. `linear(10)` for 10 output features".to_string()
     }

@@ -123,6 +123,18 @@ pub trait Kind: Sync {
         None
     }
 
+    /// What it infers from its input that other libraries take as a first argument
+    /// (`input channels` for PyTorch's `Conv2d(1, 16, 3)`), for translating such a layer.
+    fn inferred(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// What other libraries call it (`Dense`, `MaxPool2d`), for "did you mean"; matched
+    /// ignoring case.
+    fn other_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// How to write it, for a message about a missing argument.
     fn example(&self, missing: &str) -> String {
         let _ = missing;
@@ -254,6 +266,8 @@ pub struct Build<'a> {
     pub input: Shape,
     pub args: &'a Resolved<'a>,
     pub errors: &'a mut Errors,
+    /// The layer is a suggestion being checked: make no suggestions of its own.
+    pub verifying: bool,
 }
 
 impl Build<'_> {
@@ -275,6 +289,25 @@ impl Build<'_> {
                 None
             }
         }
+    }
+
+    /// The layer with some arguments changed (`("stride", "1")`), as it is written, and its
+    /// output, when the checks accept it on this input and it gives the output shape the layer
+    /// declares, if any; `None` otherwise, and always while verifying.
+    pub fn accepted_with(&self, changes: &[(&str, String)]) -> Option<(String, Shape)> {
+        if self.verifying {
+            return None;
+        }
+        let kind = find(self.kind)?;
+        let mut args = self.args.written();
+        for (name, value) in changes {
+            let spec = kind.args().iter().find(|s| s.name == *name)?;
+            args.retain(|(n, _)| *n != spec.name);
+            args.push((spec.name, value.clone()));
+        }
+        let call = crate::check::suggest::render(kind, &args);
+        let output = crate::check::suggest::output_of(&call, Some(self.input))??;
+        crate::check::suggest::declared_fits(self.item, Some(output)).then_some((call, output))
     }
 
     /// Whether a tensor with these factors fits in striate's limits; reports it if not.

@@ -24,6 +24,14 @@ impl Kind for PoolKind {
         }
     }
 
+    fn other_names(&self) -> &'static [&'static str] {
+        if self.max {
+            &["MaxPool2d", "MaxPooling2D", "max_pool2d", "maxpool2d"]
+        } else {
+            &["AvgPool2d", "AveragePooling2D", "avg_pool2d", "avgpool2d"]
+        }
+    }
+
     fn args(&self) -> &'static [ArgSpec] {
         const ARGS: &[ArgSpec] = &[
             arg("kernel", Window, true, true),
@@ -45,15 +53,26 @@ impl Kind for PoolKind {
                 .tokens("pad")
                 .unwrap_or(&cx.item.call_tokens)
                 .clone();
+            let most = (kernel[0] / 2).min(kernel[1] / 2);
             let msg = format!(
-                "{}: pad {} is more than half the {}x{} window, so a window could lie entirely in the padding; use at most pad {}",
+                "{}: pad {} is more than half the {}x{} window, so a window could lie entirely in the padding; use at most pad {most}",
                 cx.who,
                 dims_text(&pad).trim_matches(|c| c == '[' || c == ']').replace(", ", "x"),
                 kernel[0],
                 kernel[1],
-                (kernel[0] / 2).min(kernel[1] / 2)
             );
-            cx.errors.spanned(tokens, msg);
+            // The largest padding allowed that also tiles the input.
+            let fixed = (0..=most)
+                .rev()
+                .find_map(|p| cx.accepted_with(&[("pad", p.to_string())]));
+            match fixed {
+                Some((call, _)) => {
+                    let msg = format!("{msg}, e.g. `{call}`");
+                    let layer = cx.item.call_tokens.clone();
+                    cx.errors.with_fixes_of(tokens, layer, msg, vec![call]);
+                }
+                None => cx.errors.spanned(tokens, msg),
+            }
             return None;
         }
         let [oh, ow] = window.output(cx, "window", input)?;

@@ -68,28 +68,125 @@ impl Sliding {
         }
         for (a, e) in failed {
             let axis = axis_name(square, a);
+            // The axes a suggestion changes: both, when the message is about both.
+            let axes = if square { Axes::Both } else { Axes::One(a) };
             let size = input[a + 1];
             let who = cx.who;
-            let msg = match e {
-                SizeError::KernelTooLarge { padded } => format!(
-                    "{who}: the {what} ({}) does not fit the padded input: {axis} {size} + 2*{} = {padded} is less than {}; the input is {}; use a {what} of at most {padded} or `pad = {}`",
-                    if kernel[0] == kernel[1] { format!("{0}x{0}", kernel[0]) } else { format!("{}x{}", kernel[0], kernel[1]) },
-                    pad[a],
-                    kernel[a],
-                    dims_text(&input),
-                    (kernel[a] - size).div_ceil(2),
-                ),
-                _ => format!(
-                    "{who}: output {axis} {} is not a whole number; {}",
-                    formula(size, kernel[a], stride[a], pad[a]),
-                    suggest(size, kernel[a], stride[a], pad[a])
-                ),
+            let (msg, fixes) = match e {
+                SizeError::KernelTooLarge { padded } => {
+                    let (fixes, options) = self.fitting(cx, what, axes, size, padded);
+                    let options = if options.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; use {}", options.join(" or "))
+                    };
+                    let msg = format!(
+                        "{who}: the {what} ({}) does not fit the padded input: {axis} {size} + 2*{} = {padded} is less than {}; the input is {}{options}",
+                        if kernel[0] == kernel[1] { format!("{0}x{0}", kernel[0]) } else { format!("{}x{}", kernel[0], kernel[1]) },
+                        pad[a],
+                        kernel[a],
+                        dims_text(&input),
+                    );
+                    (msg, fixes)
+                }
+                _ => {
+                    let (fixes, options) = self.tiling(cx, what, axes, size);
+                    let options = if options.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", options.join(", "))
+                    };
+                    let msg = format!(
+                        "{who}: output {axis} {} is not a whole number{options}",
+                        formula(size, kernel[a], stride[a], pad[a]),
+                    );
+                    (msg, fixes)
+                }
             };
-            cx.error(msg);
+            let tokens = cx.item.call_tokens.clone();
+            cx.errors.with_fixes(tokens, msg, fixes);
         }
         None
     }
 
+    /// For a window larger than the padded input along axis `a`: a window that fits, or the
+    /// padding that makes it fit, each checked. Returns the layers and their descriptions.
+    fn fitting(
+        &self,
+        cx: &Build<'_>,
+        what: &str,
+        axes: Axes,
+        size: usize,
+        padded: usize,
+    ) -> (Vec<String>, Vec<String>) {
+        let a = axes.first();
+        let (mut fixes, mut options) = (Vec::new(), Vec::new());
+        if let Some((call, _)) =
+            cx.accepted_with(&[("kernel", with_axis(self.kernel, axes, padded))])
+        {
+            fixes.push(call);
+            options.push(format!("a {what} of at most {padded}"));
+        }
+        let least = (self.kernel[a] - size).div_ceil(2);
+        let pads = (least..=self.kernel[a]).take(TRIES);
+        if let Some((p, (call, _))) = first_accepted(cx, "pad", self.pad, axes, pads) {
+            fixes.push(call);
+            options.push(format!("`pad = {}`", with_axis(self.pad, axes, p)));
+        }
+        (fixes, options)
+    }
+
+    /// For an output size that is not whole along axis `a`: the nearest stride (same padding),
+    /// the nearest padding (same stride), the nearest window when the stride follows it, and
+    /// `floor = true`, each checked, as `stride 4 gives 55, pad 2 with stride 5 gives 45`.
+    fn tiling(
+        &self,
+        cx: &Build<'_>,
+        what: &str,
+        axes: Axes,
+        size: usize,
+    ) -> (Vec<String>, Vec<String>) {
+        let a = axes.first();
+        let (kernel, stride, pad) = (self.kernel[a], self.stride[a], self.pad[a]);
+        let (mut fixes, mut options) = (Vec::new(), Vec::new());
+        let span = size + 2 * pad - kernel;
+        let strides = nearest(stride, 1, span.max(1)).filter(|s| span.is_multiple_of(*s));
+        if let Some((s, (call, out))) = first_accepted(cx, "stride", self.stride, axes, strides) {
+            let pad_text = if pad == 0 {
+                String::new()
+            } else {
+                format!(" with pad {pad}")
+            };
+            fixes.push(call);
+            options.push(format!("stride {s}{pad_text} gives {}", axis_of(out, a)));
+        }
+        let pads = nearest(pad, 0, kernel + stride)
+            .filter(|p| size + 2 * p >= kernel && (size + 2 * p - kernel).is_multiple_of(stride));
+        if let Some((p, (call, out))) = first_accepted(cx, "pad", self.pad, axes, pads) {
+            fixes.push(call);
+            options.push(format!(
+                "pad {p} with stride {stride} gives {}",
+                axis_of(out, a)
+            ));
+        }
+        // When the stride is not written it follows the window (pooling): a window that tiles.
+        if cx.args.tokens("stride").is_none() {
+            let kernels = nearest(kernel, 2, (2 * kernel).min(size + 2 * pad));
+            if let Some((k, (call, out))) = first_accepted(cx, "kernel", self.kernel, axes, kernels)
+            {
+                fixes.push(call);
+                options.push(format!("{what} {k} gives {}", axis_of(out, a)));
+            }
+        }
+        if let Some((call, out)) = cx.accepted_with(&[("floor", "true".to_string())]) {
+            fixes.push(call);
+            options.push(format!(
+                "`floor = true` drops the last partial window and gives {}",
+                axis_of(out, a)
+            ));
+        }
+        (fixes, options)
+    }
     /// ` : height and width (28 + 2*0 - 5)/1 + 1 = 24`: how the output size came about.
     pub fn explain(&self, input: Shape) -> String {
         let Shape::Spatial([_, h, w]) = input else {
@@ -189,36 +286,70 @@ pub fn formula(input: usize, kernel: usize, stride: usize, pad: usize) -> String
     format!("({input} + 2*{pad} - {kernel})/{stride} + 1 = {value}")
 }
 
-/// For an output size that is not whole: the nearest stride (same padding) and the nearest
-/// padding (same stride) that tile the input, as `stride 4 gives 55, pad 2 with stride 5 gives 45`.
-pub fn suggest(input: usize, kernel: usize, stride: usize, pad: usize) -> String {
-    let mut hints = Vec::new();
-    let span = input + 2 * pad - kernel;
-    let best_stride = (1..=span.max(1))
-        .filter(|s| *s != stride && span.is_multiple_of(*s))
-        .min_by_key(|s| (s.abs_diff(stride), *s));
-    if let Some(s) = best_stride {
-        let pad_text = if pad == 0 {
-            String::new()
-        } else {
-            format!(" with pad {pad}")
-        };
-        hints.push(format!("stride {s}{pad_text} gives {}", span / s + 1));
+/// How many arithmetically valid values of one argument are checked before giving up.
+const TRIES: usize = 8;
+
+/// The values from `lo` to `hi` (inclusive) other than `from`, nearest first, the smaller of
+/// two equally near first.
+fn nearest(from: usize, lo: usize, hi: usize) -> impl Iterator<Item = usize> {
+    let reach = from.saturating_sub(lo).max(hi.saturating_sub(from));
+    (1..=reach).flat_map(move |d| {
+        let below = from.checked_sub(d).filter(|v| *v >= lo);
+        let above = from.checked_add(d).filter(|v| *v <= hi);
+        below.into_iter().chain(above)
+    })
+}
+
+/// The axes a suggestion changes.
+#[derive(Clone, Copy)]
+enum Axes {
+    /// Height (0) or width (1).
+    One(usize),
+    Both,
+}
+
+impl Axes {
+    /// The axis whose numbers the message shows.
+    fn first(self) -> usize {
+        match self {
+            Axes::One(a) => a,
+            Axes::Both => 0,
+        }
     }
-    let best_pad = (0..=kernel + stride)
-        .filter(|p| {
-            *p != pad && input + 2 * p >= kernel && (input + 2 * p - kernel).is_multiple_of(stride)
-        })
-        .min_by_key(|p| (p.abs_diff(pad), *p));
-    if let Some(p) = best_pad {
-        hints.push(format!(
-            "pad {p} with stride {stride} gives {}",
-            (input + 2 * p - kernel) / stride + 1
-        ));
+}
+
+/// The first of `values` (at most [`TRIES`]) for `axes` of the pair argument `name` that the
+/// checks accept, with the layer and its output.
+fn first_accepted(
+    cx: &Build<'_>,
+    name: &str,
+    pair: [usize; 2],
+    axes: Axes,
+    values: impl Iterator<Item = usize>,
+) -> Option<(usize, (String, Shape))> {
+    values
+        .take(TRIES)
+        .find_map(|v| Some((v, cx.accepted_with(&[(name, with_axis(pair, axes, v))])?)))
+}
+
+/// `pair` with `axes` set to `v`, as written: `3`, or `(3, 5)`.
+fn with_axis(pair: [usize; 2], axes: Axes, v: usize) -> String {
+    let mut p = pair;
+    match axes {
+        Axes::One(a) => p[a] = v,
+        Axes::Both => p = [v, v],
     }
-    hints.push(format!(
-        "`floor = true` drops the last partial window and gives {}",
-        span / stride + 1
-    ));
-    hints.join(", ")
+    if p[0] == p[1] {
+        p[0].to_string()
+    } else {
+        format!("({}, {})", p[0], p[1])
+    }
+}
+
+/// The output size along axis `a`.
+fn axis_of(out: Shape, a: usize) -> usize {
+    match out {
+        Shape::Spatial(d) => d[a + 1],
+        Shape::Vector(f) => f,
+    }
 }

@@ -36,12 +36,31 @@ pub(super) fn save<N: Network>(net: &N, path: &Path) -> Result<()> {
     crate::io::save_typed_tensors(path, &tensors, Some(metadata))
 }
 
-/// [`Network::load`].
-pub(super) fn load<N: Network>(net: &mut N, path: &Path) -> Result<()> {
-    let mut found: HashMap<String, TypedTensor> = crate::io::load_typed_tensors(path)?
-        .into_iter()
-        .map(|t| (t.name.clone(), t))
-        .collect();
+/// Which networks' files [`load`] accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// Only files whose metadata names this network, or names none (PyTorch's).
+    This,
+    /// Any file whose tensors fit.
+    Any,
+}
+
+/// [`Network::load`] and [`Network::load_unchecked`].
+pub(super) fn load<N: Network>(net: &mut N, path: &Path, owner: Owner) -> Result<()> {
+    let (tensors, metadata) = crate::io::load_typed_tensors_and_metadata(path)?;
+    if owner == Owner::This {
+        if let Some(writer) = metadata.get("network").filter(|w| *w != N::NAME) {
+            return Err(Error::format(
+                path,
+                format!(
+                    "written by the network `{writer}`, not `{}` (the file's metadata says so); `load_unchecked` loads it anyway when every tensor's name and shape fit",
+                    N::NAME
+                ),
+            ));
+        }
+    }
+    let mut found: HashMap<String, TypedTensor> =
+        tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
     let mut batches_tracked = 0;
     for layer in batch_norm_layers::<N>() {
         if let Some(counter) = found.remove(&counter_name(layer)) {

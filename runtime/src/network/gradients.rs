@@ -1,5 +1,7 @@
 //! The gradients a backward pass adds into.
 
+use std::any::TypeId;
+
 use ndarray::{ArrayViewD, IxDyn};
 
 use super::{batch_shape, Network};
@@ -14,6 +16,9 @@ pub struct Gradients {
     params: ParamStore,
     input: Option<Vec<f32>>,
     input_shape: Vec<usize>,
+    /// The network they were made for by [`Network::gradients`]: its type, name and full
+    /// type name, so that giving them to another network is an error naming both.
+    network: Option<(TypeId, &'static str, &'static str)>,
 }
 
 impl Gradients {
@@ -23,7 +28,33 @@ impl Gradients {
             params: ParamStore::zeros(table),
             input: None,
             input_shape: Vec::new(),
+            network: None,
         }
+    }
+
+    /// Zero gradients for `N`, which a backward pass of another network rejects by name.
+    pub(super) fn of<N: Network>() -> Gradients {
+        let mut g = Gradients::zeros(N::PARAMS);
+        g.network = Some((TypeId::of::<N>(), N::NAME, std::any::type_name::<N>()));
+        g
+    }
+
+    /// `Err` naming both networks when these gradients were made for a network other than
+    /// `N`.
+    pub(super) fn check_owner<N: Network>(&self) -> crate::Result<()> {
+        let Some((id, name, full)) = self.network else {
+            return Ok(());
+        };
+        if id == TypeId::of::<N>() {
+            return Ok(());
+        }
+        // Two networks of the same name in different modules: their paths tell them apart.
+        let (network, other) = if name == N::NAME {
+            (std::any::type_name::<N>(), full)
+        } else {
+            (N::NAME, name)
+        };
+        Err(crate::Error::OtherNetworksGradients { network, other })
     }
 
     /// Also compute the gradient with respect to the network's input (costs one more

@@ -135,9 +135,10 @@ pub trait Network: Sized + 'static {
         &mut self.state_mut().buffers
     }
 
-    /// Zero gradients with this network's parameter names.
+    /// Zero gradients with this network's parameter names, for its [`Network::backward`]
+    /// (another network's backward pass rejects them, naming both networks).
     fn gradients(&self) -> Gradients {
-        Gradients::zeros(Self::PARAMS)
+        Gradients::of::<Self>()
     }
 
     /// Every parameter, then every buffer, by name.
@@ -203,12 +204,28 @@ pub trait Network: Sized + 'static {
     /// checkpoints), the largest is kept, since the network has one count for all its layers.
     /// A file without them (written by striate before it kept the count) sets the count to 0.
     ///
+    /// A file that [`Network::save`] wrote for another network is refused even when its
+    /// tensors have this network's names and shapes, since their values would then be loaded
+    /// into layers they were not trained for: `save` records the network's name in the file's
+    /// metadata (`"network"`). [`Network::load_unchecked`] skips that check (a network that was
+    /// renamed). A file without the entry (PyTorch's) is checked by its tensors alone.
+    ///
     /// # Errors
-    /// [`Error::Io`] for an unreadable file; [`Error::Format`] naming the tensor when one is
-    /// missing, has another shape or dtype, or is not the network's, and when a
-    /// `num_batches_tracked` counter is not a non-negative `I64` scalar.
+    /// [`Error::Io`] for an unreadable file; [`Error::Format`] when the file's metadata names
+    /// another network, and naming the tensor when one is missing, has another shape or
+    /// dtype, or is not the network's, and when a `num_batches_tracked` counter is not a
+    /// non-negative `I64` scalar.
     fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        checkpoints::load(self, path.as_ref())
+        checkpoints::load(self, path.as_ref(), checkpoints::Owner::This)
+    }
+
+    /// [`Network::load`] without checking which network the file's metadata names: any file
+    /// whose tensors have this network's names, shapes and dtypes loads.
+    ///
+    /// # Errors
+    /// As [`Network::load`], except for the network's name.
+    fn load_unchecked(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        checkpoints::load(self, path.as_ref(), checkpoints::Owner::Any)
     }
 
     /// Copies every parameter and buffer of `part`, a network used as a layer of this one
@@ -394,8 +411,11 @@ pub trait Network: Sized + 'static {
     /// batch, into `grads` (and of the input, if `grads` asks for it).
     ///
     /// # Errors
-    /// [`Error::Tape`] when `tape` holds no forward pass of this network; [`Error::Shape`] when
-    /// `d_out` does not have the output's shape or `grads` is for another network.
+    /// [`Error::Tape`] when `tape` holds no forward pass of this network;
+    /// [`Error::OtherNetworksGradients`] when `grads` were made by another network's
+    /// [`Network::gradients`]; [`Error::Shape`]
+    /// when `d_out` does not have the output's shape, or `grads` (made by
+    /// [`Gradients::zeros`]) have another parameter table.
     fn backward(
         &self,
         tape: &mut Tape,
@@ -416,6 +436,7 @@ pub trait Network: Sized + 'static {
                 d_out.shape(),
             ));
         }
+        grads.check_owner::<Self>()?;
         if grads.params().len() != Self::NUM_PARAMS || grads.params().table() != Self::PARAMS {
             return Err(Error::shape(
                 format!("gradients of {}", Self::NAME),
@@ -442,6 +463,39 @@ fn class_count<N: Network>(what: &str) -> Result<usize> {
             other,
         )),
     }
+}
+
+/// The methods of every network that [`Network`] has as associated functions, so that both
+/// `net.summary()` and `Net::summary()` work (the prelude brings it into scope).
+///
+/// A network that `network!` declares also has `summary()` as an associated function of its
+/// own, which is what `Net::summary()` calls.
+pub trait NetworkExt: Network {
+    /// [`Network::summary`], called on a network: the per-layer table with totals.
+    fn summary(&self) -> Summary {
+        <Self as Network>::summary()
+    }
+}
+
+impl<N: Network> NetworkExt for N {}
+
+/// What `{:?}` of a network prints: its name, the sizes of its parameters and buffers and its
+/// count of training batches, never the values (which [`Network::params`] shows).
+#[doc(hidden)]
+pub fn debug_network<N: Network>(net: &N, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    use striate_geometry::Thousands;
+    let state = net.state();
+    f.debug_struct(N::NAME)
+        .field(
+            "params",
+            &format_args!("{}", Thousands(state.params.len() as u64)),
+        )
+        .field(
+            "buffers",
+            &format_args!("{}", Thousands(state.buffers.len() as u64)),
+        )
+        .field("num_batches_tracked", &state.num_batches_tracked)
+        .finish_non_exhaustive()
 }
 
 /// The names of `N`'s batch-norm layers: the layers with a `<layer>.running_mean` buffer.

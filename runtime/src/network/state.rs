@@ -1,5 +1,5 @@
 //! A network's state (parameters, buffers, batch count, generator), how it is first filled,
-//! and the views of its tensors that [`Network::visit`] hands out.
+//! and the views of its tensors that [`Network::visit`](crate::Network::visit) hands out.
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use rand::SeedableRng;
@@ -7,14 +7,11 @@ use rand::SeedableRng;
 use crate::params::ParamStore;
 use crate::tables::{Init, NetRng, ParamInfo};
 
-#[cfg(doc)]
-use super::Network;
-
 /// A network's learnable parameters, running statistics, count of training batches and dropout
 /// generator.
 ///
-/// The `network!` macro's struct wraps one of these; the [`Network`] trait reaches it through
-/// [`Network::state`].
+/// The `network!` macro's struct wraps one of these; the [`Network`](crate::Network) trait
+/// reaches it through [`Network::state`](crate::Network::state).
 #[derive(Clone, Debug)]
 pub struct State {
     /// Learnable parameters (`<layer>.weight`, `<layer>.bias`).
@@ -23,9 +20,10 @@ pub struct State {
     pub buffers: ParamStore,
     /// Training-mode forward passes of a network with batch norm: what PyTorch keeps in every
     /// batch-norm layer's `num_batches_tracked` buffer. All of a network's batch-norm layers
-    /// see the same passes, so one count serves them all; [`Network::save`] writes it as each
-    /// layer's `<layer>.num_batches_tracked` and [`Network::load`] reads it back. A pass counts
-    /// once however many threads share its batch. Always 0 for a network without batch norm.
+    /// see the same passes, so one count serves them all;
+    /// [`Network::save`](crate::Network::save) writes it as each layer's
+    /// `<layer>.num_batches_tracked` and [`Network::load`](crate::Network::load) reads it back.
+    /// A pass counts once however many threads share its batch. Always 0 for a network without batch norm.
     pub num_batches_tracked: u64,
     /// The generator of dropout masks.
     pub rng: NetRng,
@@ -73,7 +71,7 @@ fn fill(store: &mut ParamStore, rng: &mut NetRng) {
     }
 }
 
-/// One parameter or buffer, as [`Network::visit`] shows it.
+/// One parameter or buffer, as [`Network::visit`](crate::Network::visit) shows it.
 #[derive(Debug)]
 pub struct Tensor<'a> {
     /// Its name and shape.
@@ -84,7 +82,7 @@ pub struct Tensor<'a> {
     pub values: ArrayViewD<'a, f32>,
 }
 
-/// One parameter or buffer, as [`Network::visit_mut`] shows it.
+/// One parameter or buffer, as [`Network::visit_mut`](crate::Network::visit_mut) shows it.
 #[derive(Debug)]
 pub struct TensorMut<'a> {
     /// Its name and shape.

@@ -21,7 +21,7 @@ impl Activation {
     ///
     /// # Example
     /// ```
-    /// use striate_runtime::ops::activation::Activation;
+    /// use striate::ops::activation::Activation;
     ///
     /// assert_eq!(Activation::Relu.apply(-2.0), 0.0);
     /// assert_eq!(Activation::LeakyRelu(0.1).apply(-2.0), -0.2);
@@ -60,7 +60,7 @@ impl Activation {
 ///
 /// # Example
 /// ```
-/// use striate_runtime::ops::activation::{forward, Activation};
+/// use striate::ops::activation::{forward, Activation};
 ///
 /// let mut y = [0.0; 3];
 /// forward(&mut y, &[-1.0, 0.0, 2.0], Activation::Relu);

@@ -16,7 +16,7 @@ use super::check_same;
 /// # Example
 /// ```
 /// use rand::SeedableRng;
-/// use striate_runtime::ops::dropout::forward;
+/// use striate::ops::dropout::forward;
 ///
 /// let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
 /// let (mut y, mut mask) = ([0.0; 4], [0.0; 4]);

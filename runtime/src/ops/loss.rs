@@ -22,14 +22,14 @@ use crate::{Error, Result};
 ///
 /// # Example
 /// ```
-/// use striate_runtime::ops::loss::softmax_cross_entropy;
+/// use striate::ops::loss::softmax_cross_entropy;
 ///
 /// // Two equal logits: the loss is ln 2, and a step against the gradient raises class 0.
 /// let mut d_logits = [0.0; 2];
 /// let loss = softmax_cross_entropy(&mut d_logits, &[0.0, 0.0], &[0], 2)?;
 /// assert!((loss - std::f32::consts::LN_2).abs() < 1e-7);
 /// assert_eq!(d_logits, [-0.5, 0.5]);
-/// # Ok::<(), striate_runtime::Error>(())
+/// # Ok::<(), striate::Error>(())
 /// ```
 pub fn softmax_cross_entropy(
     d_logits: &mut [f32],
@@ -101,7 +101,7 @@ pub fn softmax_cross_entropy(
 ///
 /// # Example
 /// ```
-/// use striate_runtime::ops::loss::softmax;
+/// use striate::ops::loss::softmax;
 ///
 /// let mut probs = [0.0; 3];
 /// softmax(&mut probs, &[1000.0, 1000.0, -1000.0], 3);

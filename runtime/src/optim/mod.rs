@@ -7,7 +7,7 @@
 //! # Example
 //!
 //! ```
-//! use striate_runtime::optim::{LrSchedule, Sgd};
+//! use striate::optim::{LrSchedule, Sgd};
 //!
 //! let base_lr = 0.1;
 //! let schedule = LrSchedule::Exponential { gamma: 0.9 };
@@ -21,7 +21,7 @@
 //!     sgd.step(&mut params, &grads)?;
 //! }
 //! assert!(params.iter().all(|&w| w < 0.5));
-//! # Ok::<(), striate_runtime::Error>(())
+//! # Ok::<(), striate::Error>(())
 //! ```
 
 mod schedule;

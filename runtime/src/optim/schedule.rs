@@ -10,7 +10,7 @@ use crate::{Error, Result};
 /// # Example
 ///
 /// ```
-/// use striate_runtime::optim::{LrSchedule, Sgd};
+/// use striate::optim::{LrSchedule, Sgd};
 ///
 /// let schedule = LrSchedule::Step { step_size: 2, gamma: 0.5 };
 /// schedule.validate()?;
@@ -23,7 +23,7 @@ use crate::{Error, Result};
 ///     // ... one epoch of training ...
 /// }
 /// assert_eq!(used, [0.1, 0.1, 0.05, 0.05, 0.025]);
-/// # Ok::<(), striate_runtime::Error>(())
+/// # Ok::<(), striate::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum LrSchedule {
@@ -55,7 +55,7 @@ impl LrSchedule {
     /// # Example
     ///
     /// ```
-    /// use striate_runtime::optim::LrSchedule;
+    /// use striate::optim::LrSchedule;
     ///
     /// let schedule = LrSchedule::Exponential { gamma: 0.5 };
     /// assert_eq!(schedule.lr_at(0.1, 0), 0.1);
@@ -83,7 +83,7 @@ impl LrSchedule {
     /// # Example
     ///
     /// ```
-    /// use striate_runtime::optim::LrSchedule;
+    /// use striate::optim::LrSchedule;
     ///
     /// let err = LrSchedule::Step { step_size: 0, gamma: 0.1 }.validate().unwrap_err();
     /// assert_eq!(err.to_string(), "invalid step_size: expected at least 1 epoch, found 0");

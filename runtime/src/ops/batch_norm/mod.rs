@@ -73,7 +73,7 @@ impl BatchNormGeom {
 ///
 /// # Example
 /// ```
-/// use striate_runtime::ops::batch_norm::{forward_train, BatchNormGeom};
+/// use striate::ops::batch_norm::{forward_train, BatchNormGeom};
 ///
 /// let g = BatchNormGeom { c: 1, spatial: 1, momentum: 0.1, eps: 0.0 };
 /// let (mut y, mut saved) = ([0.0; 2], [0.0; 2]);

@@ -166,8 +166,8 @@ impl Conv2dGeom {
 ///
 /// # Example
 /// ```
-/// use striate_geometry::Rounding;
-/// use striate_runtime::ops::conv2d::{forward, Conv2dGeom};
+/// use striate::geometry::Rounding;
+/// use striate::ops::conv2d::{forward, Conv2dGeom};
 ///
 /// // One 3×3 image and one 2×2 kernel that subtracts the lower-right neighbour.
 /// let g = Conv2dGeom::new([1, 3, 3], 1, [2, 2], [1, 1], [0, 0], Rounding::Exact);

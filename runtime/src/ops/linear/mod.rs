@@ -51,7 +51,7 @@ impl LinearGeom {
 ///
 /// # Example
 /// ```
-/// use striate_runtime::ops::linear::{forward, LinearGeom};
+/// use striate::ops::linear::{forward, LinearGeom};
 ///
 /// let g = LinearGeom { in_f: 3, out_f: 2 };
 /// let w = [1.0, 0.0, -1.0, //

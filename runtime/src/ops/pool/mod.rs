@@ -122,8 +122,8 @@ pub const EMPTY_WINDOW: u32 = u32::MAX;
 ///
 /// # Example
 /// ```
-/// use striate_geometry::Rounding;
-/// use striate_runtime::ops::pool::{max_forward, Pool2dGeom};
+/// use striate::geometry::Rounding;
+/// use striate::ops::pool::{max_forward, Pool2dGeom};
 ///
 /// let g = Pool2dGeom::new([1, 2, 4], [2, 2], [2, 2], [0, 0], Rounding::Exact);
 /// let x = [1.0, 5.0, 2.0, 0.0, //
