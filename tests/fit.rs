@@ -231,3 +231,45 @@ fn fit_reduces_the_rate_on_a_plateau() {
     assert_eq!(rates, [1e-4, 1e-4, 1e-4, 5e-5, 5e-5]);
     assert_eq!(t.lr_for(5).unwrap(), 2.5e-5);
 }
+
+/// A schedule counted in steps sets the rate before every batch: one-cycle over two epochs of
+/// three batches rises to the base rate at step 1 and ends at its smallest at step 5.
+#[test]
+fn a_schedule_can_count_steps() {
+    let data = rows(9, 14);
+    let schedule = LrSchedule::OneCycle {
+        total_steps: 6,
+        pct_start: 1.0 / 3.0,
+        div_factor: 10.0,
+        final_div_factor: 1.0,
+    };
+    let mut net = Linear::init(15);
+    let mut t = Trainer::new(&mut net, Sgd::new(0.1))
+        .schedule(schedule.clone())
+        .schedule_per_step();
+    let history = t
+        .fit(&data, Fit::epochs(2).batch(3).progress(false))
+        .unwrap();
+    let rates: Vec<f32> = history.epochs().iter().map(|e| e.train.lr).collect();
+    assert_eq!(rates, [schedule.lr_at(0.1, 0), schedule.lr_at(0.1, 3)]);
+    assert_eq!(t.optimizer().lr(), schedule.lr_at(0.1, 5));
+    assert!((t.optimizer().lr() - 0.01).abs() < 1e-8);
+
+    // By hand: the same steps at the same rates end with the same weights.
+    let mut by_hand = Linear::init(15);
+    let mut h = Trainer::new(&mut by_hand, Sgd::new(0.1));
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for epoch in 0..2 {
+        let order = striate::data::shuffled_indices(data.len(), epoch);
+        for (i, chunk) in order.chunks(3).enumerate() {
+            h.optimizer_mut()
+                .set_lr(schedule.lr_at(0.1, 3 * epoch as usize + i));
+            data.gather(chunk, &mut x, &mut y).unwrap();
+            let batch = ArrayView4::from_shape((chunk.len(), 1, 4, 4), &x).unwrap();
+            h.step(batch, &y).unwrap();
+        }
+    }
+    drop((t, h));
+    assert_eq!(net.params().as_slice(), by_hand.params().as_slice());
+}

@@ -99,7 +99,7 @@ pub struct EpochReport {
     pub loss: f32,
     /// Share of training samples classified right while training.
     pub accuracy: f32,
-    /// Learning rate used.
+    /// Learning rate used (its first step's, when the schedule counts steps).
     pub lr: f32,
     /// Wall-clock seconds.
     pub seconds: f64,
@@ -288,6 +288,8 @@ pub struct Trainer<'n, N: Network, O: Optimizer = Sgd> {
     plateau: Option<PlateauTracker>,
     /// The bound on the gradients' global norm, if any.
     max_grad_norm: Option<f32>,
+    /// Whether the schedule counts steps (true) or epochs (false).
+    schedule_per_step: bool,
     /// Shuffles of epoch `e` use `seed + e`.
     seed: u64,
     tape: Tape,
@@ -310,6 +312,7 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             schedule: LrSchedule::Constant,
             plateau: None,
             max_grad_norm: None,
+            schedule_per_step: false,
             seed: 0,
             tape: Tape::new(),
             grads,
@@ -327,6 +330,16 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     pub fn schedule(mut self, schedule: LrSchedule) -> Self {
         self.schedule = schedule;
         self.plateau = None;
+        self
+    }
+
+    /// Counts the schedule in steps rather than epochs: before every step the rate becomes
+    /// `schedule.lr_at(base, step)`, `step` counting the batches from the first epoch on
+    /// (`epoch · batches per epoch + batch`), as a PyTorch scheduler stepped after every batch
+    /// (the usual way to run [`LrSchedule::OneCycle`], whose `total_steps` is then epochs
+    /// times batches). A [`LrSchedule::Plateau`] schedule still changes the rate once per epoch.
+    pub fn schedule_per_step(mut self) -> Self {
+        self.schedule_per_step = true;
         self
     }
 
@@ -514,10 +527,12 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         Error::check_batch(batch)?;
         self.check_settings()?;
         check_data::<N>(data)?;
-        let lr = self.lr_for(epoch)?;
-        self.opt.set_lr(lr);
         let order = shuffled_indices(data.len(), self.seed.wrapping_add(epoch as u64));
         let steps = order.len().div_ceil(batch);
+        let per_step = self.schedule_per_step && !matches!(self.schedule, LrSchedule::Plateau(_));
+        let first_step = epoch.saturating_mul(steps);
+        let lr = self.lr_for(if per_step { first_step } else { epoch })?;
+        self.opt.set_lr(lr);
         let bar = if progress {
             let bar = ProgressBar::new(steps as u64);
             bar.set_style(
@@ -527,7 +542,7 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
                 .expect("the template is valid")
                 .progress_chars("=> "),
             );
-            bar.set_prefix(format!("epoch {} (lr {lr:.3e})", epoch + 1));
+            bar.set_prefix(format!("epoch {}", epoch + 1));
             bar
         } else {
             ProgressBar::hidden()
@@ -539,6 +554,12 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         let result = (|| {
             for (i, chunk) in order.chunks(batch).enumerate() {
                 data.gather(chunk, &mut x, &mut y)?;
+                if per_step {
+                    let lr = self
+                        .schedule
+                        .lr_at(self.base_lr, first_step.saturating_add(i));
+                    self.opt.set_lr(lr);
+                }
                 let stats = self.step(input_view::<N>(&x, chunk.len())?, &y)?;
                 loss_sum += stats.loss as f64;
                 correct += stats.correct;
@@ -547,7 +568,8 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
                 if i % 8 == 0 || i + 1 == steps {
                     let secs = start.elapsed().as_secs_f64().max(1e-9);
                     bar.set_message(format!(
-                        "loss {:.4}  acc {:.2}%  {:.0} img/s",
+                        "lr {:.3e}  loss {:.4}  acc {:.2}%  {:.0} img/s",
+                        self.opt.lr(),
                         loss_sum / (i + 1) as f64,
                         100.0 * correct as f64 / seen as f64,
                         seen as f64 / secs

@@ -27,7 +27,7 @@ use crate::{Error, Result};
 /// # Example
 ///
 /// ```
-/// use striate_runtime::optim::Sgd;
+/// use striate::optim::Sgd;
 ///
 /// // Minimise w² / 2, whose gradient is w.
 /// let mut sgd = Sgd::new(0.1).momentum(0.9).nesterov(true).weight_decay(1e-4);
@@ -38,7 +38,7 @@ use crate::{Error, Result};
 ///     sgd.step(&mut w, &grad)?;
 /// }
 /// assert!(w.iter().all(|v| v.abs() < 1e-3), "{w:?}");
-/// # Ok::<(), striate_runtime::Error>(())
+/// # Ok::<(), striate::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sgd {
@@ -127,7 +127,7 @@ impl Sgd {
     /// # Example
     ///
     /// ```
-    /// use striate_runtime::optim::Sgd;
+    /// use striate::optim::Sgd;
     ///
     /// assert!(Sgd::new(0.1).momentum(0.9).nesterov(true).validate().is_ok());
     /// let err = Sgd::new(0.1).nesterov(true).validate().unwrap_err();
