@@ -365,7 +365,9 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         Ok(())
     }
 
-    /// The learning rate the next epoch, numbered `epoch`, runs at.
+    /// The learning rate at `epoch` (at step `epoch` when the schedule counts steps, see
+    /// [`schedule_per_step`](Trainer::schedule_per_step)); with a reduce-on-plateau schedule,
+    /// the rate the next epoch runs at, whatever `epoch` is.
     ///
     /// # Errors
     ///

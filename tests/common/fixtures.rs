@@ -35,3 +35,15 @@ impl Case {
         ndarray::ArrayD::from_shape_vec(t.shape.clone(), t.data.clone()).unwrap()
     }
 }
+
+/// Each of `ours` within `tolerance · (1 + |theirs|)` of `theirs`.
+#[allow(dead_code)]
+pub fn assert_close(what: &str, ours: &[f32], theirs: &[f32], tolerance: f32) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        assert!(
+            (a - b).abs() <= tolerance * (1.0 + b.abs()),
+            "{what}[{i}]: striate {a}, PyTorch {b}\nstriate {ours:?}\nPyTorch {theirs:?}"
+        );
+    }
+}
