@@ -229,6 +229,8 @@ fn fit_reduces_the_rate_on_a_plateau() {
     let rates: Vec<f32> = history.epochs().iter().map(|e| e.train.lr).collect();
     // Epoch 0 sets the best; epochs 1 and 2 do not improve by half, so epoch 3 runs at half.
     assert_eq!(rates, [1e-4, 1e-4, 1e-4, 5e-5, 5e-5]);
+    let tracker = t.plateau().unwrap();
+    assert_eq!((tracker.lr(), tracker.bad_epochs()), (2.5e-5, 0));
     assert_eq!(t.lr_for(5).unwrap(), 2.5e-5);
 }
 

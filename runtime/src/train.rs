@@ -380,6 +380,12 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         })
     }
 
+    /// The running reduce-on-plateau state (best metric, bad epochs, cooldown, rate), once an
+    /// [`LrSchedule::Plateau`] schedule has started; `None` otherwise.
+    pub fn plateau(&self) -> Option<&PlateauTracker> {
+        self.plateau.as_ref()
+    }
+
     /// Checks the schedule, the optimizer's settings and the clipping bound.
     fn check_settings(&self) -> Result<()> {
         self.schedule.validate()?;

@@ -120,8 +120,10 @@ impl Plateau {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlateauTracker {
     plateau: Plateau,
-    lr: f64,
-    best: f64,
+    // Kept in f32, as the getters give them, so that a resumed tracker is exactly the same;
+    // the arithmetic is in f64.
+    lr: f32,
+    best: f32,
     bad_epochs: usize,
     cooldown_left: usize,
 }
@@ -136,10 +138,10 @@ impl PlateauTracker {
         plateau.validate()?;
         Ok(PlateauTracker {
             plateau,
-            lr: f64::from(lr),
+            lr,
             best: match plateau.mode {
-                PlateauMode::Min => f64::INFINITY,
-                PlateauMode::Max => f64::NEG_INFINITY,
+                PlateauMode::Min => f32::INFINITY,
+                PlateauMode::Max => f32::NEG_INFINITY,
             },
             bad_epochs: 0,
             cooldown_left: 0,
@@ -148,7 +150,7 @@ impl PlateauTracker {
 
     /// The learning rate for the next epoch.
     pub fn lr(&self) -> f32 {
-        self.lr as f32
+        self.lr
     }
 
     /// Epochs since the last significant improvement (reset by a reduction and in cooldown).
@@ -156,11 +158,75 @@ impl PlateauTracker {
         self.bad_epochs
     }
 
+    /// The best metric so far (infinite, of the wrong sign, before the first).
+    pub fn best(&self) -> f32 {
+        self.best
+    }
+
+    /// Epochs of cooldown left, during which bad epochs are not counted.
+    pub fn cooldown_left(&self) -> usize {
+        self.cooldown_left
+    }
+
+    /// The settings.
+    pub fn plateau(&self) -> &Plateau {
+        &self.plateau
+    }
+
+    /// A tracker in the state that [`lr`](PlateauTracker::lr), [`best`](PlateauTracker::best),
+    /// [`bad_epochs`](PlateauTracker::bad_epochs) and
+    /// [`cooldown_left`](PlateauTracker::cooldown_left) gave, to go on where a saved run
+    /// stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `plateau` is invalid, or `lr` is negative or not finite.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use striate::optim::{Plateau, PlateauTracker};
+    ///
+    /// let plateau = Plateau { patience: 0, cooldown: 1, ..Plateau::default() };
+    /// let mut run = PlateauTracker::new(plateau, 0.1)?;
+    /// run.observe(1.0);
+    /// run.observe(2.0);
+    /// let mut resumed = PlateauTracker::resume(
+    ///     *run.plateau(),
+    ///     run.lr(),
+    ///     run.best(),
+    ///     run.bad_epochs(),
+    ///     run.cooldown_left(),
+    /// )?;
+    /// for metric in [3.0, 0.5, 4.0, 5.0] {
+    ///     assert_eq!(run.observe(metric), resumed.observe(metric));
+    /// }
+    /// assert_eq!(run, resumed);
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    pub fn resume(
+        plateau: Plateau,
+        lr: f32,
+        best: f32,
+        bad_epochs: usize,
+        cooldown_left: usize,
+    ) -> Result<PlateauTracker> {
+        non_negative("learning rate", lr)?;
+        Ok(PlateauTracker {
+            best,
+            bad_epochs,
+            cooldown_left,
+            ..PlateauTracker::new(plateau, lr)?
+        })
+    }
+
     /// Takes the metric of the epoch just ended and returns the learning rate for the next.
     /// A NaN metric is never an improvement.
     pub fn observe(&mut self, metric: f32) -> f32 {
-        let metric = f64::from(metric);
-        if self.plateau.is_better(metric, self.best) {
+        if self
+            .plateau
+            .is_better(f64::from(metric), f64::from(self.best))
+        {
             self.best = metric;
             self.bad_epochs = 0;
         } else {
@@ -171,10 +237,10 @@ impl PlateauTracker {
             self.bad_epochs = 0;
         }
         if self.bad_epochs > self.plateau.patience {
-            let reduced =
-                (self.lr * f64::from(self.plateau.factor)).max(f64::from(self.plateau.min_lr));
-            if self.lr - reduced > f64::from(self.plateau.eps) {
-                self.lr = reduced;
+            let lr = f64::from(self.lr);
+            let reduced = (lr * f64::from(self.plateau.factor)).max(f64::from(self.plateau.min_lr));
+            if lr - reduced > f64::from(self.plateau.eps) {
+                self.lr = reduced as f32;
             }
             self.cooldown_left = self.plateau.cooldown;
             self.bad_epochs = 0;
