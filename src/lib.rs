@@ -185,7 +185,7 @@ pub mod prelude {
         s, Array, Array1, Array2, Array4, ArrayView, ArrayView2, ArrayView4, Axis,
     };
     #[doc(no_inline)]
-    pub use striate_runtime::optim::{LrSchedule, Sgd};
+    pub use striate_runtime::optim::{Adam, AdamW, LrSchedule, Optimizer, RmsProp, Sgd};
     #[doc(no_inline)]
     pub use striate_runtime::train::{evaluate, Fit, Trainer};
     #[doc(no_inline)]

@@ -483,6 +483,41 @@ mod training_step_example {
     }
 }
 
+/// `docs/src/runtime.md`: another optimizer, a composed schedule, clipping and the state.
+#[rustfmt::skip]
+mod optimizer_example {
+    use striate::optim::LrSchedule;
+    use striate::prelude::*;
+
+    network! {
+        struct Classifier { input: [1, 28, 28], flatten, fc: linear(10) }
+    }
+
+    fn main() -> striate::Result<()> {
+        let train = Mnist::builtin().train.take(256);
+        let mut net = Classifier::init(0);
+        // Two epochs of linear warm-up from a tenth of the rate, then cosine annealing.
+        let schedule = LrSchedule::linear(0.1, 1.0, 2).then(2, LrSchedule::cosine(8, 0.0));
+        let mut trainer = Trainer::new(&mut net, AdamW::new(1e-3).weight_decay(0.05))
+            .schedule(schedule)
+            .clip_grad_norm(1.0);
+        trainer.fit(&train, Fit::epochs(4).batch(32))?;
+
+        // The moments by parameter name ("fc.weight.exp_avg", ...) and the step count.
+        let opt = trainer.optimizer();
+        for (name, values) in opt.state(trainer.net().params().table())? {
+            println!("{name}: {} values", values.len());
+        }
+        assert_eq!(opt.steps(), 4 * 8);
+        Ok(())
+    }
+
+    #[test]
+    fn runs() -> striate::Result<()> {
+        main()
+    }
+}
+
 /// The runtime's and geometry's rustdoc examples are shown on the `striate` pages, so they
 /// are written as a user of `striate` writes them: `striate::...`, never the internal
 /// `striate_runtime` or `striate_geometry`, which a user's crate cannot name.

@@ -162,3 +162,116 @@ fn the_trainer_hands_out_its_network_and_optimizer() {
         .copy_from_slice(fresh.params().as_slice());
     assert_eq!(t.net().params().as_slice(), fresh.params().as_slice());
 }
+
+/// The trainer runs any optimizer, checks its settings before the first epoch, and clips.
+#[test]
+fn the_trainer_takes_any_optimizer() {
+    let (train, valid) = rows(90, 10).split_stratified(0.2, 3).unwrap();
+    let mut net = Linear::init(11);
+    let mut t = Trainer::new(&mut net, AdamW::new(0.05)).clip_grad_norm(1.0);
+    let history = t
+        .fit(
+            &train,
+            Fit::epochs(4).batch(8).validation(&valid).progress(false),
+        )
+        .unwrap();
+    let accuracy = history
+        .last()
+        .unwrap()
+        .validation
+        .as_ref()
+        .unwrap()
+        .accuracy();
+    assert!(accuracy > 0.9, "{:?}", history.validation_accuracies());
+    let steps = 4 * train.len().div_ceil(8) as u64;
+    assert_eq!(t.optimizer().steps(), steps);
+    let state = t.optimizer().state(t.net().params().table()).unwrap();
+    assert_eq!(state[0].0, "fc.weight.exp_avg");
+
+    let mut net = Linear::init(11);
+    let before = net.params().as_slice().to_vec();
+    for (momentum, max_norm, expected) in [(-1.0, 1.0, "momentum"), (0.0, -1.0, "max_norm")] {
+        let opt = RmsProp::new(0.01).momentum(momentum);
+        let mut t = Trainer::new(&mut net, opt).clip_grad_norm(max_norm);
+        match t.fit(&train, Fit::epochs(1).progress(false)) {
+            Err(Error::Config { name, .. }) => assert_eq!(name, expected),
+            other => panic!("expected a config error for {expected}, found {other:?}"),
+        }
+    }
+    assert_eq!(net.params().as_slice(), before, "a failed fit trained");
+
+    // Clipping to norm 0 zeroes every gradient before the update: plain SGD changes nothing.
+    let mut t = Trainer::new(&mut net, Sgd::new(0.5)).clip_grad_norm(0.0);
+    t.fit(&train, Fit::epochs(1).progress(false)).unwrap();
+    assert_eq!(net.params().as_slice(), before, "clipped to 0, yet trained");
+}
+
+/// With a reduce-on-plateau schedule, `fit` feeds the validation loss to it: a rate too small
+/// to move the loss by the threshold is a plateau, and falls after `patience` epochs.
+#[test]
+fn fit_reduces_the_rate_on_a_plateau() {
+    use striate::optim::Plateau;
+    let (train, valid) = rows(30, 12).split_stratified(0.2, 3).unwrap();
+    let mut net = Linear::init(13);
+    let plateau = Plateau {
+        patience: 1,
+        factor: 0.5,
+        threshold: 0.5,
+        ..Plateau::default()
+    };
+    let mut t = Trainer::new(&mut net, Sgd::new(1e-4)).schedule(LrSchedule::Plateau(plateau));
+    let history = t
+        .fit(
+            &train,
+            Fit::epochs(5).batch(8).validation(&valid).progress(false),
+        )
+        .unwrap();
+    let rates: Vec<f32> = history.epochs().iter().map(|e| e.train.lr).collect();
+    // Epoch 0 sets the best; epochs 1 and 2 do not improve by half, so epoch 3 runs at half.
+    assert_eq!(rates, [1e-4, 1e-4, 1e-4, 5e-5, 5e-5]);
+    let tracker = t.plateau().unwrap();
+    assert_eq!((tracker.lr(), tracker.bad_epochs()), (2.5e-5, 0));
+    assert_eq!(t.lr_for(5).unwrap(), 2.5e-5);
+}
+
+/// A schedule counted in steps sets the rate before every batch: one-cycle over two epochs of
+/// three batches rises to the base rate at step 1 and ends at its smallest at step 5.
+#[test]
+fn a_schedule_can_count_steps() {
+    let data = rows(9, 14);
+    let schedule = LrSchedule::OneCycle {
+        total_steps: 6,
+        pct_start: 1.0 / 3.0,
+        div_factor: 10.0,
+        final_div_factor: 1.0,
+    };
+    let mut net = Linear::init(15);
+    let mut t = Trainer::new(&mut net, Sgd::new(0.1))
+        .schedule(schedule.clone())
+        .schedule_per_step();
+    let history = t
+        .fit(&data, Fit::epochs(2).batch(3).progress(false))
+        .unwrap();
+    let rates: Vec<f32> = history.epochs().iter().map(|e| e.train.lr).collect();
+    assert_eq!(rates, [schedule.lr_at(0.1, 0), schedule.lr_at(0.1, 3)]);
+    assert_eq!(t.optimizer().lr(), schedule.lr_at(0.1, 5));
+    assert!((t.optimizer().lr() - 0.01).abs() < 1e-8);
+
+    // By hand: the same steps at the same rates end with the same weights.
+    let mut by_hand = Linear::init(15);
+    let mut h = Trainer::new(&mut by_hand, Sgd::new(0.1));
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for epoch in 0..2 {
+        let order = striate::data::shuffled_indices(data.len(), epoch);
+        for (i, chunk) in order.chunks(3).enumerate() {
+            h.optimizer_mut()
+                .set_lr(schedule.lr_at(0.1, 3 * epoch as usize + i));
+            data.gather(chunk, &mut x, &mut y).unwrap();
+            let batch = ArrayView4::from_shape((chunk.len(), 1, 4, 4), &x).unwrap();
+            h.step(batch, &y).unwrap();
+        }
+    }
+    drop((t, h));
+    assert_eq!(net.params().as_slice(), by_hand.params().as_slice());
+}

@@ -6,11 +6,13 @@
 //!
 //! The numbers come from `tests/fixtures/torch_reference.py` (its docstring says how to run it).
 
-use std::path::PathBuf;
-
-use striate::io::{load_tensors, load_typed_tensors, LoadedData, LoadedTensor};
+use striate::io::{load_typed_tensors, LoadedData};
 use striate::prelude::*;
 use striate::Network;
+
+#[path = "common/fixtures.rs"]
+mod fixtures;
+use fixtures::{fixture, Case};
 
 #[allow(dead_code)]
 #[path = "../examples/lenet.rs"]
@@ -82,28 +84,6 @@ network! {
     }
 }
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-struct Case(Vec<LoadedTensor>);
-
-impl Case {
-    fn get(&self, name: &str) -> &LoadedTensor {
-        self.0
-            .iter()
-            .find(|t| t.name == name)
-            .unwrap_or_else(|| panic!("fixture has no `{name}`"))
-    }
-
-    fn array(&self, name: &str) -> ndarray::ArrayD<f32> {
-        let t = self.get(name);
-        ndarray::ArrayD::from_shape_vec(t.shape.clone(), t.data.clone()).unwrap()
-    }
-}
-
 fn assert_close(what: &str, ours: &[f32], theirs: &[f32]) {
     assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
     // Relative to the largest magnitude of the tensor; a floor of 1e-6 for values that are
@@ -121,7 +101,7 @@ fn compare<N: Network<OutputDim = ndarray::Ix2>>(name: &str) {
     let mut net = N::init(0);
     net.load(fixture(&format!("{name}_state.safetensors")))
         .unwrap();
-    let case = Case(load_tensors(&fixture(&format!("{name}_case.safetensors"))).unwrap());
+    let case = Case::load(&format!("{name}_case.safetensors"));
     let x = case
         .array("x")
         .into_dimensionality::<N::InputDim>()
@@ -227,7 +207,7 @@ fn concat_and_nested_networks_match_pytorch() {
 /// ```
 #[test]
 fn pytorch_batch_counters_are_loaded() {
-    let case = Case(load_tensors(&fixture("mixed_case.safetensors")).unwrap());
+    let case = Case::load("mixed_case.safetensors");
     let x = case
         .array("x")
         .into_dimensionality::<ndarray::Ix4>()

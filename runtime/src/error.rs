@@ -53,6 +53,16 @@ pub enum Error {
         /// The valid names, comma-separated.
         known: String,
     },
+    /// An entry that is needed is not among those given (a buffer of an optimizer's state).
+    #[error("{what}: `{name}` is missing; expected one entry for each of: {expected}")]
+    MissingEntry {
+        /// The name that has no entry.
+        name: String,
+        /// What the entries are for.
+        what: String,
+        /// Every name expected, comma-separated.
+        expected: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -1,5 +1,5 @@
-//! The training loop: mini-batch SGD over a [`Dataset`] with a progress bar, and evaluation
-//! with a confusion matrix.
+//! The training loop: mini-batch training over a [`Dataset`] with any [`Optimizer`], a
+//! learning-rate schedule and a progress bar, and evaluation with a confusion matrix.
 //!
 //! [`Trainer::fit`] is the easy path: epochs, batch size and a validation set in, a
 //! per-epoch [`History`] out. [`Trainer::epoch`] runs one epoch, for a loop of your own;
@@ -43,7 +43,7 @@ use ndarray::{Array2, ArrayView, ArrayView2, ArrayViewD, Ix2, IxDyn};
 
 use crate::data::{shuffled_indices, Dataset};
 use crate::ops::loss::softmax_cross_entropy;
-use crate::optim::{LrSchedule, Sgd};
+use crate::optim::{clip_grad_norm, LrSchedule, Optimizer, PlateauTracker, Sgd};
 use crate::scores::argmax_rows;
 use crate::{Error, Gradients, Network, Result, Tape};
 
@@ -99,7 +99,7 @@ pub struct EpochReport {
     pub loss: f32,
     /// Share of training samples classified right while training.
     pub accuracy: f32,
-    /// Learning rate used.
+    /// Learning rate used (its first step's, when the schedule counts steps).
     pub lr: f32,
     /// Wall-clock seconds.
     pub seconds: f64,
@@ -238,21 +238,58 @@ pub fn evaluate<N: Network<OutputDim = Ix2>>(
     })
 }
 
-/// Trains a classifier with softmax cross-entropy and SGD, reusing every buffer from one step to
-/// the next.
+/// Trains a classifier with softmax cross-entropy and an [`Optimizer`] (`O`, [`Sgd`] unless
+/// said otherwise), reusing every buffer from one step to the next.
+///
+/// Each epoch sets the optimizer's learning rate from the [`schedule`](Trainer::schedule);
+/// [`clip_grad_norm`](Trainer::clip_grad_norm) bounds the gradients' global norm before
+/// each update.
 ///
 /// It holds the network mutably for as long as it lives: reach the network through
 /// [`net`](Trainer::net) and [`net_mut`](Trainer::net_mut), the optimizer through
 /// [`optimizer`](Trainer::optimizer) and [`optimizer_mut`](Trainer::optimizer_mut), and end
 /// the borrow with [`into_inner`](Trainer::into_inner) or by dropping the trainer. The
 /// [module's example](crate::train) trains with [`fit`](Trainer::fit) and by hand.
-pub struct Trainer<'n, N: Network> {
+///
+/// # Example
+///
+/// AdamW with a warm-up and cosine annealing, and gradients clipped to norm 1:
+///
+/// ```
+/// use striate::optim::LrSchedule;
+/// use striate::prelude::*;
+///
+/// network! {
+///     struct Classifier { input: [1, 4, 4], flatten, fc: linear(2) }
+/// }
+///
+/// let images: Vec<f32> = (0..128).map(|i| if (i / 16) % 2 == 0 { 0.0 } else { 1.0 }).collect();
+/// let data = Dataset::new(images, vec![0, 1, 0, 1, 0, 1, 0, 1], [1, 4, 4], 2)?;
+/// let mut net = Classifier::init(0);
+/// let schedule = LrSchedule::linear(0.2, 1.0, 2).then(2, LrSchedule::cosine(4, 0.0));
+/// let mut trainer = Trainer::new(&mut net, AdamW::new(0.05))
+///     .schedule(schedule)
+///     .clip_grad_norm(1.0);
+/// let history = trainer.fit(&data, Fit::epochs(6).batch(4).progress(false))?;
+/// let rates: Vec<f32> = history.epochs().iter().map(|e| e.train.lr).collect();
+/// assert!((rates[0] - 0.01).abs() < 1e-9 && rates[2] == 0.05 && rates[5] < 0.01, "{rates:?}");
+/// assert_eq!(trainer.optimizer().steps(), 12);
+/// assert!(history.last().unwrap().train.accuracy == 1.0);
+/// # Ok::<(), striate::Error>(())
+/// ```
+pub struct Trainer<'n, N: Network, O: Optimizer = Sgd> {
     net: &'n mut N,
     /// Epochs run so far: the number of the next epoch [`Trainer::fit`] runs.
     epochs_done: usize,
-    opt: Sgd,
+    opt: O,
     base_lr: f32,
     schedule: LrSchedule,
+    /// The running reduce-on-plateau state, for an [`LrSchedule::Plateau`] schedule.
+    plateau: Option<PlateauTracker>,
+    /// The bound on the gradients' global norm, if any.
+    max_grad_norm: Option<f32>,
+    /// Whether the schedule counts steps (true) or epochs (false).
+    schedule_per_step: bool,
     /// Shuffles of epoch `e` use `seed + e`.
     seed: u64,
     tape: Tape,
@@ -262,9 +299,10 @@ pub struct Trainer<'n, N: Network> {
     y: Vec<usize>,
 }
 
-impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
-    /// A trainer for `net` with `opt`; constant learning rate, shuffle seed 0.
-    pub fn new(net: &'n mut N, opt: Sgd) -> Self {
+impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
+    /// A trainer for `net` with `opt`; constant learning rate (the optimizer's), shuffle seed 0,
+    /// no gradient clipping.
+    pub fn new(net: &'n mut N, opt: O) -> Self {
         let grads = net.gradients();
         Trainer {
             base_lr: opt.lr(),
@@ -272,6 +310,9 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
             epochs_done: 0,
             opt,
             schedule: LrSchedule::Constant,
+            plateau: None,
+            max_grad_norm: None,
+            schedule_per_step: false,
             seed: 0,
             tape: Tape::new(),
             grads,
@@ -281,10 +322,90 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         }
     }
 
-    /// Decays the learning rate by `schedule` from epoch to epoch.
+    /// Sets the learning rate of each epoch by `schedule`, from the optimizer's rate when the
+    /// trainer was made. With [`LrSchedule::Plateau`], [`fit`](Trainer::fit) reports the
+    /// validation loss (or the training loss without a validation set) after each epoch; a
+    /// loop over [`epoch`](Trainer::epoch) reports a metric with
+    /// [`report_metric`](Trainer::report_metric).
     pub fn schedule(mut self, schedule: LrSchedule) -> Self {
         self.schedule = schedule;
+        self.plateau = None;
         self
+    }
+
+    /// Counts the schedule in steps rather than epochs: before every step the rate becomes
+    /// `schedule.lr_at(base, step)`, `step` counting the batches from the first epoch on
+    /// (`epoch · batches per epoch + batch`), as a PyTorch scheduler stepped after every batch
+    /// (the usual way to run [`LrSchedule::OneCycle`], whose `total_steps` is then epochs
+    /// times batches). A [`LrSchedule::Plateau`] schedule still changes the rate once per epoch.
+    pub fn schedule_per_step(mut self) -> Self {
+        self.schedule_per_step = true;
+        self
+    }
+
+    /// Scales the gradients of each step so that their global L2 norm is at most `max_norm`,
+    /// as [`clip_grad_norm`] does, before the optimizer's update. A negative or NaN bound is an
+    /// [`Error::Config`] from the first step.
+    pub fn clip_grad_norm(mut self, max_norm: f32) -> Self {
+        self.max_grad_norm = Some(max_norm);
+        self
+    }
+
+    /// Reports the metric of the epoch just ended to a reduce-on-plateau schedule, which sets
+    /// the rate of the next epoch from it; with any other schedule this does nothing.
+    /// [`fit`](Trainer::fit) calls it after every epoch.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the plateau's settings are invalid.
+    pub fn report_metric(&mut self, metric: f32) -> Result<()> {
+        if let Some(tracker) = self.plateau_tracker()? {
+            tracker.observe(metric);
+        }
+        Ok(())
+    }
+
+    /// The learning rate at `epoch` (at step `epoch` when the schedule counts steps, see
+    /// [`schedule_per_step`](Trainer::schedule_per_step)); with a reduce-on-plateau schedule,
+    /// the rate the next epoch runs at, whatever `epoch` is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the schedule is invalid.
+    pub fn lr_for(&mut self, epoch: usize) -> Result<f32> {
+        self.schedule.validate()?;
+        Ok(match self.plateau_tracker()? {
+            Some(tracker) => tracker.lr(),
+            None => self.schedule.lr_at(self.base_lr, epoch),
+        })
+    }
+
+    /// The running reduce-on-plateau state (best metric, bad epochs, cooldown, rate), once an
+    /// [`LrSchedule::Plateau`] schedule has started; `None` otherwise.
+    pub fn plateau(&self) -> Option<&PlateauTracker> {
+        self.plateau.as_ref()
+    }
+
+    /// Checks the schedule, the optimizer's settings and the clipping bound.
+    fn check_settings(&self) -> Result<()> {
+        self.schedule.validate()?;
+        self.opt.validate()?;
+        if let Some(max_norm) = self.max_grad_norm {
+            clip_grad_norm(&mut [], max_norm)?;
+        }
+        Ok(())
+    }
+
+    /// The reduce-on-plateau state, started at the base rate on first use; `None` for other
+    /// schedules.
+    fn plateau_tracker(&mut self) -> Result<Option<&mut PlateauTracker>> {
+        let LrSchedule::Plateau(plateau) = self.schedule else {
+            return Ok(None);
+        };
+        if self.plateau.is_none() {
+            self.plateau = Some(PlateauTracker::new(plateau, self.base_lr)?);
+        }
+        Ok(self.plateau.as_mut())
     }
 
     /// The base of the shuffle seeds: epoch `e` visits the samples in the order
@@ -332,15 +453,15 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         self.net
     }
 
-    /// The optimizer, with its learning rate and momentum buffer.
-    pub fn optimizer(&self) -> &Sgd {
+    /// The optimizer, with its learning rate and state.
+    pub fn optimizer(&self) -> &O {
         &self.opt
     }
 
     /// The optimizer, mutably. Each epoch sets its learning rate from the schedule (the base
     /// rate being the optimizer's when the trainer was made), so a rate set here lasts until
     /// the next epoch begins.
-    pub fn optimizer_mut(&mut self) -> &mut Sgd {
+    pub fn optimizer_mut(&mut self) -> &mut O {
         &mut self.opt
     }
 
@@ -351,10 +472,12 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         self.epochs_done
     }
 
-    /// One step of SGD on a batch: forward, loss, backward, update.
+    /// One training step on a batch: forward, loss, backward, gradient clipping (if set) and
+    /// the optimizer's update.
     ///
     /// # Errors
-    /// Shape errors for a batch that is not the network's input, label errors from the loss.
+    /// Shape errors for a batch that is not the network's input, label errors from the loss,
+    /// [`Error::Config`] for invalid optimizer settings or clipping bound.
     pub fn step(
         &mut self,
         x: ArrayView<'_, f32, N::InputDim>,
@@ -380,6 +503,9 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         self.grads.zero();
         self.net
             .backward(&mut self.tape, self.d_logits.view(), &mut self.grads)?;
+        if let Some(max_norm) = self.max_grad_norm {
+            clip_grad_norm(self.grads.params_mut().as_mut_slice(), max_norm)?;
+        }
         self.opt.step(
             self.net.params_mut().as_mut_slice(),
             self.grads.params().as_slice(),
@@ -397,8 +523,8 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
     /// epochs for you.
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero batch or an invalid schedule; shape errors when the dataset
-    /// does not fit the network.
+    /// [`Error::Config`] for a zero batch, an invalid schedule, optimizer or clipping bound;
+    /// shape errors when the dataset does not fit the network.
     pub fn epoch(
         &mut self,
         data: &Dataset,
@@ -407,12 +533,14 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         progress: bool,
     ) -> Result<EpochReport> {
         Error::check_batch(batch)?;
-        self.schedule.validate()?;
+        self.check_settings()?;
         check_data::<N>(data)?;
-        let lr = self.schedule.lr_at(self.base_lr, epoch);
-        self.opt.set_lr(lr);
         let order = shuffled_indices(data.len(), self.seed.wrapping_add(epoch as u64));
         let steps = order.len().div_ceil(batch);
+        let per_step = self.schedule_per_step && !matches!(self.schedule, LrSchedule::Plateau(_));
+        let first_step = epoch.saturating_mul(steps);
+        let lr = self.lr_for(if per_step { first_step } else { epoch })?;
+        self.opt.set_lr(lr);
         let bar = if progress {
             let bar = ProgressBar::new(steps as u64);
             bar.set_style(
@@ -434,6 +562,12 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
         let result = (|| {
             for (i, chunk) in order.chunks(batch).enumerate() {
                 data.gather(chunk, &mut x, &mut y)?;
+                if per_step {
+                    let lr = self
+                        .schedule
+                        .lr_at(self.base_lr, first_step.saturating_add(i));
+                    self.opt.set_lr(lr);
+                }
                 let stats = self.step(input_view::<N>(&x, chunk.len())?, &y)?;
                 loss_sum += stats.loss as f64;
                 correct += stats.correct;
@@ -442,7 +576,8 @@ impl<'n, N: Network<OutputDim = Ix2>> Trainer<'n, N> {
                 if i % 8 == 0 || i + 1 == steps {
                     let secs = start.elapsed().as_secs_f64().max(1e-9);
                     bar.set_message(format!(
-                        "loss {:.4}  acc {:.2}%  {:.0} img/s",
+                        "lr {:.3e}  loss {:.4}  acc {:.2}%  {:.0} img/s",
+                        self.opt.lr(),
                         loss_sum / (i + 1) as f64,
                         100.0 * correct as f64 / seen as f64,
                         seen as f64 / secs

@@ -1,5 +1,7 @@
 //! Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
 
+use super::state::{copy_into, Progress};
+use super::{non_negative, Optimizer};
 use crate::{Error, Result};
 
 /// Stochastic gradient descent with the semantics of PyTorch's `torch.optim.SGD`.
@@ -16,7 +18,8 @@ use crate::{Error, Result};
 /// ```
 ///
 /// The momentum buffer `b` is allocated on the first step and reused after, so steps allocate
-/// nothing. Its length is fixed by that first step.
+/// nothing. Its length is fixed by that first step. Its [`Optimizer`] state is PyTorch's
+/// `momentum_buffer` (none without momentum).
 ///
 /// The builder methods do not fail; the settings are checked by [`validate`](Sgd::validate),
 /// which every [`step`](Sgd::step) calls, so an invalid optimizer never changes a parameter.
@@ -44,8 +47,7 @@ pub struct Sgd {
     dampening: f32,
     nesterov: bool,
     weight_decay: f32,
-    /// The number of parameters, fixed by the first step.
-    len: Option<usize>,
+    progress: Progress,
     /// The momentum buffer `b`; empty until the first step with momentum.
     velocity: Vec<f32>,
 }
@@ -59,7 +61,7 @@ impl Sgd {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-            len: None,
+            progress: Progress::default(),
             velocity: Vec::new(),
         }
     }
@@ -104,12 +106,13 @@ impl Sgd {
     pub fn momentum_buffer(&self) -> Option<&[f32]> {
         // The builder fixes `momentum` before any step, so after a step with momentum the buffer
         // holds one value per parameter.
-        (self.momentum != 0.0 && self.len.is_some()).then_some(&self.velocity[..])
+        (self.momentum != 0.0 && self.progress.started()).then_some(&self.velocity[..])
     }
 
-    /// Forgets the momentum buffer and the parameter count, as a new optimizer would.
+    /// Forgets the momentum buffer, the step count and the parameter count, as a new optimizer
+    /// would.
     pub fn reset(&mut self) {
-        self.len = None;
+        self.progress = Progress::default();
         self.velocity.clear();
     }
 
@@ -135,19 +138,9 @@ impl Sgd {
     /// );
     /// ```
     pub fn validate(&self) -> Result<()> {
-        for (name, value) in [
-            ("learning rate", self.lr),
-            ("momentum", self.momentum),
-            ("weight decay", self.weight_decay),
-        ] {
-            // Written so that NaN fails too.
-            if !(value >= 0.0 && value.is_finite()) {
-                return Err(Error::Config {
-                    name,
-                    reason: format!("expected a finite value of at least 0, found {value}"),
-                });
-            }
-        }
+        non_negative("learning rate", self.lr)?;
+        non_negative("momentum", self.momentum)?;
+        non_negative("weight decay", self.weight_decay)?;
         if !self.dampening.is_finite() {
             return Err(Error::Config {
                 name: "dampening",
@@ -178,25 +171,8 @@ impl Sgd {
     /// Nothing is changed when an error is returned.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         self.validate()?;
-        if grads.len() != params.len() {
-            return Err(Error::shape(
-                "SGD gradients (one per parameter)",
-                &[params.len()],
-                &[grads.len()],
-            ));
-        }
-        let first = match self.len {
-            None => true,
-            Some(len) if len == params.len() => false,
-            Some(len) => {
-                return Err(Error::shape(
-                    "SGD parameters (as many as at the first step)",
-                    &[len],
-                    &[params.len()],
-                ))
-            }
-        };
-        self.len = Some(params.len());
+        self.progress.check("SGD", params.len(), grads.len())?;
+        let first = self.progress.advance(params.len());
 
         let Sgd {
             lr,
@@ -235,6 +211,56 @@ impl Sgd {
             };
             d = if nesterov { d + momentum * *b } else { *b };
             *w -= lr * d;
+        }
+        Ok(())
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
+        Sgd::step(self, params, grads)
+    }
+
+    fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    fn validate(&self) -> Result<()> {
+        Sgd::validate(self)
+    }
+
+    fn reset(&mut self) {
+        Sgd::reset(self);
+    }
+
+    fn steps(&self) -> u64 {
+        self.progress.steps()
+    }
+
+    fn buffer_names(&self) -> &'static [&'static str] {
+        if self.momentum != 0.0 {
+            &["momentum_buffer"]
+        } else {
+            &[]
+        }
+    }
+
+    fn buffers(&self) -> Vec<(&'static str, &[f32])> {
+        match self.momentum_buffer() {
+            Some(b) => vec![("momentum_buffer", b)],
+            None => Vec::new(),
+        }
+    }
+
+    fn load_buffers(&mut self, steps: u64, buffers: &[&[f32]]) -> Result<()> {
+        self.progress = Progress::loaded("SGD", self.buffer_names(), steps, buffers)?;
+        match buffers {
+            [b] => copy_into(&mut self.velocity, b),
+            _ => self.velocity.clear(),
         }
         Ok(())
     }

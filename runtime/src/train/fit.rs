@@ -8,6 +8,7 @@ use ndarray::Ix2;
 
 use super::{check_data, evaluate, EpochReport, Evaluation, Trainer};
 use crate::data::Dataset;
+use crate::optim::Optimizer;
 use crate::{Error, Network, Result};
 
 /// How [`Trainer::fit`] trains: the number of epochs, the batch size, a validation set and
@@ -132,18 +133,20 @@ impl History {
     }
 }
 
-impl<N: Network<OutputDim = Ix2>> Trainer<'_, N> {
+impl<N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'_, N, O> {
     /// Trains for [`Fit::epochs`] epochs over `train` in shuffled batches, evaluating on the
     /// validation set after each epoch if one is given; returns what every epoch measured.
     ///
     /// Epochs are numbered on from the trainer's last one ([`Trainer::epochs_done`]), so a
     /// second `fit` continues the learning-rate schedule and the shuffles where the first
-    /// stopped. Each epoch is a [`Trainer::epoch`]; the same network trained by `fit` or by
-    /// a hand-written loop over `epoch` ends with the same parameters.
+    /// stopped. Each epoch is a [`Trainer::epoch`] followed by
+    /// [`Trainer::report_metric`] with the validation loss (the training loss without a
+    /// validation set); the same network trained by `fit` or by a hand-written loop over
+    /// those ends with the same parameters.
     ///
     /// # Errors
-    /// Checked before the first epoch: [`Error::Config`] for a zero batch or an invalid
-    /// schedule; [`Error::Shape`] when the training or the validation set does not fit the
+    /// Checked before the first epoch: [`Error::Config`] for a zero batch, an invalid
+    /// schedule, optimizer or clipping bound; [`Error::Shape`] when the training or the validation set does not fit the
     /// network (its samples are not the network's input, or it has more classes than the
     /// network has outputs).
     ///
@@ -170,7 +173,7 @@ impl<N: Network<OutputDim = Ix2>> Trainer<'_, N> {
     /// ```
     pub fn fit(&mut self, train: &Dataset, options: Fit<'_>) -> Result<History> {
         Error::check_batch(options.batch)?;
-        self.schedule.validate()?;
+        self.check_settings()?;
         check_data::<N>(train)?;
         if let Some(valid) = options.validation {
             check_data::<N>(valid)?;
@@ -184,6 +187,8 @@ impl<N: Network<OutputDim = Ix2>> Trainer<'_, N> {
                 .validation
                 .map(|valid| evaluate(self.net(), valid, options.batch))
                 .transpose()?;
+            let metric = validation.as_ref().map_or(report.loss, |v| v.loss);
+            self.report_metric(metric)?;
             let record = EpochRecord {
                 train: report,
                 validation,
@@ -198,11 +203,13 @@ impl<N: Network<OutputDim = Ix2>> Trainer<'_, N> {
     }
 }
 
-/// `epoch 3: loss 0.4112, accuracy 88.20 %, validation loss 0.3901, accuracy 89.00 % (1.2 s)`.
+/// `epoch 3: lr 1.000e-2, loss 0.4112, accuracy 88.20 %, validation loss 0.3901, accuracy
+/// 89.00 % (1.2 s, batch 32)`.
 fn summary_line(record: &EpochRecord, epochs_done: usize, options: Fit<'_>) -> String {
     let t = &record.train;
     let mut line = format!(
-        "epoch {epochs_done}: loss {:.4}, accuracy {:.2} %",
+        "epoch {epochs_done}: lr {:.3e}, loss {:.4}, accuracy {:.2} %",
+        t.lr,
         t.loss,
         100.0 * t.accuracy
     );
