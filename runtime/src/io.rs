@@ -277,7 +277,46 @@ fn save_views(
 
     let bytes = safetensors::serialize(views, &metadata)
         .map_err(|e| Error::format(path, format!("safetensors could not serialize: {e}")))?;
+    let bytes = canonical_header(bytes)
+        .map_err(|reason| Error::format(path, format!("safetensors wrote {reason}")))?;
     write_atomically(path, &bytes)
+}
+
+/// The same file with its JSON header's keys in sorted order: safetensors writes the metadata
+/// from a `HashMap`, whose order changes from process to process, so the same tensors saved
+/// twice would give different bytes. The tensors' data and offsets are untouched (offsets count
+/// from the end of the header); the header is padded with spaces to a multiple of 8 bytes, as
+/// safetensors pads it.
+fn canonical_header(bytes: Vec<u8>) -> std::result::Result<Vec<u8>, &'static str> {
+    const TOO_SHORT: &str = "a file shorter than its header";
+    let len: [u8; 8] = bytes
+        .get(..8)
+        .ok_or(TOO_SHORT)?
+        .try_into()
+        .map_err(|_| TOO_SHORT)?;
+    let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| TOO_SHORT)?;
+    let end = len
+        .checked_add(8)
+        .filter(|&e| e <= bytes.len())
+        .ok_or(TOO_SHORT)?;
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..end]).map_err(|_| "a header that is not JSON")?;
+    // Sorted explicitly: with serde_json's `preserve_order` (which another crate of the
+    // program may turn on) objects keep the order they were read in.
+    fn sort(value: &mut serde_json::Value) {
+        if let serde_json::Value::Object(map) = value {
+            map.sort_keys();
+            map.values_mut().for_each(sort);
+        }
+    }
+    sort(&mut header);
+    let mut json = serde_json::to_vec(&header).map_err(|_| "a header that is not JSON")?;
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - end);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
 }
 
 /// Reads every tensor of a safetensors file of `f32` tensors, in the order they are stored
@@ -528,6 +567,36 @@ fn sync_dir(dir: &Path) {
 mod tests {
     use super::*;
     use safetensors::tensor::TensorView;
+
+    /// The same tensors and metadata saved again, with the metadata in a map built afresh
+    /// (whose iteration order differs from map to map), give the same bytes; the files load
+    /// with every metadata entry (issue 13, item 16).
+    #[test]
+    fn saves_are_byte_for_byte_reproducible() {
+        let dir = TempDir::new("reproducible");
+        let values = [1.0f32, 2.0, 3.0, 4.0];
+        let tensors = [
+            ("b.weight".to_string(), vec![2, 2], &values[..]),
+            ("a.bias".to_string(), vec![4], &values[..]),
+        ];
+        let metadata = || {
+            (0..24)
+                .map(|i| (format!("key{i}"), format!("value {i}")))
+                .collect::<HashMap<_, _>>()
+        };
+        let first = dir.0.join("first.safetensors");
+        save_tensors(&first, &tensors, Some(metadata())).unwrap();
+        let bytes = fs::read(&first).unwrap();
+        for k in 0..8 {
+            let again = dir.0.join(format!("again{k}.safetensors"));
+            save_tensors(&again, &tensors, Some(metadata())).unwrap();
+            assert!(fs::read(&again).unwrap() == bytes, "save {k} differs");
+        }
+        let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(header % 8, 0);
+        assert_eq!(read_metadata(&first).unwrap(), metadata());
+        assert_eq!(load_tensors(&first).unwrap().len(), 2);
+    }
 
     /// A fresh directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);
