@@ -1,4 +1,5 @@
-// Dropping every unit (p = 1) or a negative share is not a probability in [0, 1).
+// Dropping every unit (p = 1), a negative share, or a p below 1 that is 1 as an f32 (the type
+// the layer runs with) is not a probability in [0, 1).
 use striate::prelude::*;
 
 network! {
@@ -6,6 +7,7 @@ network! {
         input: [100],
         dropout(1.0),
         dropout(-0.5),
+        dropout(0.99999999),
     }
 }
 

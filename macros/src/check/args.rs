@@ -243,7 +243,13 @@ fn check_value(spec: &ArgSpec, a: &Arg, errors: &mut Errors) -> bool {
             _ => wrong(errors, "`true` or `false`"),
         },
         ArgKind::Probability => match number(v) {
-            Some(p) if (0.0..1.0).contains(&p) => true,
+            // The layer runs with the `f32` nearest `p`: that is the value checked.
+            Some(p) if (0.0..1.0).contains(&(p as f32)) => true,
+            Some(p) if p < 1.0 && p as f32 == 1.0 => wrong(
+                errors,
+                "a probability in [0, 1) as an `f32`, the type the layer runs with (this one \
+                 rounds to 1, which would drop every unit)",
+            ),
             Some(_) => wrong(errors, "a probability in [0, 1) (1 would drop every unit)"),
             None => wrong(errors, "a probability in [0, 1), such as `0.5`"),
         },
