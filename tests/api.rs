@@ -463,3 +463,28 @@ fn predict_errors_name_both_shapes() {
         .to_string()
         .starts_with("output of Body for predict_proba"));
 }
+
+network! {
+    /// A layer named with a raw identifier (`type` is a keyword).
+    pub struct RawNames {
+        input: [4],
+        r#type: linear(2),
+        r#match: residual { r#fn: linear(2) },
+    }
+}
+
+/// A raw identifier's parameters are saved under the name without `r#`, as PyTorch names them
+/// (issue 13, item 15).
+#[test]
+fn raw_identifiers_name_parameters_without_their_prefix() {
+    let names: Vec<&str> = RawNames::PARAMS.iter().map(|p| p.name).collect();
+    assert_eq!(
+        names,
+        [
+            "type.weight",
+            "type.bias",
+            "match.fn.weight",
+            "match.fn.bias"
+        ]
+    );
+}

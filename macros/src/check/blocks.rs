@@ -165,7 +165,7 @@ impl Graph {
         let inner = self.block_scope(item, scope);
         let mut values = Vec::new();
         for (a, b) in &branches {
-            let name = a.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+            let name = a.name.as_ref().map(super::name_of).unwrap_or_default();
             let s = inner.inner(&name, scope.depth + 1);
             values.push(self.sequence(&b.items, &s, input, rest));
         }
@@ -182,7 +182,7 @@ impl Graph {
                 .map(|((a, _), s)| {
                     format!(
                         "`{}` gives {}",
-                        a.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                        a.name.as_ref().map(super::name_of).unwrap_or_default(),
                         s.text()
                     )
                 })
@@ -234,7 +234,7 @@ impl Graph {
         };
         let names: Vec<String> = branches
             .iter()
-            .map(|(a, _)| a.name.as_ref().map(|n| n.to_string()).unwrap_or_default())
+            .map(|(a, _)| a.name.as_ref().map(super::name_of).unwrap_or_default())
             .collect();
         let declaration = names.join(" | ");
         self.join(
@@ -264,7 +264,7 @@ impl Graph {
     /// The scope of a block's items: under its name, or its parent's names when unnamed.
     fn block_scope(&self, item: &LayerItem, scope: &Scope) -> Scope {
         match &item.name {
-            Some(n) => scope.inner(&n.to_string(), scope.depth + 1),
+            Some(n) => scope.inner(&super::name_of(n), scope.depth + 1),
             None => Scope {
                 prefix: scope.prefix.clone(),
                 path: scope.path.clone(),

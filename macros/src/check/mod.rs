@@ -115,6 +115,12 @@ struct Value {
     flat: bool,
 }
 
+/// A layer's or block's name as its parameters are saved under: a raw identifier without its
+/// `r#` (`r#type` saves `type.weight`, as PyTorch names it).
+pub(crate) fn name_of(name: &proc_macro2::Ident) -> String {
+    syn::ext::IdentExt::unraw(name).to_string()
+}
+
 /// Where a sequence of items sits: the names around it.
 struct Scope {
     /// `block1.`, prepended to names; `""` at the top.
@@ -146,7 +152,7 @@ impl Scope {
     /// `conv1`, `block1.conv1`, or `layer 3 (`relu`)` / `layer 2 (`relu`) of block1`.
     fn label(&self, item: &LayerItem, index: usize) -> String {
         match &item.name {
-            Some(n) => format!("{}{n}", self.prefix),
+            Some(n) => format!("{}{}", self.prefix, name_of(n)),
             None if self.path.is_empty() => format!("layer {index} (`{}`)", item.kind),
             None => format!("layer {index} (`{}`) of {}", item.kind, self.path),
         }
@@ -215,7 +221,7 @@ impl Graph {
         names: &mut HashMap<String, usize>,
     ) {
         let Some(name) = &layer.name else { return };
-        let n = name.to_string();
+        let n = name_of(name);
         if n == "input" {
             self.errors.spanned(
                 name,
@@ -299,7 +305,7 @@ impl Graph {
         let path = layer
             .name
             .as_ref()
-            .map(|n| format!("{}{n}", scope.prefix))
+            .map(|n| format!("{}{}", scope.prefix, name_of(n)))
             .unwrap_or_default();
         let (param_offset, buffer_offset) = (self.params_len(), self.buffers_len());
         let mut n_params = 0;

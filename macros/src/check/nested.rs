@@ -83,7 +83,7 @@ impl Graph {
             path: item
                 .name
                 .as_ref()
-                .map(|n| format!("{}{n}", scope.prefix))
+                .map(|n| format!("{}{}", scope.prefix, super::name_of(n)))
                 .unwrap_or_default(),
             kind_name: ty_text.clone(),
             declaration: ty_text,
