@@ -275,3 +275,31 @@ fn a_schedule_can_count_steps() {
     drop((t, h));
     assert_eq!(net.params().as_slice(), by_hand.params().as_slice());
 }
+
+/// A dataset without samples is an error for training and evaluation, not epochs of loss 0 and
+/// accuracy 0 (issue 13, item 13); nothing is trained.
+#[test]
+fn an_empty_dataset_is_an_error() {
+    let empty = rows(0, 1);
+    assert!(empty.is_empty());
+    let mut net = Linear::init(0);
+    let before = net.params().as_slice().to_vec();
+    let expected = "dataset for Linear (training and evaluation need at least one sample): \
+                    the batch is empty";
+    let mut t = trainer(&mut net);
+    assert_eq!(
+        t.epoch(&empty, 8, 0, false).unwrap_err().to_string(),
+        expected
+    );
+    assert_eq!(
+        t.fit(&empty, Fit::epochs(2)).unwrap_err().to_string(),
+        expected
+    );
+    let valid = rows(16, 2);
+    let fit = Fit::epochs(1).validation(&empty);
+    assert_eq!(t.fit(&valid, fit).unwrap_err().to_string(), expected);
+    assert_eq!(t.epochs_done(), 0);
+    let err = striate::train::evaluate(t.net(), &empty, 8).unwrap_err();
+    assert_eq!(err.to_string(), expected);
+    assert_eq!(net.params().as_slice(), &before[..]);
+}

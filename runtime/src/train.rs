@@ -176,6 +176,15 @@ fn input_view<'a, N: Network>(x: &'a [f32], n: usize) -> Result<ArrayView<'a, f3
 }
 
 fn check_data<N: Network>(data: &Dataset) -> Result<usize> {
+    // An empty dataset would report a loss and an accuracy of 0 for every epoch.
+    if data.is_empty() {
+        return Err(Error::EmptyBatch {
+            what: format!(
+                "dataset for {} (training and evaluation need at least one sample)",
+                N::NAME
+            ),
+        });
+    }
     let per_sample: usize = N::INPUT_SHAPE.iter().product();
     if data.sample_len() != per_sample {
         return Err(Error::shape(
@@ -199,7 +208,8 @@ fn check_data<N: Network>(data: &Dataset) -> Result<usize> {
 ///
 /// # Errors
 /// [`Error::Shape`] when the dataset's samples are not the network's input or its classes do not
-/// fit its output; [`Error::Config`] for a zero batch.
+/// fit its output; [`Error::Config`] for a zero batch; [`Error::EmptyBatch`] for a dataset
+/// without samples.
 pub fn evaluate<N: Network<OutputDim = Ix2>>(
     net: &N,
     data: &Dataset,
