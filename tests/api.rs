@@ -488,3 +488,32 @@ fn raw_identifiers_name_parameters_without_their_prefix() {
         ]
     );
 }
+
+/// A training step given bad labels (one past the last class, or one label too few) fails
+/// before it changes anything: batch norm's running statistics and batch count, the weights
+/// and the dropout generator are as they were, so the next good step gives exactly what it
+/// gives on a network that never saw the bad ones (issue 13, item 9).
+#[test]
+fn a_failed_training_step_changes_nothing() {
+    use striate::train::Trainer;
+    let x = batch(4);
+    let mut net = Small::init(3);
+    let mut fresh = Small::init(3);
+    let mut trainer = Trainer::new(&mut net, Sgd::new(0.1));
+    let before = format!("{:?}", trainer.net().state());
+    for (labels, expected) in [
+        (&[0, 1, 3, 2][..], "label 3 at position 2 is out of range"),
+        (&[0, 1, 2][..], "expected 4 labels"),
+    ] {
+        let err = trainer.step(x.view(), labels).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+        assert_eq!(format!("{:?}", trainer.net().state()), before);
+    }
+    let good = [0, 1, 2, 1];
+    let stats = trainer.step(x.view(), &good).unwrap();
+    let mut other = Trainer::new(&mut fresh, Sgd::new(0.1));
+    let expected = other.step(x.view(), &good).unwrap();
+    assert_eq!(stats.loss.to_bits(), expected.loss.to_bits());
+    assert_eq!(net.params().as_slice(), fresh.params().as_slice());
+    assert_eq!(net.state().buffers, fresh.state().buffers);
+}

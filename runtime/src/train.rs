@@ -42,7 +42,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, ArrayView, ArrayView2, ArrayViewD, Ix2, IxDyn};
 
 use crate::data::{shuffled_indices, Dataset};
-use crate::ops::loss::softmax_cross_entropy;
+use crate::ops::loss::{check_labels, softmax_cross_entropy};
 use crate::optim::{clip_grad_norm, LrSchedule, Optimizer, PlateauTracker, Sgd};
 use crate::scores::argmax_rows;
 use crate::{Error, Gradients, Network, Result, Tape};
@@ -493,6 +493,11 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         x: ArrayView<'_, f32, N::InputDim>,
         labels: &[usize],
     ) -> Result<StepStats> {
+        // Everything that can fail is checked before the forward pass, which moves batch
+        // norm's running statistics and the dropout generator: a failed step changes nothing.
+        self.check_settings()?;
+        let classes: usize = N::OUTPUT_SHAPE.iter().product();
+        check_labels(labels, x.shape()[0], classes, "training step")?;
         let logits = self.net.forward_train(x, &mut self.tape)?;
         let (n, k) = logits.dim();
         if self.d_logits.dim() != (n, k) {

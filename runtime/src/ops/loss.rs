@@ -49,24 +49,7 @@ pub fn softmax_cross_entropy(
     if d_logits.len() != logits.len() {
         return Err(Error::shape("d_logits", &[n, classes], &[d_logits.len()]));
     }
-    if labels.len() != n {
-        return Err(Error::LabelCount {
-            expected: n,
-            found: labels.len(),
-        });
-    }
-    if n == 0 {
-        return Err(Error::EmptyBatch {
-            what: "softmax cross-entropy".into(),
-        });
-    }
-    if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-        return Err(Error::LabelOutOfRange {
-            label,
-            index,
-            classes,
-        });
-    }
+    check_labels(labels, n, classes, "softmax cross-entropy")?;
     let inv_n = 1.0 / n as f32;
     let mut total = 0.0f64;
     for ((d_row, row), &label) in d_logits
@@ -90,6 +73,29 @@ pub fn softmax_cross_entropy(
         d_row[label] -= inv_n;
     }
     Ok((total / n as f64) as f32)
+}
+
+/// Checks that there is one label per row of a batch of `n` (`what` names its use), that the
+/// batch is not empty and that every label is below `classes`, as [`softmax_cross_entropy`]
+/// does, so that a training step can refuse bad labels before it changes anything.
+pub(crate) fn check_labels(labels: &[usize], n: usize, classes: usize, what: &str) -> Result<()> {
+    if labels.len() != n {
+        return Err(Error::LabelCount {
+            expected: n,
+            found: labels.len(),
+        });
+    }
+    if n == 0 {
+        return Err(Error::EmptyBatch { what: what.into() });
+    }
+    if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        return Err(Error::LabelOutOfRange {
+            label,
+            index,
+            classes,
+        });
+    }
+    Ok(())
 }
 
 /// Row-wise softmax, `probs[i, k] = e^(logits[i, k]) / Σ_j e^(logits[i, j])`, shifted by the
