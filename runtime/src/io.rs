@@ -516,7 +516,37 @@ static SAVE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`, so
 /// readers see either the old file or the whole new one. Errors name `path`.
+///
+/// Only a regular file (or nothing) is replaced: a device, a FIFO, a socket or a directory at
+/// `path` is an error and stays as it is (`save("/dev/null")` as root would otherwise delete
+/// the system's `/dev/null`), and a symbolic link is followed, so the file it names is
+/// replaced and the link stays. Temporary files left beside `path` by saves whose process has
+/// died (killed during a save) are removed after a successful save.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let resolved;
+    let path = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => match fs::canonicalize(path) {
+            Ok(target) => {
+                resolved = target;
+                &resolved
+            }
+            // A dangling link: its target is created through it, as `File::create` would.
+            Err(_) => path,
+        },
+        _ => path,
+    };
+    if let Ok(meta) = fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(Error::io(
+                path,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a regular file (a directory, device, FIFO or socket); weights are \
+                     saved only to regular files, and this one is left as it is",
+                ),
+            ));
+        }
+    }
     let file_name = path.file_name().ok_or_else(|| {
         Error::io(
             path,
@@ -549,7 +579,40 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(Error::io(path, e));
     }
     sync_dir(dir);
+    remove_stale_temporaries(dir, &file_name.to_string_lossy());
     Ok(())
+}
+
+/// Removes `dir`'s temporary files of saves to `file_name` (`.{file_name}.tmp-{pid}-{n}`)
+/// whose process no longer runs. Best effort, and only where the system says which processes
+/// run (Linux's `/proc`); never another running process's file, nor this process's (a
+/// concurrent save of its own may be writing it).
+fn remove_stale_temporaries(dir: &Path, file_name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let prefix = format!(".{file_name}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((pid, count)) = rest.split_once('-') else {
+            continue;
+        };
+        let numeric = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !numeric(pid) || !numeric(count) || pid == std::process::id().to_string() {
+            continue;
+        }
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && !proc.join(pid).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Makes the rename itself durable. Best effort: some file systems refuse to sync a directory,
@@ -596,6 +659,72 @@ mod tests {
         assert_eq!(header % 8, 0);
         assert_eq!(read_metadata(&first).unwrap(), metadata());
         assert_eq!(load_tensors(&first).unwrap().len(), 2);
+    }
+
+    /// A save never replaces what is not a regular file: a FIFO (made in the test's own
+    /// folder) and a directory stay as they are, with an error naming the path; a symbolic
+    /// link is followed, so the file it names is replaced and the link stays (issue 13,
+    /// item 4).
+    #[test]
+    fn saves_replace_only_regular_files() {
+        let dir = TempDir::new("not-regular");
+        let values = [1.0f32];
+        let tensors = [("w".to_string(), vec![1], &values[..])];
+        let sub = dir.0.join("a-directory");
+        fs::create_dir(&sub).unwrap();
+        let err = save_tensors(&sub, &tensors, None).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(sub.is_dir());
+        let fifo = dir.0.join("a-fifo");
+        match std::process::Command::new("mkfifo").arg(&fifo).status() {
+            Ok(status) if status.success() => {
+                let err = save_tensors(&fifo, &tensors, None).unwrap_err().to_string();
+                assert!(err.contains("not a regular file"), "{err}");
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::FileTypeExt;
+                    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+                }
+            }
+            _ => eprintln!("mkfifo is not available: the FIFO case is skipped"),
+        }
+        #[cfg(unix)]
+        {
+            let target = dir.0.join("target.safetensors");
+            let link = dir.0.join("link.safetensors");
+            fs::write(&target, b"old").unwrap();
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            save_tensors(&link, &tensors, None).unwrap();
+            assert!(fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+            assert_eq!(load_tensors(&target).unwrap()[0].data, values);
+        }
+    }
+
+    /// A save removes the temporary files that saves killed midway left beside its target
+    /// (their process has ended), and keeps those of running processes, this one included
+    /// (issue 13, item 5).
+    #[test]
+    fn saves_remove_temporaries_of_dead_processes() {
+        let dir = TempDir::new("stale");
+        let target = dir.0.join("w.safetensors");
+        // Above Linux's largest process id, so never a running process.
+        let dead = dir.0.join(".w.safetensors.tmp-999999999-3");
+        let mine = dir
+            .0
+            .join(format!(".w.safetensors.tmp-{}-77", std::process::id()));
+        let other = dir.0.join(".x.safetensors.tmp-999999999-3");
+        for f in [&dead, &mine, &other] {
+            fs::write(f, b"half a save").unwrap();
+        }
+        let values = [2.0f32];
+        save_tensors(&target, &[("w".to_string(), vec![1], &values[..])], None).unwrap();
+        let linux = Path::new("/proc/self").exists();
+        assert_eq!(dead.exists(), !linux, "a dead save's temporary");
+        assert!(mine.exists(), "this process's temporary");
+        assert!(other.exists(), "another target's temporary");
     }
 
     /// A fresh directory under the system temp dir, removed on drop.
