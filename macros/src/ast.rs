@@ -356,6 +356,7 @@ impl Parse for Arg {
                 tokens: tokens_between(&start, input),
             });
         }
+        check_argument_size(input)?;
         let expr: Expr = input.parse()?;
         let value = classify(&expr);
         Ok(Arg {
@@ -367,9 +368,75 @@ impl Parse for Arg {
     }
 }
 
+/// How deep brackets may nest in one argument, and how many tokens it may have: far beyond
+/// any real argument (`kernel = (3, 5)` has one level and five tokens), and far below what
+/// would exhaust the compiler's stack in the recursive parse of an expression (about 850
+/// nested parentheses, or some thousands of unary minus signs, did).
+pub const MAX_ARG_DEPTH: usize = 16;
+pub const MAX_ARG_TOKENS: usize = 128;
+
+/// Refuses an argument (the tokens up to the next comma) that nests deeper than
+/// [`MAX_ARG_DEPTH`] or has more than [`MAX_ARG_TOKENS`] tokens, before it is parsed as an
+/// expression. The walk is a loop with its own stack, so it cannot overflow either.
+fn check_argument_size(input: ParseStream) -> syn::Result<()> {
+    use proc_macro2::TokenTree;
+    let too_big = |span| {
+        syn::Error::new(
+            span,
+            format!(
+                "this argument is too large to be a layer's setting (brackets deeper than \
+                 {MAX_ARG_DEPTH} or more than {MAX_ARG_TOKENS} tokens); write a number, a pair \
+                 `(h, w)` or `true`/`false`"
+            ),
+        )
+    };
+    let mut cursor = input.cursor();
+    let mut tokens = 0usize;
+    while let Some((tree, next)) = cursor.token_tree() {
+        if matches!(&tree, TokenTree::Punct(p) if p.as_char() == ',') {
+            break;
+        }
+        cursor = next;
+        tokens += 1;
+        let TokenTree::Group(group) = tree else {
+            if tokens > MAX_ARG_TOKENS {
+                return Err(too_big(input.span()));
+            }
+            continue;
+        };
+        let mut open = vec![group.stream().into_iter()];
+        while let Some(top) = open.last_mut() {
+            match top.next() {
+                Some(TokenTree::Group(inner)) => {
+                    tokens += 1;
+                    if open.len() >= MAX_ARG_DEPTH {
+                        return Err(too_big(input.span()));
+                    }
+                    open.push(inner.stream().into_iter());
+                }
+                Some(_) => tokens += 1,
+                None => {
+                    open.pop();
+                }
+            }
+            if tokens > MAX_ARG_TOKENS {
+                return Err(too_big(input.span()));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn classify(expr: &Expr) -> Value {
     match expr {
         Expr::Lit(lit) => match &lit.lit {
+            // `300u8` or `5f32` would be read as 300 or 5 with the suffix ignored.
+            Lit::Int(i) if !i.suffix().is_empty() => Value::Other(format!(
+                "the literal `{i}` (write it without the type suffix)"
+            )),
+            Lit::Float(f) if !f.suffix().is_empty() => Value::Other(format!(
+                "the literal `{f}` (write it without the type suffix)"
+            )),
             Lit::Int(i) => match i.base10_parse::<u64>() {
                 Ok(v) => Value::Int(v),
                 Err(_) => Value::Other(format!("the literal `{i}`")),
@@ -485,6 +552,47 @@ mod tests {
         let deep: Network = syn::parse_str(&nest(5000)).unwrap();
         let err = deep.syntax_error.expect("too deep").to_string();
         assert!(err.contains("nest more than 32 deep"), "{err}");
+    }
+
+    /// An argument nested or long enough to exhaust the compiler's stack in the expression
+    /// parser (issue 13, item 1: 850 parentheses, 3,000 minus signs, nested brackets) is an
+    /// error, found without recursion (this test thread's small stack would overflow
+    /// otherwise); real arguments parse.
+    #[test]
+    fn argument_size_is_limited() {
+        let net =
+            |arg: &str| format!("struct N {{ input: [1, 8, 8], c: conv2d(2, kernel = {arg}) }}");
+        for deep in [
+            format!("{}3{}", "(".repeat(850), ")".repeat(850)),
+            format!("{}3", "-".repeat(3000)),
+            format!("{}3{}", "[".repeat(2000), "]".repeat(2000)),
+            format!(
+                "{}3{}",
+                "(".repeat(MAX_ARG_DEPTH + 1),
+                ")".repeat(MAX_ARG_DEPTH + 1)
+            ),
+        ] {
+            let parsed: Network = syn::parse_str(&net(&deep)).unwrap();
+            let err = parsed.syntax_error.expect("too large").to_string();
+            assert!(err.contains("too large to be a layer's setting"), "{err}");
+        }
+        for suffixed in ["300u8", "5f32", "(3usize, 3)"] {
+            let parsed: Network = syn::parse_str(&net(suffixed)).unwrap();
+            let crate::ast::Item::Layer(layer) = &parsed.items[1] else {
+                panic!("a layer")
+            };
+            let Value::Other(what) = &layer.args[1].value else {
+                panic!("{suffixed} is taken as a value")
+            };
+            assert!(
+                what.contains("without the type suffix") || suffixed.starts_with('('),
+                "{what}"
+            );
+        }
+        for fine in ["3", "(3, 5)", "((3))", "-2"] {
+            let parsed: Network = syn::parse_str(&net(fine)).unwrap();
+            assert!(parsed.syntax_error.is_none(), "{fine}");
+        }
     }
 
     #[test]
