@@ -14,7 +14,7 @@
 //! by the file name.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
@@ -70,9 +70,59 @@ impl fmt::Debug for IdxArray {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
+    read_idx_limited(path, MAX_IDX_BYTES)
+}
+
+/// The most data bytes [`read_idx`] and [`parse_idx`] accept from one IDX file: 2 GiB, which
+/// as a [`Dataset`](super::Dataset) of `f32` pixels takes 8 GiB, a third of a 24 GiB machine.
+/// [`read_idx_limited`] takes another bound.
+pub const MAX_IDX_BYTES: u64 = 2 << 30;
+
+/// [`read_idx`] with `max_bytes` as the most data bytes the file may hold (its header is read
+/// first, and a file whose dimensions ask for more is refused before anything is allocated).
+///
+/// Only regular files are read: a directory, device or FIFO is an error (reading `/dev/zero`
+/// would never end, a FIFO might block forever). The file is read as a stream, never whole:
+/// what is read is bounded by what the header promises.
+///
+/// # Errors
+/// As [`read_idx`], and [`Error::Format`] naming the file when its dimensions hold more than
+/// `max_bytes` bytes (saying how to allow more) or it is not a regular file.
+///
+/// # Example
+/// ```
+/// use striate::data::read_idx_limited;
+///
+/// let path = std::env::temp_dir().join(format!("striate-doc-idx-limit-{}", std::process::id()));
+/// std::fs::write(&path, [0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6])?;
+/// assert_eq!(read_idx_limited(&path, 6)?.data, [1, 2, 3, 4, 5, 6]);
+/// let err = read_idx_limited(&path, 5).unwrap_err();
+/// assert!(err.to_string().contains("more than the limit of 5 bytes"), "{err}");
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn read_idx_limited(path: impl AsRef<Path>, max_bytes: u64) -> Result<IdxArray> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_idx(&bytes, path)
+    // Looked at before opening: opening a FIFO to read blocks until someone writes to it.
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::format(
+            path,
+            "not a regular file (a directory, device, FIFO or socket); IDX data is read only \
+             from regular files",
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    let gzip = reader
+        .fill_buf()
+        .map_err(|e| Error::io(path, e))?
+        .starts_with(&GZIP_MAGIC);
+    if gzip {
+        parse_stream(MultiGzDecoder::new(reader), path, Encoding::Gzip, max_bytes)
+    } else {
+        parse_stream(reader, path, Encoding::Raw, max_bytes)
+    }
 }
 
 /// Parses the bytes of an IDX file of unsigned bytes, raw or gzip-compressed.
@@ -105,9 +155,14 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
 pub fn parse_idx(bytes: &[u8], origin: impl AsRef<Path>) -> Result<IdxArray> {
     let origin = origin.as_ref();
     if bytes.starts_with(&GZIP_MAGIC) {
-        parse_stream(MultiGzDecoder::new(bytes), origin, Encoding::Gzip)
+        parse_stream(
+            MultiGzDecoder::new(bytes),
+            origin,
+            Encoding::Gzip,
+            MAX_IDX_BYTES,
+        )
     } else {
-        parse_stream(bytes, origin, Encoding::Raw)
+        parse_stream(bytes, origin, Encoding::Raw, MAX_IDX_BYTES)
     }
 }
 
@@ -129,10 +184,17 @@ impl Encoding {
 
 /// Parses an IDX stream. Reading from a stream, rather than decompressing everything first,
 /// means a header that claims terabytes only costs as much memory as the data that is there.
-fn parse_stream(mut source: impl Read, origin: &Path, encoding: Encoding) -> Result<IdxArray> {
+fn parse_stream(
+    mut source: impl Read,
+    origin: &Path,
+    encoding: Encoding,
+    max_bytes: u64,
+) -> Result<IdxArray> {
     let note = encoding.note();
-    // Reading a byte slice cannot fail, so any read error comes from the gzip decoder.
-    let read_error = |e: io::Error| Error::format(origin, format!("corrupt gzip stream: {e}"));
+    let read_error = |e: io::Error| match encoding {
+        Encoding::Gzip => Error::format(origin, format!("corrupt gzip stream: {e}")),
+        Encoding::Raw => Error::io(origin, e),
+    };
 
     let mut magic = [0u8; 4];
     let got = read_up_to(&mut source, &mut magic).map_err(read_error)?;
@@ -196,6 +258,16 @@ fn parse_stream(mut source: impl Read, origin: &Path, encoding: Encoding) -> Res
             )
         })?;
 
+    if u64::try_from(expected).map_or(true, |e| e > max_bytes) {
+        return Err(Error::format(
+            origin,
+            format!(
+                "IDX dimensions {dims:?} hold {expected} bytes of data, more than the limit of \
+                 {max_bytes} bytes (striate::data::MAX_IDX_BYTES unless given); read it with \
+                 read_idx_limited(path, bytes) to allow more{note}"
+            ),
+        ));
+    }
     let header = 4 + dim_bytes.len();
     let mut data = Vec::new();
     // `take` bounds the read by what the header promises; `read_to_end` grows the buffer only as
@@ -215,13 +287,20 @@ fn parse_stream(mut source: impl Read, origin: &Path, encoding: Encoding) -> Res
             ),
         ));
     }
-    let excess = io::copy(&mut source, &mut io::sink()).map_err(read_error)?;
+    // Counted up to a bound: a gzip stream may expand to far more than it claims.
+    let excess =
+        io::copy(&mut source.by_ref().take(EXCESS_COUNTED), &mut io::sink()).map_err(read_error)?;
     if excess > 0 {
+        let more = if excess == EXCESS_COUNTED {
+            "at least "
+        } else {
+            ""
+        };
         return Err(Error::format(
             origin,
             format!(
                 "excess IDX data: dimensions {dims:?} need {expected} bytes of data after the \
-                 {header}-byte header, found {} ({excess} too many){note}",
+                 {header}-byte header, found {more}{} ({more}{excess} too many){note}",
                 u64::try_from(expected)
                     .unwrap_or(u64::MAX)
                     .saturating_add(excess)
@@ -230,6 +309,9 @@ fn parse_stream(mut source: impl Read, origin: &Path, encoding: Encoding) -> Res
     }
     Ok(IdxArray { dims, data })
 }
+
+/// How many bytes past the data are counted for the message about excess data.
+const EXCESS_COUNTED: u64 = 1 << 20;
 
 /// Fills as much of `buf` as the source has, returning how many bytes were read.
 fn read_up_to(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -390,8 +472,63 @@ mod tests {
             0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3,
         ];
         let reason = format_reason(parse_idx(&bytes, origin()).unwrap_err());
+        assert!(
+            reason.contains("more than the limit of 2147483648 bytes"),
+            "{reason}"
+        );
+        // Within the limit, the promise is still not allocated before the data arrives.
+        let bytes = [0, 0, 8, 2, 0, 0, 0x40, 0, 0, 0, 0x80, 0, 1, 2, 3];
+        let reason = format_reason(parse_idx(&bytes, origin()).unwrap_err());
         assert!(reason.contains("truncated IDX data"), "{reason}");
         assert!(reason.contains("found 3"), "{reason}");
+    }
+
+    /// A gzip file whose header claims [5000000, 28, 28] (3.9 GB, past the default limit) is
+    /// refused from its header, before anything is decompressed or allocated; a lower limit
+    /// refuses a small file, and a FIFO (made in a private folder) is refused without being
+    /// opened, so the call cannot block (issue 13, items 6 and 7).
+    #[test]
+    fn reads_are_bounded_and_only_of_regular_files() {
+        let mut header = vec![0, 0, 8, 3];
+        for d in [5_000_000u32, 28, 28] {
+            header.extend_from_slice(&d.to_be_bytes());
+        }
+        let reason = format_reason(parse_idx(&gzip(&header), origin()).unwrap_err());
+        assert!(
+            reason.contains("hold 3920000000 bytes of data, more than the limit"),
+            "{reason}"
+        );
+        assert!(reason.contains("read_idx_limited"), "{reason}");
+
+        let reason_of = |err: Error| match err {
+            Error::Format { reason, .. } => reason,
+            other => panic!("expected a format error, found {other:?}"),
+        };
+        let dir = std::env::temp_dir().join(format!("striate-idx-bounds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let small = dir.join("small-idx");
+        std::fs::write(&small, [0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1]).unwrap();
+        assert_eq!(read_idx_limited(&small, 3).unwrap().data, [7, 2, 1]);
+        let reason = reason_of(read_idx_limited(&small, 2).unwrap_err());
+        assert!(
+            reason.contains("more than the limit of 2 bytes"),
+            "{reason}"
+        );
+        let reason = reason_of(read_idx(&dir).unwrap_err());
+        assert!(reason.contains("not a regular file"), "{reason}");
+        let fifo = dir.join("a-fifo");
+        if std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            let reason = reason_of(read_idx(&fifo).unwrap_err());
+            assert!(reason.contains("not a regular file"), "{reason}");
+        } else {
+            eprintln!("mkfifo is not available: the FIFO case is skipped");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

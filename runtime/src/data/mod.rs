@@ -40,6 +40,6 @@ mod normalize;
 mod split;
 
 pub use dataset::{shuffled_indices, Batches, Dataset, Order};
-pub use idx::{parse_idx, read_idx, IdxArray};
+pub use idx::{parse_idx, read_idx, read_idx_limited, IdxArray, MAX_IDX_BYTES};
 pub use mnist::Mnist;
 pub use normalize::Normalize;
