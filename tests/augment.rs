@@ -386,3 +386,49 @@ fn the_trainer_augments_reproducibly_and_an_empty_pipeline_is_plain_training() {
     assert_eq!(train(Some(Augmentation::digits(1))), augmented);
     assert_ne!(train(Some(Augmentation::digits(2))), augmented);
 }
+
+#[test]
+fn consecutive_moves_are_composed_into_one_resampling() {
+    let images = ramp(2, 1, 8, 8);
+    let run = |augmentation: Augmentation| {
+        let mut out = images.clone();
+        augmentation
+            .clone()
+            .apply(out.view_mut(), 0, &[0, 1])
+            .unwrap();
+        out
+    };
+    let shift = |by: f32| Translate::pixels(by..=by).unwrap();
+    // Half a pixel there and back is no move at all, and three pixels there and back loses
+    // nothing to the frame: the two shifts are one map.
+    assert_eq!(
+        run(Augmentation::new(0).then(shift(0.5)).then(shift(-0.5))),
+        images
+    );
+    assert_eq!(
+        run(Augmentation::new(0).then(shift(3.0)).then(shift(-3.0))),
+        images
+    );
+    let turns = Augmentation::new(0)
+        .then(Rotate::degrees(30.0..=30.0).unwrap())
+        .then(Rotate::degrees(-30.0..=-30.0).unwrap());
+    assert!(max_difference(&run(turns), &images) < 1e-5);
+    // A step that is no move ends the composition: the shift out loses three rows and
+    // columns, which the shift back cannot bring back.
+    let identity = Intensity::new(0.0..=0.0, 1.0..=1.0, 1.0..=1.0).unwrap();
+    let apart = run(Augmentation::new(0)
+        .then(shift(3.0))
+        .then(identity)
+        .then(shift(-3.0)));
+    assert_eq!(
+        apart.slice(s![.., .., ..5, ..5]),
+        images.slice(s![.., .., ..5, ..5])
+    );
+    assert!(apart.slice(s![.., .., 5.., ..]).iter().all(|&v| v == 0.0));
+    // An elastic field joins the shift before it: with alpha 0 it is that shift, exactly.
+    let still = Elastic::new(0.0, 2.0).unwrap();
+    assert_eq!(
+        run(Augmentation::new(0).then(shift(2.0)).then(still)),
+        shifted(&images, 2, 2)
+    );
+}

@@ -3,7 +3,7 @@
 
 use rand::RngCore;
 
-use super::sample::{check_number, warp, ImageShape};
+use super::sample::{check_number, warp_along, Affine, ImageShape};
 use super::Augment;
 use crate::Result;
 
@@ -141,6 +141,25 @@ fn fill_uniform(field: &mut [f32], rng: &mut dyn RngCore) {
     }
 }
 
+impl Elastic {
+    /// Fills `field` `[2, H, W]` with this sample's displacements, rows then columns, using
+    /// `tmp` (`H*W` values) for the smoothing.
+    fn fill_field(
+        &self,
+        field: &mut [f32],
+        tmp: &mut [f32],
+        shape: ImageShape,
+        rng: &mut dyn RngCore,
+    ) {
+        let (h, w) = (shape.height, shape.width);
+        for displacement in field.chunks_exact_mut(shape.plane()) {
+            fill_uniform(displacement, rng);
+            smooth(displacement, tmp, &self.kernel, h, w);
+            displacement.iter_mut().for_each(|v| *v *= self.alpha);
+        }
+    }
+}
+
 impl Augment for Elastic {
     fn apply(
         &self,
@@ -150,18 +169,21 @@ impl Augment for Elastic {
         rng: &mut dyn RngCore,
         scratch: &mut Vec<f32>,
     ) {
-        let (h, w, plane) = (shape.height, shape.width, shape.plane());
-        scratch.resize(3 * plane, 0.0);
-        let (fields, tmp) = scratch.split_at_mut(2 * plane);
-        let (dx, dy) = fields.split_at_mut(plane);
-        for field in [&mut *dx, &mut *dy] {
-            fill_uniform(field, rng);
-            smooth(field, tmp, &self.kernel, h, w);
-            field.iter_mut().for_each(|v| *v *= self.alpha);
-        }
-        warp(out, input, shape, |r, c| {
-            let i = r * w + c;
-            (r as f32 + dy[i], c as f32 + dx[i])
-        });
+        scratch.resize(3 * shape.plane(), 0.0);
+        let (field, tmp) = scratch.split_at_mut(2 * shape.plane());
+        self.fill_field(field, tmp, shape, rng);
+        warp_along(out, input, shape, field, &Affine::IDENTITY);
+    }
+
+    fn displacement(
+        &self,
+        field: &mut [f32],
+        shape: ImageShape,
+        rng: &mut dyn RngCore,
+        scratch: &mut Vec<f32>,
+    ) -> bool {
+        scratch.resize(shape.plane(), 0.0);
+        self.fill_field(field, scratch, shape, rng);
+        true
     }
 }

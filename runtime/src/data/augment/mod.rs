@@ -63,6 +63,7 @@ pub use prefetch::{AugmentedBatch, Prefetch};
 /// The generator an [`Augment`] step draws from (rand's), re-exported for steps of your own.
 pub use rand::RngCore;
 pub use rotate::Rotate;
+use sample::warp_along;
 pub use sample::{Affine, ImageShape};
 pub use scale::Scale;
 pub use translate::Translate;
@@ -74,7 +75,9 @@ use crate::{Error, Result};
 /// Implement [`affine`](Augment::affine) for a step that only moves pixels by an affine map
 /// (a shift, turn, zoom or mirror), and [`apply`](Augment::apply) for any other. The pipeline
 /// composes consecutive affine steps into one map and resamples once, so that a chain of
-/// them blurs no more than one of them and no corner is lost to the frame between two. It
+/// them blurs no more than one of them and no corner is lost to the frame between two; a step
+/// that moves pixels along a field of its own ([`displacement`](Augment::displacement))
+/// joins that resampling too. It
 /// gives each call its own seeded generator, so the step needs no state of its own.
 pub trait Augment: fmt::Debug + Send + Sync {
     /// Writes into `out` the image `input` changed, both one sample `[C, H, W]` of `shape`,
@@ -110,6 +113,23 @@ pub trait Augment: fmt::Debug + Send + Sync {
         let _ = (shape, rng);
         None
     }
+
+    /// For a step that moves each pixel along a field of its own (as [`Elastic`] does):
+    /// fills `field`, `[2, H, W]`, with how far each output pixel's reading point lies from
+    /// it, in rows then in columns, drawing from `rng` as [`apply`](Augment::apply) would, and
+    /// returns `true`; the pipeline then resamples once for this step and the affine steps
+    /// just before it, instead of calling `apply`. The default draws nothing and returns
+    /// `false`.
+    fn displacement(
+        &self,
+        field: &mut [f32],
+        shape: ImageShape,
+        rng: &mut dyn RngCore,
+        scratch: &mut Vec<f32>,
+    ) -> bool {
+        let _ = (field, shape, rng, scratch);
+        false
+    }
 }
 
 /// A boxed step is a step, so that steps of different types can be chosen at run time.
@@ -128,6 +148,16 @@ impl<A: Augment + ?Sized> Augment for Box<A> {
     fn affine(&self, shape: ImageShape, rng: &mut dyn RngCore) -> Option<Affine> {
         (**self).affine(shape, rng)
     }
+
+    fn displacement(
+        &self,
+        field: &mut [f32],
+        shape: ImageShape,
+        rng: &mut dyn RngCore,
+        scratch: &mut Vec<f32>,
+    ) -> bool {
+        (**self).displacement(field, shape, rng, scratch)
+    }
 }
 
 /// A seeded pipeline of [`Augment`] steps, applied in the order they were added to each
@@ -144,6 +174,8 @@ pub struct Augmentation {
     /// The sample being changed and the next version of it.
     image: Vec<f32>,
     next: Vec<f32>,
+    /// A displacement field, `[2, H, W]` ([`Augment::displacement`]).
+    field: Vec<f32>,
     scratch: Vec<f32>,
 }
 
@@ -172,6 +204,7 @@ impl Augmentation {
             steps: Vec::new(),
             image: Vec::new(),
             next: Vec::new(),
+            field: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -265,6 +298,13 @@ impl Augmentation {
                 let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix(sample_seed ^ place as u64));
                 if let Some(map) = step.affine(shape, &mut rng) {
                     pending = Some(pending.map_or(map, |before| before.after(&map)));
+                    continue;
+                }
+                self.field.resize(2 * shape.plane(), 0.0);
+                if step.displacement(&mut self.field, shape, &mut rng, &mut self.scratch) {
+                    let before = pending.take().unwrap_or(Affine::IDENTITY);
+                    warp_along(&mut self.next, &self.image, shape, &self.field, &before);
+                    std::mem::swap(&mut self.image, &mut self.next);
                     continue;
                 }
                 if let Some(map) = pending.take() {

@@ -190,6 +190,24 @@ impl Affine {
     }
 }
 
+/// Fills `out` by reading `input` at `before(r + Δr, c + Δc)` for each output pixel `(r, c)`,
+/// with `Δr`, `Δc` from `field` `[2, H, W]` (rows then columns): a step that moves pixels
+/// along a field, after the affine steps before it, in one resampling.
+pub(crate) fn warp_along(
+    out: &mut [f32],
+    input: &[f32],
+    shape: ImageShape,
+    field: &[f32],
+    before: &Affine,
+) {
+    let (rows, columns) = field.split_at(shape.plane());
+    let w = shape.width;
+    warp(out, input, shape, |r, c| {
+        let i = r * w + c;
+        before.map(r as f32 + rows[i], c as f32 + columns[i])
+    });
+}
+
 /// A number drawn uniformly from `range` (its one value when both ends are equal).
 pub(crate) fn uniform(rng: &mut dyn RngCore, range: &RangeInclusive<f32>) -> f32 {
     let (lo, hi) = (*range.start(), *range.end());
