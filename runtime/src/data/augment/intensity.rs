@@ -91,7 +91,12 @@ impl Augment for Intensity {
         let mut sum = 0.0f64;
         for (o, &x) in out.iter_mut().zip(input) {
             let x = x.max(0.0);
-            *o = if gamma == 1.0 { x } else { x.powf(gamma) };
+            // 0 and 1 are their own powers: most of a digit is 0, and `powf` is slow.
+            *o = if gamma == 1.0 || x == 0.0 || x == 1.0 {
+                x
+            } else {
+                x.powf(gamma)
+            };
             sum += f64::from(*o);
         }
         let mean = (sum / out.len().max(1) as f64) as f32;

@@ -73,48 +73,62 @@ pub(crate) fn warp(
     let (h, w, plane) = (shape.height, shape.width, shape.plane());
     debug_assert_eq!(out.len(), shape.len());
     debug_assert_eq!(input.len(), shape.len());
+    // A row is done in chunks: first every reading point of the chunk, then their whole
+    // parts and fractions (a loop the compiler vectorises), then the reads, one by one.
+    const CHUNK: usize = 16;
+    let (mut sr, mut sc) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
+    let (mut r0, mut c0) = ([0i32; CHUNK], [0i32; CHUNK]);
+    let (mut fr, mut fc) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
     for r in 0..h {
-        for c in 0..w {
-            let (sr, sc) = source(r, c);
-            let (r0, c0) = (floor(sr), floor(sc));
-            let (fr, fc) = (sr - r0 as f32, sc - c0 as f32);
-            let weights = [
-                (1.0 - fr) * (1.0 - fc),
-                (1.0 - fr) * fc,
-                fr * (1.0 - fc),
-                fr * fc,
-            ];
-            let at = r * w + c;
-            let inside = r0 >= 0 && c0 >= 0 && (r0 as usize) + 1 < h && (c0 as usize) + 1 < w;
-            if inside {
-                // The four neighbours are pixels of the input: no checks per tap.
-                let i = r0 as usize * w + c0 as usize;
-                for ch in 0..shape.channels {
-                    let p = &input[ch * plane..(ch + 1) * plane];
-                    let (top, bottom) = (&p[i..i + 2], &p[i + w..i + w + 2]);
-                    out[ch * plane + at] = weights[0] * top[0]
-                        + weights[1] * top[1]
-                        + weights[2] * bottom[0]
-                        + weights[3] * bottom[1];
-                }
-                continue;
+        for start in (0..w).step_by(CHUNK) {
+            let n = CHUNK.min(w - start);
+            for k in 0..n {
+                (sr[k], sc[k]) = source(r, start + k);
             }
-            let tap = |dr: i32, dc: i32| {
-                let (rr, cc) = (r0.saturating_add(dr), c0.saturating_add(dc));
-                (rr >= 0 && cc >= 0 && (rr as usize) < h && (cc as usize) < w)
-                    .then(|| rr as usize * w + cc as usize)
-            };
-            let taps = [tap(0, 0), tap(0, 1), tap(1, 0), tap(1, 1)];
-            for (o, p) in out[at..]
-                .iter_mut()
-                .step_by(plane)
-                .zip(input.chunks_exact(plane))
-            {
-                *o = taps
-                    .iter()
-                    .zip(weights)
-                    .filter_map(|(tap, weight)| tap.map(|i| weight * p[i]))
-                    .sum();
+            for k in 0..CHUNK {
+                (r0[k], c0[k]) = (floor(sr[k]), floor(sc[k]));
+                (fr[k], fc[k]) = (sr[k] - r0[k] as f32, sc[k] - c0[k] as f32);
+            }
+            for k in 0..n {
+                let at = r * w + start + k;
+                let (r0, c0, fr, fc) = (r0[k], c0[k], fr[k], fc[k]);
+                let inside = r0 >= 0 && c0 >= 0 && (r0 as usize) + 1 < h && (c0 as usize) + 1 < w;
+                if inside {
+                    // The four neighbours are pixels of the input: no test per neighbour.
+                    // At a whole-pixel point a fraction is 0 and the read is exact.
+                    let i = r0 as usize * w + c0 as usize;
+                    for ch in 0..shape.channels {
+                        let p = &input[ch * plane..(ch + 1) * plane];
+                        let (top, bottom) = (&p[i..i + 2], &p[i + w..i + w + 2]);
+                        let upper = top[0] + fc * (top[1] - top[0]);
+                        let lower = bottom[0] + fc * (bottom[1] - bottom[0]);
+                        out[ch * plane + at] = upper + fr * (lower - upper);
+                    }
+                    continue;
+                }
+                let weights = [
+                    (1.0 - fr) * (1.0 - fc),
+                    (1.0 - fr) * fc,
+                    fr * (1.0 - fc),
+                    fr * fc,
+                ];
+                let tap = |dr: i32, dc: i32| {
+                    let (rr, cc) = (r0.saturating_add(dr), c0.saturating_add(dc));
+                    (rr >= 0 && cc >= 0 && (rr as usize) < h && (cc as usize) < w)
+                        .then(|| rr as usize * w + cc as usize)
+                };
+                let taps = [tap(0, 0), tap(0, 1), tap(1, 0), tap(1, 1)];
+                for (o, p) in out[at..]
+                    .iter_mut()
+                    .step_by(plane)
+                    .zip(input.chunks_exact(plane))
+                {
+                    *o = taps
+                        .iter()
+                        .zip(weights)
+                        .filter_map(|(tap, weight)| tap.map(|i| weight * p[i]))
+                        .sum();
+                }
             }
         }
     }
