@@ -432,3 +432,24 @@ fn consecutive_moves_are_composed_into_one_resampling() {
         shifted(&images, 2, 2)
     );
 }
+
+#[test]
+fn images_in_another_memory_layout_get_the_same_changes() {
+    use striate::ndarray::ShapeBuilder;
+    let images = ramp(3, 2, 6, 5);
+    let mut standard = images.clone();
+    let mut column_major = Array4::zeros(images.dim().f());
+    column_major.assign(&images);
+    assert!(column_major.as_slice().is_none());
+    let augmentation = Augmentation::digits(6).then(Crop::pad(1));
+    augmentation
+        .clone()
+        .apply(standard.view_mut(), 1, &[4, 5, 6])
+        .unwrap();
+    augmentation
+        .clone()
+        .apply(column_major.view_mut(), 1, &[4, 5, 6])
+        .unwrap();
+    assert_eq!(column_major, standard);
+    assert_ne!(standard, images);
+}

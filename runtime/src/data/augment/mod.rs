@@ -240,6 +240,8 @@ impl Augmentation {
 
     /// Changes every sample of `images` `[N, C, H, W]` in place: `indices[i]` is sample
     /// `i`'s index in its dataset, which with `epoch` and the seed decides what is done to it.
+    /// Once the pipeline's buffers have grown to the images' size it allocates nothing, for
+    /// images in standard layout; a view of another layout is copied sample by sample.
     ///
     /// # Errors
     /// [`Error::LabelCount`] unless there is one index per sample.
