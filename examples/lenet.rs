@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example lenet -- [--data DIR] [--epochs N] [--batch N] [--lr X]
 //!                                        [--seed N] [--threads N] [--out FILE]
+//!                                        [--augment digits|none]
 //! ```
 //!
 //! Prints a progress bar per epoch (loss, accuracy, images/s), the test accuracy after each
@@ -33,7 +34,7 @@ network! {
 }
 
 const USAGE: &str = "usage: lenet [--data DIR] [--epochs N] [--batch N] [--lr X] [--seed N]
-             [--threads N] [--out FILE]
+             [--threads N] [--out FILE] [--augment digits|none]
 
   --data DIR    a directory with the four MNIST files (train-images-idx3-ubyte[.gz], ...);
                 default: the 10,000 digits built into striate
@@ -43,7 +44,9 @@ const USAGE: &str = "usage: lenet [--data DIR] [--epochs N] [--batch N] [--lr X]
                 (default 0.02)
   --seed N      seed of the initial weights and of the shuffles (default 1)
   --threads N   threads to split each batch over (default: every core)
-  --out FILE    where to save the trained weights (default lenet.safetensors)";
+  --out FILE    where to save the trained weights (default lenet.safetensors)
+  --augment A   `digits`: translate, rotate, scale, deform and vary the intensity of
+                every training batch (Augmentation::digits); default `none`";
 
 #[path = "shared/digits.rs"]
 mod digits;

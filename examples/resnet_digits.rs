@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example resnet_digits -- [--data DIR] [--epochs N] [--batch N]
 //!                                                [--lr X] [--seed N] [--threads N] [--out FILE]
+//!                                                [--augment digits|none]
 //! ```
 //!
 //! The network is ResNet-20's pattern at digit size: a convolution stem, then three basic blocks
@@ -46,7 +47,7 @@ network! {
 }
 
 const USAGE: &str = "usage: resnet_digits [--data DIR] [--epochs N] [--batch N] [--lr X] [--seed N]
-                     [--threads N] [--out FILE]
+                     [--threads N] [--out FILE] [--augment digits|none]
 
   --data DIR    a directory with the four MNIST files (train-images-idx3-ubyte[.gz], ...);
                 default: the 10,000 digits built into striate
@@ -56,7 +57,9 @@ const USAGE: &str = "usage: resnet_digits [--data DIR] [--epochs N] [--batch N] 
                 (default 0.1)
   --seed N      seed of the initial weights and of the shuffles (default 1)
   --threads N   threads for the kernels (default: every core)
-  --out FILE    save the trained weights there (safetensors, PyTorch names; default: not saved)";
+  --out FILE    save the trained weights there (safetensors, PyTorch names; default: not saved)
+  --augment A   `digits`: translate, rotate, scale, deform and vary the intensity of
+                every training batch (Augmentation::digits); default `none`";
 
 #[path = "shared/digits.rs"]
 mod digits;

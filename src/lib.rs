@@ -179,6 +179,7 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::network;
     #[doc(no_inline)]
+    pub use striate_runtime::data::augment::Augmentation;
     pub use striate_runtime::data::{Dataset, Mnist, Normalize};
     #[doc(no_inline)]
     pub use striate_runtime::ndarray::{

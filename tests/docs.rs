@@ -483,6 +483,67 @@ mod training_step_example {
     }
 }
 
+/// `docs/src/augmentation.md`: training on augmented digits.
+#[test]
+#[rustfmt::skip]
+fn augmentation_example() -> striate::Result<()> {
+    use striate::data::augment::{Elastic, Intensity, Rotate, Scale, Translate};
+    use striate::prelude::*;
+
+    network! {
+        struct Digits { input: [1, 28, 28], flatten, fc: linear(10) }
+    }
+
+    let mnist = Mnist::builtin();
+    let train = mnist.train.take(2_000);
+    let augmentation = Augmentation::new(42)         // the seed of every random draw
+        .then(Translate::pixels(-2.0..=2.0)?)       // up to 2 pixels along each axis
+        .then(Rotate::degrees(-15.0..=15.0)?)
+        .then(Scale::factor(0.9..=1.1)?)
+        .then(Elastic::new(34.0, 4.0)?)             // alpha, sigma
+        .then(Intensity::default());
+
+    let mut net = Digits::init(0);
+    let mut trainer = Trainer::new(&mut net, Sgd::new(0.1)).augment(augmentation);
+    let history = trainer.fit(&train, Fit::epochs(2).validation(&mnist.test).progress(false))?;
+    // Training batches are augmented; the validation set is not.
+    assert!(history.last().unwrap().validation.as_ref().unwrap().accuracy() > 0.75);
+    Ok(())
+}
+
+/// `docs/src/augmentation.md`: a step of your own.
+#[rustfmt::skip]
+mod own_step_example {
+    use striate::data::augment::{Augment, Augmentation, ImageShape, RngCore};
+    use striate::ndarray::Array4;
+
+    /// Adds noise, uniform in [-amount, amount], to every pixel.
+    #[derive(Debug)]
+    struct Noise {
+        amount: f32,
+    }
+
+    impl Augment for Noise {
+        fn apply(&self, out: &mut [f32], input: &[f32], _shape: ImageShape,
+                 rng: &mut dyn RngCore, _scratch: &mut Vec<f32>) {
+            for (o, x) in out.iter_mut().zip(input) {
+                let u = rng.next_u32() as f32 / u32::MAX as f32; // in [0, 1]
+                *o = x + self.amount * (2.0 * u - 1.0);
+            }
+        }
+    }
+
+    #[test]
+    fn adds_noise() -> striate::Result<()> {
+        let mut images = Array4::<f32>::from_elem((2, 1, 4, 4), 0.5);
+        let mut noisy = Augmentation::new(1).then(Noise { amount: 0.1 });
+        noisy.apply(images.view_mut(), 0, &[0, 1])?;
+        assert!(images.iter().all(|v| (0.4..=0.6).contains(v)));
+        assert!(images.iter().any(|&v| v != 0.5));
+        Ok(())
+    }
+}
+
 /// `docs/src/runtime.md`: another optimizer, a composed schedule, clipping and the state.
 #[rustfmt::skip]
 mod optimizer_example {

@@ -18,6 +18,8 @@ pub struct Options {
     pub seed: u64,
     pub threads: usize,
     pub out: Option<PathBuf>,
+    /// `--augment digits`: train on `Augmentation::digits(seed)` of each batch.
+    pub augment: bool,
 }
 
 /// An example's defaults: epochs, learning rate, where the weights go (`None`: not saved
@@ -39,6 +41,7 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
         seed: 1,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         out: d.out.map(PathBuf::from),
+        augment: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -64,6 +67,11 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
                 _ => return Err(bad("a whole number above 0")),
             },
             "--out" => o.out = Some(PathBuf::from(&value)),
+            "--augment" => match value.as_str() {
+                "digits" => o.augment = true,
+                "none" => o.augment = false,
+                _ => return Err(bad("`digits` or `none`")),
+            },
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -107,6 +115,9 @@ pub fn train<N: Network<OutputDim = Ix2>>(
             gamma: 0.5,
         })
         .shuffle_seed(o.seed);
+    if o.augment {
+        trainer = trainer.augment(Augmentation::digits(o.seed));
+    }
     let mut train_seconds = 0.0;
     for epoch in 0..o.epochs {
         let r = trainer.epoch(&mnist.train, o.batch, epoch, true)?;

@@ -41,6 +41,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, ArrayView, ArrayView2, ArrayViewD, Ix2, IxDyn};
 
+use crate::data::augment::Augmentation;
 use crate::data::{shuffled_indices, Dataset};
 use crate::ops::loss::{check_labels, softmax_cross_entropy};
 use crate::optim::{clip_grad_norm, LrSchedule, Optimizer, PlateauTracker, Sgd};
@@ -302,6 +303,8 @@ pub struct Trainer<'n, N: Network, O: Optimizer = Sgd> {
     schedule_per_step: bool,
     /// Shuffles of epoch `e` use `seed + e`.
     seed: u64,
+    /// Applied to every training batch, by a worker thread ahead of the step.
+    augmentation: Option<Augmentation>,
     tape: Tape,
     grads: Gradients,
     d_logits: Array2<f32>,
@@ -324,6 +327,7 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             max_grad_norm: None,
             schedule_per_step: false,
             seed: 0,
+            augmentation: None,
             tape: Tape::new(),
             grads,
             d_logits: Array2::zeros((0, 0)),
@@ -423,6 +427,40 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     pub fn shuffle_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// Augments every training batch with `augmentation` (as epoch `e`, for epoch `e`), on a
+    /// worker thread that prepares the next batches while the network trains
+    /// ([`Augmentation::prefetch`]); [`evaluate`] and validation sets are never augmented.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use striate::data::augment::{Augmentation, Rotate, Translate};
+    /// use striate::prelude::*;
+    ///
+    /// network! {
+    ///     struct Digits { input: [1, 28, 28], flatten, fc: linear(10) }
+    /// }
+    ///
+    /// let (train, test) = Mnist::builtin().train.take(1_000).split_stratified(0.2, 1)?;
+    /// let augmentation = Augmentation::new(3)
+    ///     .then(Translate::pixels(-1.0..=1.0)?)
+    ///     .then(Rotate::degrees(-10.0..=10.0)?);
+    /// let mut net = Digits::init(0);
+    /// let mut trainer = Trainer::new(&mut net, Sgd::new(0.1)).augment(augmentation);
+    /// trainer.fit(&train, Fit::epochs(3).progress(false))?;
+    /// assert!(evaluate(&net, &test, 64)?.accuracy() > 0.7);
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    pub fn augment(mut self, augmentation: Augmentation) -> Self {
+        self.augmentation = Some(augmentation);
+        self
+    }
+
+    /// The augmentation of the training batches, if [`augment`](Trainer::augment) set one.
+    pub fn augmentation(&self) -> Option<&Augmentation> {
+        self.augmentation.as_ref()
     }
 
     /// The network being trained, for evaluating it between epochs without ending the
@@ -534,8 +572,8 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
 
     /// One pass over `data` in shuffled batches of `batch` (the last, partial batch included),
     /// with a progress bar on the terminal when `progress` is true. `epoch` (from 0) sets the
-    /// learning rate from the schedule and the shuffle seed; [`fit`](Trainer::fit) counts
-    /// epochs for you.
+    /// learning rate from the schedule, the shuffle seed and the augmentation's epoch;
+    /// [`fit`](Trainer::fit) counts epochs for you.
     ///
     /// # Errors
     /// [`Error::Config`] for a zero batch, an invalid schedule, optimizer or clipping bound;
@@ -574,33 +612,46 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut x = std::mem::take(&mut self.x);
         let mut y = std::mem::take(&mut self.y);
-        let result = (|| {
-            for (i, chunk) in order.chunks(batch).enumerate() {
-                data.gather(chunk, &mut x, &mut y)?;
-                if per_step {
-                    let lr = self
-                        .schedule
-                        .lr_at(self.base_lr, first_step.saturating_add(i));
-                    self.opt.set_lr(lr);
-                }
-                let stats = self.step(input_view::<N>(&x, chunk.len())?, &y)?;
-                loss_sum += stats.loss as f64;
-                correct += stats.correct;
-                seen += stats.samples;
-                bar.inc(1);
-                if i % 8 == 0 || i + 1 == steps {
-                    let secs = start.elapsed().as_secs_f64().max(1e-9);
-                    bar.set_message(format!(
-                        "lr {:.3e}  loss {:.4}  acc {:.2}%  {:.0} img/s",
-                        self.opt.lr(),
-                        loss_sum / (i + 1) as f64,
-                        100.0 * correct as f64 / seen as f64,
-                        seen as f64 / secs
-                    ));
-                }
+        let mut augmentation = self.augmentation.take();
+        let mut on_batch = |i: usize, x: &[f32], y: &[usize]| {
+            if per_step {
+                let lr = self
+                    .schedule
+                    .lr_at(self.base_lr, first_step.saturating_add(i));
+                self.opt.set_lr(lr);
+            }
+            let stats = self.step(input_view::<N>(x, y.len())?, y)?;
+            loss_sum += stats.loss as f64;
+            correct += stats.correct;
+            seen += stats.samples;
+            bar.inc(1);
+            if i.is_multiple_of(8) || i + 1 == steps {
+                let secs = start.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "lr {:.3e}  loss {:.4}  acc {:.2}%  {:.0} img/s",
+                    self.opt.lr(),
+                    loss_sum / (i + 1) as f64,
+                    100.0 * correct as f64 / seen as f64,
+                    seen as f64 / secs
+                ));
             }
             Ok::<(), Error>(())
-        })();
+        };
+        let result = match augmentation.as_mut() {
+            None => order.chunks(batch).enumerate().try_for_each(|(i, chunk)| {
+                data.gather(chunk, &mut x, &mut y)?;
+                on_batch(i, &x, &y)
+            }),
+            Some(augmentation) => augmentation
+                .prefetch(data, &order, batch, epoch, |batches| {
+                    batches.enumerate().try_for_each(|(i, batch)| {
+                        let batch = batch?;
+                        on_batch(i, batch.images_flat(), batch.labels())
+                    })
+                })
+                .and_then(|result| result),
+        };
+        self.augmentation = augmentation;
         self.x = x;
         self.y = y;
         bar.finish_and_clear();

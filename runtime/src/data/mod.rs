@@ -10,6 +10,8 @@
 //! - [`Dataset::gather`] fills reused batch buffers for training loops, [`Dataset::batches`]
 //!   yields owned [`ndarray`] batches for convenience; [`shuffled_indices`] is the one
 //!   shuffle, a seeded permutation reproducible outside Rust.
+//! - [`augment`] changes training images at random, batch by batch, seeded: translation,
+//!   rotation, scaling, flips, elastic deformation, intensity and crops, in a pipeline.
 //! - [`Mnist`] reads the MNIST files ([`read_idx`] reads any IDX file of unsigned bytes) and
 //!   [`Mnist::builtin`] gives 10,000 real digits shipped inside the library.
 //!
@@ -32,6 +34,7 @@
 //! # Ok::<(), striate::Error>(())
 //! ```
 
+pub mod augment;
 mod dataset;
 mod from_idx;
 mod idx;
