@@ -517,3 +517,41 @@ fn a_failed_training_step_changes_nothing() {
     assert_eq!(net.params().as_slice(), fresh.params().as_slice());
     assert_eq!(net.state().buffers, fresh.state().buffers);
 }
+
+/// `backward` refuses a tape recorded by another network of the same type, by a copy, or
+/// before the parameters changed, whose gradients would be wrong, and takes one recorded
+/// again afterwards (issue 13, item 10).
+#[test]
+fn backward_refuses_a_stale_tape() {
+    let x = batch(2);
+    let d_out = Array2::<f32>::ones((2, 3));
+    let mut net = Small::init(1);
+    let mut grads = net.gradients();
+    let mut tape = Tape::new();
+    net.forward_train(x.view(), &mut tape).unwrap();
+    let mut other = Small::init(1);
+    let err = other
+        .backward(&mut tape, d_out.view(), &mut grads)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("another network of the same type"),
+        "{err}"
+    );
+    let copy = net.clone();
+    let err = copy
+        .backward(&mut tape, d_out.view(), &mut grads)
+        .unwrap_err();
+    assert!(err.to_string().contains("or a copy of this one"), "{err}");
+    net.params_mut().as_mut_slice()[0] += 1.0;
+    let err = net
+        .backward(&mut tape, d_out.view(), &mut grads)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("before its parameters changed"),
+        "{err}"
+    );
+    net.forward_train(x.view(), &mut tape).unwrap();
+    net.backward(&mut tape, d_out.view(), &mut grads).unwrap();
+    other.forward_train(x.view(), &mut tape).unwrap();
+    other.backward(&mut tape, d_out.view(), &mut grads).unwrap();
+}

@@ -22,10 +22,54 @@ use crate::{Error, Result};
 /// assert_eq!(store.get("fc.weight").unwrap().shape(), &[2, 3]);
 /// assert!(store.get("fc.gamma").is_none());
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub struct ParamStore {
     table: &'static [ParamInfo],
     data: Vec<f32>,
+    /// Which store this is and how often its values were handed out mutably.
+    stamp: Stamp,
+}
+
+/// A store's identity and the count of its mutable borrows: a tape records its network's
+/// parameter stamp, so that `backward` can refuse a tape recorded with other values (another
+/// network of the same type, or before an update).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    store: u64,
+    version: u64,
+}
+
+impl Stamp {
+    /// Whether both stamps are of one store (whatever its mutations).
+    pub(crate) fn same_store(self, other: Stamp) -> bool {
+        self.store == other.store
+    }
+
+    fn fresh() -> Stamp {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Stamp {
+            store: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            version: 0,
+        }
+    }
+}
+
+/// A copy is another store: a tape of the original is not one of the copy.
+impl Clone for ParamStore {
+    fn clone(&self) -> Self {
+        ParamStore {
+            table: self.table,
+            data: self.data.clone(),
+            stamp: Stamp::fresh(),
+        }
+    }
+}
+
+/// Equal when the tables and the values are.
+impl PartialEq for ParamStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.table == other.table && self.data == other.data
+    }
 }
 
 impl ParamStore {
@@ -35,6 +79,7 @@ impl ParamStore {
         ParamStore {
             table,
             data: vec![0.0; len],
+            stamp: Stamp::fresh(),
         }
     }
 
@@ -50,7 +95,18 @@ impl ParamStore {
 
     /// Every value, mutably, in table order.
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        self.touch();
         &mut self.data
+    }
+
+    /// The store's identity and mutation count (see [`Stamp`]).
+    pub(crate) fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    /// Counts a mutable borrow of the values.
+    fn touch(&mut self) {
+        self.stamp.version = self.stamp.version.wrapping_add(1);
     }
 
     /// Total number of values.
@@ -65,6 +121,7 @@ impl ParamStore {
 
     /// Sets every value to zero (for gradients, before the next backward pass).
     pub fn zero(&mut self) {
+        self.touch();
         self.data.fill(0.0);
     }
 
@@ -82,6 +139,7 @@ impl ParamStore {
     /// The tensor called `name`, mutably.
     pub fn get_mut(&mut self, name: &str) -> Option<ArrayViewMutD<'_, f32>> {
         let p = self.info(name)?;
+        self.touch();
         let slice = &mut self.data[p.offset..p.offset + p.len];
         Some(ArrayViewMutD::from_shape(IxDyn(p.shape), slice).expect("table shape matches length"))
     }
@@ -113,6 +171,7 @@ impl ParamStore {
     pub fn iter_mut(
         &mut self,
     ) -> impl Iterator<Item = (&'static ParamInfo, ArrayViewMutD<'_, f32>)> {
+        self.touch();
         let mut rest: &mut [f32] = &mut self.data;
         let mut consumed = 0;
         self.table.iter().map(move |p| {

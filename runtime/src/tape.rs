@@ -46,6 +46,8 @@ struct Recorded {
 #[derive(Debug, Default)]
 pub struct Tape {
     recorded: Option<Recorded>,
+    /// The stamp of the parameters the last forward pass ran with (see `ParamStore`).
+    params: Option<crate::params::Stamp>,
     acts: Vec<Vec<f32>>,
     aux: Vec<Vec<f32>>,
     idx: Vec<Vec<u32>>,
@@ -166,6 +168,7 @@ impl Tape {
     #[doc(hidden)]
     pub fn prepare<N: Network>(&mut self, n: usize, train: bool) {
         crate::unoptimized::warn_once();
+        self.params = None;
         let layout = N::TAPE;
         self.acts.resize_with(layout.len(), Vec::new);
         self.aux.resize_with(layout.len(), Vec::new);
@@ -244,6 +247,16 @@ impl Tape {
             input_grad: &mut self.gathered,
             exchange: &mut self.exchange,
         }
+    }
+
+    /// Records the stamp of the parameters the forward pass just ran with.
+    pub(crate) fn record_params(&mut self, stamp: crate::params::Stamp) {
+        self.params = Some(stamp);
+    }
+
+    /// The stamp [`Tape::record_params`] recorded, if any.
+    pub(crate) fn params_stamp(&self) -> Option<crate::params::Stamp> {
+        self.params
     }
 
     /// True when the tape holds a forward pass of network `N` (and not of another network,

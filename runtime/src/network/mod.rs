@@ -391,6 +391,7 @@ pub trait Network: Sized + 'static {
             let count = &mut self.state_mut().num_batches_tracked;
             *count = count.saturating_add(1);
         }
+        tape.record_params(self.params().stamp());
         Ok(output_view::<Self>(n, tape.output(Self::LAYERS.len())))
     }
 
@@ -411,7 +412,8 @@ pub trait Network: Sized + 'static {
     /// batch, into `grads` (and of the input, if `grads` asks for it).
     ///
     /// # Errors
-    /// [`Error::Tape`] when `tape` holds no forward pass of this network;
+    /// [`Error::Tape`] when `tape` holds no forward pass of this network, or one recorded by
+    /// another instance of it or before its parameters changed;
     /// [`Error::OtherNetworksGradients`] when `grads` were made by another network's
     /// [`Network::gradients`]; [`Error::Shape`]
     /// when `d_out` does not have the output's shape, or `grads` (made by
@@ -425,6 +427,20 @@ pub trait Network: Sized + 'static {
         if !tape.is_for::<Self>() {
             return Err(Error::Tape(format!(
                 "backward of {} needs a tape filled by its forward_tape or forward_train",
+                Self::NAME
+            )));
+        }
+        let (now, recorded) = (self.params().stamp(), tape.params_stamp());
+        if recorded != Some(now) {
+            let why = match recorded {
+                Some(r) if r.same_store(now) => {
+                    "before its parameters changed (an optimizer step, a load, or an edit)"
+                }
+                Some(_) => "by another network of the same type (or a copy of this one)",
+                None => "by a forward pass that does not record its parameters",
+            };
+            return Err(Error::Tape(format!(
+                "backward of {} was given a tape recorded {why}; its gradients would be wrong: run forward_train again with these parameters",
                 Self::NAME
             )));
         }
