@@ -236,13 +236,10 @@ pub fn evaluate<N: Network<OutputDim = Ix2>>(
             correct += usize::from(pred == truth);
         }
     }
+    // `check_data` refused an empty dataset.
     let total = data.len();
     Ok(Evaluation {
-        loss: if total == 0 {
-            0.0
-        } else {
-            (loss_sum / total as f64) as f32
-        },
+        loss: (loss_sum / total as f64) as f32,
         correct,
         total,
         confusion,
@@ -658,18 +655,11 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         result?;
         self.epochs_done = epoch + 1;
         let seconds = start.elapsed().as_secs_f64();
+        // `check_data` refused an empty dataset, so there was at least one step.
         Ok(EpochReport {
             epoch,
-            loss: if steps == 0 {
-                0.0
-            } else {
-                (loss_sum / steps as f64) as f32
-            },
-            accuracy: if seen == 0 {
-                0.0
-            } else {
-                correct as f32 / seen as f32
-            },
+            loss: (loss_sum / steps as f64) as f32,
+            accuracy: correct as f32 / seen as f32,
             lr,
             seconds,
             images_per_sec: seen as f64 / seconds.max(1e-9),
