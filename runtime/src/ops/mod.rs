@@ -24,7 +24,7 @@ pub mod activation;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod dropout;
-mod isa;
+pub(crate) mod isa;
 pub mod join;
 pub mod linear;
 pub mod loss;

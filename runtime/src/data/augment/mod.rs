@@ -244,7 +244,8 @@ impl Augmentation {
     /// images in standard layout; a view of another layout is copied sample by sample.
     ///
     /// # Errors
-    /// [`Error::LabelCount`] unless there is one index per sample.
+    /// [`Error::LabelCount`] unless there is one index per sample; [`Error::Config`] for
+    /// images with a plane of 2^31 pixels or more.
     pub fn apply(
         &mut self,
         mut images: ArrayViewMut4<'_, f32>,
@@ -259,6 +260,7 @@ impl Augmentation {
             });
         }
         let shape = ImageShape::from([c, h, w]);
+        shape.check()?;
         match images.as_slice_mut() {
             Some(flat) => self.apply_flat(flat, shape, epoch, indices),
             None => {

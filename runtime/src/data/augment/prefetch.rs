@@ -86,8 +86,8 @@ impl Augmentation {
     /// the steady state no batch allocates.
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero batch. An index of `order` outside `data` shows as an
-    /// error item where its batch would be.
+    /// [`Error::Config`] for a zero batch, or images with a plane of 2^31 pixels or more. An
+    /// index of `order` outside `data` shows as an error item where its batch would be.
     ///
     /// # Example
     ///
@@ -120,6 +120,7 @@ impl Augmentation {
     ) -> Result<R> {
         Error::check_batch(batch)?;
         let shape = ImageShape::from(data.sample_shape());
+        shape.check()?;
         let (ready_tx, ready) = sync_channel(AHEAD);
         let (home, free) = sync_channel::<Buffers>(AHEAD + 1);
         for _ in 0..=AHEAD {

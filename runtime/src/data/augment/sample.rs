@@ -5,6 +5,7 @@ use std::ops::RangeInclusive;
 
 use rand::{Rng, RngCore};
 
+use crate::ops::isa::{isa_builds, Isa};
 use crate::{Error, Result};
 
 /// One sample's pixels, `[C, H, W]`, flat.
@@ -34,6 +35,28 @@ impl ImageShape {
         self.height * self.width
     }
 
+    /// `Ok` for images whose planes the resampling kernels can index: below 2^31 pixels
+    /// (8 GiB a channel), with sides below 2^31.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the plane's size.
+    pub(crate) fn check(&self) -> Result<()> {
+        let fits = |n: usize| n < 1 << 31;
+        if fits(self.height)
+            && fits(self.width)
+            && self.height.checked_mul(self.width).is_some_and(fits)
+        {
+            return Ok(());
+        }
+        Err(Error::Config {
+            name: "augmented image",
+            reason: format!(
+                "expected planes of fewer than 2^31 pixels, found {} x {}",
+                self.height, self.width
+            ),
+        })
+    }
+
     /// The image's centre, `((H - 1) / 2, (W - 1) / 2)` in (row, column) pixel coordinates,
     /// about which rotation and scaling turn and stretch.
     pub(crate) fn centre(&self) -> (f32, f32) {
@@ -54,83 +77,123 @@ impl From<[usize; 3]> for ImageShape {
     }
 }
 
-/// `x.floor()` as an integer, without the library call that `f32::floor` is on CPUs without
-/// SSE4.1 (most of the time spent resampling went there); saturates far outside `i32`.
+/// `x.floor()` as an integer, in instructions a vectorised loop keeps in its lanes (neither
+/// the library call that `f32::floor` is without SSE4.1 nor a saturating cast's fix-ups):
+/// `x` is first clamped to `±2^30` (a NaN to `-2^30`, which `f32::max` drops), far outside
+/// any image, so that the truncation is exact and defined.
+#[inline(always)]
 fn floor(x: f32) -> i32 {
-    let truncated = x as i32;
+    const FAR: f32 = (1u32 << 30) as f32;
+    // Not `clamp`, which keeps a NaN.
+    #[allow(clippy::manual_clamp)]
+    let x = x.max(-FAR).min(FAR);
+    // SAFETY: `x` is finite and within `±2^30`, so its truncation is an `i32`.
+    let truncated: i32 = unsafe { x.to_int_unchecked() };
     truncated - i32::from((truncated as f32) > x)
 }
 
-/// Fills `out` by reading `input` at `source(row, column)`, bilinearly, for every channel;
-/// pixels outside `input` read as 0. At whole-pixel source positions this copies exactly.
-// out, input: (C, H, W); source: output (row, col) -> input (row, col), real-valued
-pub(crate) fn warp(
-    out: &mut [f32],
-    input: &[f32],
-    shape: ImageShape,
-    mut source: impl FnMut(usize, usize) -> (f32, f32),
-) {
+/// Reading points are taken this many at a time: one AVX-512 register of `f32`.
+const CHUNK: usize = 16;
+
+/// Fills `out` by reading `input` bilinearly at `map(r + Δr, c + Δc)` for each output pixel
+/// `(r, c)`, in every channel, with `Δr`, `Δc` from `field` `[2, H, W]` (rows then columns)
+/// or 0 without one; pixels outside `input` read as 0. At whole-pixel source positions this
+/// copies exactly.
+// out, input: (C, H, W); field: (2, H, W)
+fn warp(out: &mut [f32], input: &[f32], shape: ImageShape, map: &Affine, field: Option<&[f32]>) {
     let (h, w, plane) = (shape.height, shape.width, shape.plane());
     debug_assert_eq!(out.len(), shape.len());
     debug_assert_eq!(input.len(), shape.len());
-    // A row is done in chunks: first every reading point of the chunk, then their whole
-    // parts and fractions (a loop the compiler vectorises), then the reads, one by one.
-    const CHUNK: usize = 16;
-    let (mut sr, mut sc) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
-    let (mut r0, mut c0) = ([0i32; CHUNK], [0i32; CHUNK]);
-    let (mut fr, mut fc) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
-    for r in 0..h {
-        for start in (0..w).step_by(CHUNK) {
-            let n = CHUNK.min(w - start);
-            for k in 0..n {
-                (sr[k], sc[k]) = source(r, start + k);
-            }
-            for k in 0..CHUNK {
-                (r0[k], c0[k]) = (floor(sr[k]), floor(sc[k]));
-                (fr[k], fc[k]) = (sr[k] - r0[k] as f32, sc[k] - c0[k] as f32);
-            }
-            for k in 0..n {
-                let at = r * w + start + k;
-                let (r0, c0, fr, fc) = (r0[k], c0[k], fr[k], fc[k]);
-                let inside = r0 >= 0 && c0 >= 0 && (r0 as usize) + 1 < h && (c0 as usize) + 1 < w;
-                if inside {
-                    // The four neighbours are pixels of the input: no test per neighbour.
-                    // At a whole-pixel point a fraction is 0 and the read is exact.
-                    let i = r0 as usize * w + c0 as usize;
-                    for ch in 0..shape.channels {
-                        let p = &input[ch * plane..(ch + 1) * plane];
-                        let (top, bottom) = (&p[i..i + 2], &p[i + w..i + w + 2]);
-                        let upper = top[0] + fc * (top[1] - top[0]);
-                        let lower = bottom[0] + fc * (bottom[1] - bottom[0]);
-                        out[ch * plane + at] = upper + fr * (lower - upper);
+    debug_assert!(field.is_none_or(|f| f.len() == 2 * plane));
+    if plane == 0 {
+        return;
+    }
+    // The kernels count in 32-bit lanes; `Augmentation::apply` and `prefetch` refuse larger
+    // images (`ImageShape::check`), so this is only a guard.
+    let (Ok(hi), Ok(wi), true) = (i32::try_from(h), i32::try_from(w), plane < 1 << 31) else {
+        return;
+    };
+    resample(Isa::current(), out, input, hi, wi, map, field);
+}
+
+isa_builds! {
+    /// [`warp`] on `h x w` planes: a row at a time, [`CHUNK`] reading points at a time,
+    /// first their positions, then, for each channel, the reads of all of them at once
+    /// (loops the compiler vectorises, with gathers where the instruction set has them).
+    fn resample(
+        out: &mut [f32],
+        input: &[f32],
+        h: i32,
+        w: i32,
+        map: &Affine,
+        field: Option<&[f32]>,
+    ) {
+        let (rows, width) = (h as usize, w as usize);
+        let plane = rows * width;
+        let [[a, b], [c, d]] = map.matrix;
+        let [t0, t1] = map.offset;
+        let (mut sr, mut sc) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
+        let mut values = [0.0f32; CHUNK];
+        for r in 0..rows {
+            for start in (0..width).step_by(CHUNK) {
+                let n = CHUNK.min(width - start);
+                let at = r * width + start;
+                for k in 0..CHUNK {
+                    let (mut y, mut x) = (r as f32, (start + k) as f32);
+                    if let Some(field) = field {
+                        // Past the row's end (k >= n) the reads are of other pixels, or
+                        // clamped to the last: in bounds, and their points never stored.
+                        let i = (at + k).min(plane - 1);
+                        y += field[i];
+                        x += field[plane + i];
                     }
-                    continue;
+                    sr[k] = a * y + b * x + t0;
+                    sc[k] = c * y + d * x + t1;
                 }
-                let weights = [
-                    (1.0 - fr) * (1.0 - fc),
-                    (1.0 - fr) * fc,
-                    fr * (1.0 - fc),
-                    fr * fc,
-                ];
-                let tap = |dr: i32, dc: i32| {
-                    let (rr, cc) = (r0.saturating_add(dr), c0.saturating_add(dc));
-                    (rr >= 0 && cc >= 0 && (rr as usize) < h && (cc as usize) < w)
-                        .then(|| rr as usize * w + cc as usize)
-                };
-                let taps = [tap(0, 0), tap(0, 1), tap(1, 0), tap(1, 1)];
-                for (o, p) in out[at..]
-                    .iter_mut()
-                    .step_by(plane)
-                    .zip(input.chunks_exact(plane))
-                {
-                    *o = taps
-                        .iter()
-                        .zip(weights)
-                        .filter_map(|(tap, weight)| tap.map(|i| weight * p[i]))
-                        .sum();
+                for (p, o) in input.chunks_exact(plane).zip(out.chunks_exact_mut(plane)) {
+                    bilinear(&mut values, p, h, w, &sr, &sc);
+                    o[at..at + n].copy_from_slice(&values[..n]);
                 }
             }
         }
+    }
+}
+
+/// `values[k]`: the `h x w` plane `p` read bilinearly at `(sr[k], sc[k])`, neighbours outside
+/// the plane reading as 0. Branch-free, in 32-bit lanes: each neighbour's row and column are
+/// clamped into the plane (so every read is in bounds) and its value dropped when it lies
+/// outside. `h * w` must be below 2^31 (`warp` checks).
+#[inline(always)]
+fn bilinear(
+    values: &mut [f32; CHUNK],
+    p: &[f32],
+    h: i32,
+    w: i32,
+    sr: &[f32; CHUNK],
+    sc: &[f32; CHUNK],
+) {
+    assert!(h > 0 && w > 0 && (h as usize) * (w as usize) <= p.len());
+    let read = |r: i32, c: i32| -> f32 {
+        let inside = r >= 0 && c >= 0 && r < h && c < w;
+        let i = r.clamp(0, h - 1) * w + c.clamp(0, w - 1);
+        // SAFETY: 0 <= i <= (h - 1) * w + w - 1 < h * w <= p.len(), the row and the column
+        // clamped into the plane just above.
+        let v = unsafe { *p.get_unchecked(i as usize) };
+        if inside {
+            v
+        } else {
+            0.0
+        }
+    };
+    for k in 0..CHUNK {
+        let (r0, c0) = (floor(sr[k]), floor(sc[k]));
+        let (fr, fc) = (sr[k] - r0 as f32, sc[k] - c0 as f32);
+        let (r1, c1) = (r0.wrapping_add(1), c0.wrapping_add(1));
+        let (t0, t1, b0, b1) = (read(r0, c0), read(r0, c1), read(r1, c0), read(r1, c1));
+        // At a whole-pixel point a fraction is 0 and the read is exact.
+        let upper = t0 + fc * (t1 - t0);
+        let lower = b0 + fc * (b1 - b0);
+        values[k] = upper + fr * (lower - upper);
     }
 }
 
@@ -188,7 +251,7 @@ impl Affine {
 
     /// Fills `out` by reading `input` where this map says, bilinearly.
     pub(crate) fn warp(&self, out: &mut [f32], input: &[f32], shape: ImageShape) {
-        warp(out, input, shape, |r, c| self.map(r as f32, c as f32));
+        warp(out, input, shape, self, None);
     }
 
     /// Resamples `image` where this map says, using `spare` for the result and swapping the
@@ -214,12 +277,7 @@ pub(crate) fn warp_along(
     field: &[f32],
     before: &Affine,
 ) {
-    let (rows, columns) = field.split_at(shape.plane());
-    let w = shape.width;
-    warp(out, input, shape, |r, c| {
-        let i = r * w + c;
-        before.map(r as f32 + rows[i], c as f32 + columns[i])
-    });
+    warp(out, input, shape, before, Some(field));
 }
 
 /// A number drawn uniformly from `range` (its one value when both ends are equal).
