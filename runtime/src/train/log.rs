@@ -168,15 +168,17 @@ fn kept_rows(path: &Path, old: &str, format: LogFormat, first_epoch: usize) -> R
         match lines.next() {
             None => return Ok(kept),
             Some(header) if header.trim_end() == COLUMNS.join(",") => kept.push_str(header),
-            Some(header) => return Err(Error::format(
-                path,
-                format!(
+            Some(header) => {
+                return Err(Error::format(
+                    path,
+                    format!(
                     "a metrics log to go on with should begin with the header `{}`, found `{}`; \
                          give a new file, or remove this one",
                     COLUMNS.join(","),
                     header.trim_end()
                 ),
-            )),
+                ))
+            }
         }
     }
     for line in lines {
