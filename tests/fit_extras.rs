@@ -240,3 +240,49 @@ fn save_best_keeps_the_weights_of_the_best_epoch() {
     assert_eq!(loaded.params().as_slice(), &snapshots.0[epoch][..]);
     assert_eq!(snapshots.1.unwrap().end_epoch, 6);
 }
+
+/// `docs/src/training.md`: early stopping and the best weights.
+#[rustfmt::skip]
+#[test]
+fn book_example_callbacks() -> striate::Result<()> {
+    let (train, valid) = Mnist::builtin().train.take(600).split_stratified(0.2, 1)?;
+    let best = std::env::temp_dir().join(format!("striate-doc-best-{}.safetensors", std::process::id()));
+    let mut stop = EarlyStopping::new(Metric::ValidationLoss).patience(2).min_delta(1e-3);
+    let mut net = Digits::init(0);
+    let mut trainer = Trainer::new(&mut net, Sgd::new(0.5));
+    let options = Fit::epochs(40)
+        .validation(&valid)
+        .callback(&mut stop)
+        .callback(SaveBest::new(&best, Metric::ValidationLoss));
+    let history = trainer.fit(&train, options)?;
+    let (loss, epoch) = stop.best().unwrap();
+    assert_eq!(history.epochs()[epoch].validation.as_ref().unwrap().loss, loss);
+    std::fs::remove_file(&best).unwrap();
+    Ok(())
+}
+
+network! {
+    /// The classifier of the book's resume example.
+    struct Classifier { input: [1, 4, 4], flatten, fc: linear(2) }
+}
+
+/// `docs/src/training.md`: resuming from a checkpoint.
+#[rustfmt::skip]
+#[test]
+fn book_example_resume() -> striate::Result<()> {
+    let images: Vec<f32> = (0..128).map(|i| if (i / 16) % 2 == 0 { 0.0 } else { 1.0 }).collect();
+    let data = Dataset::new(images, vec![0, 1, 0, 1, 0, 1, 0, 1], [1, 4, 4], 2)?;
+    let dir = TempDir::new("book-resume");
+    let mut net = Classifier::init(0);
+    let options = Fit::epochs(4).batch(2).progress(false).checkpoints(Checkpoints::new(dir.path()).keep(2));
+    Trainer::new(&mut net, Adam::new(0.01)).fit(&data, options)?;
+    let files = Checkpoints::list(dir.path())?;
+
+    let mut resumed = Classifier::init(7);
+    let mut trainer = Trainer::new(&mut resumed, Adam::new(0.01));
+    let from = trainer.resume(&files[0])?;
+    assert_eq!((from.epochs_done, from.steps_done), (3, 12));
+    trainer.fit(&data, Fit::until(4).batch(2))?;
+    assert_eq!(resumed.params().as_slice(), net.params().as_slice());
+    Ok(())
+}

@@ -420,13 +420,16 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     /// use striate::prelude::*;
     ///
     /// network! {
-    ///     struct Classifier { input: [1, 4, 4], flatten, fc: linear(2) }
+    ///     struct Deep {
+    ///         input: [1, 4, 4], flatten,
+    ///         fc1: linear(32), relu, fc2: linear(32), relu, fc3: linear(2),
+    ///     }
     /// }
     ///
     /// let images: Vec<f32> = (0..128).map(|i| (i % 7) as f32).collect();
     /// let data = Dataset::new(images, vec![0, 1, 0, 1, 0, 1, 0, 1], [1, 4, 4], 2)?;
-    /// let mut net = Classifier::init(0);
-    /// let mut trainer = Trainer::new(&mut net, Sgd::new(1e4));
+    /// let mut net = Deep::init(0);
+    /// let mut trainer = Trainer::new(&mut net, Sgd::new(1e4).momentum(0.9));
     /// let err = trainer.fit(&data, Fit::epochs(20).batch(4).progress(false)).unwrap_err();
     /// let Error::Diverged { step, lr, .. } = &err else { panic!("{err}") };
     /// assert_eq!(*lr, 1e4);

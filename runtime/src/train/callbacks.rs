@@ -371,7 +371,7 @@ impl Best {
 /// let mut best_net = Digits::init(1);
 /// best_net.load(&best)?;
 /// assert_eq!(evaluate(&best_net, &valid, 64)?.loss, loss);
-/// # std::fs::remove_file(&best)?;
+/// # std::fs::remove_file(&best).unwrap();
 /// # Ok::<(), striate::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
