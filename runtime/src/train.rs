@@ -713,9 +713,9 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     ///
     /// # Errors
     /// [`Error::Config`] for a zero batch, an invalid schedule, optimizer or clipping bound;
-    /// shape errors when the dataset does not fit the network; [`Error::Checkpoint`] when a
-    /// resumed position inside this epoch was written with another batch size or dataset
-    /// size; [`Error::Diverged`] from a step (the steps before it stay applied).
+    /// shape errors when the dataset does not fit the network; [`Error::Config`] (`resumed
+    /// epoch`) when a resumed position inside this epoch was written with another batch size
+    /// or dataset size; [`Error::Diverged`] from a step (the steps before it stay applied).
     pub fn epoch(
         &mut self,
         data: &Dataset,

@@ -516,7 +516,14 @@ pub(super) fn resume<N: Network<OutputDim = Ix2>, O: Optimizer>(
     trainer
         .opt
         .set_state(N::PARAMS, state.optimizer_steps, &entries)
-        .map_err(|e| Error::checkpoint(path, "optimizer state", optimizer, e.to_string()))?;
+        .map_err(|e| {
+            Error::checkpoint(
+                path,
+                "optimizer state",
+                format!("the state of {optimizer} for the parameters of {}", N::NAME),
+                e.to_string(),
+            )
+        })?;
     trainer.opt.set_lr(state.lr);
     apply_state(trainer.net, weights);
     trainer.net.state_mut().rng = state.dropout_rng;
