@@ -370,7 +370,7 @@ impl Best {
 /// }
 /// let mut best_net = Digits::init(1);
 /// best_net.load(&best)?;
-/// assert_eq!(evaluate(&best_net, &valid, 64)?.loss, loss);
+/// assert_eq!(evaluate(&best_net, &valid, 32)?.loss, loss); // the batch fit evaluates with
 /// # std::fs::remove_file(&best).unwrap();
 /// # Ok::<(), striate::Error>(())
 /// ```
