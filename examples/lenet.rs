@@ -4,11 +4,16 @@
 //! ```text
 //! cargo run --release --example lenet -- [--data DIR] [--epochs N] [--batch N] [--lr X]
 //!                                        [--seed N] [--threads N] [--out FILE]
-//!                                        [--augment digits|none]
+//!                                        [--augment digits|none] [--optimizer O] [--schedule S]
+//!                                        [--checkpoint DIR] [--resume] [--log FILE]
 //! ```
 //!
 //! Prints a progress bar per epoch (loss, accuracy, images/s), the test accuracy after each
 //! epoch, the final confusion matrix, and saves the weights (safetensors, PyTorch names).
+//! `--optimizer` and `--schedule` choose the optimizer and the learning-rate schedule,
+//! `--checkpoint DIR` writes a training checkpoint after every epoch and `--resume` goes on
+//! from the newest (a run stopped and resumed ends with the weights of one never stopped),
+//! `--log FILE` writes the metrics of every epoch (`Fit::log`). See `--help`.
 
 use std::process::ExitCode;
 
@@ -35,6 +40,8 @@ network! {
 
 const USAGE: &str = "usage: lenet [--data DIR] [--epochs N] [--batch N] [--lr X] [--seed N]
              [--threads N] [--out FILE] [--augment digits|none]
+             [--optimizer sgd|adam|adamw|rmsprop] [--schedule S]
+             [--checkpoint DIR] [--resume] [--log FILE]
 
   --data DIR    a directory with the four MNIST files (train-images-idx3-ubyte[.gz], ...);
                 default: the 10,000 digits built into striate
@@ -46,7 +53,17 @@ const USAGE: &str = "usage: lenet [--data DIR] [--epochs N] [--batch N] [--lr X]
   --threads N   threads to split each batch over (default: every core)
   --out FILE    where to save the trained weights (default lenet.safetensors)
   --augment A   `digits`: translate, rotate, scale, deform and vary the intensity of
-                every training batch (Augmentation::digits); default `none`";
+                every training batch (Augmentation::digits); default `none`
+  --optimizer O SGD with momentum 0.9 (`sgd`, the default), `adam`, `adamw` or `rmsprop`
+                (these three at --lr 1e-3 unless given)
+  --schedule S  the learning rate's schedule: `step` (the default: halved as above),
+                `cosine` (to 0 over the epochs), `onecycle` (per step), `plateau` (halved
+                when the test loss stops falling for an epoch), `warmup-cosine` (one epoch
+                of linear warm-up from a tenth, then cosine)
+  --checkpoint DIR  a training checkpoint after every epoch in DIR (the last 3 kept)
+  --resume      go on from the newest checkpoint in --checkpoint DIR, if there is one, to
+                --epochs epochs in all; the weights end as those of a run never stopped
+  --log FILE    a metrics log, one row per epoch: CSV for FILE.csv, JSON lines for .jsonl";
 
 #[path = "shared/digits.rs"]
 mod digits;

@@ -188,7 +188,10 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use striate_runtime::optim::{Adam, AdamW, LrSchedule, Optimizer, RmsProp, Sgd};
     #[doc(no_inline)]
-    pub use striate_runtime::train::{evaluate, Fit, Trainer};
+    pub use striate_runtime::train::{
+        evaluate, Callback, Checkpoints, Control, EarlyStopping, EpochEnd, Fit, Metric, SaveBest,
+        Trainer,
+    };
     #[doc(no_inline)]
     pub use striate_runtime::{
         cross_entropy, softmax, Error, Gradients, Mode, Network, NetworkExt, Tape,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use striate::ndarray::Ix2;
+use striate::optim::Plateau;
 use striate::prelude::*;
 use striate::train::{evaluate, Evaluation, Trainer};
 
@@ -14,12 +15,41 @@ pub struct Options {
     pub data: Option<PathBuf>,
     pub epochs: usize,
     pub batch: usize,
-    pub lr: f32,
+    /// `None`: the example's rate for SGD, 1e-3 for the others.
+    pub lr: Option<f32>,
+    pub optimizer: OptimizerKind,
+    pub schedule: ScheduleKind,
     pub seed: u64,
     pub threads: usize,
     pub out: Option<PathBuf>,
     /// `--augment digits`: train on `Augmentation::digits(seed)` of each batch.
     pub augment: bool,
+    /// `--checkpoint DIR`: a training checkpoint there after every epoch.
+    pub checkpoint: Option<PathBuf>,
+    /// `--resume`: go on from the newest checkpoint of `--checkpoint DIR`, if any.
+    pub resume: bool,
+    /// `--log FILE`: the metrics log (CSV, or JSON lines for `.jsonl`).
+    pub log: Option<PathBuf>,
+}
+
+/// `--optimizer`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+    AdamW,
+    RmsProp,
+}
+
+/// `--schedule`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// Halved every `halve_every` epochs (the default).
+    Step,
+    Cosine,
+    OneCycle,
+    Plateau,
+    WarmupCosine,
 }
 
 /// An example's defaults: epochs, learning rate, where the weights go (`None`: not saved
@@ -37,16 +67,25 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
         data: None,
         epochs: d.epochs,
         batch: 32,
-        lr: d.lr,
+        lr: None,
+        optimizer: OptimizerKind::Sgd,
+        schedule: ScheduleKind::Step,
         seed: 1,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         out: d.out.map(PathBuf::from),
         augment: false,
+        checkpoint: None,
+        resume: false,
+        log: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             return Err(String::new());
+        }
+        if flag == "--resume" {
+            o.resume = true;
+            continue;
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |what: &str| format!("{flag}: expected {what}, found `{value}`");
@@ -58,7 +97,7 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
                 _ => return Err(bad("a whole number above 0")),
             },
             "--lr" => match value.parse::<f32>() {
-                Ok(lr) if lr > 0.0 && lr.is_finite() => o.lr = lr,
+                Ok(lr) if lr > 0.0 && lr.is_finite() => o.lr = Some(lr),
                 _ => return Err(bad("a number above 0")),
             },
             "--seed" => o.seed = value.parse().map_err(|_| bad("a whole number"))?,
@@ -72,8 +111,39 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
                 "none" => o.augment = false,
                 _ => return Err(bad("`digits` or `none`")),
             },
+            "--optimizer" => {
+                o.optimizer = match value.as_str() {
+                    "sgd" => OptimizerKind::Sgd,
+                    "adam" => OptimizerKind::Adam,
+                    "adamw" => OptimizerKind::AdamW,
+                    "rmsprop" => OptimizerKind::RmsProp,
+                    _ => return Err(bad("one of `sgd`, `adam`, `adamw`, `rmsprop`")),
+                }
+            }
+            "--schedule" => {
+                o.schedule = match value.as_str() {
+                    "step" => ScheduleKind::Step,
+                    "cosine" => ScheduleKind::Cosine,
+                    "onecycle" => ScheduleKind::OneCycle,
+                    "plateau" => ScheduleKind::Plateau,
+                    "warmup-cosine" => ScheduleKind::WarmupCosine,
+                    _ => {
+                        return Err(bad(
+                            "one of `step`, `cosine`, `onecycle`, `plateau`, `warmup-cosine`",
+                        ))
+                    }
+                }
+            }
+            "--checkpoint" => o.checkpoint = Some(PathBuf::from(&value)),
+            "--log" => o.log = Some(PathBuf::from(&value)),
             _ => return Err(format!("unknown flag {flag}")),
         }
+    }
+    if o.resume && o.checkpoint.is_none() {
+        return Err("--resume needs --checkpoint DIR, the directory to resume from".into());
+    }
+    if o.lr.is_none() && o.optimizer == OptimizerKind::Sgd {
+        o.lr = Some(d.lr);
     }
     Ok(o)
 }
@@ -99,43 +169,81 @@ pub fn load<N: Network>(o: &Options) -> striate::Result<Mnist> {
     Ok(mnist)
 }
 
-/// Trains `net` with SGD (momentum 0.9, the learning rate halved every `halve_every` epochs),
-/// evaluating on the test digits after each epoch; returns the final evaluation and the
-/// seconds spent training.
+/// Trains `net` with the optimizer and schedule of the flags (by default SGD with momentum
+/// 0.9, the learning rate halved every `halve_every` epochs), evaluating on the test digits
+/// after each epoch, writing checkpoints and the metrics log if asked, resuming if asked;
+/// returns the final evaluation and the seconds spent training.
 pub fn train<N: Network<OutputDim = Ix2>>(
     net: &mut N,
     mnist: &Mnist,
     o: &Options,
     halve_every: usize,
 ) -> striate::Result<(Evaluation, f64)> {
-    let opt = Sgd::new(o.lr).momentum(0.9);
-    let mut trainer = Trainer::new(net, opt)
-        .schedule(LrSchedule::Step {
+    let lr = o.lr.unwrap_or(1e-3);
+    match o.optimizer {
+        OptimizerKind::Sgd => train_with(net, mnist, o, halve_every, Sgd::new(lr).momentum(0.9)),
+        OptimizerKind::Adam => train_with(net, mnist, o, halve_every, Adam::new(lr)),
+        OptimizerKind::AdamW => train_with(net, mnist, o, halve_every, AdamW::new(lr)),
+        OptimizerKind::RmsProp => train_with(net, mnist, o, halve_every, RmsProp::new(lr)),
+    }
+}
+
+fn train_with<N: Network<OutputDim = Ix2>, O: Optimizer>(
+    net: &mut N,
+    mnist: &Mnist,
+    o: &Options,
+    halve_every: usize,
+    opt: O,
+) -> striate::Result<(Evaluation, f64)> {
+    let steps_per_epoch = mnist.train.len().div_ceil(o.batch);
+    let schedule = match o.schedule {
+        ScheduleKind::Step => LrSchedule::Step {
             step_size: halve_every,
             gamma: 0.5,
-        })
+        },
+        ScheduleKind::Cosine => LrSchedule::cosine(o.epochs, 0.0),
+        ScheduleKind::OneCycle => LrSchedule::one_cycle(o.epochs.max(1) * steps_per_epoch),
+        ScheduleKind::Plateau => LrSchedule::Plateau(Plateau {
+            patience: 1,
+            factor: 0.5,
+            ..Plateau::default()
+        }),
+        ScheduleKind::WarmupCosine => LrSchedule::linear(0.1, 1.0, 1).then(
+            1,
+            LrSchedule::cosine(o.epochs.saturating_sub(1).max(1), 0.0),
+        ),
+    };
+    let mut trainer = Trainer::new(net, opt)
+        .schedule(schedule)
         .shuffle_seed(o.seed);
+    if o.schedule == ScheduleKind::OneCycle {
+        trainer = trainer.schedule_per_step();
+    }
     if o.augment {
         trainer = trainer.augment(Augmentation::digits(o.seed));
     }
-    let mut train_seconds = 0.0;
-    for epoch in 0..o.epochs {
-        let r = trainer.epoch(&mnist.train, o.batch, epoch, true)?;
-        train_seconds += r.seconds;
-        let test = evaluate(trainer.net(), &mnist.test, 256)?;
-        println!(
-            "epoch {:>2}/{}  lr {:.4}  loss {:.4}  train acc {:.2}%  test loss {:.4}  test acc {:.2}%  {:.0} img/s",
-            epoch + 1,
-            o.epochs,
-            r.lr,
-            r.loss,
-            100.0 * r.accuracy,
-            test.loss,
-            100.0 * test.accuracy(),
-            r.images_per_sec
-        );
+    let mut fit = Fit::until(o.epochs)
+        .batch(o.batch)
+        .validation(&mnist.test)
+        .callback(PrintEpoch { epochs: o.epochs });
+    if let Some(dir) = &o.checkpoint {
+        if o.resume && Checkpoints::latest(dir)?.is_some() {
+            let from = trainer.resume(dir)?;
+            println!(
+                "resumed from {} ({} epochs, {} steps done)",
+                from.path.display(),
+                from.epochs_done,
+                from.steps_done
+            );
+        }
+        fit = fit.checkpoints(Checkpoints::new(dir));
     }
-    let test = evaluate(net, &mnist.test, 256)?;
+    if let Some(log) = &o.log {
+        fit = fit.log(log);
+    }
+    let history = trainer.fit(&mnist.train, fit)?;
+    let train_seconds: f64 = history.epochs().iter().map(|e| e.train.seconds).sum();
+    let test = evaluate(trainer.net(), &mnist.test, 256)?;
     println!(
         "\nfinal test accuracy: {:.2}% ({} of {}), {:.1} s of training",
         100.0 * test.accuracy(),
@@ -144,6 +252,30 @@ pub fn train<N: Network<OutputDim = Ix2>>(
         train_seconds
     );
     Ok((test, train_seconds))
+}
+
+/// Prints each epoch's line: rate, training loss and accuracy, test loss and accuracy, speed.
+struct PrintEpoch {
+    epochs: usize,
+}
+
+impl Callback for PrintEpoch {
+    fn on_epoch_end(&mut self, end: &EpochEnd<'_>) -> striate::Result<Control> {
+        let (r, test) = (&end.record().train, end.record().validation.as_ref());
+        let test = test.expect("fit evaluates the test digits");
+        println!(
+            "epoch {:>2}/{}  lr {:.4}  loss {:.4}  train acc {:.2}%  test loss {:.4}  test acc {:.2}%  {:.0} img/s",
+            r.epoch + 1,
+            self.epochs,
+            r.lr,
+            r.loss,
+            100.0 * r.accuracy,
+            test.loss,
+            100.0 * test.accuracy(),
+            r.images_per_sec
+        );
+        Ok(Control::Continue)
+    }
 }
 
 /// Parses the flags and runs `run`: exit code 0, 2 for a bad flag (with `usage`), 1 when

@@ -100,6 +100,70 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Training diverged: a step's loss was NaN or infinite, or its gradients' global norm was
+    /// not finite or passed the bound set with
+    /// [`Trainer::divergence_grad_norm`](crate::train::Trainer::divergence_grad_norm). The step
+    /// was not applied: the parameters, the optimizer's state, batch norm's running statistics
+    /// and the dropout generator are as they were before it.
+    #[error(
+        "training diverged at step {step} (epoch {epoch}, learning rate {lr:e}): {cause}; the \
+         update was not applied, so the weights are those before this step; try a lower \
+         learning rate, such as {:e}", .lr / 10.0
+    )]
+    Diverged {
+        /// The step that diverged, counted from 0 over the whole run
+        /// ([`Trainer::steps_done`](crate::train::Trainer::steps_done) before it).
+        step: u64,
+        /// The epoch it belongs to (from 0).
+        epoch: usize,
+        /// The learning rate of that step.
+        lr: f32,
+        /// What was out of bounds.
+        cause: Divergence,
+    },
+    /// A training checkpoint does not fit the network, optimizer or trainer it is loaded into,
+    /// or its contents are inconsistent; nothing was changed.
+    #[error("{path}: checkpoint {what}: expected {expected}, found {found}")]
+    Checkpoint {
+        /// The checkpoint file (or the directory searched for one).
+        path: PathBuf,
+        /// What does not fit (`"network"`, `"tensor `fc.weight`"`, `"optimizer"`, ...).
+        what: String,
+        /// What the trainer (or the format) expects.
+        expected: String,
+        /// What the checkpoint holds.
+        found: String,
+    },
+}
+
+/// What made a training step count as diverged, in [`Error::Diverged`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Divergence {
+    /// The batch's loss was NaN or infinite.
+    Loss(f32),
+    /// The gradients' global L2 norm was NaN or infinite, or above `bound`.
+    GradNorm {
+        /// The norm, before any clipping.
+        norm: f32,
+        /// The bound it passed (infinite when only a non-finite norm is refused).
+        bound: f32,
+    },
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Divergence::Loss(loss) => write!(f, "the loss is {loss}"),
+            Divergence::GradNorm { norm, bound } if bound.is_finite() => write!(
+                f,
+                "the gradients' global norm is {norm:e}, above the bound {bound:e}"
+            ),
+            Divergence::GradNorm { norm, .. } => {
+                write!(f, "the gradients' global norm is {norm}")
+            }
+        }
+    }
 }
 
 /// `Result<T, striate::Error>`.
@@ -129,6 +193,20 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn checkpoint(
+        path: impl Into<PathBuf>,
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Self {
+        Error::Checkpoint {
+            path: path.into(),
+            what: what.into(),
+            expected: expected.into(),
+            found: found.into(),
         }
     }
 

@@ -36,6 +36,7 @@
 //! # Ok::<(), striate::Error>(())
 //! ```
 
+use std::path::Path;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,11 +47,20 @@ use crate::data::{shuffled_indices, Dataset};
 use crate::ops::loss::{check_labels, softmax_cross_entropy};
 use crate::optim::{clip_grad_norm, LrSchedule, Optimizer, PlateauTracker, Sgd};
 use crate::scores::argmax_rows;
-use crate::{Error, Gradients, Network, Result, Tape};
+use crate::{Error, Gradients, NetRng, Network, Result, Tape};
 
+mod callbacks;
+mod checkpoint;
 mod fit;
+mod log;
 
+pub use crate::error::Divergence;
+pub use callbacks::{Callback, Control, EarlyStopping, EpochEnd, FitStart, Metric, SaveBest};
+pub use checkpoint::{Checkpoints, Resumed};
 pub use fit::{EpochRecord, Fit, History};
+pub use log::LogFormat;
+
+use checkpoint::{EpochPosition, StepCheckpoints};
 
 /// Mean softmax cross-entropy of `logits` `[N, K]` against class `labels`, and its gradient
 /// with respect to the logits (already divided by `N`).
@@ -302,6 +312,23 @@ pub struct Trainer<'n, N: Network, O: Optimizer = Sgd> {
     seed: u64,
     /// Applied to every training batch, by a worker thread ahead of the step.
     augmentation: Option<Augmentation>,
+    /// Steps applied so far, over every epoch.
+    steps_done: u64,
+    /// The epoch the steps belong to: the one [`Trainer::epoch`] runs, else the next one.
+    current_epoch: usize,
+    /// Whether a non-finite loss or gradient norm stops training ([`Error::Diverged`]).
+    guard: bool,
+    /// The gradient norm past which a step counts as diverged, if any.
+    divergence_grad_norm: Option<f32>,
+    /// What a step that diverges puts back: batch norm's running statistics, the batch count
+    /// and the dropout generator from before its forward pass.
+    before_step: BeforeStep,
+    /// Where a checkpoint read by [`Trainer::resume`] stopped inside an epoch.
+    position: Option<EpochPosition>,
+    /// The checkpoints [`Trainer::fit`] writes every few steps, while it runs.
+    step_checkpoints: Option<StepCheckpoints>,
+    /// Callback states read by [`Trainer::resume`], for the next [`Trainer::fit`].
+    callback_states: Vec<Option<String>>,
     tape: Tape,
     grads: Gradients,
     d_logits: Array2<f32>,
@@ -325,6 +352,14 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             schedule_per_step: false,
             seed: 0,
             augmentation: None,
+            steps_done: 0,
+            current_epoch: 0,
+            guard: true,
+            divergence_grad_norm: None,
+            before_step: BeforeStep::default(),
+            position: None,
+            step_checkpoints: None,
+            callback_states: Vec::new(),
             tape: Tape::new(),
             grads,
             d_logits: Array2::zeros((0, 0)),
@@ -360,6 +395,67 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     pub fn clip_grad_norm(mut self, max_norm: f32) -> Self {
         self.max_grad_norm = Some(max_norm);
         self
+    }
+
+    /// Turns the divergence guard on (the default) or off. With it on, a step whose loss is NaN
+    /// or infinite, whose gradients are not all finite, or whose gradients' global norm passes
+    /// the bound of [`divergence_grad_norm`](Trainer::divergence_grad_norm), is not applied,
+    /// and [`step`](Trainer::step), [`epoch`](Trainer::epoch) and [`fit`](Trainer::fit)
+    /// return [`Error::Diverged`] naming the step and the learning rate.
+    ///
+    /// The checks come before the optimizer's update, so a refused step never lands: the
+    /// parameters and the optimizer's state are those of the last good step, and batch norm's
+    /// running statistics, its batch count and the dropout generator, which the forward pass
+    /// moves, are put back (the trainer copies them before every forward pass; they are a few
+    /// values per channel). The loss is computed anyway; the gradients are scanned for NaN and
+    /// infinity (a few microseconds for LeNet-5), or their norm is measured when clipping or
+    /// a bound is set. No copy of the parameters is kept, as none is needed for a step that
+    /// is refused before its update; what the checks cannot see is an update that overflows
+    /// from finite gradients (gradients near `f32::MAX / lr`), which a bound on the gradient
+    /// norm catches. With the guard off, training goes on through NaN as PyTorch does.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use striate::prelude::*;
+    ///
+    /// network! {
+    ///     struct Deep {
+    ///         input: [1, 4, 4], flatten,
+    ///         fc1: linear(32), relu, fc2: linear(32), relu, fc3: linear(2),
+    ///     }
+    /// }
+    ///
+    /// let images: Vec<f32> = (0..128).map(|i| (i % 7) as f32).collect();
+    /// let data = Dataset::new(images, vec![0, 1, 0, 1, 0, 1, 0, 1], [1, 4, 4], 2)?;
+    /// let mut net = Deep::init(0);
+    /// let mut trainer = Trainer::new(&mut net, Sgd::new(1e4).momentum(0.9));
+    /// let err = trainer.fit(&data, Fit::epochs(20).batch(4).progress(false)).unwrap_err();
+    /// let Error::Diverged { step, lr, .. } = &err else { panic!("{err}") };
+    /// assert_eq!(*lr, 1e4);
+    /// assert_eq!(trainer.steps_done(), *step); // the steps before it were applied, not this one
+    /// assert!(err.to_string().contains("try a lower learning rate, such as 1e3"), "{err}");
+    /// assert!(trainer.net().params().as_slice().iter().all(|w| w.is_finite()));
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    pub fn guard_divergence(mut self, on: bool) -> Self {
+        self.guard = on;
+        self
+    }
+
+    /// With the divergence guard on, also refuses a step whose gradients' global L2 norm
+    /// (before clipping) is above `max_norm`, with [`Error::Diverged`]. Measuring the norm
+    /// reads every gradient once per step. A negative or NaN bound is an [`Error::Config`]
+    /// from the first step.
+    pub fn divergence_grad_norm(mut self, max_norm: f32) -> Self {
+        self.divergence_grad_norm = Some(max_norm);
+        self
+    }
+
+    /// The steps applied so far, over every epoch (a step refused by the divergence guard is
+    /// not counted): the number of the next step.
+    pub fn steps_done(&self) -> u64 {
+        self.steps_done
     }
 
     /// Reports the metric of the epoch just ended to a reduce-on-plateau schedule, which sets
@@ -401,7 +497,10 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     fn check_settings(&self) -> Result<()> {
         self.schedule.validate()?;
         self.opt.validate()?;
-        if let Some(max_norm) = self.max_grad_norm {
+        for max_norm in [self.max_grad_norm, self.divergence_grad_norm]
+            .into_iter()
+            .flatten()
+        {
             clip_grad_norm(&mut [], max_norm)?;
         }
         Ok(())
@@ -518,11 +617,13 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     }
 
     /// One training step on a batch: forward, loss, backward, gradient clipping (if set) and
-    /// the optimizer's update.
+    /// the optimizer's update, with the divergence guard's checks before the update (see
+    /// [`guard_divergence`](Trainer::guard_divergence)).
     ///
     /// # Errors
     /// Shape errors for a batch that is not the network's input, label errors from the loss,
-    /// [`Error::Config`] for invalid optimizer settings or clipping bound.
+    /// [`Error::Config`] for invalid optimizer settings or clipping bound, all before anything
+    /// changes; [`Error::Diverged`] for a step the guard refuses, which changes nothing either.
     pub fn step(
         &mut self,
         x: ArrayView<'_, f32, N::InputDim>,
@@ -533,6 +634,9 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         self.check_settings()?;
         let classes: usize = N::OUTPUT_SHAPE.iter().product();
         check_labels(labels, x.shape()[0], classes, "training step")?;
+        if self.guard {
+            self.before_step.save(self.net.state());
+        }
         let logits = self.net.forward_train(x, &mut self.tape)?;
         let (n, k) = logits.dim();
         if self.d_logits.dim() != (n, k) {
@@ -550,16 +654,36 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             .zip(labels)
             .filter(|(p, t)| p == *t)
             .count();
+        if self.guard && !loss.is_finite() {
+            return Err(self.diverged(Divergence::Loss(loss)));
+        }
         self.grads.zero();
         self.net
             .backward(&mut self.tape, self.d_logits.view(), &mut self.grads)?;
-        if let Some(max_norm) = self.max_grad_norm {
-            clip_grad_norm(self.grads.params_mut().as_mut_slice(), max_norm)?;
+        let bound = self.divergence_grad_norm.filter(|_| self.guard);
+        if self.max_grad_norm.is_some() || bound.is_some() {
+            // An infinite bound never clips: it only measures.
+            let clip = self.max_grad_norm.unwrap_or(f32::INFINITY);
+            let norm = clip_grad_norm(self.grads.params_mut().as_mut_slice(), clip)?;
+            let bound = bound.unwrap_or(f32::INFINITY);
+            // Written so that a NaN norm is refused too.
+            if self.guard && !(norm <= bound && norm.is_finite()) {
+                return Err(self.diverged(Divergence::GradNorm { norm, bound }));
+            }
+        } else if self.guard && !all_finite(self.grads.params().as_slice()) {
+            // A finite loss can come with overflowing gradients (LeNet-5 at a rate of 1e4 with
+            // momentum does it); the norm is measured only to say so.
+            let norm = clip_grad_norm(self.grads.params_mut().as_mut_slice(), f32::INFINITY)?;
+            return Err(self.diverged(Divergence::GradNorm {
+                norm,
+                bound: f32::INFINITY,
+            }));
         }
         self.opt.step(
             self.net.params_mut().as_mut_slice(),
             self.grads.params().as_slice(),
         )?;
+        self.steps_done += 1;
         Ok(StepStats {
             loss,
             correct,
@@ -567,14 +691,31 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         })
     }
 
+    /// Puts back what the refused step's forward pass moved and describes the step.
+    fn diverged(&mut self, cause: Divergence) -> Error {
+        self.before_step.restore(self.net.state_mut());
+        Error::Diverged {
+            step: self.steps_done,
+            epoch: self.current_epoch,
+            lr: self.opt.lr(),
+            cause,
+        }
+    }
+
     /// One pass over `data` in shuffled batches of `batch` (the last, partial batch included),
     /// with a progress bar on the terminal when `progress` is true. `epoch` (from 0) sets the
     /// learning rate from the schedule, the shuffle seed and the augmentation's epoch;
     /// [`fit`](Trainer::fit) counts epochs for you.
     ///
+    /// After [`resume`](Trainer::resume) from a checkpoint written inside epoch `epoch`, the
+    /// pass goes on from the checkpoint's batch (and its report covers the whole epoch); any
+    /// other epoch forgets that position.
+    ///
     /// # Errors
     /// [`Error::Config`] for a zero batch, an invalid schedule, optimizer or clipping bound;
-    /// shape errors when the dataset does not fit the network.
+    /// shape errors when the dataset does not fit the network; [`Error::Config`] (`resumed
+    /// epoch`) when a resumed position inside this epoch was written with another batch size
+    /// or dataset size; [`Error::Diverged`] from a step (the steps before it stay applied).
     pub fn epoch(
         &mut self,
         data: &Dataset,
@@ -585,12 +726,23 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         Error::check_batch(batch)?;
         self.check_settings()?;
         check_data::<N>(data)?;
+        let position = match self.position.take() {
+            Some(p) if p.epoch == epoch => {
+                if let Err(e) = p.check(batch, data.len()) {
+                    self.position = Some(p);
+                    return Err(e);
+                }
+                p
+            }
+            _ => EpochPosition::start(epoch, batch, data.len()),
+        };
         let order = shuffled_indices(data.len(), self.seed.wrapping_add(epoch as u64));
         let steps = order.len().div_ceil(batch);
         let per_step = self.schedule_per_step && !matches!(self.schedule, LrSchedule::Plateau(_));
         let first_step = epoch.saturating_mul(steps);
         let lr = self.lr_for(if per_step { first_step } else { epoch })?;
         self.opt.set_lr(lr);
+        self.current_epoch = epoch;
         let bar = if progress {
             let bar = ProgressBar::new(steps as u64);
             bar.set_style(
@@ -601,16 +753,20 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
                 .progress_chars("=> "),
             );
             bar.set_prefix(format!("epoch {}", epoch + 1));
+            bar.set_position(position.batches_done as u64);
             bar
         } else {
             ProgressBar::hidden()
         };
         let start = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let skip = position.batches_done;
+        let mut at = position;
         let mut x = std::mem::take(&mut self.x);
         let mut y = std::mem::take(&mut self.y);
         let mut augmentation = self.augmentation.take();
-        let mut on_batch = |i: usize, x: &[f32], y: &[usize]| {
+        let augmentation_seed = augmentation.as_ref().map(Augmentation::seed);
+        let mut on_batch = |j: usize, x: &[f32], y: &[usize]| {
+            let i = skip + j;
             if per_step {
                 let lr = self
                     .schedule
@@ -618,32 +774,41 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
                 self.opt.set_lr(lr);
             }
             let stats = self.step(input_view::<N>(x, y.len())?, y)?;
-            loss_sum += stats.loss as f64;
-            correct += stats.correct;
-            seen += stats.samples;
+            at.advance(&stats);
+            if self
+                .step_checkpoints
+                .as_ref()
+                .is_some_and(|c| c.due(self.steps_done))
+            {
+                let due = self.step_checkpoints.take().expect("checked just above");
+                let written = due.write(self, Some(&at), augmentation_seed);
+                self.step_checkpoints = Some(due);
+                written?;
+            }
             bar.inc(1);
             if i.is_multiple_of(8) || i + 1 == steps {
                 let secs = start.elapsed().as_secs_f64().max(1e-9);
                 bar.set_message(format!(
                     "lr {:.3e}  loss {:.4}  acc {:.2}%  {:.0} img/s",
                     self.opt.lr(),
-                    loss_sum / (i + 1) as f64,
-                    100.0 * correct as f64 / seen as f64,
-                    seen as f64 / secs
+                    at.loss_sum / (i + 1) as f64,
+                    100.0 * at.correct as f64 / at.seen as f64,
+                    (at.seen - position.seen) as f64 / secs
                 ));
             }
             Ok::<(), Error>(())
         };
+        let rest = order.get(skip.saturating_mul(batch)..).unwrap_or_default();
         let result = match augmentation.as_mut() {
-            None => order.chunks(batch).enumerate().try_for_each(|(i, chunk)| {
+            None => rest.chunks(batch).enumerate().try_for_each(|(j, chunk)| {
                 data.gather(chunk, &mut x, &mut y)?;
-                on_batch(i, &x, &y)
+                on_batch(j, &x, &y)
             }),
             Some(augmentation) => augmentation
-                .prefetch(data, &order, batch, epoch, |batches| {
-                    batches.enumerate().try_for_each(|(i, batch)| {
+                .prefetch(data, rest, batch, epoch, |batches| {
+                    batches.enumerate().try_for_each(|(j, batch)| {
                         let batch = batch?;
-                        on_batch(i, batch.images_flat(), batch.labels())
+                        on_batch(j, batch.images_flat(), batch.labels())
                     })
                 })
                 .and_then(|result| result),
@@ -654,15 +819,122 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         bar.finish_and_clear();
         result?;
         self.epochs_done = epoch + 1;
+        self.current_epoch = epoch + 1;
         let seconds = start.elapsed().as_secs_f64();
-        // `check_data` refused an empty dataset, so there was at least one step.
+        // `check_data` refused an empty dataset, so the epoch has at least one step.
         Ok(EpochReport {
             epoch,
-            loss: (loss_sum / steps as f64) as f32,
-            accuracy: correct as f32 / seen as f32,
+            loss: (at.loss_sum / steps as f64) as f32,
+            accuracy: at.correct as f32 / at.seen as f32,
             lr,
             seconds,
-            images_per_sec: seen as f64 / seconds.max(1e-9),
+            images_per_sec: (at.seen - position.seen) as f64 / seconds.max(1e-9),
         })
     }
+
+    /// Writes a checkpoint of the whole training state to `path` (atomically: a file already
+    /// there stays whole until the new one replaces it): parameters, buffers, the optimizer's
+    /// state, the schedule's position, the epoch and step counts and every generator. It is
+    /// what [`Checkpoints`] writes during [`fit`](Trainer::fit) (without the states of fit's
+    /// callbacks, which this trainer does not hold), and what [`resume`](Trainer::resume)
+    /// reads.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        let seed = self.augmentation.as_ref().map(Augmentation::seed);
+        checkpoint::write(self, path.as_ref(), self.position.as_ref(), seed, &[])
+    }
+
+    /// Continues a run from a checkpoint: a file [`save_checkpoint`](Trainer::save_checkpoint)
+    /// or [`Checkpoints`] wrote, or a directory of them (the one of the most steps is read).
+    ///
+    /// Build the trainer as the run was built (network, optimizer, schedule, augmentation,
+    /// clipping), then resume: the parameters, buffers, optimizer state, schedule position
+    /// (a reduce-on-plateau tracker included), epoch and step counts, the shuffle and
+    /// augmentation seeds and the dropout generator become the checkpoint's, and the next
+    /// [`fit`](Trainer::fit) or [`epoch`](Trainer::epoch) goes on from where it was written,
+    /// inside an epoch too. With the same thread count, the run then ends with exactly the
+    /// weights of a run never stopped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read; [`Error::Format`] when it is not a
+    /// safetensors file; [`Error::Checkpoint`] naming what does not fit when it is not a
+    /// checkpoint, was written by another network (by name, or by a tensor's name or shape),
+    /// another optimizer, or a trainer with (or without) augmentation or a reduce-on-plateau
+    /// schedule where this one has none (or one), or a directory holds no checkpoint.
+    /// Everything is checked before anything changes: on an error, the network, optimizer
+    /// and trainer are as they were.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use striate::prelude::*;
+    /// use striate::train::Checkpoints;
+    ///
+    /// network! {
+    ///     struct Classifier { input: [1, 4, 4], flatten, fc: linear(2) }
+    /// }
+    ///
+    /// let images: Vec<f32> = (0..128).map(|i| if (i / 16) % 2 == 0 { 0.0 } else { 1.0 }).collect();
+    /// let data = Dataset::new(images, vec![0, 1, 0, 1, 0, 1, 0, 1], [1, 4, 4], 2)?;
+    /// let dir = std::env::temp_dir().join(format!("striate-doc-resume-{}", std::process::id()));
+    ///
+    /// // A run of 4 epochs, checkpointed after each; the last two kept.
+    /// let mut net = Classifier::init(0);
+    /// let options = Fit::epochs(4).batch(2).checkpoints(Checkpoints::new(&dir).keep(2));
+    /// Trainer::new(&mut net, Adam::new(0.01)).fit(&data, options)?;
+    /// let files = Checkpoints::list(&dir)?;
+    /// assert_eq!(files.len(), 2);
+    ///
+    /// // Another process picks up from epoch 3 and trains until 4 epochs are done.
+    /// let mut resumed = Classifier::init(7);
+    /// let mut trainer = Trainer::new(&mut resumed, Adam::new(0.01));
+    /// let from = trainer.resume(&files[0])?;
+    /// assert_eq!((from.epochs_done, from.steps_done), (3, 12));
+    /// trainer.fit(&data, Fit::until(4).batch(2))?;
+    /// assert_eq!(resumed.params().as_slice(), net.params().as_slice());
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resume(&mut self, path: impl AsRef<Path>) -> Result<Resumed> {
+        checkpoint::resume(self, path.as_ref())
+    }
+}
+
+/// What a training step's forward pass changes besides its outputs, copied before it so that
+/// a step the divergence guard refuses can be undone; the buffer grows once, at the first step.
+#[derive(Default)]
+struct BeforeStep {
+    buffers: Vec<f32>,
+    num_batches_tracked: u64,
+    rng: Option<NetRng>,
+}
+
+impl BeforeStep {
+    fn save(&mut self, state: &crate::State) {
+        self.buffers.clear();
+        self.buffers.extend_from_slice(state.buffers.as_slice());
+        self.num_batches_tracked = state.num_batches_tracked;
+        self.rng = Some(state.rng.clone());
+    }
+
+    fn restore(&self, state: &mut crate::State) {
+        if let Some(rng) = &self.rng {
+            state.buffers.as_mut_slice().copy_from_slice(&self.buffers);
+            state.num_batches_tracked = self.num_batches_tracked;
+            state.rng = rng.clone();
+        }
+    }
+}
+
+/// Whether every value is finite: a scan of the exponent bits that the compiler vectorises,
+/// a few microseconds for LeNet-5's 61,706 gradients.
+fn all_finite(values: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    values.chunks(256).all(|chunk| {
+        chunk
+            .iter()
+            .fold(true, |ok, v| ok & (v.to_bits() & EXPONENT != EXPONENT))
+    })
 }

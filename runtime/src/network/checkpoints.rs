@@ -5,13 +5,35 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::{batch_norm_layers, Network};
-use crate::io::{LoadedData, TensorData, TypedTensor};
+use crate::io::{LoadedData, LoadedTensor, TensorData, TypedTensor};
 use crate::{Error, Result};
 
 /// [`Network::save`].
 pub(super) fn save<N: Network>(net: &N, path: &Path) -> Result<()> {
+    let count = batch_count(net);
+    let tensors = state_tensors(net, &count);
+    let metadata = HashMap::from([
+        ("network".to_string(), N::NAME.to_string()),
+        (
+            "written_by".to_string(),
+            format!("striate {}", env!("CARGO_PKG_VERSION")),
+        ),
+    ]);
+    crate::io::save_typed_tensors(path, &tensors, Some(metadata))
+}
+
+/// The network's `num_batches_tracked`, as the `I64` tensor [`state_tensors`] writes.
+pub(crate) fn batch_count<N: Network>(net: &N) -> [i64; 1] {
+    [i64::try_from(net.state().num_batches_tracked).unwrap_or(i64::MAX)]
+}
+
+/// The network's parameters and buffers under their names, and one `num_batches_tracked`
+/// counter (`count`, from [`batch_count`]) per batch-norm layer: the tensors of its weight file.
+pub(crate) fn state_tensors<'a, N: Network>(
+    net: &'a N,
+    count: &'a [i64; 1],
+) -> Vec<(String, Vec<usize>, TensorData<'a>)> {
     let state = net.state();
-    let count = [i64::try_from(state.num_batches_tracked).unwrap_or(i64::MAX)];
     let mut tensors = Vec::new();
     for store in [&state.params, &state.buffers] {
         for info in store.table() {
@@ -24,16 +46,16 @@ pub(super) fn save<N: Network>(net: &N, path: &Path) -> Result<()> {
         }
     }
     for layer in batch_norm_layers::<N>() {
-        tensors.push((counter_name(layer), Vec::new(), TensorData::I64(&count)));
+        tensors.push((counter_name(layer), Vec::new(), TensorData::I64(count)));
     }
-    let metadata = HashMap::from([
-        ("network".to_string(), N::NAME.to_string()),
-        (
-            "written_by".to_string(),
-            format!("striate {}", env!("CARGO_PKG_VERSION")),
-        ),
-    ]);
-    crate::io::save_typed_tensors(path, &tensors, Some(metadata))
+    tensors
+}
+
+/// A network's state read from a file and checked, not yet written into the network.
+pub(crate) struct CheckedState {
+    /// Parameters then buffers, in table order.
+    tensors: Vec<LoadedTensor>,
+    batches_tracked: u64,
 }
 
 /// Which networks' files [`load`] accepts.
@@ -61,6 +83,27 @@ pub(super) fn load<N: Network>(net: &mut N, path: &Path, owner: Owner) -> Result
     }
     let mut found: HashMap<String, TypedTensor> =
         tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+    let checked = take_state::<N>(path, &mut found)?;
+    if let Some(extra) = found.keys().min() {
+        return Err(Error::format(
+            path,
+            format!(
+                "tensor `{extra}` is not a parameter or buffer of {}; it has: {}",
+                N::NAME,
+                net.params().known_names()
+            ),
+        ));
+    }
+    apply_state(net, checked);
+    Ok(())
+}
+
+/// Takes the tensors of `N`'s parameters, buffers and batch counters out of `found` and checks
+/// their shapes; the others stay in `found`.
+pub(crate) fn take_state<N: Network>(
+    path: &Path,
+    found: &mut HashMap<String, TypedTensor>,
+) -> Result<CheckedState> {
     let mut batches_tracked = 0;
     for layer in batch_norm_layers::<N>() {
         if let Some(counter) = found.remove(&counter_name(layer)) {
@@ -91,16 +134,18 @@ pub(super) fn load<N: Network>(net: &mut N, path: &Path, owner: Owner) -> Result
         }
         ordered.push(t.into_f32(path)?);
     }
-    if let Some(extra) = found.keys().min() {
-        return Err(Error::format(
-            path,
-            format!(
-                "tensor `{extra}` is not a parameter or buffer of {}; it has: {}",
-                N::NAME,
-                net.params().known_names()
-            ),
-        ));
-    }
+    Ok(CheckedState {
+        tensors: ordered,
+        batches_tracked,
+    })
+}
+
+/// Writes a state that [`take_state`] checked into the network.
+pub(crate) fn apply_state<N: Network>(net: &mut N, checked: CheckedState) {
+    let CheckedState {
+        tensors: ordered,
+        batches_tracked,
+    } = checked;
     let state = net.state_mut();
     let (np, nb) = (state.params.table().len(), state.buffers.table().len());
     debug_assert_eq!(np + nb, ordered.len());
@@ -114,7 +159,6 @@ pub(super) fn load<N: Network>(net: &mut N, path: &Path, owner: Owner) -> Result
         dst.copy_from_slice(&t.data);
     }
     state.num_batches_tracked = batches_tracked;
-    Ok(())
 }
 
 /// PyTorch's name for a batch-norm layer's count of training batches.

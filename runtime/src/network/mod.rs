@@ -1,6 +1,6 @@
 //! The trait every `network!` implements, and the types it hands out.
 
-mod checkpoints;
+pub(crate) mod checkpoints;
 mod gradients;
 pub(crate) mod nested;
 mod sharding;

@@ -165,6 +165,14 @@ impl<const DECOUPLED: bool> AdamBase<DECOUPLED> {
 }
 
 impl<const DECOUPLED: bool> Optimizer for AdamBase<DECOUPLED> {
+    fn name(&self) -> &'static str {
+        if DECOUPLED {
+            "AdamW"
+        } else {
+            "Adam"
+        }
+    }
+
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         self.validate()?;
         self.progress

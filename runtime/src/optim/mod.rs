@@ -99,6 +99,12 @@ pub trait Optimizer {
     /// The learning rate.
     fn lr(&self) -> f32;
 
+    /// The optimizer's name (`"Adam"`, `"Sgd"`, ...), which training checkpoints record so that
+    /// a checkpoint of one optimizer is not loaded into another. Defaults to the type's name.
+    fn name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+
     /// Changes the learning rate for the following steps, keeping the state (as a
     /// learning-rate schedule does).
     fn set_lr(&mut self, lr: f32);

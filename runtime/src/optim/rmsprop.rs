@@ -123,6 +123,10 @@ impl RmsProp {
 }
 
 impl Optimizer for RmsProp {
+    fn name(&self) -> &'static str {
+        "RmsProp"
+    }
+
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         self.validate()?;
         self.progress.check("RMSprop", params.len(), grads.len())?;

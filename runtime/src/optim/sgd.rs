@@ -217,6 +217,10 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
+    fn name(&self) -> &'static str {
+        "Sgd"
+    }
+
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         Sgd::step(self, params, grads)
     }

@@ -233,6 +233,11 @@ impl Augmentation {
         self.seed
     }
 
+    /// Makes the pipeline's randomness come from `seed` (a resumed run's, from its checkpoint).
+    pub(crate) fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
+    }
+
     /// The steps, in order.
     pub fn steps(&self) -> impl ExactSizeIterator<Item = &dyn Augment> {
         self.steps.iter().map(|step| &**step)
