@@ -225,6 +225,7 @@ fn train_with<N: Network<OutputDim = Ix2>, O: Optimizer>(
     let mut fit = Fit::until(o.epochs)
         .batch(o.batch)
         .validation(&mnist.test)
+        .summary(false)
         .callback(PrintEpoch { epochs: o.epochs });
     if let Some(dir) = &o.checkpoint {
         if o.resume && Checkpoints::latest(dir)?.is_some() {

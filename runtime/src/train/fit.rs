@@ -52,6 +52,7 @@ pub struct Fit<'v> {
     batch: usize,
     validation: Option<&'v Dataset>,
     progress: bool,
+    summary: bool,
     log: Option<(PathBuf, Option<LogFormat>)>,
     checkpoints: Option<Checkpoints>,
     callbacks: Vec<Box<dyn Callback + 'v>>,
@@ -73,6 +74,7 @@ impl fmt::Debug for Fit<'_> {
             .field("batch", &self.batch)
             .field("validation", &self.validation.map(Dataset::len))
             .field("progress", &self.progress)
+            .field("summary", &self.summary)
             .field("log", &self.log)
             .field("checkpoints", &self.checkpoints)
             .field("callbacks", &self.callbacks.len())
@@ -87,6 +89,7 @@ impl Default for Fit<'_> {
             batch: 32,
             validation: None,
             progress: true,
+            summary: true,
             log: None,
             checkpoints: None,
             callbacks: Vec::new(),
@@ -132,6 +135,13 @@ impl<'v> Fit<'v> {
     /// error when it is a terminal (default `true`; nothing is shown elsewhere).
     pub fn progress(self, progress: bool) -> Self {
         Fit { progress, ..self }
+    }
+
+    /// Whether the line after each epoch is shown with the progress bar (default `true`);
+    /// `false` keeps the bar for a program that prints its own line from a
+    /// [`Callback`](crate::train::Callback).
+    pub fn summary(self, summary: bool) -> Self {
+        Fit { summary, ..self }
     }
 
     /// Writes a metrics log to `path`, one row per epoch, flushed as each epoch ends (a killed
@@ -403,7 +413,7 @@ impl<N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'_, N, O> {
             if let Some(steps) = &mut self.step_checkpoints {
                 steps.callbacks = states;
             }
-            if show {
+            if show && options.summary {
                 eprintln!(
                     "{}",
                     summary_line(&record, self.epochs_done(), options.batch)
