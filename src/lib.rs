@@ -90,8 +90,8 @@
 pub use striate_macros::network;
 pub use striate_runtime::{data, io, ops, optim, train};
 pub use striate_runtime::{
-    Error, Gradients, Init, LayerInfo, Mode, NetRng, Network, NetworkExt, ParamInfo, ParamStore,
-    Result, State, Summary, Tape, Tensor, TensorMut,
+    Error, Gradients, Init, LayerInfo, Limits, LoadOptions, Mode, NetRng, Network, NetworkExt,
+    ParamInfo, ParamStore, Result, State, Summary, Tape, Tensor, TensorMut,
 };
 
 // Inlined, so that its items are documented as `striate::geometry::...`.

@@ -80,6 +80,50 @@ pub enum Error {
         /// What was expected and what was found.
         reason: String,
     },
+    /// A file or a declaration asks for more than a bound of [`Limits`](crate::Limits) allows:
+    /// an IDX file's data, a weight file or its header, a network's parameters, or a pass's
+    /// buffers. Nothing was allocated for it.
+    #[error(
+        "{what}: {found} bytes needed, more than the limit of {limit} bytes \
+         (striate::Limits::{name}); {how_to_raise}"
+    )]
+    Limit {
+        /// What was to be read or allocated (`"the data of /data/train.idx"`, ...).
+        what: String,
+        /// The field of [`Limits`](crate::Limits) that bounds it (`"max_alloc_bytes"`).
+        name: &'static str,
+        /// The bound in force, in bytes.
+        limit: u64,
+        /// What was needed, in bytes (`u64::MAX` when it does not even fit in a `u64`).
+        found: u64,
+        /// How to allow more, as code to write.
+        how_to_raise: String,
+    },
+    /// The system refused memory below the bounds of [`Limits`](crate::Limits): the machine
+    /// does not have it. Nothing was changed.
+    #[error(
+        "{what}: the system could not allocate {bytes} bytes; use a smaller batch or network, \
+         or a machine with more memory"
+    )]
+    Allocation {
+        /// What the memory was for.
+        what: String,
+        /// How much was asked for, in bytes.
+        bytes: u64,
+    },
+    /// A value that must be finite is NaN or infinite (a weight read from a file, a pixel of a
+    /// dataset, a gradient given to an optimizer, a logit given to a loss).
+    #[error("{what}: expected finite values, found {value} at index {index}{help}")]
+    NonFinite {
+        /// Where the value is (`"tensor `fc.weight` of w.safetensors"`, `"pixels"`, ...).
+        what: String,
+        /// Its position, counted from 0 in row-major order.
+        index: usize,
+        /// The value (NaN, inf or -inf).
+        value: f32,
+        /// How to accept such values where that is possible, starting with `"; "`, or empty.
+        help: &'static str,
+    },
     /// A tape was used with a network or a step it was not recorded for.
     #[error("tape: {0}")]
     Tape(String),
@@ -207,6 +251,23 @@ impl Error {
             what: what.into(),
             expected: expected.into(),
             found: found.into(),
+        }
+    }
+
+    /// [`Error::NonFinite`] for the first value of `values` that is NaN or infinite, if any.
+    pub(crate) fn check_finite(
+        values: &[f32],
+        what: impl FnOnce() -> String,
+        help: &'static str,
+    ) -> Result<()> {
+        match crate::limits::first_non_finite(values) {
+            None => Ok(()),
+            Some(index) => Err(Error::NonFinite {
+                what: what(),
+                index,
+                value: values[index],
+                help,
+            }),
         }
     }
 

@@ -5,6 +5,19 @@
 //! Files are written atomically: a crash or a failed save leaves any earlier file at the same
 //! path whole.
 //!
+//! Files are read as their header says, never whole first: only regular files are opened (a
+//! FIFO or a device such as `/dev/zero` is an error before it is opened), the 8-byte length
+//! and the JSON header come first, bounded by the file's length and
+//! [`Limits::max_header_bytes`](crate::Limits), and then exactly the data the header's offsets
+//! cover, after checking that the file has that length (a longer or shorter file is an
+//! [`Error::Format`] saying by how much) and that it is within
+//! [`Limits::max_weight_file_bytes`](crate::Limits) ([`Error::Limit`] otherwise). Reading a
+//! file takes about twice its size in memory at most: its bytes and the tensors' values.
+//!
+//! The readers here return values as they are in the file, NaN and infinities included;
+//! [`Network::load`](crate::Network::load) refuses them (see the crate's section on
+//! non-finite values).
+//!
 //! # Example
 //!
 //! ```
@@ -36,14 +49,14 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::tensor::{Metadata, SafeTensorError};
 use safetensors::{Dtype, SafeTensors, View};
 
-use crate::{Error, Result};
+use crate::{Error, Limits, Result};
 
 /// The key safetensors reserves in its header for the free-form metadata.
 const METADATA_KEY: &str = "__metadata__";
@@ -325,8 +338,11 @@ fn canonical_header(bytes: Vec<u8>) -> std::result::Result<Vec<u8>, &'static str
 /// # Errors
 ///
 /// - [`Error::Io`] if the file cannot be read;
-/// - [`Error::Format`] naming the file if it is not a valid safetensors file (with safetensors'
-///   own diagnosis), or if a tensor is not `F32` (naming the tensor and its dtype).
+/// - [`Error::Format`] naming the file if it is not a regular file, if it is not a valid
+///   safetensors file (with safetensors' own diagnosis), if it is longer or shorter than its
+///   header says, or if a tensor is not `F32` (naming the tensor and its dtype);
+/// - [`Error::Limit`] if its header or its data are larger than the [`Limits`] in force
+///   allow; [`Error::Allocation`] if the system refuses the memory to read it.
 ///
 /// # Example
 ///
@@ -365,8 +381,7 @@ pub fn load_tensors_where(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Ve
 ///
 /// # Errors
 ///
-/// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the file if it is not a
-/// valid safetensors file (with safetensors' own diagnosis).
+/// As [`load_tensors`], except that any dtype is read.
 ///
 /// # Example
 ///
@@ -388,7 +403,7 @@ fn read_tensors(
     path: &Path,
     keep: impl Fn(&str) -> bool,
 ) -> Result<(Vec<TypedTensor>, HashMap<String, String>)> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_weight_file(path, Limits::global())?;
     let (header_len, metadata) = parse_header(path, &bytes)?;
     let strings = metadata.metadata().clone().unwrap_or_default();
     // `read_metadata` checked that the header fits and the tensors cover the rest exactly.
@@ -438,16 +453,191 @@ fn read_tensors(
 ///
 /// # Errors
 ///
-/// [`Error::Io`] if the file cannot be read; [`Error::Format`] if it is not a valid
-/// safetensors file.
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] if it is not a regular file, or
+/// its header is not a valid safetensors header, or the file's length is not what the header
+/// says; [`Error::Limit`] for a header larger than [`Limits::max_header_bytes`]. Only the
+/// header is read.
 ///
 /// # Example
 ///
 /// See the [module documentation](self).
 pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (_, metadata) = parse_header(path, &bytes)?;
+    let (metadata, _) = read_header(path, Limits::global())?;
     Ok(metadata.metadata().clone().unwrap_or_default())
+}
+
+/// The regular file at `path`, opened, with its length. Other files are refused before they
+/// are opened: opening a FIFO to read blocks until someone writes to it, and a device such
+/// as `/dev/zero` never ends.
+fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let not_regular = || {
+        Error::format(
+            path,
+            "not a regular file (a directory, device, FIFO or socket); weights are read only \
+             from regular files",
+        )
+    };
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // Asked again of the file opened, in case another took its place in between.
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads the 8-byte length and the JSON header of the safetensors file at `path`, and only
+/// those: the header's length is checked against the file's length and
+/// [`Limits::max_header_bytes`] before it is read. Returns the parsed header, the file (its
+/// position after the header), the header's length and the file's length.
+fn read_header_of(path: &Path, limits: Limits) -> Result<(Metadata, File, u64, u64)> {
+    let (mut file, file_len) = open_regular(path)?;
+    let invalid = |e: SafeTensorError| {
+        Error::format(
+            path,
+            format!("not a valid safetensors file ({}): {e}", describe(&e)),
+        )
+    };
+    let mut len = [0u8; 8];
+    if file_len < 8 {
+        return Err(invalid(SafeTensorError::HeaderTooSmall));
+    }
+    file.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > file_len - 8 {
+        return Err(Error::format(
+            path,
+            format!(
+                "not a valid safetensors file ({}): InvalidHeaderLength: the header is to be \
+                 {header_len} bytes long, but the file has {} bytes after the 8-byte length",
+                describe(&SafeTensorError::InvalidHeaderLength),
+                file_len - 8
+            ),
+        ));
+    }
+    Limits::check(
+        "max_header_bytes",
+        limits.max_header_bytes,
+        || format!("{}: the safetensors header", path.display()),
+        Some(header_len),
+    )?;
+    let header_len_usize =
+        usize::try_from(header_len).map_err(|_| invalid(SafeTensorError::HeaderTooLarge))?;
+    let mut header = crate::limits::try_filled(header_len_usize, 0u8, || {
+        format!("{}: the safetensors header", path.display())
+    })?;
+    read_all(&mut file, &mut header, path, "the header")?;
+    let text = std::str::from_utf8(&header).map_err(|_| invalid(SafeTensorError::InvalidHeader))?;
+    let metadata: Metadata = serde_json::from_str(text)
+        .map_err(|_| invalid(SafeTensorError::InvalidHeaderDeserialization))?;
+    Ok((metadata, file, header_len, file_len))
+}
+
+/// [`read_header_of`], checking that the file's length is what the header's offsets say.
+/// Returns the header and the number of data bytes after it.
+fn read_header(path: &Path, limits: Limits) -> Result<(Metadata, u64)> {
+    let (metadata, _, header_len, file_len) = read_header_of(path, limits)?;
+    let data_len = expected_data_len(path, &metadata, header_len, file_len)?;
+    Ok((metadata, data_len))
+}
+
+/// The data bytes the header's offsets cover (the largest end offset), after checking that
+/// the file holds exactly that many after its header.
+fn expected_data_len(
+    path: &Path,
+    metadata: &Metadata,
+    header_len: u64,
+    file_len: u64,
+) -> Result<u64> {
+    let data_len = metadata
+        .tensors()
+        .values()
+        .map(|info| info.data_offsets.1 as u64)
+        .max()
+        .unwrap_or(0);
+    let found = file_len - 8 - header_len;
+    if found != data_len {
+        let (what, diff) = if found < data_len {
+            ("truncated", data_len - found)
+        } else {
+            ("too long", found - data_len)
+        };
+        return Err(Error::format(
+            path,
+            format!(
+                "not a valid safetensors file ({}): MetadataIncompleteBuffer: the file is {what}: \
+                 its header's offsets cover {data_len} bytes of data after the {}-byte header, \
+                 found {found} ({diff} {})",
+                describe(&SafeTensorError::MetadataIncompleteBuffer),
+                8 + header_len,
+                if found < data_len {
+                    "missing"
+                } else {
+                    "too many"
+                }
+            ),
+        ));
+    }
+    Ok(data_len)
+}
+
+/// The whole safetensors file at `path`, read as its header says: the header first (see
+/// [`read_header_of`]), then exactly the data its offsets cover, after checking that the file
+/// has that length and that it is within [`Limits::max_weight_file_bytes`]; nothing more is
+/// read. safetensors then validates the whole (see [`parse_header`]).
+fn read_weight_file(path: &Path, limits: Limits) -> Result<Vec<u8>> {
+    let (metadata, mut file, header_len, file_len) = read_header_of(path, limits)?;
+    let data_len = expected_data_len(path, &metadata, header_len, file_len)?;
+    Limits::check(
+        "max_weight_file_bytes",
+        limits.max_weight_file_bytes,
+        || format!("{}: the tensors of the weight file", path.display()),
+        Some(data_len),
+    )?;
+    let total = usize::try_from(8 + header_len + data_len).map_err(|_| Error::Allocation {
+        what: format!("{}: the weight file", path.display()),
+        bytes: 8 + header_len + data_len,
+    })?;
+    let mut bytes = Vec::new();
+    crate::limits::reserve_len(&mut bytes, total, || {
+        format!("{}: the weight file", path.display())
+    })?;
+    bytes.resize(total, 0);
+    file.seek(io::SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, e))?;
+    read_all(&mut file, &mut bytes, path, "the data")?;
+    // The file may have grown since its length was taken: what follows is not read.
+    let mut probe = [0u8; 1];
+    if file.read(&mut probe).map_err(|e| Error::io(path, e))? != 0 {
+        return Err(Error::format(
+            path,
+            format!(
+                "the file grew while it was read: more than the {total} bytes its header describes"
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Fills `buf` from `file`; a file that ends first (it shrank while it was read) is an
+/// [`Error::Format`] naming `part`.
+fn read_all(file: &mut File, buf: &mut [u8], path: &Path, part: &str) -> Result<()> {
+    file.read_exact(buf).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Error::format(
+                path,
+                format!(
+                    "the file is truncated: it ended inside {part} (it shrank while it was read)"
+                ),
+            )
+        } else {
+            Error::io(path, e)
+        }
+    })
 }
 
 /// Parses and validates the header, returning its length and contents.
@@ -727,6 +917,188 @@ mod tests {
         assert!(other.exists(), "another target's temporary");
     }
 
+    /// A FIFO is refused before it is opened, so the read cannot block: the call runs on
+    /// another thread and must answer within ten seconds (it answers at once); `/dev/zero`
+    /// and a directory are refused the same way (issue 13, item 7).
+    #[test]
+    fn non_regular_files_are_refused_without_blocking() {
+        let dir = TempDir::new("fifo-read");
+        let fifo = dir.0.join("w.safetensors");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success());
+        let mut targets = vec![dir.0.clone()];
+        if made {
+            targets.push(fifo.clone());
+        } else {
+            eprintln!("mkfifo is not available: the FIFO case is skipped");
+        }
+        if Path::new("/dev/zero").exists() {
+            targets.push(PathBuf::from("/dev/zero"));
+        }
+        for target in targets {
+            let (send, receive) = std::sync::mpsc::channel();
+            let path = target.clone();
+            std::thread::spawn(move || {
+                let _ = send.send((
+                    load_typed_tensors(&path).map(|_| ()),
+                    read_metadata(&path).map(|_| ()),
+                ));
+            });
+            let (tensors, metadata) = receive
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("reading {} blocked", target.display()));
+            for err in [tensors.unwrap_err(), metadata.unwrap_err()] {
+                let reason = format_reason(err, &target);
+                assert!(reason.starts_with("not a regular file"), "{reason}");
+            }
+        }
+    }
+
+    /// A valid header followed by 64 GiB of (sparse) zeros: the file's length is compared with
+    /// what the header says before any data is read, so the call returns at once with the
+    /// excess; a header that claims a 64 GiB tensor in a file of that length is refused by
+    /// `max_weight_file_bytes` before anything is allocated (issue 13, item 7).
+    #[test]
+    fn huge_sparse_files_are_refused_from_their_header() {
+        let dir = TempDir::new("sparse");
+        let path = dir.0.join("w.safetensors");
+        save_tensors(&path, &[("w".into(), vec![2], &[1.0, 2.0][..])], None).unwrap();
+        let good_len = fs::metadata(&path).unwrap().len();
+        let huge = 64u64 << 30;
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(good_len + huge)
+            .unwrap();
+        let reason = format_reason(load_tensors(&path).unwrap_err(), &path);
+        assert!(reason.contains("the file is too long"), "{reason}");
+        assert!(reason.contains("cover 8 bytes of data"), "{reason}");
+        assert!(reason.contains(&format!("found {}", huge + 8)), "{reason}");
+        let reason = format_reason(read_metadata(&path).unwrap_err(), &path);
+        assert!(reason.contains("the file is too long"), "{reason}");
+
+        let values = huge / 4;
+        let json =
+            format!(r#"{{"big":{{"dtype":"F32","shape":[{values}],"data_offsets":[0,{huge}]}}}}"#);
+        let mut head = (json.len() as u64).to_le_bytes().to_vec();
+        head.extend_from_slice(json.as_bytes());
+        fs::write(&path, &head).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(head.len() as u64 + huge)
+            .unwrap();
+        match load_typed_tensors(&path).unwrap_err() {
+            Error::Limit {
+                name,
+                limit,
+                found,
+                how_to_raise,
+                ..
+            } => {
+                assert_eq!(
+                    (name, limit, found),
+                    (
+                        "max_weight_file_bytes",
+                        Limits::DEFAULT.max_weight_file_bytes,
+                        huge
+                    )
+                );
+                assert!(
+                    how_to_raise.contains(".max_weight_file_bytes(68719476736)"),
+                    "{how_to_raise}"
+                );
+            }
+            other => panic!("expected a limit error, found {other:?}"),
+        }
+        // Its header alone is fine, and says what the file holds.
+        assert!(read_metadata(&path).unwrap().is_empty());
+    }
+
+    /// A header longer than `max_header_bytes` is refused before it is read.
+    #[test]
+    fn headers_are_bounded() {
+        let dir = TempDir::new("header-limit");
+        let path = dir.0.join("w.safetensors");
+        save_tensors(&path, &[("w".into(), vec![1], &[1.0][..])], None).unwrap();
+        let header_len = u64::from_le_bytes(fs::read(&path).unwrap()[..8].try_into().unwrap());
+        let tight = Limits::DEFAULT.max_header_bytes(header_len - 1);
+        match read_header(&path, tight).unwrap_err() {
+            Error::Limit {
+                name: "max_header_bytes",
+                found,
+                ..
+            } => assert_eq!(found, header_len),
+            other => panic!("expected a limit error, found {other:?}"),
+        }
+        assert!(read_header(&path, Limits::DEFAULT.max_header_bytes(header_len)).is_ok());
+        let small_data = Limits::DEFAULT.max_weight_file_bytes(3);
+        assert!(matches!(
+            read_weight_file(&path, small_data),
+            Err(Error::Limit {
+                name: "max_weight_file_bytes",
+                found: 4,
+                limit: 3,
+                ..
+            })
+        ));
+    }
+
+    /// Every truncation of a valid file, and the file with extra bytes after it, is a format
+    /// error from both readers, and the tensors' data are read only when the length is right.
+    #[test]
+    fn every_truncation_and_extension_is_a_format_error() {
+        let dir = TempDir::new("truncations");
+        let path = dir.0.join("w.safetensors");
+        let metadata = HashMap::from([("k".to_string(), "v".to_string())]);
+        save_typed_tensors(
+            &path,
+            &[
+                ("a".into(), vec![3], TensorData::F32(&[1.0, 2.0, 3.0])),
+                ("n".into(), vec![], TensorData::I64(&[5])),
+            ],
+            Some(metadata),
+        )
+        .unwrap();
+        let good = fs::read(&path).unwrap();
+        let mut cases: Vec<Vec<u8>> = (0..good.len()).map(|len| good[..len].to_vec()).collect();
+        cases.push([&good[..], &[0u8][..]].concat());
+        cases.push([&good[..], &[0u8; 4096][..]].concat());
+        for bytes in cases {
+            fs::write(&path, &bytes).unwrap();
+            let reason = format_reason(load_typed_tensors(&path).unwrap_err(), &path);
+            assert!(
+                reason.starts_with("not a valid safetensors file"),
+                "{} bytes: {reason}",
+                bytes.len()
+            );
+            let reason = format_reason(read_metadata(&path).unwrap_err(), &path);
+            assert!(
+                reason.starts_with("not a valid safetensors file"),
+                "{} bytes: {reason}",
+                bytes.len()
+            );
+        }
+        let header_end = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+        fs::write(&path, &good[..good.len() - 1]).unwrap();
+        let reason = format_reason(load_typed_tensors(&path).unwrap_err(), &path);
+        assert!(reason.contains("the file is truncated"), "{reason}");
+        assert!(
+            reason.contains(&format!(
+                "cover {} bytes of data after the {header_end}-byte header, found {} (1 missing)",
+                good.len() - header_end,
+                good.len() - header_end - 1
+            )),
+            "{reason}"
+        );
+        fs::write(&path, &good).unwrap();
+        assert_eq!(load_typed_tensors(&path).unwrap().len(), 2);
+    }
+
     /// A fresh directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);
 
@@ -993,7 +1365,7 @@ mod tests {
         let header = |len: u64, json: &str| [&len.to_le_bytes()[..], json.as_bytes()].concat();
         let cases: [(&[u8], &str); 6] = [
             (b"abc", "HeaderTooSmall"),
-            (b"not a safetensors file at all", "HeaderTooLarge"),
+            (b"not a safetensors file at all", "InvalidHeaderLength"),
             (&header(100, "{}"), "InvalidHeaderLength"),
             (&header(8, "garbage!"), "InvalidHeaderDeserialization"),
             (&good[..good.len() - 1], "MetadataIncompleteBuffer"),

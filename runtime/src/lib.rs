@@ -12,6 +12,7 @@ mod error;
 pub mod io;
 #[doc(hidden)]
 pub mod layers;
+mod limits;
 pub mod network;
 pub mod ops;
 pub mod optim;
@@ -25,7 +26,8 @@ pub mod train;
 pub mod unoptimized;
 
 pub use error::{Error, Result};
-pub use network::{Gradients, Mode, Network, NetworkExt, State, Tensor, TensorMut};
+pub use limits::Limits;
+pub use network::{Gradients, LoadOptions, Mode, Network, NetworkExt, State, Tensor, TensorMut};
 pub use params::ParamStore;
 pub use scores::softmax;
 pub use striate_geometry as geometry;

@@ -74,13 +74,33 @@ impl PartialEq for ParamStore {
 
 impl ParamStore {
     /// A store for `table` with every value zero.
+    ///
+    /// # Panics
+    /// When [`ParamStore::try_zeros`] fails: the values take more than
+    /// [`Limits::max_alloc_bytes`](crate::Limits) or the system refuses the memory.
     pub fn zeros(table: &'static [ParamInfo]) -> Self {
+        Self::try_zeros(table).unwrap_or_else(|e| panic!("ParamStore::zeros: {e}"))
+    }
+
+    /// A store for `table` with every value zero, or an error instead of an abort when the
+    /// memory cannot be had.
+    ///
+    /// # Errors
+    /// [`Error::Limit`] when the values take more than the
+    /// [`Limits::max_alloc_bytes`](crate::Limits) in force; [`Error::Allocation`] when the
+    /// system refuses the memory.
+    pub fn try_zeros(table: &'static [ParamInfo]) -> Result<Self> {
         let len = table.last().map_or(0, |p| p.offset + p.len);
-        ParamStore {
+        let what = || {
+            let first = table.first().map_or("", |p| p.name);
+            format!("a store of {len} values ({first}, ...)")
+        };
+        crate::Limits::global().check_alloc::<f32>(what, len)?;
+        Ok(ParamStore {
             table,
-            data: vec![0.0; len],
+            data: crate::limits::try_filled(len, 0.0, what)?,
             stamp: Stamp::fresh(),
-        }
+        })
     }
 
     /// The table of names, shapes and offsets.

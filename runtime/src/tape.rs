@@ -5,11 +5,13 @@ use std::any::TypeId;
 
 use rand::SeedableRng;
 
+use crate::limits::reserve_len;
 use crate::network::Network;
 use crate::ops::batch_norm::Exchange;
 use crate::tables::NetRng;
 #[doc(no_inline)]
 pub use crate::tables::Slot;
+use crate::Result;
 
 /// What the tape was last filled by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +166,61 @@ impl Tape {
             + f(&self.gathered)
     }
 
+    /// [`Tape::prepare`] after reserving every buffer it sizes, and in training the gradient
+    /// buffers of the backward pass, fallibly: the total is checked against
+    /// [`Limits::max_alloc_bytes`](crate::Limits) first, and memory is reserved with
+    /// `try_reserve`, only where the capacity is short (so a warm tape allocates nothing).
+    ///
+    /// # Errors
+    /// [`Error::Limit`] naming the network and the batch when the buffers would take more
+    /// than the bound; [`Error::Allocation`] when the system refuses the memory. The tape's
+    /// contents are then unspecified but valid (a later pass sizes it again).
+    pub(crate) fn try_prepare<N: Network>(&mut self, n: usize, train: bool) -> Result<()> {
+        let what = || format!("the buffers of a pass of {} over {n} samples", N::NAME);
+        let layout = N::TAPE;
+        let grad_buffers = if train {
+            N::GRADS.iter().max().map_or(0, |m| m + 1)
+        } else {
+            0
+        };
+        // Saturating: a count that overflows is far above any bound.
+        let slots = layout.iter().fold(0usize, |total, slot| {
+            let per_sample = slot
+                .act
+                .saturating_add(slot.aux_per_sample)
+                .saturating_add(slot.idx_per_sample);
+            total
+                .saturating_add(n.saturating_mul(per_sample))
+                .saturating_add(slot.aux_fixed)
+        });
+        let grads = (0..grad_buffers).fold(0usize, |total, b| {
+            total.saturating_add(gradient_len::<N>(n, b))
+        });
+        // f32 and u32 values are four bytes each.
+        crate::Limits::global().check_alloc::<f32>(what, slots.saturating_add(grads))?;
+        self.acts.resize_with(layout.len(), Vec::new);
+        self.aux.resize_with(layout.len(), Vec::new);
+        self.idx.resize_with(layout.len(), Vec::new);
+        // Within the bound, so none of these products overflows.
+        for (i, slot) in layout.iter().enumerate() {
+            reserve_len(&mut self.acts[i], n * slot.act, what)?;
+            reserve_len(
+                &mut self.aux[i],
+                n * slot.aux_per_sample + slot.aux_fixed,
+                what,
+            )?;
+            reserve_len(&mut self.idx[i], n * slot.idx_per_sample, what)?;
+        }
+        if self.grads.len() < grad_buffers {
+            self.grads.resize_with(grad_buffers, Vec::new);
+        }
+        for (b, g) in self.grads.iter_mut().enumerate().take(grad_buffers) {
+            reserve_len(g, gradient_len::<N>(n, b), what)?;
+        }
+        self.prepare::<N>(n, train);
+        Ok(())
+    }
+
     /// Sizes every buffer for network `N` and batch `n`; called before a forward pass.
     #[doc(hidden)]
     pub fn prepare<N: Network>(&mut self, n: usize, train: bool) {
@@ -198,16 +255,24 @@ impl Tape {
 
     /// Prepares a pass of `n` samples of `N` split over `k` shard tapes; only the output slot
     /// of this tape is used (to gather the shards' outputs).
+    ///
+    /// # Errors
+    /// [`Error::Limit`](crate::Error::Limit) or [`Error::Allocation`](crate::Error::Allocation)
+    /// for an output that cannot be had.
     pub(crate) fn prepare_shards<N: Network>(
         &mut self,
         n: usize,
         train: bool,
         k: usize,
-    ) -> ShardForward<'_> {
+    ) -> Result<ShardForward<'_>> {
         let layout = N::TAPE;
         self.acts.resize_with(layout.len(), Vec::new);
         let last = layout.len() - 1;
-        self.acts[last].resize(n * layout[last].act, 0.0);
+        let what = || format!("the output of a pass of {} over {n} samples", N::NAME);
+        let out = n.saturating_mul(layout[last].act);
+        crate::Limits::global().check_alloc::<f32>(what, out)?;
+        reserve_len(&mut self.acts[last], out, what)?;
+        self.acts[last].resize(out, 0.0);
         self.shards.resize_with(k.max(self.shards.len()), Tape::new);
         self.shard_rngs
             .resize_with(k.max(self.shard_rngs.len()), || NetRng::seed_from_u64(0));
@@ -221,13 +286,13 @@ impl Tape {
             train,
             shards: k,
         });
-        ShardForward {
+        Ok(ShardForward {
             tapes: &mut self.shards[..k],
             rngs: &mut self.shard_rngs[..k],
             output: &mut self.acts[last],
             buffers: &mut self.shard_buffers[..k - 1],
             exchange: &mut self.exchange,
-        }
+        })
     }
 
     /// The shard tapes of the last forward pass, with `params`-long zeroed gradient buffers
@@ -420,4 +485,16 @@ fn grad_pair<'a>(
     } else {
         (&lo[gy], &mut hi[0])
     }
+}
+
+/// The length of gradient buffer `buffer` in a backward pass of `N` over `n` samples: the
+/// largest value whose gradient it holds (saturating at `usize::MAX`).
+fn gradient_len<N: Network>(n: usize, buffer: usize) -> usize {
+    N::GRADS
+        .iter()
+        .zip(N::TAPE)
+        .filter(|(&b, _)| b == buffer)
+        .map(|(_, slot)| n.saturating_mul(slot.act))
+        .max()
+        .unwrap_or(0)
 }

@@ -68,18 +68,26 @@ use checkpoint::{EpochPosition, StepCheckpoints};
 /// Allocates the gradient; [`Trainer`] reuses one instead.
 ///
 /// # Errors
-/// [`Error::LabelCount`], [`Error::LabelOutOfRange`] or [`Error::EmptyBatch`].
+/// [`Error::LabelCount`], [`Error::LabelOutOfRange`] or [`Error::EmptyBatch`]; and
+/// [`Error::NonFinite`] for a NaN or infinite logit, naming its sample and class, where the
+/// loss would be NaN. (A training step does not check: its divergence guard reports a NaN
+/// loss as [`Error::Diverged`], with the step and the learning rate.)
 ///
 /// ```
 /// use striate::{cross_entropy, ndarray::array};
 /// let (loss, d) = cross_entropy(array![[0.0f32, 0.0]].view(), &[1])?;
 /// assert!((loss - std::f32::consts::LN_2).abs() < 1e-6);
 /// assert_eq!(d, array![[0.5f32, -0.5]]);
+///
+/// let nan = cross_entropy(array![[0.0f32, f32::NAN]].view(), &[1]);
+/// assert!(matches!(nan, Err(striate::Error::NonFinite { index: 1, .. })));
 /// # Ok::<(), striate::Error>(())
 /// ```
 pub fn cross_entropy(logits: ArrayView2<'_, f32>, labels: &[usize]) -> Result<(f32, Array2<f32>)> {
     let logits = logits.as_standard_layout();
     let (n, k) = logits.dim();
+    let flat = logits.as_slice().expect("standard layout is contiguous");
+    crate::ops::loss::check_finite_logits(flat, k)?;
     let mut d = Array2::zeros((n, k));
     let loss = softmax_cross_entropy(
         d.as_slice_mut().expect("fresh array is contiguous"),
@@ -412,7 +420,8 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     /// a bound is set. No copy of the parameters is kept, as none is needed for a step that
     /// is refused before its update; what the checks cannot see is an update that overflows
     /// from finite gradients (gradients near `f32::MAX / lr`), which a bound on the gradient
-    /// norm catches. With the guard off, training goes on through NaN as PyTorch does.
+    /// norm catches. With the guard off, a NaN loss goes on to the optimizer, whose own check refuses
+    /// non-finite gradients ([`Error::NonFinite`](crate::Error::NonFinite)), changing nothing.
     ///
     /// # Example
     ///

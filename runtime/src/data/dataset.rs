@@ -62,7 +62,9 @@ impl Dataset {
     /// - [`Error::Config`] if `classes` is zero or a dimension of `sample_shape` is zero;
     /// - [`Error::LabelCount`] if the images hold a whole number of samples but not one per label;
     /// - [`Error::Shape`] if `images.len()` is not a multiple of `C*H*W`;
-    /// - [`Error::LabelOutOfRange`] for the first label that is not below `classes`.
+    /// - [`Error::LabelOutOfRange`] for the first label that is not below `classes`;
+    /// - [`Error::NonFinite`] for the first pixel that is NaN or infinite, naming its flat index
+    ///   and its sample, channel, row and column.
     ///
     /// # Example
     ///
@@ -128,6 +130,16 @@ impl Dataset {
                 classes,
             });
         }
+        Error::check_finite(
+            &images,
+            || {
+                let at = crate::limits::first_non_finite(&images).unwrap_or(0);
+                let (n, rest) = (at / sample_len, at % sample_len);
+                let (ch, y, x) = (rest / (h * w), rest / w % h, rest % w);
+                format!("dataset images (sample {n}, channel {ch}, row {y}, column {x})")
+            },
+            "; one such pixel makes every weight NaN after one training step",
+        )?;
         Ok(Dataset {
             images,
             labels,
@@ -146,7 +158,8 @@ impl Dataset {
     ///
     /// As [`Dataset::new`]: [`Error::Config`] if `classes` or a dimension of `C, H, W` is
     /// zero; [`Error::LabelCount`] naming both counts if there is not one label per image;
-    /// [`Error::LabelOutOfRange`] for the first label that is not below `classes`.
+    /// [`Error::LabelOutOfRange`] for the first label that is not below `classes`;
+    /// [`Error::NonFinite`] for the first NaN or infinite pixel, naming where it is.
     ///
     /// # Example
     ///

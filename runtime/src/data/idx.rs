@@ -19,7 +19,7 @@ use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 
-use crate::{Error, Result};
+use crate::{Error, Limits, Result};
 
 /// The two bytes that open every gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -70,13 +70,14 @@ impl fmt::Debug for IdxArray {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
-    read_idx_limited(path, MAX_IDX_BYTES)
+    read_idx_limited(path, Limits::global().max_idx_bytes)
 }
 
-/// The most data bytes [`read_idx`] and [`parse_idx`] accept from one IDX file: 2 GiB, which
-/// as a [`Dataset`](super::Dataset) of `f32` pixels takes 8 GiB, a third of a 24 GiB machine.
-/// [`read_idx_limited`] takes another bound.
-pub const MAX_IDX_BYTES: u64 = 2 << 30;
+/// The default bound on the data bytes of one IDX file, [`Limits::DEFAULT`]'s
+/// `max_idx_bytes`: 2 GiB, which as a [`Dataset`](super::Dataset) of `f32` pixels takes 8 GiB,
+/// a third of a 24 GiB machine. [`read_idx`] and [`parse_idx`] apply the bound in force,
+/// [`Limits::global`]'s `max_idx_bytes`; [`read_idx_limited`] takes a bound per call.
+pub const MAX_IDX_BYTES: u64 = Limits::DEFAULT.max_idx_bytes;
 
 /// [`read_idx`] with `max_bytes` as the most data bytes the file may hold (its header is read
 /// first, and a file whose dimensions ask for more is refused before anything is allocated).
@@ -86,8 +87,9 @@ pub const MAX_IDX_BYTES: u64 = 2 << 30;
 /// what is read is bounded by what the header promises.
 ///
 /// # Errors
-/// As [`read_idx`], and [`Error::Format`] naming the file when its dimensions hold more than
-/// `max_bytes` bytes (saying how to allow more) or it is not a regular file.
+/// As [`read_idx`]; [`Error::Limit`] naming the file when its dimensions hold more than
+/// `max_bytes` bytes (saying how to allow more), and [`Error::Format`] when it is not a
+/// regular file.
 ///
 /// # Example
 /// ```
@@ -159,10 +161,10 @@ pub fn parse_idx(bytes: &[u8], origin: impl AsRef<Path>) -> Result<IdxArray> {
             MultiGzDecoder::new(bytes),
             origin,
             Encoding::Gzip,
-            MAX_IDX_BYTES,
+            Limits::global().max_idx_bytes,
         )
     } else {
-        parse_stream(bytes, origin, Encoding::Raw, MAX_IDX_BYTES)
+        parse_stream(bytes, origin, Encoding::Raw, Limits::global().max_idx_bytes)
     }
 }
 
@@ -259,14 +261,24 @@ fn parse_stream(
         })?;
 
     if u64::try_from(expected).map_or(true, |e| e > max_bytes) {
-        return Err(Error::format(
-            origin,
-            format!(
-                "IDX dimensions {dims:?} hold {expected} bytes of data, more than the limit of \
-                 {max_bytes} bytes (striate::data::MAX_IDX_BYTES unless given); read it with \
-                 read_idx_limited(path, bytes) to allow more{note}"
+        let found = u64::try_from(expected).unwrap_or(u64::MAX);
+        return Err(Error::Limit {
+            what: format!(
+                "{}: IDX dimensions {dims:?} hold {expected} bytes of data{note}",
+                origin.display()
             ),
-        ));
+            name: "max_idx_bytes",
+            limit: max_bytes,
+            found,
+            how_to_raise: format!(
+                "read it with `striate::data::read_idx_limited(path, {found})`, or {}",
+                crate::limits::raise_hint("max_idx_bytes", found).replacen(
+                    "raise",
+                    "raise the bound",
+                    1
+                )
+            ),
+        });
     }
     let header = 4 + dim_bytes.len();
     let mut data = Vec::new();
@@ -471,10 +483,12 @@ mod tests {
         let bytes = [
             0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3,
         ];
-        let reason = format_reason(parse_idx(&bytes, origin()).unwrap_err());
+        let err = parse_idx(&bytes, origin()).unwrap_err();
+        assert!(matches!(err, Error::Limit { .. }), "{err:?}");
         assert!(
-            reason.contains("more than the limit of 2147483648 bytes"),
-            "{reason}"
+            err.to_string()
+                .contains("more than the limit of 2147483648 bytes"),
+            "{err}"
         );
         // Within the limit, the promise is still not allocated before the data arrives.
         let bytes = [0, 0, 8, 2, 0, 0, 0x40, 0, 0, 0, 0x80, 0, 1, 2, 3];
@@ -493,12 +507,27 @@ mod tests {
         for d in [5_000_000u32, 28, 28] {
             header.extend_from_slice(&d.to_be_bytes());
         }
-        let reason = format_reason(parse_idx(&gzip(&header), origin()).unwrap_err());
-        assert!(
-            reason.contains("hold 3920000000 bytes of data, more than the limit"),
-            "{reason}"
-        );
-        assert!(reason.contains("read_idx_limited"), "{reason}");
+        match parse_idx(&gzip(&header), origin()).unwrap_err() {
+            err @ Error::Limit {
+                name: "max_idx_bytes",
+                limit: MAX_IDX_BYTES,
+                found: 3_920_000_000,
+                ..
+            } => {
+                let text = err.to_string();
+                assert!(text.contains("hold 3920000000 bytes of data"), "{text}");
+                assert!(text.contains("more than the limit"), "{text}");
+                assert!(
+                    text.contains("read_idx_limited(path, 3920000000)"),
+                    "{text}"
+                );
+                assert!(
+                    text.contains("Limits::global().max_idx_bytes(3920000000)"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected a limit error, found {other:?}"),
+        }
 
         let reason_of = |err: Error| match err {
             Error::Format { reason, .. } => reason,
@@ -510,10 +539,21 @@ mod tests {
         let small = dir.join("small-idx");
         std::fs::write(&small, [0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1]).unwrap();
         assert_eq!(read_idx_limited(&small, 3).unwrap().data, [7, 2, 1]);
-        let reason = reason_of(read_idx_limited(&small, 2).unwrap_err());
+        let err = read_idx_limited(&small, 2).unwrap_err();
         assert!(
-            reason.contains("more than the limit of 2 bytes"),
-            "{reason}"
+            matches!(
+                err,
+                Error::Limit {
+                    limit: 2,
+                    found: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("more than the limit of 2 bytes"),
+            "{err}"
         );
         let reason = reason_of(read_idx(&dir).unwrap_err());
         assert!(reason.contains("not a regular file"), "{reason}");

@@ -68,8 +68,16 @@ pub(super) enum Owner {
 }
 
 /// [`Network::load`] and [`Network::load_unchecked`].
-pub(super) fn load<N: Network>(net: &mut N, path: &Path, owner: Owner) -> Result<()> {
+pub(super) fn load<N: Network>(
+    net: &mut N,
+    path: &Path,
+    owner: Owner,
+    allow_non_finite: bool,
+) -> Result<()> {
     let (tensors, metadata) = crate::io::load_typed_tensors_and_metadata(path)?;
+    if !allow_non_finite {
+        refuse_non_finite(path, &tensors)?;
+    }
     if owner == Owner::This {
         if let Some(writer) = metadata.get("network").filter(|w| *w != N::NAME) {
             return Err(Error::format(
@@ -159,6 +167,21 @@ pub(crate) fn apply_state<N: Network>(net: &mut N, checked: CheckedState) {
         dst.copy_from_slice(&t.data);
     }
     state.num_batches_tracked = batches_tracked;
+}
+
+/// [`Error::NonFinite`] for the first NaN or infinite value of an `F32` tensor, in file order.
+fn refuse_non_finite(path: &Path, tensors: &[TypedTensor]) -> Result<()> {
+    for t in tensors {
+        if let LoadedData::F32(values) = &t.data {
+            Error::check_finite(
+                values,
+                || format!("{}: tensor `{}`", path.display(), t.name),
+                "; nothing was loaded (`load_with(path, LoadOptions::new().allow_non_finite())` \
+                 loads such values)",
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// PyTorch's name for a batch-norm layer's count of training batches.

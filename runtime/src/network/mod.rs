@@ -22,6 +22,37 @@ pub use crate::tables::{LayerInfo, NetRng, Pass};
 pub use gradients::Gradients;
 pub use state::{State, Tensor, TensorMut};
 
+/// What [`Network::load_with`] checks beyond the tensors' names, shapes and dtypes, which it
+/// always checks. [`LoadOptions::new`] checks everything, as [`Network::load`] does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Load a file whose metadata names another network ([`Network::load_unchecked`]).
+    pub any_network: bool,
+    /// Load NaN and infinite values instead of refusing them with [`Error::NonFinite`].
+    pub allow_non_finite: bool,
+}
+
+impl LoadOptions {
+    /// Every check on: the file must be this network's (or name none) and every value
+    /// finite.
+    pub fn new() -> LoadOptions {
+        LoadOptions::default()
+    }
+
+    /// Also load a file whose metadata names another network.
+    pub fn any_network(mut self) -> LoadOptions {
+        self.any_network = true;
+        self
+    }
+
+    /// Also load NaN and infinite values (to inspect a run that diverged).
+    pub fn allow_non_finite(mut self) -> LoadOptions {
+        self.allow_non_finite = true;
+        self
+    }
+}
+
 /// Training or evaluation: dropout is active and batch norm uses batch statistics only in
 /// training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,8 +137,52 @@ pub trait Network: Sized + 'static {
     /// is `relu` or `leaky_relu`, Glorot-uniform `U(±√(6/(fan_in+fan_out)))` otherwise. Biases
     /// and batch-norm shifts 0, batch-norm scales 1, running means 0, running variances 1.
     /// The same seed gives the same network on every machine.
+    ///
+    /// The `network!` macro refuses, at compile time, a network whose parameters cannot be
+    /// addressed (more than 2^36 values in all); [`Network::try_init`] is this function for a
+    /// network too large for the machine it runs on.
+    ///
+    /// # Panics
+    /// When [`Network::try_init`] fails: the parameters take more than
+    /// [`Limits::max_alloc_bytes`](crate::Limits) (16 GiB by default), or the system refuses
+    /// the memory. The message names the network, the bound and how to raise it.
     fn init(seed: u64) -> Self {
-        Self::from_state(State::init(Self::PARAMS, Self::BUFFERS, seed))
+        Self::try_init(seed).unwrap_or_else(|e| panic!("{}::init: {e}", Self::NAME))
+    }
+
+    /// [`Network::init`], with an error instead of a panic when the parameters and buffers
+    /// cannot be allocated.
+    ///
+    /// # Errors
+    /// [`Error::Limit`] naming the network when its parameters and buffers take more than
+    /// [`Limits::max_alloc_bytes`](crate::Limits) (nothing is allocated then);
+    /// [`Error::Allocation`] when the system refuses the memory below that bound.
+    ///
+    /// # Example
+    /// ```
+    /// use striate::prelude::*;
+    ///
+    /// // 2^32 weights: 16 GiB, more than the default bound of 16 GiB with the biases.
+    /// network! {
+    ///     struct Wide { input: [65536], fc: linear(65536) }
+    /// }
+    ///
+    /// let err = Wide::try_init(0).unwrap_err();
+    /// assert!(matches!(err, Error::Limit { name: "max_alloc_bytes", .. }), "{err}");
+    /// assert!(err.to_string().starts_with("the parameters of Wide"), "{err}");
+    /// ```
+    fn try_init(seed: u64) -> Result<Self> {
+        let values = crate::compose::table_len(Self::PARAMS)
+            .saturating_add(crate::compose::table_len(Self::BUFFERS));
+        crate::Limits::global().check_alloc::<f32>(
+            || format!("the parameters of {} ({values} values)", Self::NAME),
+            values,
+        )?;
+        Ok(Self::from_state(State::try_init(
+            Self::PARAMS,
+            Self::BUFFERS,
+            seed,
+        )?))
     }
 
     /// The per-layer table (Keras-style) with totals; print it with `{}`.
@@ -189,8 +264,21 @@ pub trait Network: Sized + 'static {
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be written.
+    ///
+    /// A network with a NaN or infinite parameter or buffer (one that diverged) is refused,
+    /// with [`Error::NonFinite`] naming the tensor and the index, and an earlier file at `path`
+    /// stays as it was: such weights are of no use, and writing them would replace the last
+    /// good checkpoint.
     fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        checkpoints::save(self, path.as_ref())
+        let path = path.as_ref();
+        state::check_finite(self.state(), &|name| {
+            format!(
+                "{}: parameter `{name}` of {} to save",
+                path.display(),
+                Self::NAME
+            )
+        })?;
+        checkpoints::save(self, path)
     }
 
     /// Reads every parameter and buffer from a safetensors file written by [`Network::save`],
@@ -215,8 +303,12 @@ pub trait Network: Sized + 'static {
     /// another network, and naming the tensor when one is missing, has another shape or
     /// dtype, or is not the network's, and when a `num_batches_tracked` counter is not a
     /// non-negative `I64` scalar.
+    ///
+    /// A tensor with a NaN or infinite value is refused ([`Error::NonFinite`], naming the
+    /// tensor and the index); [`Network::load_with`] and
+    /// [`LoadOptions::allow_non_finite`] accept it.
     fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        checkpoints::load(self, path.as_ref(), checkpoints::Owner::This)
+        self.load_with(path, LoadOptions::new())
     }
 
     /// [`Network::load`] without checking which network the file's metadata names: any file
@@ -225,7 +317,45 @@ pub trait Network: Sized + 'static {
     /// # Errors
     /// As [`Network::load`], except for the network's name.
     fn load_unchecked(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        checkpoints::load(self, path.as_ref(), checkpoints::Owner::Any)
+        self.load_with(path, LoadOptions::new().any_network())
+    }
+
+    /// [`Network::load`] with the checks that `options` asks for.
+    ///
+    /// # Errors
+    /// As [`Network::load`], less the checks that `options` turns off.
+    ///
+    /// # Example
+    /// ```
+    /// use striate::prelude::*;
+    /// use striate::LoadOptions;
+    ///
+    /// network! {
+    ///     struct Tiny { input: [2], fc: linear(1) }
+    /// }
+    ///
+    /// let path = std::env::temp_dir().join(format!("striate-doc-nan-{}.safetensors", std::process::id()));
+    /// let weight = [f32::NAN, 1.0];
+    /// striate::io::save_tensors(
+    ///     &path,
+    ///     &[("fc.weight".into(), vec![1, 2], &weight[..]), ("fc.bias".into(), vec![1], &[0.0][..])],
+    ///     None,
+    /// )?;
+    /// let mut net = Tiny::init(0);
+    /// let err = net.load(&path).unwrap_err();
+    /// assert!(matches!(err, Error::NonFinite { index: 0, .. }), "{err}");
+    /// net.load_with(&path, LoadOptions::new().allow_non_finite())?;
+    /// assert!(net.params().as_slice()[0].is_nan());
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn load_with(&mut self, path: impl AsRef<Path>, options: LoadOptions) -> Result<()> {
+        let owner = if options.any_network {
+            checkpoints::Owner::Any
+        } else {
+            checkpoints::Owner::This
+        };
+        checkpoints::load(self, path.as_ref(), owner, options.allow_non_finite)
     }
 
     /// Copies every parameter and buffer of `part`, a network used as a layer of this one

@@ -64,16 +64,18 @@ pub(super) fn forward_pass<N: Network>(
         None
     };
     if shards == 1 {
-        tape.prepare::<N>(n, train);
+        tape.try_prepare::<N>(n, train)?;
         copy_into(tape.input_mut(), &x);
         N::raw_forward(params, pass, tape);
         return Ok(n);
     }
-    let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout is contiguous");
-    let per_in: usize = N::INPUT_SHAPE.iter().product();
     let per_out: usize = N::OUTPUT_SHAPE.iter().product();
-    let parts = tape.prepare_shards::<N>(n, train, shards);
+    let parts = tape.prepare_shards::<N>(n, train, shards)?;
+    // Reserved here, where a refusal can be returned: in the tasks below, each shard's
+    // `prepare` then finds its buffers sized and allocates nothing.
+    for (s, t) in parts.tapes.iter_mut().enumerate() {
+        t.try_prepare::<N>(parallel::part(n, shards, s).len(), train)?;
+    }
     let (eval_buffers, train_buffers): (&[f32], &mut [f32]) = match &mut pass {
         Pass::Eval { buffers } => (buffers, &mut []),
         Pass::Train { buffers, rng } => {
@@ -114,8 +116,10 @@ pub(super) fn forward_pass<N: Network>(
             (&mut tapes.slice(s, 1)[0], &mut rngs.slice(s, 1)[0], buffers)
         };
         t.prepare::<N>(samples.len(), train);
-        t.input_mut()
-            .copy_from_slice(&xs[samples.start * per_in..samples.end * per_in]);
+        // Copied from the view as it is: a view in another layout (a broadcast input) is
+        // never copied whole into a buffer of its own.
+        let part = x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(samples.clone()));
+        copy_into(t.input_mut(), &part);
         let pass = if train {
             Pass::Train { buffers, rng }
         } else {

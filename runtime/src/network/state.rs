@@ -6,6 +6,7 @@ use rand::SeedableRng;
 
 use crate::params::ParamStore;
 use crate::tables::{Init, NetRng, ParamInfo};
+use crate::Result;
 
 /// A network's learnable parameters, running statistics, count of training batches and dropout
 /// generator.
@@ -35,19 +36,56 @@ impl State {
     /// Weights are drawn in declaration order from one Xoshiro256++ stream seeded with `seed`;
     /// see [`Init`] for the schemes. Dropout's generator is seeded from the same seed. No batch
     /// has been tracked yet.
+    ///
+    /// # Panics
+    /// When [`State::try_init`] fails.
     pub fn init(params: &'static [ParamInfo], buffers: &'static [ParamInfo], seed: u64) -> State {
+        State::try_init(params, buffers, seed).unwrap_or_else(|e| panic!("State::init: {e}"))
+    }
+
+    /// [`State::init`], or an error instead of an abort when the memory cannot be had.
+    ///
+    /// # Errors
+    /// As [`ParamStore::try_zeros`], for the parameters or the buffers.
+    pub fn try_init(
+        params: &'static [ParamInfo],
+        buffers: &'static [ParamInfo],
+        seed: u64,
+    ) -> Result<State> {
         let mut rng = NetRng::seed_from_u64(seed);
-        let mut p = ParamStore::zeros(params);
-        let mut b = ParamStore::zeros(buffers);
+        let mut p = ParamStore::try_zeros(params)?;
+        let mut b = ParamStore::try_zeros(buffers)?;
         fill(&mut p, &mut rng);
         fill(&mut b, &mut rng);
-        State {
+        Ok(State {
             params: p,
             buffers: b,
             num_batches_tracked: 0,
             rng: NetRng::seed_from_u64(seed ^ 0xD00D_5EED),
+        })
+    }
+}
+
+/// [`Error::NonFinite`](crate::Error::NonFinite) for the first NaN or infinite value among the
+/// parameters, then the buffers, of `state`; `what` describes the tensor from its name.
+pub(crate) fn check_finite(state: &State, what: &dyn Fn(&str) -> String) -> Result<()> {
+    for store in [&state.params, &state.buffers] {
+        let values = store.as_slice();
+        if let Some(at) = crate::limits::first_non_finite(values) {
+            let info = store
+                .table()
+                .iter()
+                .find(|p| (p.offset..p.offset + p.len).contains(&at))
+                .expect("the table covers the store");
+            return Err(crate::Error::NonFinite {
+                what: what(info.name),
+                index: at - info.offset,
+                value: values[at],
+                help: "; the network diverged or was given such values, and nothing was written",
+            });
         }
     }
+    Ok(())
 }
 
 fn fill(store: &mut ParamStore, rng: &mut NetRng) {

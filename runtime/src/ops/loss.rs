@@ -10,7 +10,9 @@ use crate::{Error, Result};
 /// other kernels' gradients, `d_logits` is **assigned**, not accumulated: the loss is where
 /// backpropagation starts. Each row is shifted by its maximum before exponentiating
 /// (`log Σ eˣ = m + log Σ eˣ⁻ᵐ`), so large logits do not overflow; sums are in `f64`.
-/// Logits are expected to be finite.
+/// Logits are expected to be finite: for a NaN or infinite logit the loss is NaN (or
+/// infinite) and returned as it is, not checked here, so that the trainer's divergence guard
+/// sees it; `striate::cross_entropy` refuses such logits.
 ///
 /// # Errors
 /// Checked before anything is written, in this order:
@@ -73,6 +75,22 @@ pub fn softmax_cross_entropy(
         d_row[label] -= inv_n;
     }
     Ok((total / n as f64) as f32)
+}
+
+/// [`Error::NonFinite`] for the first NaN or infinite logit, naming its sample and class (in a
+/// batch of rows of `classes`): what the public `striate::cross_entropy` checks before
+/// computing a loss that would be NaN. [`softmax_cross_entropy`] itself does not check, and
+/// returns a NaN loss for such logits: the trainer's divergence guard is the check there.
+pub(crate) fn check_finite_logits(logits: &[f32], classes: usize) -> Result<()> {
+    Error::check_finite(
+        logits,
+        || {
+            let at = crate::limits::first_non_finite(logits).unwrap_or(0);
+            let k = classes.max(1);
+            format!("logits (sample {}, class {})", at / k, at % k)
+        },
+        "; the loss would be NaN (the network diverged, or its input has such values)",
+    )
 }
 
 /// Checks that there is one label per row of a batch of `n` (`what` names its use), that the
@@ -159,6 +177,33 @@ mod tests {
     use super::*;
     use crate::ops::test_util::{assert_close, check_gradient, rng, uniform};
     use rand::Rng;
+
+    /// The kernel returns the NaN loss of a NaN logit as it is (the trainer's guard sees it);
+    /// the check that `cross_entropy` runs first names the sample and the class.
+    #[test]
+    fn non_finite_logits_are_named() {
+        let logits = [0.0, 1.0, 2.0, 0.5, f32::INFINITY, 0.0];
+        let mut d = [0.0; 6];
+        let loss =
+            softmax_cross_entropy(&mut d[..4], &[0.0, f32::NAN, 0.0, 0.0], &[0, 1], 2).unwrap();
+        assert!(loss.is_nan());
+        match check_finite_logits(&logits, 3).unwrap_err() {
+            Error::NonFinite {
+                what,
+                index: 4,
+                value,
+                ..
+            } => {
+                assert_eq!(what, "logits (sample 1, class 1)");
+                assert_eq!(value, f32::INFINITY);
+            }
+            other => panic!("expected a non-finite error, found {other}"),
+        }
+        assert!(softmax_cross_entropy(&mut d, &logits, &[0, 1], 3)
+            .unwrap()
+            .is_nan());
+        check_finite_logits(&[0.0, -3e38, 3e38], 3).unwrap();
+    }
 
     #[test]
     fn known_values() {

@@ -75,3 +75,22 @@ pub(crate) fn assert_scratch_reused(mut step: impl FnMut(&mut Vec<f32>)) {
     }
     assert_eq!((scratch.as_ptr(), scratch.capacity()), (ptr, cap));
 }
+
+/// Runs `f` once with the kernels limited to each instruction set, plain code first: on this
+/// CPU's best and on each weaker one (a set the CPU lacks runs as its best, so its case is run
+/// again rather than skipped).
+pub(crate) fn on_every_isa(mut f: impl FnMut(crate::ops::isa::Isa)) {
+    use crate::ops::isa::{with_ceiling, Isa};
+    for ceiling in [Isa::Plain, Isa::Avx2Fma, Isa::Avx512] {
+        with_ceiling(ceiling, || f(Isa::current()));
+    }
+}
+
+/// The case count of a property test: `default`, or `PROPTEST_CASES` when set, for a longer
+/// run (`PROPTEST_CASES=5000 cargo test -p striate-runtime --lib properties`).
+pub(crate) fn property_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

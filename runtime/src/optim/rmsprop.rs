@@ -129,7 +129,7 @@ impl Optimizer for RmsProp {
 
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         self.validate()?;
-        self.progress.check("RMSprop", params.len(), grads.len())?;
+        self.progress.check("RMSprop", params.len(), grads)?;
         if self.progress.advance(params.len()) {
             let (momentum, centered) = (self.momentum > 0.0, self.centered);
             for (buffer, used) in self

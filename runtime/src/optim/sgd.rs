@@ -171,7 +171,7 @@ impl Sgd {
     /// Nothing is changed when an error is returned.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         self.validate()?;
-        self.progress.check("SGD", params.len(), grads.len())?;
+        self.progress.check("SGD", params.len(), grads)?;
         let first = self.progress.advance(params.len());
 
         let Sgd {

@@ -11,9 +11,21 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// Checks that a step on `params` values with `grads` gradients may run: as many gradients
-    /// as parameters, and as many parameters as at the first step. `what` names the optimizer.
-    pub(crate) fn check(&self, what: &str, params: usize, grads: usize) -> Result<()> {
+    /// Checks that a step on `params` values with `grads` may run: as many gradients as
+    /// parameters, as many parameters as at the first step, and every gradient finite (a NaN
+    /// or infinite gradient would make every weight it reaches NaN). `what` names the
+    /// optimizer.
+    pub(crate) fn check(&self, what: &str, params: usize, grads: &[f32]) -> Result<()> {
+        self.check_len(what, params, grads.len())?;
+        Error::check_finite(
+            grads,
+            || format!("{what} gradients"),
+            "; the step was not taken, and nothing changed",
+        )
+    }
+
+    /// The length checks of [`Progress::check`].
+    fn check_len(&self, what: &str, params: usize, grads: usize) -> Result<()> {
         if grads != params {
             return Err(Error::shape(
                 format!("{what} gradients (one per parameter)"),

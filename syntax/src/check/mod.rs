@@ -21,7 +21,7 @@ use striate_geometry::Receptive;
 use crate::ast::{InputDecl, Item, LayerItem, Network};
 use crate::kinds::{self, Build, InitRule, Role, TensorSpec};
 use crate::plan::{dims_text, Field, InitPlan, Node, Op, Plan, Shape, TensorPlan};
-use messages::{closest, one_of, tensor_len, Errors, MAX_SIZE};
+use messages::{closest, one_of, tensor_len, Errors, MAX_SIZE, MAX_TENSOR};
 
 /// The block forms, which are no layer kinds: they hold items of their own.
 pub const BLOCK_FORMS: &[&str] = &["residual", "concat"];
@@ -313,6 +313,22 @@ impl Graph {
         for t in built.params() {
             let init = resolve_init(t.init, rest);
             n_params += push(&mut self.params, &path, t, init, base);
+        }
+        let total = self.params_len() as u128;
+        if total > MAX_TENSOR && total - n_params as u128 <= MAX_TENSOR {
+            self.errors.spanned(
+                &layer.call_tokens,
+                format!(
+                    "{who}: {} {total} parameters, more than the 2^36 = {MAX_TENSOR} (256 GiB \
+                     of f32) striate supports; use fewer features or channels here, or pool \
+                     before this layer",
+                    if total == n_params as u128 {
+                        "the layer alone has".to_string()
+                    } else {
+                        format!("with its {n_params} the network has")
+                    }
+                ),
+            );
         }
         for t in built.buffers() {
             let init = resolve_init(t.init, rest);

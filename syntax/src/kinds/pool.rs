@@ -9,6 +9,11 @@ use super::{
 };
 use crate::plan::{dims_text, Shape};
 
+/// The most values one sample may have at a max pool's input: the kernel records each
+/// window's winner as a `u32` index into the sample, and keeps `u32::MAX` to mark a window
+/// that lies entirely in the padding.
+pub const MAX_POOL_VALUES: usize = u32::MAX as usize - 1;
+
 pub const KINDS: &[&dyn Kind] = &[&PoolKind { max: true }, &PoolKind { max: false }];
 
 struct PoolKind {
@@ -76,6 +81,17 @@ impl Kind for PoolKind {
             return None;
         }
         let [oh, ow] = window.output(cx, "window", input)?;
+        let values = input.iter().product::<usize>();
+        if self.max && values > MAX_POOL_VALUES {
+            let msg = format!(
+                "{}: max pooling over {}x{}x{} = {values} values per sample is more than its \
+                 u32 winner indices can address (at most {MAX_POOL_VALUES}); pool a smaller \
+                 input, or use `avg_pool`, which keeps no indices",
+                cx.who, input[0], input[1], input[2]
+            );
+            cx.errors.spanned(&cx.item.call_tokens, msg);
+            return None;
+        }
         Some(Box::new(Pool {
             max: self.max,
             input,

@@ -486,3 +486,68 @@ fn every_instruction_set_gives_the_same_bits() {
         assert!(run(ceiling) == plain, "{ceiling:?}");
     }
 }
+
+/// Property tests (proptest): random batches, channels and spatial sizes (from 1, at least 8
+/// values per channel), training
+/// and evaluation forward passes and both backward passes against the reference, on every
+/// instruction set. 512 cases by default,
+/// `PROPTEST_CASES` cases when set.
+mod properties {
+    use super::*;
+    use crate::ops::test_util::{on_every_isa, property_cases};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(property_cases(512)))]
+
+        #[test]
+        fn fast_kernels_equal_the_reference(
+            (n, spatial) in (1..6usize).prop_flat_map(|n| (Just(n), 8usize.div_ceil(n)..80)),
+            c in 1..9usize,
+            seed in 0..1000u64,
+        ) {
+            let g = geom(c, spatial);
+            let d = data(seed, &g, n);
+            let mut r = rng(seed + 1);
+            let d_y = uniform(&mut r, d.x.len());
+            let (x, gamma, beta) = (&d.x, &d.gamma, &d.beta);
+            let len = x.len();
+            let (mut y2, mut saved2) = (vec![f32::NAN; len], vec![f32::NAN; 2 * c]);
+            let (mut rm2, mut rv2) = (d.running_mean.clone(), d.running_var.clone());
+            forward_train_naive(&mut y2, &mut saved2, x, gamma, beta, &mut rm2, &mut rv2, &g, n);
+            let (mut e_x, mut e_gamma, mut e_beta) = (vec![0.5; len], vec![0.25; c], vec![0.0; c]);
+            backward_naive(&mut e_x, &mut e_gamma, &mut e_beta, &d_y, x, gamma, &saved2, &g, n, true);
+            // At least 8 values per channel: with fewer, two close values can leave a tiny variance, and
+            // `y = x·scale + shift` in f32 then cancels to fewer digits than the reference's
+            // f64 (a property of the formula PyTorch uses too, not of the kernels' summation);
+            // the fixed cases above cover those counts.
+            on_every_isa(|isa| {
+                let what = format!("{g:?} n {n} {isa:?}");
+                let (mut y, mut saved) = (vec![f32::NAN; len], vec![f32::NAN; 2 * c]);
+                let (mut rm, mut rv) = (d.running_mean.clone(), d.running_var.clone());
+                forward_train(&mut y, &mut saved, x, gamma, beta, &mut rm, &mut rv, &g, n);
+                assert_close(&format!("{what} y"), &y, &y2, 1e-5);
+                assert_close(&format!("{what} saved"), &saved, &saved2, 1e-5);
+                assert_close(&format!("{what} running_mean"), &rm, &rm2, 1e-6);
+                assert_close(&format!("{what} running_var"), &rv, &rv2, 1e-6);
+                let (mut d_x, mut d_gamma, mut d_beta) = (vec![0.5; len], vec![0.25; c], vec![0.0; c]);
+                backward(&mut d_x, &mut d_gamma, &mut d_beta, &d_y, x, gamma, &saved, &g, n, true);
+                assert_close(&format!("{what} d_x"), &d_x, &e_x, 1e-4);
+                assert_close(&format!("{what} d_gamma"), &d_gamma, &e_gamma, 1e-5);
+                assert_close(&format!("{what} d_beta"), &d_beta, &e_beta, 1e-5);
+
+                let (mut y, mut saved) = (vec![f32::NAN; len], vec![f32::NAN; 2 * c]);
+                let (mut y3, mut saved3) = (vec![f32::NAN; len], vec![f32::NAN; 2 * c]);
+                forward_eval(&mut y, &mut saved, x, gamma, beta, &rm, &rv, &g, n);
+                forward_eval_naive(&mut y3, &mut saved3, x, gamma, beta, &rm, &rv, &g, n);
+                assert_close(&format!("{what} eval y"), &y, &y3, 1e-5);
+                let (mut d_x, mut d_gamma, mut d_beta) = (vec![0.5; len], vec![0.25; c], vec![0.0; c]);
+                let (mut e_x, mut e_gamma, mut e_beta) = (vec![0.5; len], vec![0.25; c], vec![0.0; c]);
+                backward(&mut d_x, &mut d_gamma, &mut d_beta, &d_y, x, gamma, &saved, &g, n, false);
+                backward_naive(&mut e_x, &mut e_gamma, &mut e_beta, &d_y, x, gamma, &saved3, &g, n, false);
+                assert_close(&format!("{what} eval d_x"), &d_x, &e_x, 1e-4);
+                assert_close(&format!("{what} eval d_gamma"), &d_gamma, &e_gamma, 1e-5);
+            });
+        }
+    }
+}

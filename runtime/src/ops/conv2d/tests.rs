@@ -457,3 +457,50 @@ fn warm_scratch_is_not_reallocated() {
         });
     }
 }
+
+/// Property tests (proptest): random geometries, fast kernels against the reference, forward
+/// and backward, on every instruction set, on one thread and two. 256 cases by default,
+/// `PROPTEST_CASES` cases when set.
+mod properties {
+    use super::*;
+    use crate::ops::test_util::{on_every_isa, property_cases};
+    use proptest::prelude::*;
+
+    /// `(n, [C, H, W], O, [KH, KW], [SH, SW], [PH, PW])` with a valid floor-rounded geometry:
+    /// sizes from 1, rectangular kernels, strides up to 12 and pads up to 4 (windows wholly in
+    /// the padding among them), sometimes enough channels for more taps than a packed block,
+    /// and output channels on both sides of the direct kernels' 16.
+    fn cases() -> impl Strategy<Value = Case> {
+        (
+            0..4usize,
+            prop_oneof![4 => 1..6usize, 1 => 40..50usize],
+            (1..14usize, 1..14usize),
+            prop_oneof![1..17usize, 17..30usize],
+            (1..6usize, 1..6usize),
+            prop_oneof![3 => (1..4usize, 1..4usize), 1 => (1..13usize, 1..13usize)],
+            (0..5usize, 0..5usize),
+        )
+            .prop_filter_map("the kernel does not fit", |(n, c, (h, w), o, k, s, p)| {
+                let case: Case = (n, [c, h, w], o, [k.0, k.1], [s.0, s.1], [p.0, p.1]);
+                let (_, input, out_c, kernel, stride, pad) = case;
+                Conv2dGeom::try_new(input, out_c, kernel, stride, pad, Rounding::Floor)
+                    .ok()
+                    .map(|_| case)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(property_cases(256)))]
+
+        #[test]
+        fn fast_kernels_equal_the_reference(case in cases(), seed in 0..1000u64, two in any::<bool>()) {
+            on_every_isa(|_| {
+                if two {
+                    crate::ops::parallel::with_threads(2, || check_against_naive(&case, &[case.0], seed));
+                } else {
+                    check_against_naive(&case, &[case.0], seed);
+                }
+            });
+        }
+    }
+}

@@ -324,3 +324,50 @@ fn backward_matches_finite_differences() {
         check_gradient("d_b", &b, &d_b, 1e-2, 1e-2, |v| loss(&x, &w, v));
     }
 }
+
+/// Property tests (proptest): random layers (batches 0-69 across the dot-product, loop and
+/// packed paths; features from 1), forward and backward against the reference, on every
+/// instruction set, on one thread and two. 256 cases by default,
+/// `PROPTEST_CASES` cases when set.
+mod properties {
+    use super::*;
+    use crate::ops::test_util::{on_every_isa, property_cases};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(property_cases(256)))]
+
+        #[test]
+        fn fast_kernels_equal_the_reference(
+            n in prop_oneof![0..9usize, 9..70usize],
+            in_f in prop_oneof![1..40usize, 40..700usize],
+            out_f in prop_oneof![1..17usize, 17..220usize],
+            seed in 0..1000u64,
+            two in any::<bool>(),
+        ) {
+            let g = LinearGeom { in_f, out_f };
+            let mut r = rng(seed);
+            let x = uniform(&mut r, n * in_f);
+            let w = uniform(&mut r, g.weight_len());
+            let b = uniform(&mut r, out_f);
+            let d_y = uniform(&mut r, n * out_f);
+            let mut want = vec![f32::NAN; n * out_f];
+            forward_naive(&mut want, &x, &w, Some(&b), &g, n);
+            let (mut e_x, mut e_w, mut e_b) = (vec![0.5; x.len()], vec![0.25; w.len()], vec![0.0; out_f]);
+            backward_naive(Some(&mut e_x), &mut e_w, Some(&mut e_b), &d_y, &x, &w, &g, n);
+            let threads = if two { 2 } else { 1 };
+            on_every_isa(|isa| crate::ops::parallel::with_threads(threads, || {
+                let mut scratch = Vec::new();
+                let mut y = vec![f32::NAN; n * out_f];
+                forward(&mut y, &x, &w, Some(&b), &g, n, &mut scratch);
+                assert_close(&format!("y {g:?} n {n} {isa:?}"), &y, &want, 1e-4);
+                let (mut d_x, mut d_w, mut d_b) = (vec![0.5; x.len()], vec![0.25; w.len()], vec![0.0; out_f]);
+                let (dx, dw, db) = (&mut d_x[..], &mut d_w[..], &mut d_b[..]);
+                backward(Some(dx), dw, Some(db), &d_y, &x, &w, &g, n, &mut scratch);
+                assert_close(&format!("d_x {g:?} n {n} {isa:?}"), &d_x, &e_x, 1e-4);
+                assert_close(&format!("d_w {g:?} n {n} {isa:?}"), &d_w, &e_w, 1e-4);
+                assert_close(&format!("d_b {g:?} n {n} {isa:?}"), &d_b, &e_b, 1e-4);
+            }));
+        }
+    }
+}

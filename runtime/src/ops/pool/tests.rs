@@ -178,3 +178,75 @@ fn empty_windows() {
     max_backward(&mut d_x, &[1.0; 4], &argmax, &g, 1);
     assert_eq!(d_x, [0.0, 0.0, 0.0, 1.0]);
 }
+
+/// Property tests (proptest): random geometries (rectangular windows, strides up to 12, pads
+/// up to half the window, floor rounding or exact), the fast max and average pooling against
+/// the reference, forward and backward, on every instruction set. 512 cases by default,
+/// `PROPTEST_CASES` cases when set.
+mod properties {
+    use super::*;
+    use crate::ops::test_util::{on_every_isa, property_cases};
+    use proptest::prelude::*;
+    use rand::Rng;
+
+    fn cases() -> impl Strategy<Value = (Case, bool)> {
+        (
+            0..4usize,
+            (1..5usize, 1..16usize, 1..16usize),
+            (1..6usize, 1..6usize),
+            prop_oneof![3 => (1..4usize, 1..4usize), 1 => (1..13usize, 1..13usize)],
+            (0..3usize, 0..3usize),
+            any::<bool>(),
+        )
+            .prop_filter_map("no valid geometry", |(n, (c, h, w), k, s, p, floor)| {
+                let pad = [p.0.min(k.0 / 2), p.1.min(k.1 / 2)];
+                let case: Case = (n, [c, h, w], [k.0, k.1], [s.0, s.1], pad);
+                let rounding = if floor {
+                    Rounding::Floor
+                } else {
+                    Rounding::Exact
+                };
+                Pool2dGeom::try_new([c, h, w], case.2, case.3, pad, rounding)
+                    .ok()
+                    .map(|_| (case, floor))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(property_cases(512)))]
+
+        #[test]
+        fn fast_kernels_equal_the_reference((case, floor) in cases(), seed in 0..1000u64) {
+            let (n, input, kernel, stride, pad) = case;
+            let rounding = if floor { Rounding::Floor } else { Rounding::Exact };
+            let g = Pool2dGeom::new(input, kernel, stride, pad, rounding);
+            let mut r = rng(seed);
+            // Few distinct values, so that windows have ties (the first cell wins).
+            let x: Vec<f32> = (0..n * g.in_len()).map(|_| r.random_range(0..4) as f32).collect();
+            let d_y = uniform(&mut r, n * g.out_len());
+            let d_x0 = uniform(&mut r, x.len());
+            on_every_isa(|isa| {
+                let mut y = vec![f32::NAN; n * g.out_len()];
+                let mut argmax = vec![12345; y.len()];
+                let mut expected = vec![f32::NAN; y.len()];
+                max_forward(&mut y, &mut argmax, &x, &g, n);
+                max_forward_naive(&mut expected, &x, &g, n);
+                assert_eq!(y, expected, "max {g:?} {isa:?}");
+                let (mut d_x, mut d_x_naive) = (d_x0.clone(), d_x0.clone());
+                max_backward(&mut d_x, &d_y, &argmax, &g, n);
+                max_backward_naive(&mut d_x_naive, &d_y, &x, &g, n);
+                assert_eq!(d_x, d_x_naive, "max backward {g:?} {isa:?}");
+
+                y.fill(f32::NAN);
+                expected.fill(f32::NAN);
+                avg_forward(&mut y, &x, &g, n);
+                avg_forward_naive(&mut expected, &x, &g, n);
+                assert_close(&format!("avg {g:?} {isa:?}"), &y, &expected, 1e-6);
+                let (mut d_x, mut d_x_naive) = (d_x0.clone(), d_x0.clone());
+                avg_backward(&mut d_x, &d_y, &g, n);
+                avg_backward_naive(&mut d_x_naive, &d_y, &g, n);
+                assert_close(&format!("avg backward {g:?} {isa:?}"), &d_x, &d_x_naive, 1e-6);
+            });
+        }
+    }
+}
