@@ -16,6 +16,7 @@ pub mod network;
 pub mod ops;
 pub mod optim;
 mod params;
+pub mod plot;
 mod scores;
 mod summary;
 mod tables;
