@@ -197,12 +197,12 @@ pub fn batch_norm(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Resul
     let data = (&mnist.train, &mnist.test);
     let (steps, every) = s.pick((60, 20), (750, 50));
     let target = s.pick(50.0, 96.0);
-    let rates = [0.02f32, 0.2];
+    let rates = [0.02f32, 0.1, 0.2];
     r.section(
         &format!("2. Batch normalization: steps to {target} % test accuracy"),
         &[
             "network: SmallConv (conv 3x3 8, relu, max pool, conv 3x3 16, relu, max pool, linear 10), and SmallConvBn, the same with batch_norm after each convolution".into(),
-            format!("SGD with momentum 0.9, learning rates {} and {}, batches of 32 from all {} training digits", rates[0], rates[1], mnist.train.len()),
+            format!("SGD with momentum 0.9, learning rates {}, batches of 32 from all {} training digits", rates.map(|r| r.to_string()).join(", "), mnist.train.len()),
             format!("measured: the first step at which the accuracy on the {} test digits, evaluated every {every} steps, is at least {target} %, within {steps} steps", mnist.test.len()),
             s.seed_line(),
         ],
@@ -264,7 +264,7 @@ pub fn batch_norm(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Resul
 /// Claim 3: dropout narrows the gap between training and test accuracy.
 pub fn dropout(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Result<()> {
     let small = mnist.train.take(s.small_train());
-    let epochs = s.pick(3, 40);
+    let epochs = s.pick(3, 100);
     r.section(
         "3. Dropout: the gap between training and test accuracy",
         &[
@@ -348,7 +348,7 @@ fn fit_and_score<N: Digits>(
 type MakeStep = fn() -> striate::Result<Box<dyn Augment>>;
 
 /// The augmentations compared, each at striate's defaults but for the flip (whose default
-/// probability, 0.5, is spelled out), and all of them in the order listed.
+/// probability, 0.5, is spelled out), all of them in the order listed, and all but the flip.
 fn augmentations() -> Vec<(&'static str, Vec<MakeStep>)> {
     let each: [(&str, MakeStep); 7] = [
         ("translate ±2 px", || Ok(Box::new(Translate::default()))),
@@ -366,6 +366,8 @@ fn augmentations() -> Vec<(&'static str, Vec<MakeStep>)> {
     let mut out = vec![("none", Vec::new())];
     out.extend(each.iter().map(|&(name, make)| (name, vec![make])));
     out.push(("all seven", each.iter().map(|&(_, make)| make).collect()));
+    let no_flip = each.iter().filter(|(name, _)| !name.starts_with("flip"));
+    out.push(("all but the flip", no_flip.map(|&(_, make)| make).collect()));
     out
 }
 
@@ -380,7 +382,7 @@ pub fn augmentation(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Res
             "network: SmallConv".into(),
             format!("training set: the first {} training digits, each batch augmented (seeded by the run's seed); {} of SGD, learning rate 0.05, momentum 0.9, batches of 32", small.len(), epochs_text(epochs)),
             format!("measured: accuracy on the {} test digits after the last epoch, and its change from no augmentation (the mean over seeds of the paired differences); the curves are the accuracy on the first {} test digits after each epoch", mnist.test.len(), watched.len()),
-            "augmentations at striate's defaults; `all seven` applies them in the order listed".into(),
+            "augmentations at striate's defaults; `all seven` applies them in the order listed, `all but the flip` the other six".into(),
             s.seed_line(),
         ],
     );
@@ -407,7 +409,7 @@ pub fn augmentation(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Res
         }
         let change: Vec<f64> = accs.iter().zip(&baseline).map(|(a, b)| a - b).collect();
         rows.push(vec![name.to_string(), spread(&accs, 2), spread(&change, 2)]);
-        if matches!(name, "none" | "all seven")
+        if matches!(name, "none" | "all seven" | "all but the flip")
             || name.starts_with("elastic")
             || name.starts_with("flip")
         {
@@ -439,10 +441,12 @@ pub fn learning_rate(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Re
             "network: ReluMlp (784-64-64-64-10)".into(),
             format!("SGD with momentum 0.9 at each rate, {} in batches of 32 on {} training digits", epochs_text(epochs), train.len()),
             "diverged: an epoch's mean training loss is not a finite number (caught after that epoch; training stops there)".into(),
-            format!("training loss of the last epoch and accuracy on the {} test digits, of the runs that did not diverge", mnist.test.len()),
+            format!("of the runs that did not diverge: how many ended no better than chance (a last-epoch training loss of at least ln 10 = 2.303), that loss, and the accuracy on the {} test digits", mnist.test.len()),
             s.seed_line(),
         ],
     );
+    // The loss of giving every class the probability 1/10.
+    let chance = 10f64.ln();
     let mut rows = Vec::new();
     for lr in rates {
         let (mut caught, mut accs, mut losses) = (Vec::new(), Vec::new(), Vec::new());
@@ -465,6 +469,10 @@ pub fn learning_rate(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Re
             } else {
                 caught.join(", ")
             },
+            count(
+                losses.iter().filter(|&&l| l >= chance).count(),
+                losses.len(),
+            ),
             spread(&losses, 3),
             spread(&accs, 2),
         ]);
@@ -474,6 +482,7 @@ pub fn learning_rate(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Re
             "learning rate",
             "diverged",
             "caught in",
+            "no better than chance",
             "training loss, last epoch",
             "test accuracy (%)",
         ],
@@ -541,50 +550,67 @@ pub fn learning_rate(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Re
 // 6. Batch size
 
 /// Claim 6: at a matched number of epochs, small batches reach a higher accuracy and large
-/// batches take less time.
+/// batches take less time. Measured twice: at one learning rate for every batch size, and at
+/// a rate proportional to the batch (the linear scaling rule of Goyal et al., 2017).
 pub fn batch_size(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Result<()> {
     let train = mnist.train.take(s.pick(500, mnist.train.len()));
     let epochs = s.pick(1, 3);
     let lr = 0.01;
+    type Rate = fn(usize) -> f32;
+    let rules: [(&str, Rate); 2] = [
+        ("the same", |_| 0.01),
+        ("0.01 · batch / 32", |batch| 0.01 * batch as f32 / 32.0),
+    ];
     r.section(
         "6. Mini-batch size: accuracy and time at a matched number of epochs",
         &[
             "network: SmallConv".into(),
-            format!("SGD with momentum 0.9, learning rate {lr} at every batch size, {} on {} training digits, {} thread(s)", epochs_text(epochs), train.len(), striate::threads()),
+            format!("SGD with momentum 0.9, {} on {} training digits, {} thread(s)", epochs_text(epochs), train.len(), striate::threads()),
+            format!("learning rate: {lr} at every batch size, and then {lr} · batch / 32 (the linear scaling rule: the same rate at batch 32)"),
             format!("measured: accuracy on the {} test digits after the last epoch, and the seconds spent in training steps (evaluation excluded)", mnist.test.len()),
             s.seed_line(),
         ],
     );
-    let (mut rows, mut curves) = (Vec::new(), Vec::new());
-    for batch in [1, 8, 32, 128, 512] {
-        let (mut accs, mut seconds, mut runs) = (Vec::new(), Vec::new(), Vec::new());
-        for seed in s.seeds() {
-            let mut net = SmallConv::init(seed);
-            let mut trainer = Trainer::new(&mut net, Sgd::new(lr).momentum(0.9)).shuffle_seed(seed);
-            let fit = Fit::epochs(epochs)
-                .batch(batch)
-                .validation(&mnist.test)
-                .progress(false);
-            let history = trainer.fit(&train, fit)?;
-            seconds.push(history.epochs().iter().map(|e| e.train.seconds).sum());
-            runs.push(validation_curve(&history));
-            accs.push(accuracy(&net, &mnist.test)?);
+    let (mut rows, mut charts) = (Vec::new(), Vec::new());
+    for (rule, rate) in rules {
+        let mut curves = Vec::new();
+        for batch in [1, 8, 32, 128, 512] {
+            let (mut accs, mut seconds, mut runs) = (Vec::new(), Vec::new(), Vec::new());
+            for seed in s.seeds() {
+                let mut net = SmallConv::init(seed);
+                let opt = Sgd::new(rate(batch)).momentum(0.9);
+                let mut trainer = Trainer::new(&mut net, opt).shuffle_seed(seed);
+                let fit = Fit::epochs(epochs)
+                    .batch(batch)
+                    .validation(&mnist.test)
+                    .progress(false);
+                let history = trainer.fit(&train, fit)?;
+                seconds.push(history.epochs().iter().map(|e| e.train.seconds).sum());
+                runs.push(validation_curve(&history));
+                accs.push(accuracy(&net, &mnist.test)?);
+            }
+            let steps = epochs * train.len().div_ceil(batch);
+            rows.push(vec![
+                batch.to_string(),
+                rate(batch).to_string(),
+                steps.to_string(),
+                spread(&accs, 2),
+                spread(&seconds, 2),
+            ]);
+            curves.push((format!("batch {batch}"), runs));
         }
-        let steps = epochs * train.len().div_ceil(batch);
-        rows.push(vec![
-            batch.to_string(),
-            steps.to_string(),
-            spread(&accs, 2),
-            spread(&seconds, 2),
-        ]);
-        curves.push((format!("batch {batch}"), runs));
+        let title = format!("test accuracy, learning rate {rule}");
+        charts.push(chart_of(&title, "epoch", "%", &curves));
     }
     r.table(
-        &["batch", "steps", "test accuracy (%)", "training seconds"],
+        &[
+            "batch",
+            "learning rate",
+            "steps",
+            "test accuracy (%)",
+            "training seconds",
+        ],
         &rows,
     );
-    r.charts(
-        "6-batch-size.png",
-        &[chart_of("test accuracy", "epoch", "%", &curves).size(800, 440)],
-    )
+    r.charts("6-batch-size.png", &charts)
 }

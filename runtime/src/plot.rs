@@ -251,7 +251,7 @@ impl LineChart {
     }
 
     /// The span of the drawable points: `(x range, y range)`, padded so that no curve lies on
-    /// the frame; `0..1` for an axis without points.
+    /// the frame, a log axis from a power of ten; `0..1` for an axis without points.
     fn ranges(&self) -> (Range<f64>, Range<f64>) {
         let points = || {
             self.series
@@ -272,7 +272,9 @@ impl LineChart {
         let y = match span(&mut points().map(|p| p.1)) {
             None if self.log_y => 0.1..1.0,
             None => 0.0..1.0,
-            Some((lo, hi)) if self.log_y => lo / 1.25..hi * 1.25,
+            // Down to a power of ten: plotters labels a log axis from the first power of ten
+            // in range up, so an axis from 0.3 to 3 would show only 1 and 2.
+            Some((lo, hi)) if self.log_y => 10f64.powf((lo / 1.25).log10().floor())..hi * 1.25,
             Some((lo, hi)) if lo == hi => lo - 0.5..hi + 0.5,
             Some((lo, hi)) => {
                 let pad = 0.05 * (hi - lo);
@@ -599,7 +601,7 @@ mod tests {
         assert_eq!(chart.all_series()[0].points().len(), 7);
         let (x, y) = chart.ranges();
         assert_eq!(x, 0.0..5.0);
-        assert!((y.start - 0.25 / 1.25).abs() < 1e-12 && (y.end - 1.25).abs() < 1e-12);
+        assert!((y.start - 0.1).abs() < 1e-12 && (y.end - 1.25).abs() < 1e-12);
         let (w, h, rgb) = decode(&chart.to_png().unwrap());
         assert_eq!((w, h), (800, 500));
         assert!(count(&rgb, colour(0)) > 300);
