@@ -132,10 +132,18 @@ fn run(s: &Settings) -> striate::Result<()> {
     striate::set_threads(s.threads)?;
     let mnist = Mnist::builtin();
     let mut report = report::Report::new(&s.out)?;
+    let mut flags = String::new();
+    if s.quick {
+        flags.push_str(" --quick");
+    }
+    if let Some(i) = s.only {
+        flags.push_str(&format!(" --only {}", CLAIMS[i].0));
+    }
+    if !flags.is_empty() {
+        flags.insert_str(0, " --");
+    }
     let preamble = format!(
-        "# Experiments\n\n`cargo run --release --example experiments --{}{}` on {} training and {} test digits (built in), {} thread(s), seeds 1 to {}.",
-        if s.quick { " --quick" } else { "" },
-        s.only.map_or(String::new(), |i| format!(" --only {}", CLAIMS[i].0)),
+        "# Experiments\n\n`cargo run --release --example experiments{flags}` on {} training and {} test digits (built in), {} thread(s), seeds 1 to {}.",
         mnist.train.len(),
         mnist.test.len(),
         s.threads,
