@@ -9,8 +9,8 @@
 //! Points that cannot be drawn are skipped, and the line joins the points on either side of
 //! them: a NaN or infinite coordinate (a diverged loss), and on a logarithmic axis a `y` of 0 or
 //! below. A chart with no point left is drawn with empty axes. Text is drawn with a font built
-//! into striate (DejaVu Sans, cut down to ASCII and `° ± µ · × – — −`), so no system font is
-//! needed; other characters show as the font's blank box.
+//! into striate (DejaVu Sans, cut down to ASCII, the Greek letters and `° ± µ · × – — −`), so
+//! no system font is needed; other characters are left blank.
 //!
 //! [`Trainer::fit`]: crate::train::Trainer::fit
 //!
@@ -57,7 +57,8 @@ use crate::{Error, Result};
 /// `sans-serif`, so that a program's own registration of that family stays as it is.
 const FONT: &str = "striate-dejavu-sans";
 
-/// DejaVu Sans 2.37, cut down to ASCII and a few signs (licence: `fonts/LICENSE-DejaVu.txt`).
+/// DejaVu Sans 2.37, cut down to ASCII, Greek and a few signs (licence:
+/// `fonts/LICENSE-DejaVu.txt`).
 static FONT_BYTES: &[u8] = include_bytes!("../fonts/DejaVuSans-subset.ttf");
 
 /// The smallest width and height of a chart, in pixels: below it the axes' labels overlap.
