@@ -127,6 +127,9 @@ pub enum Error {
     /// A tape was used with a network or a step it was not recorded for.
     #[error("tape: {0}")]
     Tape(String),
+    /// A chart could not be drawn ([`crate::plot`]); the message is the plotting library's.
+    #[error("plot: {0}")]
+    Plot(String),
     /// A backward pass was given the gradients that another network's
     /// [`Network::gradients`](crate::Network::gradients) made.
     #[error("backward of {network} was given the gradients of {other}; make them with `gradients()` of the network whose backward pass fills them")]

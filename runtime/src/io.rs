@@ -711,8 +711,9 @@ static SAVE_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// `path` is an error and stays as it is (`save("/dev/null")` as root would otherwise delete
 /// the system's `/dev/null`), and a symbolic link is followed, so the file it names is
 /// replaced and the link stays. Temporary files left beside `path` by saves whose process has
-/// died (killed during a save) are removed after a successful save.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// died (killed during a save) are removed after a successful save. Weight files and plots
+/// ([`crate::plot`]) are written this way.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let resolved;
     let path = match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => match fs::canonicalize(path) {
@@ -731,8 +732,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
                 path,
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    "not a regular file (a directory, device, FIFO or socket); weights are \
-                     saved only to regular files, and this one is left as it is",
+                    "not a regular file (a directory, device, FIFO or socket); striate \
+                     saves only to regular files, and this one is left as it is",
                 ),
             ));
         }

@@ -17,6 +17,7 @@ pub mod network;
 pub mod ops;
 pub mod optim;
 mod params;
+pub mod plot;
 mod scores;
 mod summary;
 mod tables;
