@@ -440,7 +440,7 @@ pub fn learning_rate(s: &Settings, mnist: &Mnist, r: &mut Report) -> striate::Re
         &[
             "network: ReluMlp (784-64-64-64-10)".into(),
             format!("SGD with momentum 0.9 at each rate, {} in batches of 32 on {} training digits", epochs_text(epochs), train.len()),
-            "diverged: an epoch's mean training loss is not a finite number (caught after that epoch; training stops there)".into(),
+            "diverged: the trainer's divergence guard refused a step (a NaN or infinite loss or gradient); training stops there, with the weights of the step before".into(),
             format!("of the runs that did not diverge: how many ended no better than chance (a last-epoch training loss of at least ln 10 = 2.303), that loss, and the accuracy on the {} test digits", mnist.test.len()),
             s.seed_line(),
         ],
