@@ -21,7 +21,7 @@
 //! assert!(errors.is_err());
 //! ```
 
-use proc_macro2::TokenStream;
+use proc_macro2::{TokenStream, TokenTree};
 
 mod ast;
 mod check;
@@ -32,6 +32,9 @@ mod plan;
 /// Parse, check and expand: the code of the network, or every error beside a struct that
 /// keeps user code quiet. This is what `striate::network!` runs; it never panics.
 pub fn expand(tokens: TokenStream) -> TokenStream {
+    if let Some(e) = nesting_error(&tokens) {
+        return e.into_compile_error();
+    }
     let net = match syn::parse2::<ast::Network>(tokens) {
         Ok(net) => net,
         Err(e) => return e.into_compile_error(),
@@ -83,6 +86,9 @@ pub struct CheckedLayer {
 /// # Errors
 /// Every mistake in the declaration, each spanned at its tokens, as the macro reports them.
 pub fn check(tokens: TokenStream) -> Result<Checked, Vec<syn::Error>> {
+    if let Some(e) = nesting_error(&tokens) {
+        return Err(vec![e]);
+    }
     let net = syn::parse2::<ast::Network>(tokens).map_err(|e| vec![e])?;
     if let Some(e) = &net.syntax_error {
         return Err(vec![e.clone()]);
@@ -105,6 +111,39 @@ pub fn check(tokens: TokenStream) -> Result<Checked, Vec<syn::Error>> {
         params: layers.iter().map(|l| l.params).sum(),
         layers,
     })
+}
+
+/// How deep brackets of any kind may nest in a declaration. It is checked before the tokens
+/// are parsed, without recursion: syn's token buffer recurses once per level before the
+/// parser's own limits (32 nested blocks, 16 brackets in one argument) are reached, so a
+/// deeper input could exhaust a small stack (5,000 nested blocks overflowed a 2 MiB test
+/// thread in an AddressSanitizer build). Far beyond what those limits let a network use.
+const MAX_NESTING: usize = 256;
+
+/// An error at the first group nested more than [`MAX_NESTING`] deep, if there is one.
+fn nesting_error(tokens: &TokenStream) -> Option<syn::Error> {
+    let mut open = vec![tokens.clone().into_iter()];
+    while let Some(innermost) = open.last_mut() {
+        match innermost.next() {
+            Some(TokenTree::Group(group)) => {
+                if open.len() > MAX_NESTING {
+                    return Some(syn::Error::new(
+                        group.span(),
+                        format!(
+                            "brackets nest more than {MAX_NESTING} deep here; blocks may nest 32 \
+                             deep and an argument's brackets 16, so no network needs this many"
+                        ),
+                    ));
+                }
+                open.push(group.stream().into_iter());
+            }
+            Some(_) => {}
+            None => {
+                open.pop();
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -239,6 +278,49 @@ mod tests {
             compiled += 1;
         }
         assert!(compiled > 1000, "only {compiled} mutations lexed");
+    }
+
+    /// Found by the AddressSanitizer run of the test suite (docs/src/reliability.md): 5,000
+    /// nested blocks overflowed the stack in syn's token buffer, before the parser's block
+    /// limit. Now refused before parsing, on a thread with a 256 KiB stack; 256 levels pass
+    /// to the parser, whose own limit then reports them.
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let nest = |open: &str, close: &str, k: usize| {
+            format!(
+                "struct N {{ input: [2], b: residual {{ fc: linear({}2{}) }} }}",
+                open.repeat(k),
+                close.repeat(k)
+            )
+        };
+        let deep = [
+            nest("(", ")", 100_000),
+            nest("[", "]", 5000),
+            format!(
+                "struct N {{ input: [2], {}relu{} }}",
+                "b: residual { ".repeat(5000),
+                " }".repeat(5000)
+            ),
+        ];
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for source in &deep {
+                    let tokens: TokenStream = source.parse().unwrap();
+                    let errors = crate::check(tokens.clone()).unwrap_err();
+                    assert_eq!(errors.len(), 1);
+                    let message = errors[0].to_string();
+                    assert!(message.contains("nest more than 256 deep"), "{message}");
+                    assert!(run(tokens).to_string().contains("compile_error"));
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        // The struct's braces, the block's, `linear(..)` and 253 more: 256 deep.
+        let limit = nest("(", ")", 253).parse().unwrap();
+        let message = crate::check(limit).unwrap_err()[0].to_string();
+        assert!(!message.contains("nest more than 256"), "{message}");
     }
 
     #[test]
