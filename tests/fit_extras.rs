@@ -133,6 +133,47 @@ fn the_json_lines_log_has_null_without_validation_and_a_bad_name_is_refused() {
         .starts_with("epoch,step,"));
 }
 
+/// A log path that is a FIFO is refused before it is read (reading would block until a writer
+/// came), and stays a FIFO; the log of a continued run is replaced whole, never truncated
+/// in place, so a run killed while it opens its log keeps the old rows.
+#[test]
+fn a_fifo_log_is_refused_without_blocking_and_a_continued_log_is_replaced_whole() {
+    let data = Mnist::builtin().train.take(100);
+    let dir = TempDir::new("log-fifo");
+    let fifo = dir.path().join("metrics.csv");
+    match std::process::Command::new("mkfifo").arg(&fifo).status() {
+        Ok(status) if status.success() => {
+            let (done, wait) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut net = Digits::init(0);
+                let mut t = trainer(&mut net, 0.1);
+                let result = t.fit(&data, Fit::epochs(1).progress(false).log(&fifo));
+                done.send((result.map(|_| ()), t.epochs_done())).unwrap();
+            });
+            let (result, epochs) = wait
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("fit returned instead of blocking on the FIFO");
+            let err = result.unwrap_err();
+            assert!(err.to_string().contains("regular file"), "{err}");
+            assert_eq!(epochs, 0, "refused before training");
+        }
+        _ => eprintln!("mkfifo is not available: the FIFO case is skipped"),
+    }
+    // A continued run's log keeps the old rows.
+    let data = Mnist::builtin().train.take(100);
+    let log = dir.path().join("continued.csv");
+    let mut net = Digits::init(0);
+    let mut t = trainer(&mut net, 0.1);
+    t.fit(&data, Fit::epochs(1).batch(25).progress(false).log(&log))
+        .unwrap();
+    let before = std::fs::read_to_string(&log).unwrap();
+    t.fit(&data, Fit::epochs(1).batch(25).progress(false).log(&log))
+        .unwrap();
+    let after = std::fs::read_to_string(&log).unwrap();
+    assert!(after.starts_with(&before), "{before}\n---\n{after}");
+    assert_eq!(after.lines().count(), 3, "{after}");
+}
+
 /// A rate of 0 never improves the loss after the first epoch: with patience 2, training
 /// stops after epoch 2.
 #[test]

@@ -83,7 +83,22 @@ impl MetricsLog {
     /// epochs before it are kept (a resumed or continued run goes on with its log), every
     /// later row is dropped (a run killed after logging an epoch but before checkpointing it
     /// logs that epoch again), and so is a last line cut short.
+    ///
+    /// The kept rows are written to a temporary file that then replaces the log, so that a
+    /// run killed while it opens its log loses none of the old one; a path that is not a
+    /// regular file (a FIFO, a device) is refused before it is read.
     pub(super) fn open(path: &Path, format: LogFormat, first_epoch: usize) -> Result<MetricsLog> {
+        if let Ok(meta) = fs::metadata(path) {
+            if !meta.is_file() {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::new(
+                        ErrorKind::InvalidInput,
+                        "expected a regular file for the metrics log, found another kind of file",
+                    ),
+                ));
+            }
+        }
         let old = match fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
@@ -94,19 +109,14 @@ impl MetricsLog {
         } else {
             kept_rows(path, &old, format, first_epoch)?
         };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
         let header = match format {
             LogFormat::Csv if kept.is_empty() => format!("{}\n", COLUMNS.join(",")),
             _ => String::new(),
         };
-        file.write_all(header.as_bytes())
-            .and_then(|()| file.write_all(kept.as_bytes()))
-            .and_then(|()| file.flush())
+        crate::io::write_atomically(path, format!("{header}{kept}").as_bytes())?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
             .map_err(|e| Error::io(path, e))?;
         Ok(MetricsLog {
             path: path.to_path_buf(),
