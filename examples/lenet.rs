@@ -53,17 +53,7 @@ const USAGE: &str = "usage: lenet [--data DIR] [--epochs N] [--batch N] [--lr X]
   --threads N   threads to split each batch over (default: every core)
   --out FILE    where to save the trained weights (default lenet.safetensors)
   --augment A   `digits`: translate, rotate, scale, deform and vary the intensity of
-                every training batch (Augmentation::digits); default `none`
-  --optimizer O SGD with momentum 0.9 (`sgd`, the default), `adam`, `adamw` or `rmsprop`
-                (these three at --lr 1e-3 unless given)
-  --schedule S  the learning rate's schedule: `step` (the default: halved as above),
-                `cosine` (to 0 over the epochs), `onecycle` (per step), `plateau` (halved
-                when the test loss stops falling for an epoch), `warmup-cosine` (one epoch
-                of linear warm-up from a tenth, then cosine)
-  --checkpoint DIR  a training checkpoint after every epoch in DIR (the last 3 kept)
-  --resume      go on from the newest checkpoint in --checkpoint DIR, if there is one, to
-                --epochs epochs in all; the weights end as those of a run never stopped
-  --log FILE    a metrics log, one row per epoch: CSV for FILE.csv, JSON lines for .jsonl";
+                every training batch (Augmentation::digits); default `none`";
 
 #[path = "shared/digits.rs"]
 mod digits;

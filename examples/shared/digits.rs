@@ -279,6 +279,19 @@ impl Callback for PrintEpoch {
     }
 }
 
+/// The flags of training that every digits example takes, shown after its own `usage`.
+const TRAINING_FLAGS: &str =
+    "  --optimizer O SGD with momentum 0.9 (`sgd`, the default), `adam`, `adamw` or `rmsprop`
+                (these three at --lr 1e-3 unless given)
+  --schedule S  the learning rate's schedule: `step` (the default: halved as above),
+                `cosine` (to 0 over the epochs), `onecycle` (per step), `plateau` (halved
+                when the test loss stops falling for an epoch), `warmup-cosine` (one epoch
+                of linear warm-up from a tenth, then cosine)
+  --checkpoint DIR  a training checkpoint after every epoch in DIR (the last 3 kept)
+  --resume      go on from the newest checkpoint in --checkpoint DIR, if there is one, to
+                --epochs epochs in all; the weights end as those of a run never stopped
+  --log FILE    a metrics log, one row per epoch: CSV for FILE.csv, JSON lines for .jsonl";
+
 /// Parses the flags and runs `run`: exit code 0, 2 for a bad flag (with `usage`), 1 when
 /// `run` fails.
 pub fn main(
@@ -289,11 +302,11 @@ pub fn main(
     let options = match parse_args(defaults) {
         Ok(o) => o,
         Err(msg) if msg.is_empty() => {
-            println!("{usage}");
+            println!("{usage}\n{TRAINING_FLAGS}");
             return ExitCode::SUCCESS;
         }
         Err(msg) => {
-            eprintln!("error: {msg}\n\n{usage}");
+            eprintln!("error: {msg}\n\n{usage}\n{TRAINING_FLAGS}");
             return ExitCode::from(2);
         }
     };
