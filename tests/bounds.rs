@@ -45,6 +45,26 @@ network! {
     }
 }
 
+network! {
+    /// Few values per sample (4,160 on the tape) and a large kernel scratch: the packed
+    /// weights (262,144 values) of a convolution whose 8x8 kernel covers the whole input.
+    pub struct WholeWindow {
+        input: [64, 8, 8],
+        conv: conv2d(64, kernel = 8) -> [64, 1, 1],
+        relu,
+    }
+}
+
+network! {
+    /// The same convolution inside another network: its scratch is on a tape of its own.
+    struct Outer {
+        input: [64, 8, 8],
+        body: WholeWindow -> [64, 1, 1],
+        flatten,
+        fc: linear(2),
+    }
+}
+
 /// Whether the system refuses, at once, a single allocation of `bytes`: Linux's default
 /// heuristic overcommit (mode 0) and strict accounting (mode 2) refuse one larger than the
 /// memory and swap; mode 1 grants anything, and a test that relies on the refusal is skipped.
@@ -335,4 +355,62 @@ fn bounds_are_raised_for_the_whole_program() {
         ),
         (6 << 30, 48 << 30, Limits::DEFAULT.max_idx_bytes)
     );
+}
+
+/// The kernels' scratch, and the tapes of nested networks, are reserved fallibly before a pass
+/// like the tape's slots: under a bound that the slots fit but the scratch does not, `forward`
+/// returns the bound naming the scratch (of the nested network, for `Outer`) and allocates
+/// nothing of it, where the kernel used to grow it infallibly in the middle of the pass (issue
+/// 13, item 8). Under the default bound the same passes run, and the optimizer's state and the
+/// gradients of `try_gradients` and `Trainer::try_new` are refused the same way.
+#[test]
+fn kernel_scratch_and_nested_tapes_are_reserved_fallibly() {
+    let _guard = limits_lock();
+    let (inner, outer) = (WholeWindow::init(0), Outer::init(0));
+    let x = Array4::<f32>::zeros((1, 64, 8, 8));
+    let mut net = Outer::init(0);
+    striate::set_threads(1).unwrap();
+    Limits::default().max_alloc_bytes(100_000).set_global();
+    let refused = [
+        inner.forward(x.view()).map(|_| ()),
+        outer.forward(x.view()).map(|_| ()),
+    ];
+    let gradients = outer.try_gradients().map(|_| ());
+    let trainer = Trainer::try_new(&mut net, Sgd::new(0.1)).map(|_| ());
+    Limits::DEFAULT.set_global();
+    for (refused, network) in refused.into_iter().zip(["WholeWindow", "WholeWindow"]) {
+        match refused {
+            Err(err @ Error::Limit { limit: 100_000, .. }) => {
+                let expected = format!("the kernels' scratch space of a pass of {network}");
+                assert!(err.to_string().starts_with(&expected), "{err}");
+            }
+            other => panic!("expected the scratch's limit error, found {other:?}"),
+        }
+    }
+    for refused in [gradients, trainer] {
+        assert!(
+            matches!(refused, Err(Error::Limit { limit: 100_000, .. })),
+            "{refused:?}"
+        );
+    }
+    assert!(inner.forward(x.view()).is_ok());
+    assert!(outer.forward(x.view()).is_ok());
+
+    // An optimizer whose state cannot be had refuses the step and changes nothing.
+    let mut params = vec![1.0_f32; 50_000];
+    let grads = vec![0.5_f32; 50_000];
+    let mut sgd = Sgd::new(0.1).momentum(0.9);
+    Limits::default().max_alloc_bytes(100_000).set_global();
+    let step = sgd.step(&mut params, &grads);
+    Limits::DEFAULT.set_global();
+    match step {
+        Err(err @ Error::Limit { limit: 100_000, .. }) => {
+            assert!(err.to_string().starts_with("the state of SGD"), "{err}")
+        }
+        other => panic!("expected the optimizer state's limit error, found {other:?}"),
+    }
+    assert!(params.iter().all(|&p| p == 1.0) && sgd.momentum_buffer().is_none());
+    // The refused step was not counted: the next one is the first, as PyTorch's.
+    sgd.step(&mut params, &grads).unwrap();
+    assert_eq!(sgd.momentum_buffer().unwrap()[0], 0.5);
 }

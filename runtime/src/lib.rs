@@ -51,7 +51,7 @@ pub mod __generated {
     pub use crate::network::debug_network;
     pub use crate::network::nested::{nested_backward, nested_forward};
     pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Shape1, Shape3, Slot};
-    pub use crate::{Network, State, Summary, Tape};
+    pub use crate::{Error, Network, State, Summary, Tape};
 
     /// The kernels of the layer kinds.
     pub mod ops {

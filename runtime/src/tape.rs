@@ -217,8 +217,41 @@ impl Tape {
         for (b, g) in self.grads.iter_mut().enumerate().take(grad_buffers) {
             reserve_len(g, gradient_len::<N>(n, b), what)?;
         }
+        // The kernels' scratch and the tapes of nested networks, as the network declares them.
+        N::reserve(self, n, train)?;
         self.prepare::<N>(n, train);
         Ok(())
+    }
+
+    /// Reserves `len` values of the kernels' scratch for a pass of `N`, fallibly (checked
+    /// against [`Limits::max_alloc_bytes`](crate::Limits) first), so that the kernels, which
+    /// grow it to what they need, find the capacity there and allocate nothing. Generated
+    /// [`Network::reserve`] calls it.
+    ///
+    /// # Errors
+    /// [`Error::Limit`](crate::Error::Limit) or [`Error::Allocation`](crate::Error::Allocation)
+    /// naming the network.
+    #[doc(hidden)]
+    pub fn reserve_scratch<N: Network>(&mut self, len: usize) -> Result<()> {
+        let what = || format!("the kernels' scratch space of a pass of {}", N::NAME);
+        crate::Limits::global().check_alloc::<f32>(what, len)?;
+        reserve_len(&mut self.scratch, len, what)
+    }
+
+    /// Reserves the tape of the `k`-th nested network, `M`, for a pass of `n` samples (its
+    /// buffers, gradients, scratch and its own nested tapes), fallibly. Generated
+    /// [`Network::reserve`] calls it.
+    ///
+    /// # Errors
+    /// As [`Tape::reserve_scratch`].
+    #[doc(hidden)]
+    pub fn reserve_nested<M: Network>(&mut self, k: usize, n: usize, train: bool) -> Result<()> {
+        if self.nested.len() <= k {
+            let what = || format!("the tape of the network nested in {}", M::NAME);
+            reserve_len(&mut self.nested, k + 1, what)?;
+            self.nested.resize_with(k + 1, Tape::new);
+        }
+        self.nested[k].try_prepare::<M>(n, train)
     }
 
     /// Sizes every buffer for network `N` and batch `n`; called before a forward pass.
@@ -295,23 +328,42 @@ impl Tape {
         })
     }
 
-    /// The shard tapes of the last forward pass, with `params`-long zeroed gradient buffers
-    /// for shards 1...
-    pub(crate) fn shard_backward(&mut self, params: usize) -> ShardBackward<'_> {
-        let k = self.shards();
+    /// The shard tapes of the last forward pass of `N`, with zeroed gradient buffers of its
+    /// parameters for shards 1.., and room for an input gradient of `input_len` values; all
+    /// reserved fallibly.
+    ///
+    /// # Errors
+    /// [`Error::Limit`](crate::Error::Limit) or [`Error::Allocation`](crate::Error::Allocation)
+    /// when they cannot be had.
+    pub(crate) fn shard_backward<N: Network>(
+        &mut self,
+        input_len: usize,
+    ) -> Result<ShardBackward<'_>> {
+        let (k, params) = (self.shards(), N::NUM_PARAMS);
+        let what = || {
+            format!(
+                "the gradients of a backward pass of {} split over threads",
+                N::NAME
+            )
+        };
+        let total = params.saturating_mul(k - 1).saturating_add(input_len);
+        crate::Limits::global().check_alloc::<f32>(what, total)?;
         if self.shard_grads.len() < k - 1 {
+            reserve_len(&mut self.shard_grads, k - 1, what)?;
             self.shard_grads.resize_with(k - 1, Vec::new);
         }
         for g in &mut self.shard_grads[..k - 1] {
+            reserve_len(g, params, what)?;
             g.clear();
             g.resize(params, 0.0);
         }
-        ShardBackward {
+        reserve_len(&mut self.gathered, input_len, what)?;
+        Ok(ShardBackward {
             tapes: &mut self.shards[..k],
             grads: &mut self.shard_grads[..k - 1],
             input_grad: &mut self.gathered,
             exchange: &mut self.exchange,
-        }
+        })
     }
 
     /// Records the stamp of the parameters the forward pass just ran with.

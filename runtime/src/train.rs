@@ -347,9 +347,37 @@ pub struct Trainer<'n, N: Network, O: Optimizer = Sgd> {
 impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     /// A trainer for `net` with `opt`; constant learning rate (the optimizer's), shuffle seed 0,
     /// no gradient clipping.
+    ///
+    /// # Panics
+    /// When [`Trainer::try_new`] fails: the network's gradients cannot be allocated.
     pub fn new(net: &'n mut N, opt: O) -> Self {
-        let grads = net.gradients();
-        Trainer {
+        Self::try_new(net, opt).unwrap_or_else(|e| panic!("Trainer::new for {}: {e}", N::NAME))
+    }
+
+    /// [`Trainer::new`], with an error instead of a panic when the gradients (one value per
+    /// parameter) cannot be allocated.
+    ///
+    /// # Errors
+    /// [`Error::Limit`] when they would take more than
+    /// [`Limits::max_alloc_bytes`](crate::Limits); [`Error::Allocation`] when the system
+    /// refuses the memory.
+    ///
+    /// # Example
+    /// ```
+    /// use striate::prelude::*;
+    ///
+    /// network! {
+    ///     struct Small { input: [4], fc: linear(2) }
+    /// }
+    ///
+    /// let mut net = Small::init(0);
+    /// let trainer = Trainer::try_new(&mut net, Sgd::new(0.1))?;
+    /// assert_eq!(trainer.steps_done(), 0);
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    pub fn try_new(net: &'n mut N, opt: O) -> Result<Self> {
+        let grads = net.try_gradients()?;
+        Ok(Trainer {
             base_lr: opt.lr(),
             net,
             epochs_done: 0,
@@ -373,7 +401,7 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             d_logits: Array2::zeros((0, 0)),
             x: Vec::new(),
             y: Vec::new(),
-        }
+        })
     }
 
     /// Sets the learning rate of each epoch by `schedule`, from the optimizer's rate when the
@@ -667,8 +695,17 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             return Err(self.diverged(Divergence::Loss(loss)));
         }
         self.grads.zero();
-        self.net
-            .backward(&mut self.tape, self.d_logits.view(), &mut self.grads)?;
+        if let Err(e) = self
+            .net
+            .backward(&mut self.tape, self.d_logits.view(), &mut self.grads)
+        {
+            // The backward pass's buffers could not be had: with the guard on, the forward
+            // pass's side effects are put back too, so that the failed step changes nothing.
+            if self.guard {
+                self.before_step.restore(self.net.state_mut());
+            }
+            return Err(e);
+        }
         let bound = self.divergence_grad_norm.filter(|_| self.guard);
         if self.max_grad_norm.is_some() || bound.is_some() {
             // An infinite bound never clips: it only measures.

@@ -33,10 +33,25 @@ impl Gradients {
     }
 
     /// Zero gradients for `N`, which a backward pass of another network rejects by name.
-    pub(super) fn of<N: Network>() -> Gradients {
-        let mut g = Gradients::zeros(N::PARAMS);
+    pub(super) fn of<N: Network>() -> crate::Result<Gradients> {
+        let mut g = Gradients {
+            params: ParamStore::try_zeros(N::PARAMS)?,
+            input: None,
+            input_shape: Vec::new(),
+            network: None,
+        };
         g.network = Some((TypeId::of::<N>(), N::NAME, std::any::type_name::<N>()));
-        g
+        Ok(g)
+    }
+
+    /// Makes room, fallibly, for an input gradient of `len` values, when one is computed.
+    pub(super) fn reserve_input(&mut self, len: usize) -> crate::Result<()> {
+        match &mut self.input {
+            Some(buf) => crate::limits::reserve_len(buf, len, || {
+                format!("an input gradient of {len} values")
+            }),
+            None => Ok(()),
+        }
     }
 
     /// `Err` naming both networks when these gradients were made for a network other than

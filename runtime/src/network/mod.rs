@@ -131,6 +131,16 @@ pub trait Network: Sized + 'static {
     #[doc(hidden)]
     fn raw_backward(params: &[f32], d_params: &mut [f32], tape: &mut Tape, input_grad: bool);
 
+    /// Reserves, fallibly, what the generated passes over `n` samples grow on the tape beyond
+    /// its slots: the kernels' scratch and the tapes of nested networks. Called before every
+    /// pass, so that an allocation the system refuses is an error, not an abort, and a warm
+    /// tape allocates nothing.
+    #[doc(hidden)]
+    fn reserve(tape: &mut Tape, n: usize, train: bool) -> Result<()> {
+        let _ = (tape, n, train);
+        Ok(())
+    }
+
     /// A network with parameters drawn deterministically from `seed`.
     ///
     /// Convolution and linear weights: He-uniform `U(±√(6/fan_in))` when the next activation
@@ -212,7 +222,36 @@ pub trait Network: Sized + 'static {
 
     /// Zero gradients with this network's parameter names, for its [`Network::backward`]
     /// (another network's backward pass rejects them, naming both networks).
+    ///
+    /// # Panics
+    /// When [`Network::try_gradients`] fails: they would take more than
+    /// [`Limits::max_alloc_bytes`](crate::Limits), or the system refuses the memory.
     fn gradients(&self) -> Gradients {
+        self.try_gradients()
+            .unwrap_or_else(|e| panic!("{}::gradients: {e}", Self::NAME))
+    }
+
+    /// [`Network::gradients`], with an error instead of a panic when they cannot be allocated.
+    ///
+    /// # Errors
+    /// [`Error::Limit`] when they would take more than
+    /// [`Limits::max_alloc_bytes`](crate::Limits); [`Error::Allocation`] when the system
+    /// refuses the memory.
+    ///
+    /// # Example
+    /// ```
+    /// use striate::prelude::*;
+    ///
+    /// network! {
+    ///     struct Small { input: [4], fc: linear(2) }
+    /// }
+    ///
+    /// let net = Small::init(0);
+    /// let grads = net.try_gradients()?;
+    /// assert_eq!(grads.params().len(), Small::NUM_PARAMS);
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    fn try_gradients(&self) -> Result<Gradients> {
         Gradients::of::<Self>()
     }
 
@@ -547,7 +586,9 @@ pub trait Network: Sized + 'static {
     /// [`Error::OtherNetworksGradients`] when `grads` were made by another network's
     /// [`Network::gradients`]; [`Error::Shape`]
     /// when `d_out` does not have the output's shape, or `grads` (made by
-    /// [`Gradients::zeros`]) have another parameter table.
+    /// [`Gradients::zeros`]) have another parameter table; [`Error::Allocation`] or
+    /// [`Error::Limit`] when the buffers of a backward pass split over threads, or the input
+    /// gradient, cannot be had (nothing is added into `grads` then).
     fn backward(
         &self,
         tape: &mut Tape,
@@ -593,8 +634,7 @@ pub trait Network: Sized + 'static {
         let d_out = d_out.as_standard_layout();
         let d_out = d_out.as_slice().expect("standard layout is contiguous");
         let params = self.state().params.as_slice();
-        sharding::backward_pass::<Self>(params, tape, d_out, grads, n);
-        Ok(())
+        sharding::backward_pass::<Self>(params, tape, d_out, grads, n)
     }
 }
 

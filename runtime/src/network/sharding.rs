@@ -162,22 +162,24 @@ pub(super) fn backward_pass<N: Network>(
     d_out: &[f32],
     grads: &mut Gradients,
     n: usize,
-) {
+) -> Result<()> {
     let want_input = grads.wants_input();
+    let input_len = n.saturating_mul(N::INPUT_SHAPE.iter().product());
+    grads.reserve_input(input_len)?;
     if tape.shards() == 1 {
         tape.begin_backward(d_out);
         N::raw_backward(params, grads.params_mut().as_mut_slice(), tape, want_input);
         if want_input {
             grads.add_input::<N>(n, tape.input_grad());
         }
-        return;
+        return Ok(());
     }
     // The batch was split over threads: each shard back-propagates its own samples, shard 0
     // into `grads`, the others into buffers of their own, which are then added in order (so
     // the result depends on the thread count only).
     let shards = tape.shards();
     let exchanging = exchanges::<N>(tape.is_train());
-    let parts = tape.shard_backward(N::NUM_PARAMS);
+    let parts = tape.shard_backward::<N>(if want_input { input_len } else { 0 })?;
     let per_out: usize = N::OUTPUT_SHAPE.iter().product();
     if exchanging {
         parts.exchange.prepare(shards, exchange_width::<N>());
@@ -224,4 +226,5 @@ pub(super) fn backward_pass<N: Network>(
         }
         grads.add_input::<N>(n, parts.input_grad);
     }
+    Ok(())
 }

@@ -176,6 +176,8 @@ impl<const DECOUPLED: bool> Optimizer for AdamBase<DECOUPLED> {
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         self.validate()?;
         self.progress.check(Self::name(), params.len(), grads)?;
+        let moments = [&mut self.exp_avg, &mut self.exp_avg_sq];
+        super::reserve_state(Self::name(), moments, params.len())?;
         if self.progress.advance(params.len()) {
             for moment in [&mut self.exp_avg, &mut self.exp_avg_sq] {
                 moment.clear();

@@ -248,3 +248,21 @@ fn fraction_below_one(name: &'static str, value: f32) -> Result<()> {
         })
     }
 }
+
+/// Makes room, fallibly, for an optimizer's state buffers of `len` values each (before its
+/// first step changes anything), so that a state too large for the machine is an
+/// [`Error::Allocation`] and the step changes nothing.
+fn reserve_state<'a>(
+    optimizer: &'static str,
+    buffers: impl IntoIterator<Item = &'a mut Vec<f32>>,
+    len: usize,
+) -> Result<()> {
+    let what = || format!("the state of {optimizer} for {len} parameters");
+    for buffer in buffers {
+        if buffer.capacity() < len {
+            crate::Limits::global().check_alloc::<f32>(what, len)?;
+        }
+        crate::limits::reserve_len(buffer, len, what)?;
+    }
+    Ok(())
+}

@@ -130,13 +130,14 @@ impl Optimizer for RmsProp {
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         self.validate()?;
         self.progress.check("RMSprop", params.len(), grads)?;
+        let (momentum, centered) = (self.momentum > 0.0, self.centered);
+        let used = [true, momentum, centered];
+        for (buffer, used) in self.buffers_mut().into_iter().zip(used) {
+            let len = if used { params.len() } else { 0 };
+            super::reserve_state("RMSprop", [buffer], len)?;
+        }
         if self.progress.advance(params.len()) {
-            let (momentum, centered) = (self.momentum > 0.0, self.centered);
-            for (buffer, used) in self
-                .buffers_mut()
-                .into_iter()
-                .zip([true, momentum, centered])
-            {
+            for (buffer, used) in self.buffers_mut().into_iter().zip(used) {
                 buffer.clear();
                 buffer.resize(if used { params.len() } else { 0 }, 0.0);
             }

@@ -172,6 +172,9 @@ impl Sgd {
     pub fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         self.validate()?;
         self.progress.check("SGD", params.len(), grads)?;
+        if self.momentum != 0.0 {
+            super::reserve_state("SGD", [&mut self.velocity], params.len())?;
+        }
         let first = self.progress.advance(params.len());
 
         let Sgd {

@@ -9,7 +9,7 @@
 mod fallback;
 mod tables;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
 pub use fallback::fallback;
@@ -272,6 +272,20 @@ fn nested_assertion(node: &Node, ty: &syn::Path) -> TokenStream {
     }
 }
 
+/// The compiler's check that the parameters of a network with nested networks, which the
+/// macro cannot count (each nested network's are a constant of its type), can be addressed:
+/// more than 2^36 in all is an error at the network's name.
+fn nested_params_assertion(name: &syn::Ident) -> TokenStream {
+    let message = format!(
+        "{name} with the networks nested in it has more than the 2^36 parameters (256 GiB of \
+         f32) striate supports"
+    );
+    let limit = Literal::u128_unsuffixed(crate::check::messages::MAX_TENSOR);
+    quote::quote_spanned! {name.span()=>
+        const _: () = ::core::assert!(#name::NUM_PARAMS as u128 <= #limit, #message);
+    }
+}
+
 /// `tokens` with every span set to `span`, so that the compiler's notes point at the item.
 fn respan(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
@@ -362,20 +376,28 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
     let mut asserts = Vec::new();
     let mut forward = Vec::new();
     let mut backward = Vec::new();
+    let mut scratch = Vec::new();
+    let mut reserve_nested = Vec::new();
     let last = last_readers(plan);
     for (i, node) in plan.nodes.iter().enumerate() {
         if let Some(layer) = node.layer() {
             let e = emit(plan, name, node, i, TokenStream::new());
             geoms.push(layer.geometry(&e));
             asserts.push(layer.assertion(&e));
+            scratch.extend(layer.scratch(&e));
         }
-        if let Op::Nested { ty, .. } = &node.op {
+        if let Op::Nested { ty, ordinal } = &node.op {
             asserts.push(nested_assertion(node, ty));
+            let k = usize_lit(*ordinal);
+            reserve_nested.push(quote!(tape.reserve_nested::<#ty>(#k, n, train)?;));
         }
         forward.push(forward_node(plan, name, i));
         backward.push(backward_node(plan, name, i, &last));
     }
     backward.reverse();
+    if !plan.nested.is_empty() {
+        asserts.push(nested_params_assertion(name));
+    }
     let pass_use = plan
         .nodes
         .iter()
@@ -457,6 +479,18 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
             ) {
                 let n = tape.batch();
                 #(#forward)*
+            }
+
+            #[allow(unused_variables)]
+            fn reserve(
+                tape: &mut #rt::Tape,
+                n: usize,
+                train: bool,
+            ) -> ::core::result::Result<(), #rt::Error> {
+                let scratch = 0usize #(.max(#scratch))*;
+                tape.reserve_scratch::<Self>(scratch)?;
+                #(#reserve_nested)*
+                ::core::result::Result::Ok(())
             }
 
             #[allow(unused_variables)]

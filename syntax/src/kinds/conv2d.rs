@@ -164,6 +164,11 @@ impl Layer for Conv2d {
         true
     }
 
+    fn scratch(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let (rt, g) = (rt(), &e.g);
+        Some(quote!(#rt::ops::conv2d::scratch_needed(&Self::#g)))
+    }
+
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let rt = rt();
         let (wl, bl) = self.lens();

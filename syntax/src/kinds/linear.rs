@@ -129,6 +129,11 @@ impl Layer for Linear {
         true
     }
 
+    fn scratch(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let (rt, g) = (rt(), &e.g);
+        Some(quote!(#rt::ops::linear::scratch_needed(&Self::#g, n)))
+    }
+
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let rt = rt();
         let (wl, bl) = self.lens();

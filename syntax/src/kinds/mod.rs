@@ -248,6 +248,13 @@ pub trait Layer {
         TokenStream::new()
     }
 
+    /// The scratch its kernels grow to in a pass over `n` samples (`n` is bound), as a `usize`
+    /// expression, for a tape to reserve fallibly before the pass; `None`: it takes none.
+    fn scratch(&self, e: &Emit<'_>) -> Option<TokenStream> {
+        let _ = e;
+        None
+    }
+
     /// The forward call; `s` is the tape's `ForwardSlots`, `params`, `pass` and `n` are bound.
     fn forward(&self, e: &Emit<'_>) -> TokenStream;
 

@@ -244,6 +244,14 @@ pub fn forward(
 /// Values of scratch both passes need, whichever way they go and however many tasks they
 /// split into (at most one per thread), so that the scratch grows once: [`forward`]'s shared
 /// and per-task parts, and [`backward`]'s, which add a partial `d_w` per task.
+/// The scratch [`forward`] and [`backward`] grow to at the current thread count and
+/// instruction set: what a tape reserves for the layer before a pass (fallibly), so that the
+/// kernels allocate nothing. It does not depend on the batch size.
+#[doc(hidden)]
+pub fn scratch_needed(g: &Conv2dGeom) -> usize {
+    scratch_len(g, Isa::current(), parallel::threads())
+}
+
 fn scratch_len(g: &Conv2dGeom, isa: Isa, threads: usize) -> usize {
     let tasks = threads;
     let w_len = g.weight_len();

@@ -130,6 +130,20 @@ fn split_outputs(
 /// also allocated on every call).
 pub const MAX_LOOP_MACS: usize = 1 << 22;
 
+/// The most scratch [`forward`] and [`backward`] grow to at batch `n`: none on the paths
+/// that do not pack, else the packed products' buffers. What a tape reserves for the layer
+/// before a pass (fallibly), so that the kernels allocate nothing.
+#[doc(hidden)]
+pub fn scratch_needed(g: &LinearGeom, n: usize) -> usize {
+    if small(g, n) {
+        return 0;
+    }
+    let isa = Isa::current();
+    let (o_f, b_len) = (g.out_f, packed::packed_b_len(isa));
+    let a_len = packed::packed_a_len(isa, o_f, n).max(packed::packed_a_len(isa, n, o_f));
+    (o_f.saturating_mul(n).saturating_add(b_len)).max(a_len.saturating_add(b_len))
+}
+
 /// Whether `g` at batch `n` takes the paths that do not pack.
 fn small(g: &LinearGeom, n: usize) -> bool {
     g.in_f > 0 && g.out_f > 0 && n.saturating_mul(g.in_f).saturating_mul(g.out_f) <= MAX_LOOP_MACS
