@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --example lenet -- [--data DIR] [--epochs N] [--batch N] [--lr X]
 //!                                        [--seed N] [--threads N] [--out FILE]
-//!                                        [--augment digits|none] [--optimizer O] [--schedule S]
+//!                                        [--augment digits|affine|none] [--optimizer O] [--schedule S]
 //!                                        [--checkpoint DIR] [--resume] [--log FILE]
 //! ```
 //!
@@ -39,7 +39,7 @@ network! {
 }
 
 const USAGE: &str = "usage: lenet [--data DIR] [--epochs N] [--batch N] [--lr X] [--seed N]
-             [--threads N] [--out FILE] [--augment digits|none]
+             [--threads N] [--out FILE] [--augment digits|affine|none]
              [--optimizer sgd|adam|adamw|rmsprop] [--schedule S]
              [--checkpoint DIR] [--resume] [--log FILE]
 
@@ -53,7 +53,8 @@ const USAGE: &str = "usage: lenet [--data DIR] [--epochs N] [--batch N] [--lr X]
   --threads N   threads to split each batch over (default: every core)
   --out FILE    where to save the trained weights (default lenet.safetensors)
   --augment A   `digits`: translate, rotate, scale, deform and vary the intensity of
-                every training batch (Augmentation::digits); default `none`";
+                every training batch (Augmentation::digits); `affine`: only translate,
+                rotate and scale; default `none`";
 
 #[path = "shared/digits.rs"]
 mod digits;

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --example resnet_digits -- [--data DIR] [--epochs N] [--batch N]
 //!                                                [--lr X] [--seed N] [--threads N] [--out FILE]
-//!                                                [--augment digits|none] [--optimizer O] [--schedule S]
+//!                                                [--augment digits|affine|none] [--optimizer O] [--schedule S]
 //!                                                [--checkpoint DIR] [--resume] [--log FILE]
 //! ```
 //!
@@ -48,7 +48,7 @@ network! {
 }
 
 const USAGE: &str = "usage: resnet_digits [--data DIR] [--epochs N] [--batch N] [--lr X] [--seed N]
-                     [--threads N] [--out FILE] [--augment digits|none]
+                     [--threads N] [--out FILE] [--augment digits|affine|none]
                      [--optimizer sgd|adam|adamw|rmsprop] [--schedule S]
                      [--checkpoint DIR] [--resume] [--log FILE]
 
@@ -62,7 +62,8 @@ const USAGE: &str = "usage: resnet_digits [--data DIR] [--epochs N] [--batch N] 
   --threads N   threads for the kernels (default: every core)
   --out FILE    save the trained weights there (safetensors, PyTorch names; default: not saved)
   --augment A   `digits`: translate, rotate, scale, deform and vary the intensity of
-                every training batch (Augmentation::digits); default `none`";
+                every training batch (Augmentation::digits); `affine`: only translate,
+                rotate and scale; default `none`";
 
 #[path = "shared/digits.rs"]
 mod digits;

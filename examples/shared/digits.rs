@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use striate::data::augment::{Rotate, Scale, Translate};
 use striate::ndarray::Ix2;
 use striate::optim::Plateau;
 use striate::prelude::*;
@@ -22,8 +23,10 @@ pub struct Options {
     pub seed: u64,
     pub threads: usize,
     pub out: Option<PathBuf>,
-    /// `--augment digits`: train on `Augmentation::digits(seed)` of each batch.
-    pub augment: bool,
+    /// `--augment digits|affine`: train on `Augmentation::digits(seed)` of each batch, or on
+    /// its affine steps alone (translation, rotation, scaling; one resampling, no elastic
+    /// field, no intensity), the cheaper pipeline BENCHMARKS.md compares.
+    pub augment: Option<AugmentKind>,
     /// `--checkpoint DIR`: a training checkpoint there after every epoch.
     pub checkpoint: Option<PathBuf>,
     /// `--resume`: go on from the newest checkpoint of `--checkpoint DIR`, if any.
@@ -33,6 +36,15 @@ pub struct Options {
 }
 
 /// `--optimizer`.
+/// The augmentation pipeline of `--augment`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum AugmentKind {
+    /// `Augmentation::digits`: every step the lecture names that suits digits.
+    Digits,
+    /// Its affine steps alone: translation, rotation and scaling.
+    Affine,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum OptimizerKind {
     Sgd,
@@ -73,7 +85,7 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
         seed: 1,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         out: d.out.map(PathBuf::from),
-        augment: false,
+        augment: None,
         checkpoint: None,
         resume: false,
         log: None,
@@ -107,9 +119,10 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
             },
             "--out" => o.out = Some(PathBuf::from(&value)),
             "--augment" => match value.as_str() {
-                "digits" => o.augment = true,
-                "none" => o.augment = false,
-                _ => return Err(bad("`digits` or `none`")),
+                "digits" => o.augment = Some(AugmentKind::Digits),
+                "affine" => o.augment = Some(AugmentKind::Affine),
+                "none" => o.augment = None,
+                _ => return Err(bad("`digits`, `affine` or `none`")),
             },
             "--optimizer" => {
                 o.optimizer = match value.as_str() {
@@ -219,8 +232,16 @@ fn train_with<N: Network<OutputDim = Ix2>, O: Optimizer>(
     if o.schedule == ScheduleKind::OneCycle {
         trainer = trainer.schedule_per_step();
     }
-    if o.augment {
-        trainer = trainer.augment(Augmentation::digits(o.seed));
+    match o.augment {
+        Some(AugmentKind::Digits) => trainer = trainer.augment(Augmentation::digits(o.seed)),
+        Some(AugmentKind::Affine) => {
+            let affine = Augmentation::new(o.seed)
+                .then(Translate::default())
+                .then(Rotate::default())
+                .then(Scale::default());
+            trainer = trainer.augment(affine);
+        }
+        None => {}
     }
     let mut fit = Fit::until(o.epochs)
         .batch(o.batch)
