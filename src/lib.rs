@@ -88,7 +88,7 @@
 /// networks, the generated API and every compile error (`docs/src/` beside this crate's
 /// README, listed under [Documentation](crate#documentation)).
 pub use striate_macros::network;
-pub use striate_runtime::{data, io, ops, optim, plot, train};
+pub use striate_runtime::{data, io, ops, optim, plot, rbm, train};
 pub use striate_runtime::{
     Error, Gradients, Init, LayerInfo, Limits, LoadOptions, Mode, NetRng, Network, NetworkExt,
     ParamInfo, ParamStore, Result, State, Summary, Tape, Tensor, TensorMut,
@@ -187,6 +187,8 @@ pub mod prelude {
     };
     #[doc(no_inline)]
     pub use striate_runtime::optim::{Adam, AdamW, LrSchedule, Optimizer, RmsProp, Sgd};
+    #[doc(no_inline)]
+    pub use striate_runtime::rbm::{Cd, CdTrainer, Rbm};
     #[doc(no_inline)]
     pub use striate_runtime::train::{
         evaluate, Callback, Checkpoints, Control, EarlyStopping, EpochEnd, Fit, Metric, SaveBest,

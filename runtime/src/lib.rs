@@ -18,6 +18,7 @@ pub mod ops;
 pub mod optim;
 mod params;
 pub mod plot;
+pub mod rbm;
 mod scores;
 mod summary;
 mod tables;

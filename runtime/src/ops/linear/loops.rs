@@ -4,18 +4,13 @@
 use super::LinearGeom;
 use crate::ops::isa::Isa;
 
-/// [`super::backward`]'s weight and input gradients for small layers, without packing: every
-/// row of `d_w` (and of `d_x`) is accumulated a block of [`BLOCK`] values at a time in
-/// registers, over the samples (over the outputs), in order, on `isa`'s build (AVX2's on
-/// AVX-512 machines too).
-// The gradients and operands of `super::backward`, less the bias, plus the instruction set.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn backward_loops(
-    d_x: Option<&mut [f32]>,
+/// `d_w += d_yᵀ x` ([`super::backward`]'s weight gradient) for small layers, without packing:
+/// every row of `d_w` is accumulated a block of [`BLOCK`] values at a time in registers, over
+/// the samples, in order, on `isa`'s build (AVX2's on AVX-512 machines too).
+pub(super) fn add_weight_grad(
     d_w: &mut [f32],
     d_y: &[f32],
     x: &[f32],
-    w: &[f32],
     g: &LinearGeom,
     n: usize,
     isa: Isa,
@@ -24,37 +19,55 @@ pub(super) fn backward_loops(
         #[cfg(target_arch = "x86_64")]
         // Safety: `isa` is what `Isa::current` returned to the calling kernel, and it returns
         // `Avx512` or `Avx2Fma` only on a CPU with AVX2 and FMA.
-        Isa::Avx512 | Isa::Avx2Fma => unsafe { backward_loops_fma(d_x, d_w, d_y, x, w, g, n) },
-        _ => backward_loops_body::<false>(d_x, d_w, d_y, x, w, g, n),
+        Isa::Avx512 | Isa::Avx2Fma => unsafe { weight_grad_fma(d_w, d_y, x, g, n) },
+        _ => weight_grad_body::<false>(d_w, d_y, x, g, n),
     }
 }
 
-/// [`backward_loops_body`] compiled for AVX2 and FMA.
+/// `d_x += d_y w` ([`super::backward`]'s input gradient) for small layers, as
+/// [`add_weight_grad`]: every row of `d_x` accumulated in registers, over the outputs, in order.
+pub(super) fn add_input_grad(
+    d_x: &mut [f32],
+    d_y: &[f32],
+    w: &[f32],
+    g: &LinearGeom,
+    n: usize,
+    isa: Isa,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // Safety: as in `add_weight_grad`.
+        Isa::Avx512 | Isa::Avx2Fma => unsafe { input_grad_fma(d_x, d_y, w, g, n) },
+        _ => input_grad_body::<false>(d_x, d_y, w, g, n),
+    }
+}
+
+/// [`weight_grad_body`] compiled for AVX2 and FMA.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn backward_loops_fma(
-    d_x: Option<&mut [f32]>,
-    d_w: &mut [f32],
-    d_y: &[f32],
-    x: &[f32],
-    w: &[f32],
-    g: &LinearGeom,
-    n: usize,
-) {
-    backward_loops_body::<true>(d_x, d_w, d_y, x, w, g, n);
+unsafe fn weight_grad_fma(d_w: &mut [f32], d_y: &[f32], x: &[f32], g: &LinearGeom, n: usize) {
+    weight_grad_body::<true>(d_w, d_y, x, g, n);
 }
 
-/// The body of [`backward_loops`]; with `FMA`, products are fused.
+/// [`input_grad_body`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn input_grad_fma(d_x: &mut [f32], d_y: &[f32], w: &[f32], g: &LinearGeom, n: usize) {
+    input_grad_body::<true>(d_x, d_y, w, g, n);
+}
+
+/// The body of [`add_weight_grad`]; with `FMA`, products are fused.
 #[inline(always)]
-fn backward_loops_body<const FMA: bool>(
-    d_x: Option<&mut [f32]>,
+fn weight_grad_body<const FMA: bool>(
     d_w: &mut [f32],
     d_y: &[f32],
     x: &[f32],
-    w: &[f32],
     g: &LinearGeom,
     n: usize,
 ) {
@@ -85,32 +98,43 @@ fn backward_loops_body<const FMA: bool>(
             (0..n).map(|s| (d_y[s * o_f + o], &x[s * i_f..(s + 1) * i_f])),
         );
     }
-    // d_x[s, :] += Σ_o d_y[s, o] · w[o, :], two samples at a time for the same reason.
-    if let Some(d_x) = d_x {
-        let d_x = &mut d_x[..n * i_f];
-        let mut pairs = d_x.chunks_exact_mut(2 * i_f);
-        for (p, d_x_pair) in (&mut pairs).enumerate() {
-            let (d_x_0, d_x_1) = d_x_pair.split_at_mut(i_f);
-            let (y0, y1) = (&d_y[2 * p * o_f..], &d_y[(2 * p + 1) * o_f..]);
-            add_weighted_rows_pair::<FMA>(
-                d_x_0,
-                d_x_1,
-                w.chunks_exact(i_f)
-                    .enumerate()
-                    .map(|(o, w_o)| (y0[o], y1[o], w_o)),
-            );
-        }
-        let last = pairs.into_remainder();
-        if !last.is_empty() {
-            let d_y_s = &d_y[(n - 1) * o_f..n * o_f];
-            add_weighted_rows::<FMA>(
-                last,
-                d_y_s
-                    .iter()
-                    .zip(w.chunks_exact(i_f))
-                    .map(|(&a, w_o)| (a, w_o)),
-            );
-        }
+}
+
+/// The body of [`add_input_grad`]; with `FMA`, products are fused.
+#[inline(always)]
+fn input_grad_body<const FMA: bool>(
+    d_x: &mut [f32],
+    d_y: &[f32],
+    w: &[f32],
+    g: &LinearGeom,
+    n: usize,
+) {
+    let (i_f, o_f) = (g.in_f, g.out_f);
+    // d_x[s, :] += Σ_o d_y[s, o] · w[o, :], two samples at a time so that each load of w
+    // feeds two fused multiply-adds.
+    let d_x = &mut d_x[..n * i_f];
+    let mut pairs = d_x.chunks_exact_mut(2 * i_f);
+    for (p, d_x_pair) in (&mut pairs).enumerate() {
+        let (d_x_0, d_x_1) = d_x_pair.split_at_mut(i_f);
+        let (y0, y1) = (&d_y[2 * p * o_f..], &d_y[(2 * p + 1) * o_f..]);
+        add_weighted_rows_pair::<FMA>(
+            d_x_0,
+            d_x_1,
+            w.chunks_exact(i_f)
+                .enumerate()
+                .map(|(o, w_o)| (y0[o], y1[o], w_o)),
+        );
+    }
+    let last = pairs.into_remainder();
+    if !last.is_empty() {
+        let d_y_s = &d_y[(n - 1) * o_f..n * o_f];
+        add_weighted_rows::<FMA>(
+            last,
+            d_y_s
+                .iter()
+                .zip(w.chunks_exact(i_f))
+                .map(|(&a, w_o)| (a, w_o)),
+        );
     }
 }
 

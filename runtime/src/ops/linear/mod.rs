@@ -241,7 +241,7 @@ pub fn backward(
     // d_y: (N, O), x: (N, I), w: (O, I) -> d_x: (N, I), d_w: (O, I), d_b: (O)
     let (kernel, shapes) = ("linear::backward", g.shapes());
     shapes.check_backward(kernel, n, d_x.as_deref(), d_w, d_b.as_deref(), d_y, x, w);
-    let (i_f, o_f) = (g.in_f, g.out_f);
+    let o_f = g.out_f;
     let isa = Isa::current();
     if let Some(d_b) = d_b {
         if o_f > 0 {
@@ -252,15 +252,83 @@ pub fn backward(
             }
         }
     }
-    if small(g, n) {
-        loops::backward_loops(d_x, d_w, d_y, x, w, g, n, isa);
-        return;
-    }
-    let a_len = packed::packed_a_len(isa, o_f, n).max(packed::packed_a_len(isa, n, o_f));
-    let buf = grown(scratch, a_len + packed::packed_b_len(isa));
-    // d_w[O, I] += d_yᵀ[O, N] · x[N, I]
-    add_product(isa, (d_y, [1, o_f]), [o_f, n, i_f], x, d_w, buf);
+    add_weight_grad_with(d_w, d_y, x, g, n, isa, scratch);
     if let Some(d_x) = d_x {
+        add_input_grad_with(d_x, d_y, w, g, n, isa, scratch);
+    }
+}
+
+/// `d_w += d_yᵀ x`, [`backward`]'s weight gradient alone (`d_y: (N, O)`, `x: (N, I)`, `d_w:
+/// (O, I)`), for kernels that build on the linear layer's products (the restricted Boltzmann
+/// machine's contrastive divergence). Lengths are checked with `debug_assert!` only.
+pub(crate) fn add_weight_grad(
+    d_w: &mut [f32],
+    d_y: &[f32],
+    x: &[f32],
+    g: &LinearGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) {
+    debug_assert_eq!(d_w.len(), g.weight_len());
+    add_weight_grad_with(d_w, d_y, x, g, n, Isa::current(), scratch);
+}
+
+/// `d_x += d_y w`, [`backward`]'s input gradient alone (`d_y: (N, O)`, `w: (O, I)`, `d_x: (N,
+/// I)`): the product of a batch of outputs with the weights, as [`add_weight_grad`].
+pub(crate) fn add_input_grad(
+    d_x: &mut [f32],
+    d_y: &[f32],
+    w: &[f32],
+    g: &LinearGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) {
+    debug_assert_eq!(d_x.len(), n * g.in_f);
+    add_input_grad_with(d_x, d_y, w, g, n, Isa::current(), scratch);
+}
+
+/// [`add_weight_grad`] on `isa`: register-blocked loops up to [`MAX_LOOP_MACS`], one packed
+/// product above.
+fn add_weight_grad_with(
+    d_w: &mut [f32],
+    d_y: &[f32],
+    x: &[f32],
+    g: &LinearGeom,
+    n: usize,
+    isa: Isa,
+    scratch: &mut Vec<f32>,
+) {
+    let (i_f, o_f) = (g.in_f, g.out_f);
+    if small(g, n) {
+        loops::add_weight_grad(d_w, d_y, x, g, n, isa);
+    } else {
+        let buf = grown(
+            scratch,
+            packed::packed_a_len(isa, o_f, n) + packed::packed_b_len(isa),
+        );
+        // d_w[O, I] += d_yᵀ[O, N] · x[N, I]
+        add_product(isa, (d_y, [1, o_f]), [o_f, n, i_f], x, d_w, buf);
+    }
+}
+
+/// [`add_input_grad`] on `isa`, as [`add_weight_grad_with`].
+fn add_input_grad_with(
+    d_x: &mut [f32],
+    d_y: &[f32],
+    w: &[f32],
+    g: &LinearGeom,
+    n: usize,
+    isa: Isa,
+    scratch: &mut Vec<f32>,
+) {
+    let (i_f, o_f) = (g.in_f, g.out_f);
+    if small(g, n) {
+        loops::add_input_grad(d_x, d_y, w, g, n, isa);
+    } else {
+        let buf = grown(
+            scratch,
+            packed::packed_a_len(isa, n, o_f) + packed::packed_b_len(isa),
+        );
         // d_x[N, I] += d_y[N, O] · w[O, I]
         add_product(isa, (d_y, [o_f, 1]), [n, o_f, i_f], w, d_x, buf);
     }
