@@ -139,6 +139,71 @@ pub const fn output_size_2d(
     }
 }
 
+/// Why a transposed convolution's output size could not be computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransposedSizeError {
+    /// The stride is zero.
+    ZeroStride,
+    /// The kernel is zero.
+    ZeroKernel,
+    /// The input is empty.
+    ZeroInput,
+    /// `output_pad` is not smaller than the stride: the extra rows would lie beyond what any
+    /// input position reaches (PyTorch refuses it too).
+    OutputPadTooLarge,
+    /// `(W - 1)*S + K + Q` is at most `2P`: the padding removes the whole output.
+    NoOutput {
+        /// `(W - 1)*S + K + Q`, before the padding is taken off.
+        unpadded: usize,
+    },
+}
+
+/// `(W - 1)*S - 2P + K + Q`: the output size of a transposed convolution (PyTorch's
+/// `ConvTranspose2d`) of an input of size `input` with a kernel of size `kernel`, `stride`,
+/// `pad` and `output_pad`. It is the input size of the convolution whose input gradient the
+/// transposed convolution computes: [`output_size`] of the result, rounded down, is `input`
+/// again.
+///
+/// ```
+/// use striate::geometry::{output_size, transposed_output_size, Rounding};
+/// // 7 -> 14: a 3x3 kernel, stride 2, pad 1 and output_pad 1, a decoder's doubling.
+/// assert_eq!(transposed_output_size(7, 3, 2, 1, 1), Ok(14));
+/// assert_eq!(output_size(14, 3, 2, 1, Rounding::Floor), Ok(7));
+/// ```
+///
+/// # Errors
+/// [`TransposedSizeError`] when the stride, kernel or input is zero, `output_pad` is not below
+/// the stride, or the padding leaves no output.
+pub const fn transposed_output_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    output_pad: usize,
+) -> Result<usize, TransposedSizeError> {
+    if stride == 0 {
+        return Err(TransposedSizeError::ZeroStride);
+    }
+    if kernel == 0 {
+        return Err(TransposedSizeError::ZeroKernel);
+    }
+    if input == 0 {
+        return Err(TransposedSizeError::ZeroInput);
+    }
+    if output_pad >= stride {
+        return Err(TransposedSizeError::OutputPadTooLarge);
+    }
+    let unpadded = (input - 1)
+        .saturating_mul(stride)
+        .saturating_add(kernel)
+        .saturating_add(output_pad);
+    let padding = pad.saturating_mul(2);
+    if unpadded <= padding {
+        return Err(TransposedSizeError::NoOutput { unpadded });
+    }
+    Ok(unpadded - padding)
+}
+
 /// Like [`output_size`] but for use in `const` items that have already been validated: an
 /// invalid geometry stops compilation (const evaluation panics) instead of returning an error.
 ///
@@ -255,6 +320,48 @@ mod tests {
         assert_eq!(output_size(12, 3, 4, 0, Rounding::Exact), Ok(3));
         assert!(output_size(13, 3, 4, 0, Rounding::Exact).is_err());
         assert_eq!(output_size(13, 3, 4, 0, Rounding::Floor), Ok(3));
+    }
+
+    #[test]
+    fn transposed_sizes() {
+        assert_eq!(transposed_output_size(7, 3, 2, 1, 1), Ok(14));
+        assert_eq!(transposed_output_size(14, 3, 2, 1, 1), Ok(28));
+        assert_eq!(transposed_output_size(5, 4, 1, 0, 0), Ok(8));
+        assert_eq!(transposed_output_size(1, 1, 1, 0, 0), Ok(1));
+        // The size it gives goes back to the input through the convolution it transposes.
+        for (w, k, s, p, q) in [
+            (7, 3, 2, 1, 1),
+            (5, 5, 3, 2, 2),
+            (4, 2, 2, 0, 0),
+            (9, 3, 1, 1, 0),
+        ] {
+            let out = transposed_output_size(w, k, s, p, q).unwrap();
+            assert_eq!(
+                output_size(out, k, s, p, Rounding::Floor),
+                Ok(w),
+                "{w} {k} {s} {p} {q}"
+            );
+        }
+        assert_eq!(
+            transposed_output_size(7, 3, 2, 1, 2),
+            Err(TransposedSizeError::OutputPadTooLarge)
+        );
+        assert_eq!(
+            transposed_output_size(1, 3, 1, 2, 0),
+            Err(TransposedSizeError::NoOutput { unpadded: 3 })
+        );
+        assert_eq!(
+            transposed_output_size(3, 3, 0, 0, 0),
+            Err(TransposedSizeError::ZeroStride)
+        );
+        assert_eq!(
+            transposed_output_size(3, 0, 1, 0, 0),
+            Err(TransposedSizeError::ZeroKernel)
+        );
+        assert_eq!(
+            transposed_output_size(0, 3, 1, 0, 0),
+            Err(TransposedSizeError::ZeroInput)
+        );
     }
 
     #[test]

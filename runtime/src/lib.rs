@@ -56,7 +56,9 @@ pub mod __generated {
 
     /// The kernels of the layer kinds.
     pub mod ops {
-        pub use crate::ops::{activation, batch_norm, conv2d, dropout, join, linear, pool};
+        pub use crate::ops::{
+            activation, batch_norm, conv2d, conv_transpose2d, dropout, join, linear, pool, upsample,
+        };
     }
 
     /// The rounding rule of a layer's geometry.

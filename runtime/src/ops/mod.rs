@@ -23,6 +23,7 @@
 pub mod activation;
 pub mod batch_norm;
 pub mod conv2d;
+pub mod conv_transpose2d;
 pub mod dropout;
 pub(crate) mod isa;
 pub mod join;
@@ -31,6 +32,7 @@ pub mod loss;
 mod packed;
 pub mod parallel;
 pub mod pool;
+pub mod upsample;
 mod window;
 
 #[cfg(test)]

@@ -94,13 +94,14 @@ pub(super) fn pack_weights(dst: &mut [f32], w: &[f32], g: &Conv2dGeom, isa: Isa)
     packed::pack_a(isa, w, [k, 1], [m, k], dst);
 }
 
-/// One sample of [`super::forward`]: `y_n = w · unfold(x_n) + b`, the weights packed by
-/// [`pack_weights`] for `isa` and `buf` being [`task_len`] values.
+/// One sample of [`super::forward`]: `y_n = w · unfold(x_n) + b` (`out` says whether it is
+/// set, with which bias, or added), the weights packed by [`pack_weights`] for `isa` and
+/// `buf` being [`task_len`] values.
 pub(super) fn forward_sample(
     y_n: &mut [f32],
     x_n: &[f32],
     packed_w: &[f32],
-    b: Option<&[f32]>,
+    out: Out<'_>,
     g: &Conv2dGeom,
     isa: Isa,
     buf: &mut [f32],
@@ -119,7 +120,7 @@ pub(super) fn forward_sample(
         dims,
         packed::MatA::Packed(packed_w),
         &unfold,
-        Out::Set(b),
+        out,
         y_n,
         area,
         b_buf,

@@ -2,12 +2,15 @@
 
 use super::grown;
 use super::isa::Isa;
+use super::packed::Out;
 use super::parallel::{self, SharedMut};
 use super::LayerShapes;
 use striate_geometry::{output_size_2d, Rounding, SizeError};
 
 mod direct;
+mod halves;
 mod implicit;
+pub(crate) use halves::{add_forward, input_gradient};
 #[cfg(test)]
 mod reference;
 #[cfg(test)]
@@ -232,7 +235,7 @@ pub fn forward(
         let x_t = &x[samples.start * in_len..samples.end * in_len];
         for (x_n, y_n) in x_t.chunks_exact(in_len).zip(y_t.chunks_exact_mut(out_len)) {
             if shared > 0 {
-                implicit::forward_sample(y_n, x_n, packed_w, b, g, isa, buf);
+                implicit::forward_sample(y_n, x_n, packed_w, Out::Set(b), g, isa, buf);
             } else {
                 let buf = &mut buf[..direct::padded_len(g)];
                 direct::forward_sample(y_n, x_n, w, b, g, isa, buf);

@@ -1,7 +1,11 @@
-//! Softmax and the softmax cross-entropy loss with its gradient.
+//! Softmax and the softmax cross-entropy loss with its gradient; the reconstruction losses
+//! against a target array are in [`reconstruction`].
 
 use super::{check_len, check_same};
 use crate::{Error, Result};
+
+pub mod reconstruction;
+pub use reconstruction::{bce_with_logits, mse, Loss};
 
 /// The mean over the batch of `-log softmax(logits)[label]`, with its gradient with respect to
 /// the logits, `d_logits = (softmax(logits) - onehot(labels)) / N`.

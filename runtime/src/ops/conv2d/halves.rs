@@ -1,0 +1,108 @@
+//! The two halves of a convolution that a transposed convolution
+//! ([`crate::ops::conv_transpose2d`]) runs on their own: the input gradient without the weight
+//! gradient (its forward pass), and a forward pass that adds instead of setting (its input
+//! gradient). Both are the packed products of [`super::implicit`], split over the batch as
+//! [`super::forward`] and [`super::backward`] split it.
+
+use super::{implicit, Conv2dGeom};
+use crate::ops::isa::Isa;
+use crate::ops::packed::Out;
+use crate::ops::parallel::{self, SharedMut};
+use crate::ops::{check_len, grown};
+
+/// `d_x += col2im(wᵀ · d_y_n)` for each sample: [`super::backward`]'s input gradient alone,
+/// without reading any input. `scratch` grows on first use only.
+///
+/// # Panics
+/// Unless `d_x` has `n·C·H·W` values, `d_y` `n·O·OH·OW` and `w` `O·C·KH·KW`.
+pub(crate) fn input_gradient(
+    d_x: &mut [f32],
+    d_y: &[f32],
+    w: &[f32],
+    g: &Conv2dGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) {
+    // d_y: (N, O, OH, OW), w: (O, C, KH, KW) -> d_x: (N, C, H, W), accumulated
+    let kernel = "conv2d::input_gradient";
+    let s = g.shapes();
+    check_len(kernel, "d_x", d_x.len(), Some(n), &s.input);
+    check_len(kernel, "d_y", d_y.len(), Some(n), &s.output);
+    check_len(kernel, "w", w.len(), None, &s.weights);
+    let threads = parallel::threads();
+    let tasks = n.clamp(1, threads);
+    let isa = Isa::current();
+    let shared = implicit::backward_shared_len(g, isa);
+    let per_task = implicit::backward_task_len(g, isa);
+    let scratch = grown(scratch, shared + threads * per_task);
+    let (packed_w_t, bufs) = scratch.split_at_mut(shared);
+    implicit::pack_weights_t(packed_w_t, w, g, isa);
+    let packed_w_t = &*packed_w_t;
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let d_x_all = SharedMut::new(d_x);
+    let bufs = SharedMut::new(bufs);
+    parallel::run(tasks, |t| {
+        let samples = parallel::part(n, tasks, t);
+        // Safety: task `t` alone touches its samples' input gradients and its own part of
+        // `scratch`; `run` returns before either is borrowed again.
+        let (d_x_t, buf) = unsafe {
+            (
+                d_x_all.slice(samples.start * in_len, samples.len() * in_len),
+                bufs.slice(t * per_task, per_task),
+            )
+        };
+        let d_y_t = &d_y[samples.start * out_len..samples.end * out_len];
+        for (d_x_n, d_y_n) in d_x_t
+            .chunks_exact_mut(in_len)
+            .zip(d_y_t.chunks_exact(out_len))
+        {
+            // Without a weight gradient the sample's input is never read.
+            implicit::backward_sample(Some(d_x_n), None, d_y_n, &[], packed_w_t, g, isa, buf);
+        }
+    });
+}
+
+/// `y += w ⋆ x` for each sample: [`super::forward`] without a bias, adding into `y`.
+/// `scratch` grows on first use only.
+///
+/// # Panics
+/// Unless `y` has `n·O·OH·OW` values, `x` `n·C·H·W` and `w` `O·C·KH·KW`.
+pub(crate) fn add_forward(
+    y: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    g: &Conv2dGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) {
+    // x: (N, C, H, W), w: (O, C, KH, KW) -> y: (N, O, OH, OW), accumulated
+    g.shapes()
+        .check_forward("conv2d::add_forward", n, y, x, w, None);
+    let threads = parallel::threads();
+    let tasks = n.clamp(1, threads);
+    let isa = Isa::current();
+    let shared = implicit::shared_len(g, isa);
+    let per_task = implicit::task_len(g, isa);
+    let scratch = grown(scratch, shared + threads * per_task);
+    let (packed_w, bufs) = scratch.split_at_mut(shared);
+    implicit::pack_weights(packed_w, w, g, isa);
+    let packed_w = &*packed_w;
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let y_all = SharedMut::new(y);
+    let bufs = SharedMut::new(bufs);
+    parallel::run(tasks, |t| {
+        let samples = parallel::part(n, tasks, t);
+        // Safety: task `t` alone touches its samples' outputs and its own part of `scratch`;
+        // `run` returns before either is borrowed again.
+        let (y_t, buf) = unsafe {
+            (
+                y_all.slice(samples.start * out_len, samples.len() * out_len),
+                bufs.slice(t * per_task, per_task),
+            )
+        };
+        let x_t = &x[samples.start * in_len..samples.end * in_len];
+        for (y_n, x_n) in y_t.chunks_exact_mut(out_len).zip(x_t.chunks_exact(in_len)) {
+            implicit::forward_sample(y_n, x_n, packed_w, Out::Add, g, isa, buf);
+        }
+    });
+}
