@@ -94,3 +94,22 @@ pub(crate) fn property_cases(default: u32) -> u32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// On every instruction set: runs `pass` (a layer's forward and backward passes) on an empty
+/// scratch and checks that it grew to at most `needed()`, what a tape reserves for the layer.
+pub(crate) fn assert_scratch_within(
+    what: &str,
+    needed: impl Fn() -> usize,
+    mut pass: impl FnMut(&mut Vec<f32>),
+) {
+    on_every_isa(|_| {
+        let mut scratch = Vec::new();
+        pass(&mut scratch);
+        let needed = needed();
+        assert!(
+            scratch.len() <= needed,
+            "{what}: {} > {needed}",
+            scratch.len()
+        );
+    });
+}

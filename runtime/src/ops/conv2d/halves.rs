@@ -106,3 +106,14 @@ pub(crate) fn add_forward(
         }
     });
 }
+
+/// The most scratch [`input_gradient`] and [`add_forward`] grow to at the current thread
+/// count and instruction set, for a tape to reserve before a pass.
+pub(crate) fn scratch_needed(g: &Conv2dGeom) -> usize {
+    let (threads, isa) = (parallel::threads(), Isa::current());
+    let backward = implicit::backward_shared_len(g, isa)
+        .saturating_add(threads.saturating_mul(implicit::backward_task_len(g, isa)));
+    let forward = implicit::shared_len(g, isa)
+        .saturating_add(threads.saturating_mul(implicit::task_len(g, isa)));
+    backward.max(forward)
+}

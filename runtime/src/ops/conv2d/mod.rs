@@ -10,7 +10,7 @@ use striate_geometry::{output_size_2d, Rounding, SizeError};
 mod direct;
 mod halves;
 mod implicit;
-pub(crate) use halves::{add_forward, input_gradient};
+pub(crate) use halves::{add_forward, input_gradient, scratch_needed as halves_scratch_needed};
 #[cfg(test)]
 mod reference;
 #[cfg(test)]

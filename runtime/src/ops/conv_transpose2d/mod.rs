@@ -209,6 +209,15 @@ pub fn forward(
     }
 }
 
+/// The scratch [`forward`] and [`backward`] grow to at the current thread count and
+/// instruction set: what a tape reserves for the layer before a pass (fallibly), so that the
+/// kernels allocate nothing. It does not depend on the batch size.
+#[doc(hidden)]
+pub fn scratch_needed(g: &ConvTranspose2dGeom) -> usize {
+    let conv = g.conv();
+    conv2d::scratch_needed(&conv).max(conv2d::halves_scratch_needed(&conv))
+}
+
 /// The gradients of [`forward`]: `d_b += Σ_{n,i,j} d_y`, `d_w += Σ_n x_n · unfold(d_y_n)ᵀ`
 /// (the weight gradient of [`ConvTranspose2dGeom::conv`] with `d_y` as its input and `x` as
 /// its output gradient) and, when `d_x` is given, `d_x += w ⋆ d_y` (that convolution's forward

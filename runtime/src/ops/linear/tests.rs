@@ -371,3 +371,32 @@ mod properties {
         }
     }
 }
+
+/// What a tape reserves for the layer ([`scratch_needed`]) is all the kernels grow to, on the
+/// cases above (none: they take the loops) and on layers large enough for the packed
+/// products, at every instruction set.
+#[test]
+fn scratch_needed_covers_forward_and_backward() {
+    let mut r = rng(13);
+    let large = [
+        (64, 300, 400),
+        (9, 800, 700),
+        (1, 4096, 1200),
+        (3, 2000, 1000),
+    ];
+    for &(n, in_f, out_f) in CASES.iter().chain(&large) {
+        let g = LinearGeom { in_f, out_f };
+        let (x, w) = (uniform(&mut r, n * in_f), uniform(&mut r, g.weight_len()));
+        let what = format!("{g:?} at batch {n}");
+        crate::ops::test_util::assert_scratch_within(
+            &what,
+            || scratch_needed(&g, n),
+            |s| {
+                let mut y = vec![0.0; n * out_f];
+                forward(&mut y, &x, &w, None, &g, n, s);
+                let (mut d_x, mut d_w) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+                backward(Some(&mut d_x), &mut d_w, None, &y, &x, &w, &g, n, s);
+            },
+        );
+    }
+}
