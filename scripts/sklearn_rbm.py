@@ -7,7 +7,7 @@ the first `--samples` training digits of runtime/data/mnist-10k (pixel >= 128 of
 once scaled), in order, in batches of `--batch`, with the same learning rate, no momentum and no
 weight decay, for the same epochs. The pseudo-likelihood of each epoch is scikit-learn's
 estimator (`score_samples`, one unit flipped per sample) with the same flipped units for both:
-the script writes scikit-learn's indices, `RandomState(0).randint(0, 784, samples)`, for
+the script writes scikit-learn's indices, `RandomState(seed).randint(0, 784, samples)`, for
 striate to read. Times are training only (scoring excluded on both sides), over `--rounds`
 alternating rounds, at `--threads` threads (striate's pool; numpy's BLAS limited with
 threadpoolctl).
@@ -42,6 +42,7 @@ def parse():
     p.add_argument("--samples", type=int, default=8000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="random_state, striate's seed and the flips' seed")
     p.add_argument("--binary", help="examples/rbm_sklearn built with --release (built if not given)")
     p.add_argument("--fixture", help="write the pseudo-likelihood fixture of tests/rbm.rs there and stop")
     return p.parse_args()
@@ -62,15 +63,15 @@ def exact_pseudo_likelihood(np, rbm, v):
     c = rbm.intercept_hidden_.astype(np.float64)
     v = v.astype(np.float64)
 
-    def free_energy(x):
-        return -x @ b - np.logaddexp(0, x @ w.T + c).sum(axis=1)
-
-    f = free_energy(v)
+    pre = v @ w.T + c
+    hidden = np.logaddexp(0, pre).sum(axis=1)
     total = np.zeros(v.shape[0])
     for i in range(v.shape[1]):
-        flipped = v.copy()
-        flipped[:, i] = 1 - flipped[:, i]
-        total += -np.logaddexp(0, -(free_energy(flipped) - f))
+        # Flipping unit i moves the visible term by -b_i * sign and each hidden input by sign * W[:, i].
+        sign = (1 - 2 * v[:, i])[:, None]
+        flipped = np.logaddexp(0, pre + sign * w[:, i]).sum(axis=1)
+        difference = hidden - flipped - b[i] * sign[:, 0]  # F(flipped) - F(v)
+        total += -np.logaddexp(0, -difference)
     return total
 
 
@@ -110,15 +111,15 @@ def write_fixture(np, BernoulliRBM, path):
 
 def sklearn_curve(np, BernoulliRBM, data, a):
     """Per-epoch pseudo-likelihood: BernoulliRBM.fit's own loop (its batches, its generator),
-    scored between epochs; checked against fit's result."""
+    scored between epochs (main checks it against fit's result)."""
     from sklearn.utils import check_random_state, gen_even_slices
 
     def model(epochs):
         return BernoulliRBM(n_components=HIDDEN, learning_rate=a.lr, batch_size=a.batch,
-                            n_iter=epochs, random_state=0)
+                            n_iter=epochs, random_state=a.seed)
 
     rbm = model(a.epochs)
-    rng = check_random_state(0)
+    rng = check_random_state(a.seed)
     n = data.shape[0]
     rbm.components_ = np.asarray(rng.normal(0, 0.01, (HIDDEN, 784)), order="F", dtype=data.dtype)
     rbm._n_features_out = HIDDEN
@@ -133,28 +134,30 @@ def sklearn_curve(np, BernoulliRBM, data, a):
         for s in slices:
             rbm._fit(data[s], rng)
         curve.append(float(rbm.score_samples(data).mean()))
-    reference = model(a.epochs).fit(data)
-    assert np.allclose(reference.components_, rbm.components_), "the loop is not fit's"
     return curve, rbm
 
 
 def time_sklearn(BernoulliRBM, data, a):
     rbm = BernoulliRBM(n_components=HIDDEN, learning_rate=a.lr, batch_size=a.batch,
-                       n_iter=a.epochs, random_state=0)
+                       n_iter=a.epochs, random_state=a.seed)
     start = time.perf_counter()
     rbm.fit(data)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, rbm
 
 
 def run_striate(a, flips_path, weights_path=None):
+    """Trains with the binary; with `weights_path`, also writes the weights there and computes
+    the exact pseudo-likelihood."""
     cmd = [a.binary, "--epochs", str(a.epochs), "--lr", str(a.lr), "--batch", str(a.batch),
-           "--samples", str(a.samples), "--threads", str(a.threads), "--flips", flips_path]
+           "--samples", str(a.samples), "--threads", str(a.threads), "--seed", str(a.seed),
+           "--flips", flips_path]
     if weights_path:
-        cmd += ["--weights", weights_path]
+        cmd += ["--weights", weights_path, "--exact"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     epochs = [l for l in lines if "epoch" in l]
-    exact = [l["exact_pseudo_likelihood"] for l in lines if "exact_pseudo_likelihood" in l][0]
+    exact = [l["exact_pseudo_likelihood"] for l in lines if "exact_pseudo_likelihood" in l]
+    exact = exact[0] if exact else None
     return [l["pseudo_likelihood"] for l in epochs], epochs[-1]["seconds"], exact
 
 
@@ -186,17 +189,18 @@ def main():
         a.binary = os.path.join(ROOT, "target", "release", "examples", "rbm_sklearn")
     data = digits(np, a.samples)
     print(f"scikit-learn {sklearn.__version__}, numpy {np.__version__}; {a.samples} digits, "
-          f"784-{HIDDEN}, PCD-1, lr {a.lr}, batch {a.batch}, {a.epochs} epochs, {a.threads} threads")
+          f"784-{HIDDEN}, PCD-1, lr {a.lr}, batch {a.batch}, {a.epochs} epochs, {a.threads} threads, "
+          f"seed {a.seed}")
     with tempfile.TemporaryDirectory() as tmp:
         flips = os.path.join(tmp, "flips.u32")
-        np.random.RandomState(0).randint(0, 784, a.samples).astype("<u4").tofile(flips)
+        np.random.RandomState(a.seed).randint(0, 784, a.samples).astype("<u4").tofile(flips)
         weights = os.path.join(tmp, "weights.f32")
         ours, _, exact_ours = run_striate(a, flips, weights)
         theirs, rbm = sklearn_curve(np, BernoulliRBM, data, a)
         exact_theirs = float(exact_pseudo_likelihood(np, rbm, data).mean())
         # scikit-learn scores striate's final weights itself: the same estimator, the same units.
         values = np.fromfile(weights, dtype="<f4")
-        check = BernoulliRBM(n_components=HIDDEN, random_state=0)
+        check = BernoulliRBM(n_components=HIDDEN, random_state=a.seed)
         check.components_ = values[:HIDDEN * 784].reshape(HIDDEN, 784)
         check.intercept_visible_ = values[HIDDEN * 784:HIDDEN * 784 + 784]
         check.intercept_hidden_ = values[HIDDEN * 784 + 784:]
@@ -209,11 +213,14 @@ def main():
         print(f"striate's last epoch scored by scikit-learn: {rescored:.2f} (striate: {ours[-1]:.2f})")
         print(f"exact pseudo-likelihood (every unit), last epoch: scikit-learn {exact_theirs:.2f}, "
               f"striate {exact_ours:.2f}")
+        sys.stdout.flush()
         t_sk, t_st = [], []
         for r in range(a.rounds):
-            t_sk.append(time_sklearn(BernoulliRBM, data, a))
+            seconds, fitted = time_sklearn(BernoulliRBM, data, a)
+            assert np.allclose(fitted.components_, rbm.components_), "the curve's loop is not fit's"
+            t_sk.append(seconds)
             t_st.append(run_striate(a, flips)[1])
-            print(f"round {r + 1}: scikit-learn {t_sk[-1]:.2f} s, striate {t_st[-1]:.2f} s")
+            print(f"round {r + 1}: scikit-learn {t_sk[-1]:.2f} s, striate {t_st[-1]:.2f} s", flush=True)
     print(f"\ntraining time, scikit-learn: {spread(t_sk)}")
     print(f"training time, striate:      {spread(t_st)}")
     print(f"striate is {statistics.median(t_sk) / statistics.median(t_st):.2f}x faster (medians); "
