@@ -88,10 +88,11 @@
 /// networks, the generated API and every compile error (`docs/src/` beside this crate's
 /// README, listed under [Documentation](crate#documentation)).
 pub use striate_macros::network;
-pub use striate_runtime::{data, io, ops, optim, plot, rbm, train};
+pub use striate_runtime::{data, io, ops, optim, plot, rbm, train, visualize};
 pub use striate_runtime::{
-    Error, Gradients, Init, LayerInfo, Limits, LoadOptions, Mode, NetRng, Network, NetworkExt,
-    ParamInfo, ParamStore, Result, State, Summary, Tape, Tensor, TensorMut,
+    Error, Frozen, Gradients, Init, LayerInfo, Limits, LoadOptions, LoadProblem, LoadReport,
+    Manifest, ManifestEntry, Mode, NetRng, Network, NetworkExt, ParamInfo, ParamStore, Result,
+    State, Summary, Tape, Tensor, TensorMut, Transfer,
 };
 
 // Inlined, so that its items are documented as `striate::geometry::...`.
@@ -196,6 +197,6 @@ pub mod prelude {
     };
     #[doc(no_inline)]
     pub use striate_runtime::{
-        cross_entropy, softmax, Error, Gradients, Mode, Network, NetworkExt, Tape,
+        cross_entropy, softmax, Error, Gradients, Mode, Network, NetworkExt, Tape, Transfer,
     };
 }

@@ -53,6 +53,28 @@ pub enum Error {
         /// The valid names, comma-separated.
         known: String,
     },
+    /// A layer, prefix or parameter name that the network does not have (given to
+    /// [`Transfer::freeze`](crate::Transfer::freeze) and the partial loads).
+    #[error("{network} has no layer or parameter `{name}`; the closest names are: {}", .closest.join(", "))]
+    UnknownName {
+        /// The network.
+        network: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The network's layer, prefix and tensor names nearest to it, nearest first.
+        closest: Vec<String>,
+    },
+    /// A weight file's tensor does not fit the network it is loaded into; nothing was
+    /// loaded.
+    #[error("{path}: tensor `{tensor}`: {problem}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name in the network (for [`LoadProblem::Unused`], in the file).
+        tensor: String,
+        /// What the network expects and what the file holds (boxed, to keep `Error` small).
+        problem: Box<LoadProblem>,
+    },
     /// An entry that is needed is not among those given (a buffer of an optimizer's state).
     #[error("{what}: `{name}` is missing; expected one entry for each of: {expected}")]
     MissingEntry {
@@ -181,6 +203,65 @@ pub enum Error {
         /// What the checkpoint holds.
         found: String,
     },
+}
+
+/// How a tensor of a weight file does not fit, in [`Error::Load`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadProblem {
+    /// The network needs it and the file does not have it.
+    Missing {
+        /// The shape the network expects.
+        expected_shape: Vec<usize>,
+        /// The dtype the network expects (`"F32"`, or `"I64"` for a batch counter).
+        expected_dtype: &'static str,
+    },
+    /// The file has it with another shape or dtype.
+    Mismatch {
+        /// The shape the network expects.
+        expected_shape: Vec<usize>,
+        /// The dtype the network expects.
+        expected_dtype: &'static str,
+        /// The shape in the file.
+        found_shape: Vec<usize>,
+        /// The dtype in the file, as safetensors spells it.
+        found_dtype: String,
+    },
+    /// A strict load found a tensor the network (or the part loaded) does not have.
+    Unused {
+        /// The tensors it could have been, nearest first.
+        closest: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for LoadProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadProblem::Missing {
+                expected_shape,
+                expected_dtype,
+            } => write!(
+                f,
+                "missing from the file; expected {expected_dtype} of shape {expected_shape:?}"
+            ),
+            LoadProblem::Mismatch {
+                expected_shape,
+                expected_dtype,
+                found_shape,
+                found_dtype,
+            } => write!(
+                f,
+                "expected {expected_dtype} of shape {expected_shape:?}, the file holds \
+                 {found_dtype} of shape {found_shape:?}"
+            ),
+            LoadProblem::Unused { closest } => write!(
+                f,
+                "not a tensor of the network (a strict load uses every tensor); the closest \
+                 are: {}; a non-strict load skips it",
+                closest.join(", ")
+            ),
+        }
+    }
 }
 
 /// What made a training step count as diverged, in [`Error::Diverged`].

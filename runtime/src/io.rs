@@ -466,6 +466,38 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     Ok(metadata.metadata().clone().unwrap_or_default())
 }
 
+/// One tensor as a safetensors header describes it, without its values.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TensorInfo {
+    /// Its name in the file.
+    pub name: String,
+    /// Its dtype as safetensors spells it: `"F32"`, `"I64"`, ...
+    pub dtype: String,
+    /// Its shape; empty for a scalar.
+    pub shape: Vec<usize>,
+}
+
+/// Every tensor of the safetensors file at `path`, sorted by name, and its metadata, from its
+/// header alone: no tensor's data is read.
+///
+/// # Errors
+///
+/// As [`read_metadata`].
+pub fn read_tensor_infos(path: &Path) -> Result<(Vec<TensorInfo>, HashMap<String, String>)> {
+    let (metadata, _) = read_header(path, Limits::global())?;
+    let mut infos: Vec<TensorInfo> = metadata
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| TensorInfo {
+            name,
+            dtype: format!("{:?}", info.dtype),
+            shape: info.shape.clone(),
+        })
+        .collect();
+    infos.sort();
+    Ok((infos, metadata.metadata().clone().unwrap_or_default()))
+}
+
 /// The regular file at `path`, opened, with its length. Other files are refused before they
 /// are opened: opening a FIFO to read blocks until someone writes to it, and a device such
 /// as `/dev/zero` never ends.

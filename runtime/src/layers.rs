@@ -10,20 +10,29 @@ use crate::tape::ForwardSlots;
 /// statistics in evaluation. `stats` is the offset of `running_mean` in the buffers, followed by
 /// `running_var`. The tape's aux slot receives the mean and inverse deviation used.
 #[doc(hidden)]
+// The argument list is the calling convention of every generated network.
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward(
     pass: &mut Pass<'_>,
     s: ForwardSlots<'_>,
     gamma: &[f32],
     beta: &[f32],
     stats: usize,
+    params_at: usize,
     g: &BatchNormGeom,
     n: usize,
 ) {
     let c = g.c;
     match pass {
-        Pass::Train { buffers, .. } => {
+        Pass::Train {
+            buffers, frozen, ..
+        } if !frozen.fixes_statistics(params_at, params_at + 2 * c) => {
             let (mean, var) = buffers[stats..stats + 2 * c].split_at_mut(c);
             batch_norm::forward_train(s.y, s.aux, s.x, gamma, beta, mean, var, g, n);
+        }
+        Pass::Train { buffers, .. } => {
+            let (mean, var) = buffers[stats..stats + 2 * c].split_at(c);
+            batch_norm::forward_eval(s.y, s.aux, s.x, gamma, beta, mean, var, g, n);
         }
         Pass::Eval { buffers } => {
             let (mean, var) = buffers[stats..stats + 2 * c].split_at(c);

@@ -26,10 +26,14 @@ pub mod tape;
 pub mod train;
 #[doc(hidden)]
 pub mod unoptimized;
+pub mod visualize;
 
-pub use error::{Error, Result};
+pub use error::{Error, LoadProblem, Result};
 pub use limits::Limits;
-pub use network::{Gradients, LoadOptions, Mode, Network, NetworkExt, State, Tensor, TensorMut};
+pub use network::{
+    Frozen, Gradients, LoadOptions, LoadReport, Manifest, ManifestEntry, Mode, Network, NetworkExt,
+    State, Tensor, TensorMut, Transfer,
+};
 pub use params::ParamStore;
 pub use scores::softmax;
 pub use striate_geometry as geometry;
@@ -51,6 +55,7 @@ pub mod __generated {
     pub use crate::layers;
     pub use crate::network::debug_network;
     pub use crate::network::nested::{nested_backward, nested_forward};
+    pub use crate::network::FrozenView;
     pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Shape1, Shape3, Slot};
     pub use crate::{Error, Network, State, Summary, Tape};
 

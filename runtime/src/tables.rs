@@ -22,7 +22,65 @@ pub enum Pass<'a> {
         buffers: &'a mut [f32],
         /// Dropout's generator.
         rng: &'a mut NetRng,
+        /// The frozen parameters, for batch norm that keeps its statistics when frozen.
+        frozen: FrozenView<'a>,
     },
+}
+
+/// The frozen ranges as a generated backward pass sees them: those of its own network, whose
+/// value 0 is value `base` of the outermost network's store.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FrozenView<'a> {
+    ranges: &'a [(usize, usize)],
+    base: usize,
+    batch_norm_eval: bool,
+}
+
+impl<'a> FrozenView<'a> {
+    /// Nothing frozen.
+    pub const NONE: FrozenView<'static> = FrozenView {
+        ranges: &[],
+        base: 0,
+        batch_norm_eval: false,
+    };
+
+    /// The view of sorted, merged frozen ranges `(start, end)` of a parameter store.
+    pub fn new(ranges: &'a [(usize, usize)], batch_norm_eval: bool) -> FrozenView<'a> {
+        FrozenView {
+            ranges,
+            base: 0,
+            batch_norm_eval,
+        }
+    }
+
+    /// True when a batch-norm layer whose parameters are `start..end` normalises with its
+    /// running statistics and leaves them fixed, in training too: they are frozen, and
+    /// frozen batch norm is asked to stay in evaluation mode.
+    #[inline]
+    pub fn fixes_statistics(&self, start: usize, end: usize) -> bool {
+        self.batch_norm_eval && self.covers(start, end)
+    }
+
+    /// True when every value in `start..end` is frozen (true for an empty range).
+    #[inline]
+    pub fn covers(&self, start: usize, end: usize) -> bool {
+        if start >= end {
+            return true;
+        }
+        let (a, b) = (self.base + start, self.base + end);
+        let i = self.ranges.partition_point(|r| r.1 <= a);
+        self.ranges.get(i).is_some_and(|r| r.0 <= a && b <= r.1)
+    }
+
+    /// The view of a network nested at value `at` of this one.
+    #[inline]
+    pub fn shifted(&self, at: usize) -> FrozenView<'a> {
+        FrozenView {
+            base: self.base + at,
+            ..*self
+        }
+    }
 }
 
 /// Static facts about one layer, or one join of a block, computed by the `network!` macro.

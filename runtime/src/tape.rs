@@ -71,6 +71,21 @@ pub struct Tape {
     exchange: Exchange,
     /// One tape for each network nested in this one, in order.
     nested: Vec<Tape>,
+    /// The layers with parameters whose weight gradients the last backward pass computed and
+    /// skipped.
+    weight_grads: WeightGradients,
+}
+
+/// How many layers with parameters the last backward pass on a tape computed the weight
+/// gradients of, and how many it skipped (frozen layers, see
+/// [`Transfer::freeze`](crate::Transfer::freeze)). A layer of a nested network counts as a
+/// layer; a pass split over threads counts each layer once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WeightGradients {
+    /// Layers whose kernels computed their weight gradients.
+    pub computed: usize,
+    /// Layers whose weight gradients were not computed.
+    pub skipped: usize,
 }
 
 /// The buffers of a forward pass split over the batch.
@@ -425,9 +440,57 @@ impl Tape {
         (&before[x], &mut after[0])
     }
 
+    /// The layers whose weight gradients the last backward pass computed and skipped.
+    ///
+    /// # Example
+    /// ```
+    /// use striate::prelude::*;
+    /// use striate::Transfer;
+    ///
+    /// network! {
+    ///     struct Two { input: [3], fc1: linear(4), relu, fc2: linear(2) }
+    /// }
+    ///
+    /// let mut net = Two::init(0);
+    /// net.freeze("fc1")?;
+    /// let mut tape = Tape::new();
+    /// let x = Array2::<f32>::ones((2, 3));
+    /// net.forward_train(x.view(), &mut tape)?;
+    /// let mut grads = net.gradients();
+    /// net.backward(&mut tape, Array2::ones((2, 2)).view(), &mut grads)?;
+    /// assert_eq!((tape.weight_gradients().computed, tape.weight_gradients().skipped), (1, 1));
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    pub fn weight_gradients(&self) -> WeightGradients {
+        self.weight_grads
+    }
+
+    /// Counts one layer with parameters of the backward pass under way.
+    #[doc(hidden)]
+    #[inline]
+    pub fn count_weight_gradient(&mut self, computed: bool) {
+        if computed {
+            self.weight_grads.computed += 1;
+        } else {
+            self.weight_grads.skipped += 1;
+        }
+    }
+
+    /// Adds the counts of a nested network's backward pass.
+    pub(crate) fn add_weight_gradients(&mut self, counts: WeightGradients) {
+        self.weight_grads.computed += counts.computed;
+        self.weight_grads.skipped += counts.skipped;
+    }
+
+    /// Sets the counts (of a pass that ran on shard tapes).
+    pub(crate) fn set_weight_gradients(&mut self, counts: WeightGradients) {
+        self.weight_grads = counts;
+    }
+
     /// Starts a backward pass: the gradient with respect to the last value is `d_out`.
     #[doc(hidden)]
     pub fn begin_backward(&mut self, d_out: &[f32]) {
+        self.weight_grads = WeightGradients::default();
         let r = self.recorded.expect("a forward pass was recorded");
         let g = &mut self.grads[r.grads[r.grads.len() - 1]];
         g.clear();

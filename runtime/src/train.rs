@@ -342,6 +342,8 @@ pub struct Trainer<'n, N: Network, O: Optimizer = Sgd> {
     d_logits: Array2<f32>,
     x: Vec<f32>,
     y: Vec<usize>,
+    /// Steps the trainable parameters only (see `Transfer::freeze`).
+    frozen_steps: crate::network::FrozenSteps,
 }
 
 impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
@@ -401,6 +403,7 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             d_logits: Array2::zeros((0, 0)),
             x: Vec::new(),
             y: Vec::new(),
+            frozen_steps: Default::default(),
         })
     }
 
@@ -725,8 +728,11 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
                 bound: f32::INFINITY,
             }));
         }
-        self.opt.step(
-            self.net.params_mut().as_mut_slice(),
+        let state = self.net.state_mut();
+        self.frozen_steps.step(
+            &mut self.opt,
+            &state.frozen,
+            state.params.as_mut_slice(),
             self.grads.params().as_slice(),
         )?;
         self.steps_done += 1;

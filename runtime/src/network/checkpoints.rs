@@ -323,9 +323,15 @@ mod tests {
         fn raw_forward(params: &[f32], mut pass: Pass<'_>, tape: &mut Tape) {
             let n = tape.batch();
             let (w, b) = params.split_at(2);
-            batch_norm_forward(&mut pass, tape.forward_slots(0, 1), w, b, 0, &GEOM, n);
+            batch_norm_forward(&mut pass, tape.forward_slots(0, 1), w, b, 0, 0, &GEOM, n);
         }
-        fn raw_backward(_: &[f32], _: &mut [f32], _: &mut Tape, _: bool) {
+        fn raw_backward(
+            _: &[f32],
+            _: &mut [f32],
+            _: &mut Tape,
+            _: bool,
+            _: crate::network::FrozenView<'_>,
+        ) {
             // These tests never go backward.
         }
     }

@@ -1,10 +1,14 @@
 //! The trait every `network!` implements, and the types it hands out.
 
 pub(crate) mod checkpoints;
+mod freeze;
 mod gradients;
+mod manifest;
 pub(crate) mod nested;
+mod partial;
 mod sharding;
 mod state;
+mod transfer;
 
 use std::path::Path;
 
@@ -19,8 +23,15 @@ use crate::{Error, Result};
 
 #[doc(no_inline)]
 pub use crate::tables::{LayerInfo, NetRng, Pass};
+pub use freeze::Frozen;
+pub(crate) use freeze::FrozenSteps;
+#[doc(hidden)]
+pub use freeze::FrozenView;
 pub use gradients::Gradients;
+pub use manifest::{Manifest, ManifestEntry};
+pub use partial::LoadReport;
 pub use state::{State, Tensor, TensorMut};
+pub use transfer::Transfer;
 
 /// What [`Network::load_with`] checks beyond the tensors' names, shapes and dtypes, which it
 /// always checks. [`LoadOptions::new`] checks everything, as [`Network::load`] does.
@@ -127,9 +138,17 @@ pub trait Network: Sized + 'static {
     #[doc(hidden)]
     fn raw_forward(params: &[f32], pass: Pass<'_>, tape: &mut Tape);
 
-    /// The generated backward pass; the output gradient is already on the tape.
+    /// The generated backward pass; the output gradient is already on the tape. It skips the
+    /// weight gradients of the layers `frozen` covers, and every layer below the lowest one
+    /// that learns, unless `input_grad`.
     #[doc(hidden)]
-    fn raw_backward(params: &[f32], d_params: &mut [f32], tape: &mut Tape, input_grad: bool);
+    fn raw_backward(
+        params: &[f32],
+        d_params: &mut [f32],
+        tape: &mut Tape,
+        input_grad: bool,
+        frozen: FrozenView<'_>,
+    );
 
     /// Reserves, fallibly, what the generated passes over `n` samples grow on the tape beyond
     /// its slots: the kernels' scratch and the tapes of nested networks. Called before every
@@ -543,6 +562,7 @@ pub trait Network: Sized + 'static {
             Mode::Train => Pass::Train {
                 buffers: state.buffers.as_mut_slice(),
                 rng: &mut state.rng,
+                frozen: state.frozen.view(),
             },
             Mode::Eval => Pass::Eval {
                 buffers: state.buffers.as_slice(),
@@ -633,8 +653,22 @@ pub trait Network: Sized + 'static {
         }
         let d_out = d_out.as_standard_layout();
         let d_out = d_out.as_slice().expect("standard layout is contiguous");
-        let params = self.state().params.as_slice();
-        sharding::backward_pass::<Self>(params, tape, d_out, grads, n)
+        let state = self.state();
+        sharding::backward_pass::<Self>(
+            state.params.as_slice(),
+            state.frozen.view(),
+            tape,
+            d_out,
+            grads,
+            n,
+        )?;
+        // A frozen layer above one that learns passes its input gradient on, and its kernel
+        // computes the weight gradient with it; a frozen parameter's gradient is 0 all the same.
+        let d_params = grads.params_mut().as_mut_slice();
+        for &(a, b) in state.frozen.ranges() {
+            d_params[a..b].fill(0.0);
+        }
+        Ok(())
     }
 }
 

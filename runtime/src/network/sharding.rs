@@ -9,7 +9,7 @@
 use ndarray::ArrayViewD;
 use rand::{RngCore, SeedableRng};
 
-use super::{check_input, Gradients, Network};
+use super::{check_input, FrozenView, Gradients, Network};
 use crate::ops::parallel::{self, SharedMut};
 use crate::tables::{NetRng, Pass};
 use crate::tape::Tape;
@@ -76,9 +76,13 @@ pub(super) fn forward_pass<N: Network>(
     for (s, t) in parts.tapes.iter_mut().enumerate() {
         t.try_prepare::<N>(parallel::part(n, shards, s).len(), train)?;
     }
-    let (eval_buffers, train_buffers): (&[f32], &mut [f32]) = match &mut pass {
-        Pass::Eval { buffers } => (buffers, &mut []),
-        Pass::Train { buffers, rng } => {
+    let (eval_buffers, train_buffers, frozen): (&[f32], &mut [f32], _) = match &mut pass {
+        Pass::Eval { buffers } => (buffers, &mut [], FrozenView::NONE),
+        Pass::Train {
+            buffers,
+            rng,
+            frozen,
+        } => {
             // Each shard draws its dropout masks from its own generator, seeded from the
             // network's, so a step depends only on the seed and the thread count.
             for r in parts.rngs.iter_mut() {
@@ -90,7 +94,7 @@ pub(super) fn forward_pass<N: Network>(
                 copy.clear();
                 copy.extend_from_slice(buffers);
             }
-            (&[], buffers)
+            (&[], buffers, *frozen)
         }
     };
     if together.is_some() {
@@ -121,7 +125,11 @@ pub(super) fn forward_pass<N: Network>(
         let part = x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(samples.clone()));
         copy_into(t.input_mut(), &part);
         let pass = if train {
-            Pass::Train { buffers, rng }
+            Pass::Train {
+                buffers,
+                rng,
+                frozen,
+            }
         } else {
             Pass::Eval {
                 buffers: eval_buffers,
@@ -158,6 +166,7 @@ fn copy_into(dst: &mut [f32], x: &ArrayViewD<'_, f32>) {
 /// standard layout.
 pub(super) fn backward_pass<N: Network>(
     params: &[f32],
+    frozen: FrozenView<'_>,
     tape: &mut Tape,
     d_out: &[f32],
     grads: &mut Gradients,
@@ -168,7 +177,13 @@ pub(super) fn backward_pass<N: Network>(
     grads.reserve_input(input_len)?;
     if tape.shards() == 1 {
         tape.begin_backward(d_out);
-        N::raw_backward(params, grads.params_mut().as_mut_slice(), tape, want_input);
+        N::raw_backward(
+            params,
+            grads.params_mut().as_mut_slice(),
+            tape,
+            want_input,
+            frozen,
+        );
         if want_input {
             grads.add_input::<N>(n, tape.input_grad());
         }
@@ -203,7 +218,7 @@ pub(super) fn backward_pass<N: Network>(
             (t, g)
         };
         t.begin_backward(&d_out[samples.start * per_out..samples.end * per_out]);
-        N::raw_backward(params, g, t, want_input);
+        N::raw_backward(params, g, t, want_input, frozen);
     };
     if exchanging {
         // The forward pass ran these shards together, so there are threads for all of them
@@ -226,5 +241,8 @@ pub(super) fn backward_pass<N: Network>(
         }
         grads.add_input::<N>(n, parts.input_grad);
     }
+    // Every shard runs the same layers: the counts of one are those of the pass.
+    let counts = parts.tapes[0].weight_gradients();
+    tape.set_weight_gradients(counts);
     Ok(())
 }

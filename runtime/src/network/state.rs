@@ -28,6 +28,9 @@ pub struct State {
     pub num_batches_tracked: u64,
     /// The generator of dropout masks.
     pub rng: NetRng,
+    /// The parameters that training leaves unchanged (none at first); see
+    /// [`Transfer`](crate::Transfer).
+    pub frozen: super::freeze::Frozen,
 }
 
 impl State {
@@ -62,6 +65,7 @@ impl State {
             buffers: b,
             num_batches_tracked: 0,
             rng: NetRng::seed_from_u64(seed ^ 0xD00D_5EED),
+            frozen: Default::default(),
         })
     }
 }

@@ -61,7 +61,7 @@ pub fn fallback(net: &Network, errors: Vec<syn::Error>) -> TokenStream {
             fn raw_forward(_: &[f32], _: #rt::Pass<'_>, _: &mut #rt::Tape) {
                 ::core::unreachable!("the network did not compile")
             }
-            fn raw_backward(_: &[f32], _: &mut [f32], _: &mut #rt::Tape, _: bool) {
+            fn raw_backward(_: &[f32], _: &mut [f32], _: &mut #rt::Tape, _: bool, _: #rt::FrozenView<'_>) {
                 ::core::unreachable!("the network did not compile")
             }
         }

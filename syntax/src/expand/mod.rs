@@ -108,7 +108,7 @@ fn forward_node(plan: &Plan, net: &syn::Ident, i: usize) -> TokenStream {
                 {
                     const AT: usize = #p #base;
                     let p = &params[AT..AT + <#ty as #rt::Network>::NUM_PARAMS];
-                    #rt::nested_forward::<#ty>(tape, #k, #x, #y, p, &mut pass, #b #bbase);
+                    #rt::nested_forward::<#ty>(tape, #k, #x, #y, p, AT, &mut pass, #b #bbase);
                 }
             }
         }
@@ -146,7 +146,27 @@ fn last_readers(plan: &Plan) -> Vec<usize> {
     last
 }
 
+/// The global offset of node `i`'s first parameter (past the nested networks before it).
+fn node_start(plan: &Plan, node: &Node) -> TokenStream {
+    let (p, base) = (usize_lit(node.param_offset), param_base(plan, node.base));
+    quote!(#p #base)
+}
+
+/// Whether anything below node `node`, which reads value `x`, needs a gradient: the input's,
+/// when asked for, or a parameter before the node's that is not frozen.
+fn below(plan: &Plan, node: &Node, x: usize) -> TokenStream {
+    if x == 0 {
+        return quote!(input_grad);
+    }
+    let start = node_start(plan, node);
+    quote!((input_grad || !frozen.covers(0, #start)))
+}
+
 /// The backward code of node `i`: the gradient of value `i + 1` into those of its inputs.
+///
+/// A node runs when something below it needs a gradient, or its own parameters learn; a layer
+/// whose parameters are all frozen and that has nothing below to pass a gradient to is skipped,
+/// so the pass stops at the lowest layer that learns.
 fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> TokenStream {
     let node = &plan.nodes[i];
     let rt = rt();
@@ -155,16 +175,14 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
         Op::Layer(layer) => {
             let x = node.inputs[0];
             let fresh = last[x] == i;
-            let reads_input = x == 0;
             let optional = layer.input_grad_optional();
-            let has_params = node.params > 0;
-            // The input gradient is computed when asked for, or when the kernel cannot skip it.
-            let (want, d_x) = if !reads_input {
-                (quote!(true), quote!(Some(s.d_x)))
-            } else if optional {
+            let below = below(plan, node, x);
+            // The input gradient is computed when needed below, or when the kernel cannot skip
+            // it.
+            let (want, d_x) = if optional {
                 (
-                    quote!(input_grad),
-                    quote!(if input_grad { Some(s.d_x) } else { None }),
+                    quote!(below),
+                    quote!(if below { Some(s.d_x) } else { None }),
                 )
             } else {
                 (quote!(true), quote!(Some(s.d_x)))
@@ -172,25 +190,34 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
             let call = layer.backward(&emit(plan, net, node, i, d_x));
             let x = usize_lit(x);
             let body = quote! {
-                {
-                    let s = tape.backward_slots(#x, #y, #fresh, #want);
-                    #call
-                }
+                let s = tape.backward_slots(#x, #y, #fresh, #want);
+                #call
             };
-            if reads_input && !optional && !has_params {
-                quote!(if input_grad { #body })
+            if node.params > 0 {
+                let start = node_start(plan, node);
+                let len = usize_lit(node.params);
+                quote! {
+                    {
+                        let below = #below;
+                        const START: usize = #start;
+                        let learns = !frozen.covers(START, START + #len);
+                        tape.count_weight_gradient(learns || below);
+                        if learns || below { #body }
+                    }
+                }
             } else {
-                body
+                quote! {
+                    {
+                        let below = #below;
+                        if below { #body }
+                    }
+                }
             }
         }
         Op::Nested { ty, ordinal } => {
             let x = node.inputs[0];
             let fresh = last[x] == i;
-            let want = if x == 0 {
-                quote!(input_grad)
-            } else {
-                quote!(true)
-            };
+            let want = below(plan, node, x);
             let (xl, k) = (usize_lit(x), usize_lit(*ordinal));
             let (p, base) = (usize_lit(node.param_offset), param_base(plan, node.base));
             quote! {
@@ -199,6 +226,7 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
                     const END: usize = AT + <#ty as #rt::Network>::NUM_PARAMS;
                     #rt::nested_backward::<#ty>(
                         tape, #k, #xl, #y, #fresh, #want, &params[AT..END], &mut d_params[AT..END],
+                        frozen.shifted(AT),
                     );
                 }
             }
@@ -222,16 +250,12 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
                     };
                     offset += shape.numel();
                     let xl = usize_lit(x);
-                    let body = quote! {
-                        {
+                    let below = below(plan, node, x);
+                    quote! {
+                        if #below {
                             let (d_y, d_x) = tape.join_backward(#xl, #y, #fresh);
                             #call
                         }
-                    };
-                    if x == 0 {
-                        quote!(if input_grad { #body })
-                    } else {
-                        body
                     }
                 })
                 .collect::<Vec<_>>();
@@ -499,6 +523,7 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
                 d_params: &mut [f32],
                 tape: &mut #rt::Tape,
                 input_grad: bool,
+                frozen: #rt::FrozenView<'_>,
             ) {
                 let n = tape.batch();
                 #train_binding

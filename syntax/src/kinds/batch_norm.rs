@@ -115,7 +115,8 @@ impl Layer for BatchNorm {
         let c = self.shape.channels();
         let (lets, _) = weight_and_bias(e, "params", c, c, false);
         let (stats, base) = (usize_lit(e.buffer_offset), &e.buffer_base);
-        quote! { #lets #rt::layers::batch_norm_forward(&mut pass, s, w, b, #stats #base, &Self::#g, n); }
+        let (at, pbase) = (usize_lit(e.param_offset), &e.param_base);
+        quote! { #lets #rt::layers::batch_norm_forward(&mut pass, s, w, b, #stats #base, #at #pbase, &Self::#g, n); }
     }
 
     fn backward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
@@ -123,6 +124,9 @@ impl Layer for BatchNorm {
         let c = self.shape.channels();
         let (lets, _) = weight_and_bias(e, "params", c, c, false);
         let (dlets, _) = weight_and_bias(e, "d_params", c, c, true);
-        quote! { #lets #dlets #rt::ops::batch_norm::backward(s.d_x, d_w, d_b, s.d_y, s.x, w, s.aux, &Self::#g, n, train); }
+        // Frozen batch norm that kept its running statistics normalised with constants.
+        let (at, pbase, len) = (usize_lit(e.param_offset), &e.param_base, usize_lit(2 * c));
+        let batch_stats = quote!(train && !frozen.fixes_statistics(#at #pbase, #at #pbase + #len));
+        quote! { #lets #dlets #rt::ops::batch_norm::backward(s.d_x, d_w, d_b, s.d_y, s.x, w, s.aux, &Self::#g, n, #batch_stats); }
     }
 }
