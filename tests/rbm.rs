@@ -547,3 +547,70 @@ fn bad_input_gives_typed_errors_and_changes_nothing() {
     ));
     assert_eq!(net.params().as_slice(), &params[..]);
 }
+
+#[path = "common/temp_dir.rs"]
+mod temp_dir;
+
+/// `scripts/sklearn_rbm.py --fixture` still writes the committed fixture (to a relative 1e-4:
+/// another CPU's BLAS may round differently). It needs Python with scikit-learn and numpy: `$STRIATE_PYTHON`, else `python3`;
+/// without them the script says so and the test is skipped with a message (`.ci/run` installs
+/// them into a virtual environment).
+#[test]
+fn the_script_writes_the_committed_fixture() {
+    let python = std::env::var("STRIATE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let dir = temp_dir::TempDir::new("rbm-fixture");
+    let path = dir.path().join("rbm_sklearn.json");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sklearn_rbm.py");
+    let out = match std::process::Command::new(&python)
+        .arg(script)
+        .arg("--fixture")
+        .arg(&path)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => return println!("skipped: {python} does not run ({e})"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if stdout.starts_with("skipped") {
+        return println!("skipped: {python} has no scikit-learn: {stdout}");
+    }
+    let read = |p: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let committed = read(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rbm_sklearn.json"
+    )));
+    let fresh = read(&path);
+    fn numbers(v: &serde_json::Value, out: &mut Vec<f64>) {
+        match v {
+            serde_json::Value::Number(n) => out.push(n.as_f64().unwrap()),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| numbers(x, out)),
+            _ => {}
+        }
+    }
+    for key in [
+        "components",
+        "data",
+        "flipped",
+        "score_samples",
+        "exact_pseudo_likelihood",
+        "transform",
+    ] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        numbers(&committed[key], &mut a);
+        numbers(&fresh[key], &mut b);
+        assert_eq!(a.len(), b.len(), "{key}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1e-4 * x.abs().max(1.0),
+                "{key}: committed {x}, fresh {y}"
+            );
+        }
+    }
+}
