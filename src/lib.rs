@@ -189,8 +189,8 @@ pub mod prelude {
     pub use striate_runtime::optim::{Adam, AdamW, LrSchedule, Optimizer, RmsProp, Sgd};
     #[doc(no_inline)]
     pub use striate_runtime::train::{
-        evaluate, Callback, Checkpoints, Control, EarlyStopping, EpochEnd, Fit, Metric, SaveBest,
-        Trainer,
+        evaluate, Callback, Checkpoints, Control, EarlyStopping, EpochEnd, Fit, Loss, Metric,
+        SaveBest, Trainer,
     };
     #[doc(no_inline)]
     pub use striate_runtime::{
