@@ -16,7 +16,7 @@ use striate::Network;
 
 #[path = "common/fixtures.rs"]
 mod fixtures;
-use fixtures::{fixture, Case};
+use fixtures::{assert_scaled_close as assert_close, fixture, Case};
 
 network! {
     /// `Autoencoder` in torch_reference.py.
@@ -32,17 +32,6 @@ network! {
         sigmoid,
         upsample(2, mode = bilinear) -> [4, 16, 10],
         d2: conv_transpose2d(2, kernel = 3, pad = (6, 3), bias = false) -> [2, 6, 6],
-    }
-}
-
-fn assert_close(what: &str, ours: &[f32], theirs: &[f32]) {
-    assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
-    let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-4 * scale + 1e-4 * b.abs() + 1e-6,
-            "{what}[{i}]: striate {a}, PyTorch {b} (largest magnitude {scale})"
-        );
     }
 }
 
