@@ -9,7 +9,7 @@
 //!   has two units, coloured by digit.
 //!
 //! ```text
-//! cargo run --release --example autoencoder -- [--epochs N] [--threads N] [--out DIR]
+//! cargo run --release --example autoencoder -- [--epochs 15] [--code-epochs 20] [--threads N] [--out docs/src/images]
 //! ```
 //!
 //! The decoder must end at the input's shape: `Trainer::step_reconstruct` only accepts a
@@ -83,8 +83,8 @@ struct Options {
 
 fn parse_args() -> Result<Options, String> {
     let mut o = Options {
-        epochs: 8,
-        code_epochs: 8,
+        epochs: 15,
+        code_epochs: 20,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         out: PathBuf::from("docs/src/images"),
     };
