@@ -7,7 +7,10 @@
 //!     [--steps S --warmup W --epochs E --batch B]
 //! ```
 //!
-//! Modes: `train`, `accuracy`, `infer`, `alexnet`, `alexnet-fwd`, `alexnet-train`, `resnet`.
+//! Modes: `train`, `accuracy`, `infer`, `alexnet`, `alexnet-fwd`, `alexnet-train`, `resnet`,
+//! `autoencoder` (the denoising autoencoder of `examples/autoencoder.rs`, Adam and binary
+//! cross-entropy with logits, batch 64; its PyTorch side is `scripts/torch_autoencoder.py`,
+//! outside the shared protocol).
 //! Besides the protocol's fields, every result carries `peak_rss_kb` (the process's `VmHWM`)
 //! and, for the timed modes, the heap allocations per step in the timed part, counted by this
 //! program's global allocator. `scripts/bench.py` runs this and the PyTorch reference
@@ -37,6 +40,12 @@ use lenet::LeNet5;
 #[path = "alexnet.rs"]
 mod alexnet;
 use alexnet::AlexNet;
+
+/// The denoising autoencoder of `examples/autoencoder.rs`.
+#[allow(dead_code)]
+#[path = "autoencoder.rs"]
+mod autoencoder;
+use autoencoder::DenoisingAe;
 
 /// The ResNet-20 of `examples/resnet.rs`, with `torch_peer.py`'s parameter names.
 #[allow(dead_code)]
@@ -565,12 +574,39 @@ fn train_steps<N: Network<InputDim = Ix4, OutputDim = Ix2>>(
     let classes = N::OUTPUT_SHAPE[0];
     let y: Vec<usize> = (0..batch).map(|i| label_step * i % classes).collect();
     let mut t = Trainer::new(net);
+    timed_steps(args, out, batch, (warm, steps, budget_s), || t.step(&x, &y));
+}
+
+/// `autoencoder`: training steps of `examples/autoencoder.rs`'s network on `batch` random
+/// images in `[0, 1)` from `SplitMix(31)`, each its own target (`step_reconstruct`, binary
+/// cross-entropy with logits, Adam at 2e-3), as `scripts/torch_autoencoder.py` does.
+fn autoencoder_steps(args: &Args, out: &mut Result_) {
+    let batch = args.get("batch", 64);
+    let x = SplitMix(31).f32_array(batch * 28 * 28);
+    let x = ArrayView4::from_shape((batch, 1, 28, 28), &x).expect("a batch of digits");
+    let mut net = DenoisingAe::init(0);
+    let mut t = striate::train::Trainer::new(&mut net, Adam::new(2e-3));
+    timed_steps(args, out, batch, (3, 40, 10.0), || {
+        let stats = t.step_reconstruct(x, x, Loss::BceWithLogits);
+        stats.expect("training step").loss
+    });
+}
+
+/// Times `step` (one training step; it returns its loss): `warm` untimed steps, then at most
+/// `steps` timed ones within `budget_s` seconds, counting heap allocations around each step.
+fn timed_steps(
+    args: &Args,
+    out: &mut Result_,
+    batch: usize,
+    (warm, steps, budget_s): (usize, usize, f64),
+    mut step: impl FnMut() -> f32,
+) {
     let mut last = 0.0;
     // Allocations are counted around each step only, not the timing's own bookkeeping.
     let counted = Cell::new((0, 0));
     let mut f = || {
         let (a0, b0) = allocations();
-        last = t.step(&x, &y);
+        last = step();
         let (a1, b1) = allocations();
         let (a, b) = counted.get();
         counted.set((a + a1 - a0, b + b1 - b0));
@@ -690,9 +726,10 @@ fn main() {
             (11, 3),
             (BATCH, 3, 20, 10.0),
         ),
+        "autoencoder" => autoencoder_steps(&args, &mut out),
         other => fail(&format!(
             "unknown mode {other}; expected one of: train, accuracy, infer, alexnet, \
-             alexnet-fwd, alexnet-train, resnet"
+             alexnet-fwd, alexnet-train, resnet, autoencoder"
         )),
     }
     out.emit();

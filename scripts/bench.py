@@ -10,8 +10,9 @@ Options:
                     (default 3; the protocol asks for at least 3)
     --threads LIST  comma-separated thread counts, e.g. 1,2 (default 2)
     --modes LIST    comma-separated subset of: train, infer, alexnet, alexnet-fwd, accuracy,
-                    alexnet-train, resnet (default: all seven; the last two are whole
-                    training steps of larger networks and take the longest)
+                    alexnet-train, resnet, autoencoder (default: all eight; alexnet-train
+                    and resnet are whole training steps of larger networks and take the
+                    longest; autoencoder's PyTorch side is scripts/torch_autoencoder.py)
     --no-build      do not run `cargo build --release --example bench` first
 
 The PyTorch reference (once per machine, outside the repository; it pulls large CUDA
@@ -39,7 +40,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
 STRIATE = os.path.join(TARGET, "release", "examples", "bench")
-ALL_MODES = ["train", "infer", "alexnet", "alexnet-fwd", "accuracy", "alexnet-train", "resnet"]
+ALL_MODES = ["train", "infer", "alexnet", "alexnet-fwd", "accuracy", "alexnet-train", "resnet", "autoencoder"]
+# Modes whose PyTorch side is a script of this repository rather than the shared peer.
+OWN_PEERS = {"autoencoder": os.path.join(REPO, "scripts", "torch_autoencoder.py")}
 
 # The figure each mode is judged by, and whether more is better.
 METRICS = {
@@ -50,6 +53,7 @@ METRICS = {
     "accuracy": [("train_seconds", False), ("test_acc", True)],
     "alexnet-train": [("img_per_s", True), ("ms_per_step", False)],
     "resnet": [("img_per_s", True), ("ms_per_step", False)],
+    "autoencoder": [("img_per_s", True), ("ms_per_step", False)],
 }
 
 
@@ -143,7 +147,8 @@ def main():
             for _ in range(rounds):
                 peers = [("striate", [STRIATE, mode, "--threads", str(threads)], env)]
                 if torch:
-                    peers.append(("pytorch", [torch[0], torch[1], mode, "--threads", str(threads)], torch_env))
+                    peer = OWN_PEERS.get(mode, torch[1])
+                    peers.append(("pytorch", [torch[0], peer, mode, "--threads", str(threads)], torch_env))
                 for name, cmd, e in peers:
                     r, maxrss, _ = run_measured(cmd, e)
                     res[name].append(r)

@@ -26,7 +26,9 @@
 /// - **Layers**: `conv2d(out_channels, kernel = k, stride = s, pad = p, bias = b, floor = f)`,
 ///   `max_pool(k, stride = s, pad = p, floor = f)`, `avg_pool(..)` (the same arguments),
 ///   `linear(out_features, bias = b)`, `relu`, `leaky_relu(slope)`, `tanh`, `sigmoid`,
-///   `dropout(p)`, `batch_norm(momentum = m, eps = e)`, `flatten`. A window, stride or padding
+///   `dropout(p)`, `batch_norm(momentum = m, eps = e)`, `flatten`; for decoders
+///   `conv_transpose2d(out_channels, kernel = k, stride = s, pad = p, output_pad = q)`,
+///   `upsample(factor, mode = nearest | bilinear)` and `reshape([dims])`. A window, stride or padding
 ///   is an integer or a pair `(height, width)`.
 /// - **Arguments**: the first may go unnamed, the others are named. The input's size is never
 ///   an argument: each layer takes its channels or features from the layer before
@@ -192,8 +194,8 @@ pub mod prelude {
     pub use striate_runtime::rbm::{Cd, CdTrainer, Rbm};
     #[doc(no_inline)]
     pub use striate_runtime::train::{
-        evaluate, Callback, Checkpoints, Control, EarlyStopping, EpochEnd, Fit, Metric, SaveBest,
-        Trainer,
+        evaluate, Callback, Checkpoints, Control, EarlyStopping, EpochEnd, Fit, Loss, Metric,
+        SaveBest, Trainer,
     };
     #[doc(no_inline)]
     pub use striate_runtime::{

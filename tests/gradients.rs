@@ -80,6 +80,26 @@ network! {
     }
 }
 
+network! {
+    /// The decoder's layers: a vector reshaped to a feature map, upsampled both ways and grown
+    /// by transposed convolutions (with and without bias, square and not, output padding),
+    /// ending at the input's shape.
+    struct Decoder {
+        input: [2, 6, 6],
+        c: conv2d(3, kernel = 3, stride = 2, pad = 1) -> [3, 3, 3],
+        tanh,
+        flatten,
+        fc: linear(12),
+        reshape([3, 2, 2]),
+        upsample(2, mode = bilinear) -> [3, 4, 4],
+        d1: conv_transpose2d(4, kernel = (3, 2), stride = (1, 2), pad = (1, 0)) -> [4, 4, 8],
+        sigmoid,
+        upsample(2) -> [4, 8, 16],
+        d2: conv_transpose2d(2, kernel = 3, stride = 3, pad = 2, output_pad = 2, bias = false)
+            -> [2, 22, 46],
+    }
+}
+
 /// `sum(output * r)`, computed in f64, with dropout's generator reset so every evaluation
 /// draws the same masks.
 fn objective<N: Network>(
@@ -205,6 +225,11 @@ fn residual_concat_and_nested_networks() {
 #[test]
 fn the_input_read_twice_gets_both_gradients() {
     check::<InputTwice>(7, &[4, 5], Mode::Train);
+}
+
+#[test]
+fn decoder_layers() {
+    check::<Decoder>(8, &[3, 2, 6, 6], Mode::Train);
 }
 
 #[test]

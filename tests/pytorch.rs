@@ -12,7 +12,7 @@ use striate::Network;
 
 #[path = "common/fixtures.rs"]
 mod fixtures;
-use fixtures::{fixture, Case};
+use fixtures::{assert_scaled_close as assert_close, fixture, Case};
 
 #[allow(dead_code)]
 #[path = "../examples/lenet.rs"]
@@ -81,19 +81,6 @@ network! {
         ) -> [15, 8, 8],
         bn: batch_norm,
         avg_pool(8), flatten, fc: linear(3),
-    }
-}
-
-fn assert_close(what: &str, ours: &[f32], theirs: &[f32]) {
-    assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
-    // Relative to the largest magnitude of the tensor; a floor of 1e-6 for values that are
-    // zero in exact arithmetic (a bias followed by batch norm) and rounding noise in PyTorch.
-    let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-4 * scale + 1e-4 * b.abs() + 1e-6,
-            "{what}[{i}]: striate {a}, PyTorch {b} (largest magnitude {scale})"
-        );
     }
 }
 

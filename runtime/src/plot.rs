@@ -51,7 +51,10 @@ use plotters::style::{register_font, FontStyle};
 
 use crate::io::write_atomically;
 use crate::train::{Evaluation, History};
+
+mod pictures;
 use crate::{Error, Result};
+pub use pictures::{save_image_grid, ScatterChart};
 
 /// The family name the built-in font is registered under in plotters' font table; not
 /// `sans-serif`, so that a program's own registration of that family stays as it is.

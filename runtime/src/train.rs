@@ -53,12 +53,15 @@ mod callbacks;
 mod checkpoint;
 mod fit;
 mod log;
+mod reconstruct;
 
 pub use crate::error::Divergence;
+pub use crate::ops::loss::Loss;
 pub use callbacks::{Callback, Control, EarlyStopping, EpochEnd, FitStart, Metric, SaveBest};
 pub use checkpoint::{Checkpoints, Resumed};
 pub use fit::{EpochRecord, Fit, History};
 pub use log::LogFormat;
+pub use reconstruct::{reconstruction_loss, Reconstructs, SameShape};
 
 use checkpoint::{EpochPosition, StepCheckpoints};
 
@@ -340,13 +343,15 @@ pub struct Trainer<'n, N: Network, O: Optimizer = Sgd> {
     tape: Tape,
     grads: Gradients,
     d_logits: Array2<f32>,
+    /// The output gradient of [`Trainer::step_to`], grown once.
+    d_out: Vec<f32>,
     x: Vec<f32>,
     y: Vec<usize>,
     /// Steps the trainable parameters only (see `Transfer::freeze`).
     frozen_steps: crate::network::FrozenSteps,
 }
 
-impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
+impl<'n, N: Network, O: Optimizer> Trainer<'n, N, O> {
     /// A trainer for `net` with `opt`; constant learning rate (the optimizer's), shuffle seed 0,
     /// no gradient clipping.
     ///
@@ -401,6 +406,7 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             tape: Tape::new(),
             grads,
             d_logits: Array2::zeros((0, 0)),
+            d_out: Vec::new(),
             x: Vec::new(),
             y: Vec::new(),
             frozen_steps: Default::default(),
@@ -656,6 +662,66 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         self.epochs_done
     }
 
+    /// The second half of every training step, from the output gradient `d_out` of a batch
+    /// of `n` whose loss is `loss`: the divergence guard's checks, the backward pass, gradient
+    /// clipping and the optimizer's update.
+    fn backward_and_update(&mut self, d_out: &[f32], n: usize, loss: f32) -> Result<()> {
+        if self.guard && !loss.is_finite() {
+            return Err(self.diverged(Divergence::Loss(loss)));
+        }
+        self.grads.zero();
+        let d_out = crate::network::output_view::<N>(n, d_out);
+        if let Err(e) = self.net.backward(&mut self.tape, d_out, &mut self.grads) {
+            // The backward pass's buffers could not be had: with the guard on, the forward
+            // pass's side effects are put back too, so that the failed step changes nothing.
+            if self.guard {
+                self.before_step.restore(self.net.state_mut());
+            }
+            return Err(e);
+        }
+        let bound = self.divergence_grad_norm.filter(|_| self.guard);
+        if self.max_grad_norm.is_some() || bound.is_some() {
+            // An infinite bound never clips: it only measures.
+            let clip = self.max_grad_norm.unwrap_or(f32::INFINITY);
+            let norm = clip_grad_norm(self.grads.params_mut().as_mut_slice(), clip)?;
+            let bound = bound.unwrap_or(f32::INFINITY);
+            // Written so that a NaN norm is refused too.
+            if self.guard && !(norm <= bound && norm.is_finite()) {
+                return Err(self.diverged(Divergence::GradNorm { norm, bound }));
+            }
+        } else if self.guard && !all_finite(self.grads.params().as_slice()) {
+            // A finite loss can come with overflowing gradients (LeNet-5 at a rate of 1e4 with
+            // momentum does it); the norm is measured only to say so.
+            let norm = clip_grad_norm(self.grads.params_mut().as_mut_slice(), f32::INFINITY)?;
+            return Err(self.diverged(Divergence::GradNorm {
+                norm,
+                bound: f32::INFINITY,
+            }));
+        }
+        let state = self.net.state_mut();
+        self.frozen_steps.step(
+            &mut self.opt,
+            &state.frozen,
+            state.params.as_mut_slice(),
+            self.grads.params().as_slice(),
+        )?;
+        self.steps_done += 1;
+        Ok(())
+    }
+
+    /// Puts back what the refused step's forward pass moved and describes the step.
+    fn diverged(&mut self, cause: Divergence) -> Error {
+        self.before_step.restore(self.net.state_mut());
+        Error::Diverged {
+            step: self.steps_done,
+            epoch: self.current_epoch,
+            lr: self.opt.lr(),
+            cause,
+        }
+    }
+}
+
+impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     /// One training step on a batch: forward, loss, backward, gradient clipping (if set) and
     /// the optimizer's update, with the divergence guard's checks before the update (see
     /// [`guard_divergence`](Trainer::guard_divergence)).
@@ -694,64 +760,20 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             .zip(labels)
             .filter(|(p, t)| p == *t)
             .count();
-        if self.guard && !loss.is_finite() {
-            return Err(self.diverged(Divergence::Loss(loss)));
-        }
-        self.grads.zero();
-        if let Err(e) = self
-            .net
-            .backward(&mut self.tape, self.d_logits.view(), &mut self.grads)
-        {
-            // The backward pass's buffers could not be had: with the guard on, the forward
-            // pass's side effects are put back too, so that the failed step changes nothing.
-            if self.guard {
-                self.before_step.restore(self.net.state_mut());
-            }
-            return Err(e);
-        }
-        let bound = self.divergence_grad_norm.filter(|_| self.guard);
-        if self.max_grad_norm.is_some() || bound.is_some() {
-            // An infinite bound never clips: it only measures.
-            let clip = self.max_grad_norm.unwrap_or(f32::INFINITY);
-            let norm = clip_grad_norm(self.grads.params_mut().as_mut_slice(), clip)?;
-            let bound = bound.unwrap_or(f32::INFINITY);
-            // Written so that a NaN norm is refused too.
-            if self.guard && !(norm <= bound && norm.is_finite()) {
-                return Err(self.diverged(Divergence::GradNorm { norm, bound }));
-            }
-        } else if self.guard && !all_finite(self.grads.params().as_slice()) {
-            // A finite loss can come with overflowing gradients (LeNet-5 at a rate of 1e4 with
-            // momentum does it); the norm is measured only to say so.
-            let norm = clip_grad_norm(self.grads.params_mut().as_mut_slice(), f32::INFINITY)?;
-            return Err(self.diverged(Divergence::GradNorm {
-                norm,
-                bound: f32::INFINITY,
-            }));
-        }
-        let state = self.net.state_mut();
-        self.frozen_steps.step(
-            &mut self.opt,
-            &state.frozen,
-            state.params.as_mut_slice(),
-            self.grads.params().as_slice(),
-        )?;
-        self.steps_done += 1;
+        // Taken out for the update (which needs the trainer mutably) and put back: no copy.
+        let d_logits = std::mem::take(&mut self.d_logits);
+        let result = self.backward_and_update(
+            d_logits.as_slice().expect("owned array is contiguous"),
+            n,
+            loss,
+        );
+        self.d_logits = d_logits;
+        result?;
         Ok(StepStats {
             loss,
             correct,
             samples: n,
         })
-    }
-
-    /// Puts back what the refused step's forward pass moved and describes the step.
-    fn diverged(&mut self, cause: Divergence) -> Error {
-        self.before_step.restore(self.net.state_mut());
-        Error::Diverged {
-            step: self.steps_done,
-            epoch: self.current_epoch,
-            lr: self.opt.lr(),
-            cause,
-        }
     }
 
     /// One pass over `data` in shuffled batches of `batch` (the last, partial batch included),

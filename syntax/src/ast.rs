@@ -113,6 +113,10 @@ pub enum Value {
     Bool(bool),
     /// `(h, w)`.
     Pair(u64, u64),
+    /// A bare name, `nearest`.
+    Ident(String),
+    /// `[64, 7, 7]`: non-negative integers in brackets.
+    List(Vec<u64>),
     /// Anything else, described for the error message (`a string`, ...).
     Other(String),
 }
@@ -125,6 +129,8 @@ impl Value {
             Value::Float(v) => format_float(*v),
             Value::Bool(b) => b.to_string(),
             Value::Pair(h, w) => format!("({h}, {w})"),
+            Value::Ident(name) => name.clone(),
+            Value::List(v) => list_text(v),
             Value::Other(s) => s.clone(),
         }
     }
@@ -136,9 +142,17 @@ impl Value {
             Value::Float(v) => format!("the number `{}`", format_float(*v)),
             Value::Bool(b) => format!("the boolean `{b}`"),
             Value::Pair(h, w) => format!("the pair `({h}, {w})`"),
+            Value::Ident(name) => format!("the name `{name}`"),
+            Value::List(v) => format!("the list `{}`", list_text(v)),
             Value::Other(s) => s.clone(),
         }
     }
+}
+
+/// `[64, 7, 7]`.
+fn list_text(v: &[u64]) -> String {
+    let items: Vec<String> = v.iter().map(u64::to_string).collect();
+    format!("[{}]", items.join(", "))
 }
 
 /// `0.5`, `1e-5`, `2.0`: the shortest text that reads back as the same `f64`.
@@ -462,7 +476,24 @@ fn classify(expr: &Expr) -> Value {
                 _ => Value::Other(format!("`{}`", expr.to_token_stream())),
             }
         }
+        Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+            Value::Ident(p.path.get_ident().map(Ident::to_string).unwrap_or_default())
+        }
         Expr::Path(p) => Value::Other(format!("`{}`", p.to_token_stream())),
+        Expr::Array(a) => {
+            let items: Option<Vec<u64>> = a
+                .elems
+                .iter()
+                .map(|e| match classify(e) {
+                    Value::Int(v) => Some(v),
+                    _ => None,
+                })
+                .collect();
+            match items {
+                Some(v) => Value::List(v),
+                None => Value::Other(format!("`{}`", a.to_token_stream())),
+            }
+        }
         other => Value::Other(format!("`{}`", other.to_token_stream())),
     }
 }
@@ -516,6 +547,11 @@ mod tests {
         assert_eq!(arg.value, Value::Pair(3, 5));
         let arg: Arg = syn::parse_str("-0.2").unwrap();
         assert_eq!(arg.value, Value::Float(-0.2));
+        let arg: Arg = syn::parse_str("mode = bilinear").unwrap();
+        assert_eq!(arg.value, Value::Ident("bilinear".into()));
+        let arg: Arg = syn::parse_str("[64, 7, 7]").unwrap();
+        assert_eq!(arg.value, Value::List(vec![64, 7, 7]));
+        assert_eq!(arg.value.render(), "[64, 7, 7]");
         let arg: Arg = syn::parse_str("\"five\"").unwrap();
         assert_eq!(arg.value, Value::Other("a string".into()));
     }

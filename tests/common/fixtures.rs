@@ -47,3 +47,17 @@ pub fn assert_close(what: &str, ours: &[f32], theirs: &[f32], tolerance: f32) {
         );
     }
 }
+
+/// Each of `ours` within `1e-4` of the largest magnitude of `theirs`, plus `1e-4 · |theirs|`,
+/// plus `1e-6` (for values that are zero in exact arithmetic but PyTorch's rounding noise).
+#[allow(dead_code)]
+pub fn assert_scaled_close(what: &str, ours: &[f32], theirs: &[f32]) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
+    let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * scale + 1e-4 * b.abs() + 1e-6,
+            "{what}[{i}]: striate {a}, PyTorch {b} (largest magnitude {scale})"
+        );
+    }
+}

@@ -809,7 +809,10 @@ fn batch_dims(n: usize, per_sample: &[usize]) -> IxDyn {
     IxDyn(&dims[..=per_sample.len()])
 }
 
-fn output_view<'t, N: Network>(n: usize, out: &'t [f32]) -> ArrayView<'t, f32, N::OutputDim> {
+pub(crate) fn output_view<'t, N: Network>(
+    n: usize,
+    out: &'t [f32],
+) -> ArrayView<'t, f32, N::OutputDim> {
     ArrayView::from_shape(batch_dims(n, N::OUTPUT_SHAPE), out)
         .expect("tape output has the network's output shape")
         .into_dimensionality::<N::OutputDim>()

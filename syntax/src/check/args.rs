@@ -47,6 +47,22 @@ impl Resolved<'_> {
         }
     }
 
+    /// A [`ArgKind::Choice`] argument's name, as written.
+    pub fn choice(&self, name: &str) -> Option<&str> {
+        match self.values.get(name).map(|a| &a.value) {
+            Some(Value::Ident(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A [`ArgKind::Dims`] argument.
+    pub fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        match self.values.get(name).map(|a| &a.value) {
+            Some(Value::List(v)) => Some(v.iter().map(|d| *d as usize).collect()),
+            _ => None,
+        }
+    }
+
     pub fn tokens(&self, name: &str) -> Option<&TokenStream> {
         self.values.get(name).map(|a| &a.tokens)
     }
@@ -215,9 +231,14 @@ fn check_value(spec: &ArgSpec, a: &Arg, errors: &mut Errors) -> bool {
     let too_large = match v {
         Value::Int(i) => *i > MAX_SIZE,
         Value::Pair(h, w) => *h > MAX_SIZE || *w > MAX_SIZE,
+        Value::List(v) => v.iter().any(|d| *d > MAX_SIZE),
         _ => false,
     };
-    if too_large && matches!(spec.kind, ArgKind::Count | ArgKind::Window | ArgKind::Pad) {
+    let sized = matches!(
+        spec.kind,
+        ArgKind::Count | ArgKind::Window | ArgKind::Pad | ArgKind::Dims
+    );
+    if too_large && sized {
         return wrong(errors, &format!("at most {MAX_SIZE}"));
     }
     match spec.kind {
@@ -266,6 +287,18 @@ fn check_value(spec: &ArgSpec, a: &Arg, errors: &mut Errors) -> bool {
             Some(x) if x as f32 > 0.0 && (x as f32).is_finite() => true,
             Some(_) => wrong(errors, "a number above 0"),
             None => wrong(errors, "a number above 0, such as `1e-5`"),
+        },
+        ArgKind::Choice(options) => match v {
+            Value::Ident(name) if options.contains(&name.as_str()) => true,
+            _ => wrong(errors, &format!("one of: {}", one_of(options))),
+        },
+        ArgKind::Dims => match v {
+            Value::List(d) if !d.is_empty() && !d.contains(&0) => true,
+            Value::List(_) => wrong(
+                errors,
+                "a list of sizes of at least 1, such as `[64, 7, 7]`",
+            ),
+            _ => wrong(errors, "a list of sizes in brackets, such as `[64, 7, 7]`"),
         },
     }
 }

@@ -4,8 +4,8 @@ use quote::quote;
 
 use super::window::Sliding;
 use super::{
-    arg, dims_tokens, rt, usize_lit, weighted_backward, weighted_forward, window_assertion,
-    ArgKind::*, ArgSpec, Build, Emit, InitRule, Kind, Layer, Role, TensorSpec,
+    arg, dims_tokens, rt, usize_lit, weight_and_bias_specs, weighted_backward, weighted_forward,
+    window_assertion, ArgKind::*, ArgSpec, Build, Emit, Kind, Layer, Role, TensorSpec,
 };
 use crate::plan::Shape;
 
@@ -103,22 +103,9 @@ impl Layer for Conv2d {
 
     fn params(&self) -> Vec<TensorSpec> {
         let [kh, kw] = self.window.kernel;
-        let mut p = vec![TensorSpec {
-            suffix: "weight",
-            shape: vec![self.out_c, self.input[0], kh, kw],
-            init: InitRule::Weights {
-                fan_in: self.fan_in(),
-                fan_out: self.out_c * kh * kw,
-            },
-        }];
-        if self.bias {
-            p.push(TensorSpec {
-                suffix: "bias",
-                shape: vec![self.out_c],
-                init: InitRule::Zeros,
-            });
-        }
-        p
+        let shape = vec![self.out_c, self.input[0], kh, kw];
+        let fans = [self.fan_in(), self.out_c * kh * kw];
+        weight_and_bias_specs(shape, fans, self.bias.then_some(self.out_c))
     }
 
     fn window(&self) -> Option<[(usize, usize); 2]> {

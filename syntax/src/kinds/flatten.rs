@@ -1,8 +1,6 @@
 //! `flatten`: `[C, H, W]` to `[C*H*W]`; the values stay where they are.
 
-use quote::quote;
-
-use super::{rt, Build, Emit, Kind, Layer};
+use super::{copy_backward, copy_forward, Build, Emit, Kind, Layer};
 use crate::plan::Shape;
 
 pub const KINDS: &[&dyn Kind] = &[&FlattenKind];
@@ -40,12 +38,10 @@ impl Layer for Flatten {
     }
 
     fn forward(&self, _: &Emit<'_>) -> proc_macro2::TokenStream {
-        let rt = rt();
-        quote! { #rt::layers::copy_forward(s); }
+        copy_forward()
     }
 
     fn backward(&self, _: &Emit<'_>) -> proc_macro2::TokenStream {
-        let rt = rt();
-        quote! { #rt::layers::copy_backward(s); }
+        copy_backward()
     }
 }

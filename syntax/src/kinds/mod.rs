@@ -20,21 +20,27 @@ use crate::plan::Shape;
 mod activation;
 mod batch_norm;
 mod conv2d;
+mod conv_transpose2d;
 mod dropout;
 mod flatten;
 mod linear;
 mod pool;
+mod reshape;
+mod upsample;
 pub mod window;
 
 /// Every kind, by module. The order is the order of the list in error messages and the README.
 pub const REGISTRY: &[&[&dyn Kind]] = &[
     conv2d::KINDS,
+    conv_transpose2d::KINDS,
     pool::KINDS,
+    upsample::KINDS,
     linear::KINDS,
     activation::KINDS,
     dropout::KINDS,
     batch_norm::KINDS,
     flatten::KINDS,
+    reshape::KINDS,
 ];
 
 /// Every kind, in registry order.
@@ -70,6 +76,10 @@ pub enum ArgKind {
     Fraction,
     /// A number above zero.
     Positive,
+    /// One of these names, written bare (`mode = bilinear`).
+    Choice(&'static [&'static str]),
+    /// A list of positive integers in brackets, `[64, 7, 7]`.
+    Dims,
 }
 
 /// One argument a kind takes.
@@ -342,6 +352,39 @@ pub struct Emit<'a> {
     pub span: Span,
     /// The input gradient as an `Option<&mut [f32]>` expression.
     pub d_x: TokenStream,
+}
+
+/// A layer's `weight` of `shape` (initialised by its fans) and, with `bias`, a zero `bias` of
+/// that many values.
+pub fn weight_and_bias_specs(
+    shape: Vec<usize>,
+    [fan_in, fan_out]: [usize; 2],
+    bias: Option<usize>,
+) -> Vec<TensorSpec> {
+    let weight = TensorSpec {
+        suffix: "weight",
+        shape,
+        init: InitRule::Weights { fan_in, fan_out },
+    };
+    let bias = bias.map(|len| TensorSpec {
+        suffix: "bias",
+        shape: vec![len],
+        init: InitRule::Zeros,
+    });
+    std::iter::once(weight).chain(bias).collect()
+}
+
+/// The forward pass of a layer that only gives its input another shape (`flatten`,
+/// `reshape`): the values are copied as they are.
+pub fn copy_forward() -> TokenStream {
+    let rt = rt();
+    quote! { #rt::layers::copy_forward(s); }
+}
+
+/// Its backward pass: the gradient passes through, accumulated.
+pub fn copy_backward() -> TokenStream {
+    let rt = rt();
+    quote! { #rt::layers::copy_backward(s); }
 }
 
 /// The one path generated code reaches the runtime through.
