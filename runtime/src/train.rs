@@ -379,6 +379,7 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     /// ```
     pub fn try_new(net: &'n mut N, opt: O) -> Result<Self> {
         let grads = net.try_gradients()?;
+        let frozen_steps = crate::network::FrozenSteps::new(net.state().frozen.generation());
         Ok(Trainer {
             base_lr: opt.lr(),
             net,
@@ -403,7 +404,7 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             d_logits: Array2::zeros((0, 0)),
             x: Vec::new(),
             y: Vec::new(),
-            frozen_steps: Default::default(),
+            frozen_steps,
         })
     }
 
