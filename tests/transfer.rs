@@ -596,3 +596,37 @@ fn frozen_batch_norm_can_keep_its_running_statistics() {
     }
     assert!(g.get("bn.weight").unwrap().iter().all(|&v| v == 0.0));
 }
+
+/// A training checkpoint of a network with frozen layers keeps the optimizer's state of the
+/// trainable parameters only, and training resumed from it goes on exactly as it would have.
+#[test]
+fn training_checkpoints_keep_the_state_of_the_trainable_parameters() {
+    let dir = TempDir::new("transfer-checkpoint");
+    let path = dir.path().join("step.safetensors");
+    let x = images(6, 1, 6, 5);
+    let y = labels(6, 3);
+    let mut net = Small::init(2);
+    net.freeze("conv").unwrap();
+    net.freeze("fc2.bias").unwrap();
+    let mut resumed = net.clone();
+    let mut trainer = Trainer::new(&mut net, Adam::new(0.01));
+    trainer.step(x.view(), &y).unwrap();
+    trainer.save_checkpoint(&path).unwrap();
+    trainer.step(x.view(), &y).unwrap();
+    drop(trainer);
+    let names = striate::io::read_tensor_infos(&path).unwrap().0;
+    let optimizer: Vec<&str> = names
+        .iter()
+        .filter_map(|t| t.name.strip_prefix("optimizer."))
+        .collect();
+    assert!(optimizer.contains(&"fc1.weight.exp_avg"), "{optimizer:?}");
+    assert!(!optimizer
+        .iter()
+        .any(|n| n.starts_with("conv.") || n.starts_with("fc2.bias")));
+
+    let mut again = Trainer::new(&mut resumed, Adam::new(0.01));
+    again.resume(&path).unwrap();
+    again.step(x.view(), &y).unwrap();
+    drop(again);
+    assert_eq!(resumed.params(), net.params());
+}

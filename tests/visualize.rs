@@ -142,6 +142,8 @@ fn feature_maps_have_one_tile_per_channel_of_every_convolution() {
 /// conv2 (5×5): 14×14 with a jump of 2, less the padding at the border.
 #[test]
 fn receptive_fields_are_where_the_geometry_says() {
+    // With two threads too: a batch split over threads keeps only the output on the tape.
+    striate::set_threads(2).unwrap();
     let conv2 = 3;
     assert_eq!(Convs::LAYERS[conv2].name, "conv2");
     assert_eq!(Convs::LAYERS[conv2].receptive_field, [14, 14]);

@@ -384,6 +384,7 @@ impl<'n, N: Network, O: Optimizer> Trainer<'n, N, O> {
     /// ```
     pub fn try_new(net: &'n mut N, opt: O) -> Result<Self> {
         let grads = net.try_gradients()?;
+        let frozen_steps = crate::network::FrozenSteps::new(net.state().frozen.generation());
         Ok(Trainer {
             base_lr: opt.lr(),
             net,
@@ -409,7 +410,7 @@ impl<'n, N: Network, O: Optimizer> Trainer<'n, N, O> {
             d_out: Vec::new(),
             x: Vec::new(),
             y: Vec::new(),
-            frozen_steps: Default::default(),
+            frozen_steps,
         })
     }
 

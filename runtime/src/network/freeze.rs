@@ -201,6 +201,19 @@ pub(crate) struct FrozenSteps {
 }
 
 impl FrozenSteps {
+    /// For a network whose frozen set is at `generation`.
+    pub(crate) fn new(generation: u64) -> FrozenSteps {
+        FrozenSteps {
+            generation,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The optimizer's state now belongs to the set at `generation` (a checkpoint restored it).
+    pub(crate) fn adopt(&mut self, generation: u64) {
+        self.generation = generation;
+    }
+
     /// One optimizer update of the parameters that `frozen` leaves trainable. When the set
     /// changed since the last step, the optimizer starts afresh: its state was for other
     /// parameters.
@@ -217,6 +230,24 @@ impl FrozenSteps {
         }
         step_trainable(opt, frozen, params, grads, &mut self.scratch)
     }
+}
+
+/// `table` without its frozen tensors, each moved to where [`step_trainable`] puts it among
+/// the trainable values the optimizer sees: the table its state is named by.
+pub(crate) fn trainable_table(table: &[ParamInfo], frozen: &Frozen) -> Vec<ParamInfo> {
+    let mut kept: Vec<ParamInfo> = table
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !frozen.is_frozen(*i))
+        .map(|(_, p)| *p)
+        .collect();
+    kept.sort_by_key(|p| p.offset);
+    let mut at = 0;
+    for p in &mut kept {
+        p.offset = at;
+        at += p.len;
+    }
+    kept
 }
 
 /// One optimizer update of the parameters that are not frozen: the whole store when none

@@ -24,9 +24,9 @@ use crate::{Error, Result};
 #[doc(no_inline)]
 pub use crate::tables::{LayerInfo, NetRng, Pass};
 pub use freeze::Frozen;
-pub(crate) use freeze::FrozenSteps;
 #[doc(hidden)]
 pub use freeze::FrozenView;
+pub(crate) use freeze::{trainable_table, FrozenSteps};
 pub use gradients::Gradients;
 pub use manifest::{Manifest, ManifestEntry};
 pub use partial::LoadReport;

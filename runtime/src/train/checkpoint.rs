@@ -323,7 +323,9 @@ pub(super) fn write<N: Network<OutputDim = Ix2>, O: Optimizer>(
     let net: &N = trainer.net;
     let count = batch_count(net);
     let mut tensors = state_tensors(net, &count);
-    let optimizer = trainer.opt.state(N::PARAMS)?;
+    // The optimizer keeps state for the trainable parameters only.
+    let table = crate::network::trainable_table(N::PARAMS, &net.state().frozen);
+    let optimizer = trainer.opt.state(&table)?;
     for (name, values) in &optimizer {
         let param = name.rsplit_once('.').map_or("", |(param, _)| param);
         let shape = N::PARAMS
@@ -513,9 +515,14 @@ pub(super) fn resume<N: Network<OutputDim = Ix2>, O: Optimizer>(
 
     // Everything is read and checked; the optimizer's `set_state` checks its entries and
     // changes nothing when they do not fit, so it goes first, and what follows cannot fail.
+    let frozen = &trainer.net.state().frozen;
+    let (table, generation) = (
+        crate::network::trainable_table(N::PARAMS, frozen),
+        frozen.generation(),
+    );
     trainer
         .opt
-        .set_state(N::PARAMS, state.optimizer_steps, &entries)
+        .set_state(&table, state.optimizer_steps, &entries)
         .map_err(|e| {
             Error::checkpoint(
                 path,
@@ -524,6 +531,7 @@ pub(super) fn resume<N: Network<OutputDim = Ix2>, O: Optimizer>(
                 e.to_string(),
             )
         })?;
+    trainer.frozen_steps.adopt(generation);
     trainer.opt.set_lr(state.lr);
     apply_state(trainer.net, weights);
     trainer.net.state_mut().rng = state.dropout_rng;

@@ -141,8 +141,14 @@ pub fn feature_maps<N: Network>(
             continue;
         }
         let [c, h, w] = *layer.output else { continue };
+        // A pass over one sample is never split over threads: the tape keeps every value.
         let maps = ArrayView3::from_shape((c, h, w), tape.output(i + 1))
-            .expect("a value of the tape has its layer's shape")
+            .map_err(|_| {
+                Error::Tape(format!(
+                    "the value of layer {i} of {} was not kept",
+                    N::NAME
+                ))
+            })?
             .into_dimensionality::<Ix3>()
             .expect("three dimensions");
         let tiles = maps.insert_axis(ndarray::Axis(1));

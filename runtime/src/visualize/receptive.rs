@@ -27,8 +27,8 @@ pub struct Region {
 /// a copy of `N` with every weight set to `1/fan_in` and every bias to 0 (so that every path
 /// passes a positive value, and batch norm at its initial statistics passes it on) is run on
 /// one input per row and one per column of the input, each that row or column set to 1 and the
-/// rest 0; the unit sees the rows and columns that make it larger than an input of zeros does. That is `H + W` samples of
-/// one forward pass, in batches. Where no padding cuts it, the region's size is the field
+/// rest 0; the unit sees the rows and columns that make it larger than an input of zeros does. That is `H + W + 1` forward passes of
+/// one sample. Where no padding cuts it, the region's size is the field
 /// [`LayerInfo::receptive_field`](crate::LayerInfo) states; after `flatten`, the whole input.
 ///
 /// # Errors
@@ -78,7 +78,9 @@ pub fn receptive_field<N: Network>(layer: usize, unit: [usize; 2]) -> Result<Reg
     let mut seen = vec![false; h + w];
     let mut tape = Tape::new();
     let lines: Vec<usize> = (0..=h + w).rev().collect();
-    for chunk in lines.chunks(64) {
+    // One sample a pass: a batch of one is never split over threads, so the tape keeps every
+    // layer's value (a split pass keeps only the output).
+    for chunk in lines.chunks(1) {
         let mut x = vec![0.0f32; chunk.len() * per_sample];
         for (s, &line) in chunk.iter().enumerate() {
             let sample = &mut x[s * per_sample..(s + 1) * per_sample];
@@ -101,7 +103,13 @@ pub fn receptive_field<N: Network>(layer: usize, unit: [usize; 2]) -> Result<Reg
             .expect("the input's dimensions");
         probe.forward_tape(x, &mut tape, Mode::Eval)?;
         let out = tape.output(layer + 1);
-        let per_value = out.len() / chunk.len();
+        let per_value = info.output.iter().product::<usize>();
+        if out.len() != per_value * chunk.len() {
+            return Err(Error::Tape(format!(
+                "the value of layer {layer} of {} was not kept",
+                N::NAME
+            )));
+        }
         for (s, &line) in chunk.iter().enumerate() {
             // The unit's first channel: all see the same field.
             let value = out[s * per_value + at];
