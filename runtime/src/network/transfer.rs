@@ -121,6 +121,50 @@ pub trait Transfer: Network {
         self.state_mut().frozen.set_batch_norm_eval(fixed);
     }
 
+    /// One update by `opt` of the parameters that are not frozen, from `grads`, for a training
+    /// loop written by hand (the [`Trainer`](crate::train::Trainer) does this itself): the
+    /// optimizer sees, and keeps state for, the trainable values only, so that weight decay
+    /// does not move a frozen parameter either. Use one optimizer per frozen set: its state
+    /// has one value per trainable parameter. When the trainable values are not contiguous
+    /// they are gathered into a buffer of this call's own.
+    ///
+    /// # Errors
+    /// As [`Optimizer::step`](crate::optim::Optimizer::step).
+    ///
+    /// # Example
+    /// ```
+    /// use striate::prelude::*;
+    ///
+    /// network! {
+    ///     struct Two { input: [3], fc1: linear(4), relu, fc2: linear(2) }
+    /// }
+    ///
+    /// let mut net = Two::init(0);
+    /// net.freeze("fc1")?;
+    /// let before = net.params().get("fc1.weight").unwrap().to_owned();
+    /// let mut adamw = AdamW::new(0.1); // decoupled weight decay 0.01
+    /// let mut grads = net.gradients();
+    /// grads.params_mut().as_mut_slice().fill(1.0);
+    /// net.step_trainable(&mut adamw, &grads)?;
+    /// assert_eq!(net.params().get("fc1.weight").unwrap(), before);
+    /// assert_eq!(adamw.buffers()[0].1.len(), 4 * 2 + 2);
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    fn step_trainable<O: crate::optim::Optimizer>(
+        &mut self,
+        opt: &mut O,
+        grads: &crate::Gradients,
+    ) -> Result<()> {
+        let state = self.state_mut();
+        freeze::step_trainable(
+            opt,
+            &state.frozen,
+            state.params.as_mut_slice(),
+            grads.params().as_slice(),
+            &mut Vec::new(),
+        )
+    }
+
     /// Lets every parameter learn.
     fn unfreeze_all(&mut self) {
         let frozen = &mut self.state_mut().frozen;
