@@ -37,12 +37,20 @@ fn a_reconstruction_step_allocates_nothing_once_warm() {
             t.step_reconstruct(noisy.view(), clean.view(), loss)
                 .unwrap();
         }
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
-        for _ in 0..5 {
-            t.step_reconstruct(noisy.view(), clean.view(), loss)
-                .unwrap();
-        }
-        assert_eq!(ALLOCATIONS.load(Ordering::SeqCst) - before, 0, "{loss:?}");
+        // The counter sees every thread, the test harness's too, which on a loaded machine
+        // allocated a few times during one window (4 in 5 steps, once, in a full `cargo
+        // test`). A step that allocates would show in every window; the quietest must be 0.
+        let quietest = (0..3)
+            .map(|_| {
+                let before = ALLOCATIONS.load(Ordering::SeqCst);
+                for _ in 0..5 {
+                    t.step_reconstruct(noisy.view(), clean.view(), loss)
+                        .unwrap();
+                }
+                ALLOCATIONS.load(Ordering::SeqCst) - before
+            })
+            .min();
+        assert_eq!(quietest, Some(0), "{loss:?}");
     }
-    assert_eq!(t.steps_done(), 14);
+    assert_eq!(t.steps_done(), 34);
 }
