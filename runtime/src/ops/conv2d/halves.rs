@@ -32,8 +32,7 @@ pub(crate) fn input_gradient(
     let threads = parallel::threads();
     let tasks = n.clamp(1, threads);
     let isa = Isa::current();
-    let shared = implicit::backward_shared_len(g, isa);
-    let per_task = implicit::backward_task_len(g, isa);
+    let (shared, per_task) = input_gradient_lens(g, isa);
     let scratch = grown(scratch, shared + threads * per_task);
     let (packed_w_t, bufs) = scratch.split_at_mut(shared);
     implicit::pack_weights_t(packed_w_t, w, g, isa);
@@ -81,8 +80,7 @@ pub(crate) fn add_forward(
     let threads = parallel::threads();
     let tasks = n.clamp(1, threads);
     let isa = Isa::current();
-    let shared = implicit::shared_len(g, isa);
-    let per_task = implicit::task_len(g, isa);
+    let (shared, per_task) = add_forward_lens(g, isa);
     let scratch = grown(scratch, shared + threads * per_task);
     let (packed_w, bufs) = scratch.split_at_mut(shared);
     implicit::pack_weights(packed_w, w, g, isa);
@@ -107,13 +105,27 @@ pub(crate) fn add_forward(
     });
 }
 
+/// The scratch of [`input_gradient`]: the packed transposed weights shared by the tasks, and
+/// each task's own buffers.
+fn input_gradient_lens(g: &Conv2dGeom, isa: Isa) -> (usize, usize) {
+    (
+        implicit::backward_shared_len(g, isa),
+        implicit::backward_task_len(g, isa),
+    )
+}
+
+/// The scratch of [`add_forward`]: the packed weights, and each task's own buffers.
+fn add_forward_lens(g: &Conv2dGeom, isa: Isa) -> (usize, usize) {
+    (implicit::shared_len(g, isa), implicit::task_len(g, isa))
+}
+
 /// The most scratch [`input_gradient`] and [`add_forward`] grow to at the current thread
 /// count and instruction set, for a tape to reserve before a pass.
 pub(crate) fn scratch_needed(g: &Conv2dGeom) -> usize {
     let (threads, isa) = (parallel::threads(), Isa::current());
-    let backward = implicit::backward_shared_len(g, isa)
-        .saturating_add(threads.saturating_mul(implicit::backward_task_len(g, isa)));
-    let forward = implicit::shared_len(g, isa)
-        .saturating_add(threads.saturating_mul(implicit::task_len(g, isa)));
-    backward.max(forward)
+    [input_gradient_lens(g, isa), add_forward_lens(g, isa)]
+        .into_iter()
+        .map(|(shared, per_task)| shared.saturating_add(threads.saturating_mul(per_task)))
+        .max()
+        .unwrap_or(0)
 }
