@@ -258,7 +258,9 @@ fn loading_the_wrong_file_is_an_error_and_changes_nothing() {
     let before = net.params().clone();
     let err = net.load_unchecked(&path).unwrap_err().to_string();
     assert!(
-        err.contains("tensor `conv.weight`: expected shape [4, 1, 3, 3], found [5, 1, 3, 3]"),
+        err.contains(
+            "tensor `conv.weight`: expected F32 of shape [4, 1, 3, 3], the file holds F32 of shape [5, 1, 3, 3]"
+        ),
         "{err}"
     );
     assert_eq!(net.params(), &before);

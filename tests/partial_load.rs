@@ -142,8 +142,9 @@ fn a_non_strict_load_reports_loaded_missing_and_unused() {
 /// A tensor to write: its name, shape and values.
 type Named = (String, Vec<usize>, Vec<f32>);
 
-/// Every kind of load error names the tensor, what the network expects and what the file
-/// holds, and leaves the network as it was even when earlier tensors fitted.
+/// Every kind of load error, strict or partial, names the tensor, what the network expects
+/// (shape and dtype) and what the file holds, and leaves the network as it was even when
+/// earlier tensors fitted.
 #[test]
 fn every_load_error_names_the_tensor_and_loads_nothing() {
     let dir = TempDir::new("transfer-errors");
@@ -183,6 +184,19 @@ fn every_load_error_names_the_tensor_and_loads_nothing() {
         assert_eq!(net.params().as_slice(), before);
         assert_eq!(net.buffers().as_slice(), before_buffers);
     };
+    // The strict `load` names the same problem, and loads nothing either.
+    let strict = |net: &mut Small, path: &std::path::Path| -> (String, LoadProblem) {
+        let err = net.load(path).unwrap_err();
+        let Error::Load {
+            tensor, problem, ..
+        } = err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!(net.params().as_slice(), before);
+        assert_eq!(net.buffers().as_slice(), before_buffers);
+        (tensor, *problem)
+    };
 
     // Missing (the last parameter, so that the others fitted first).
     let path = write("missing.safetensors", &|t| {
@@ -209,6 +223,10 @@ fn every_load_error_names_the_tensor_and_loads_nothing() {
         "{err}"
     );
     unchanged(&net);
+    assert_eq!(
+        strict(&mut net, &path),
+        (tensor.clone(), (**problem).clone())
+    );
 
     // Another shape.
     let path = write("shape.safetensors", &|t| {
@@ -223,6 +241,13 @@ fn every_load_error_names_the_tensor_and_loads_nothing() {
         "{err}"
     );
     unchanged(&net);
+    let mismatch = LoadProblem::Mismatch {
+        expected_shape: vec![3, 5],
+        expected_dtype: "F32",
+        found_shape: vec![5, 3],
+        found_dtype: "F32".into(),
+    };
+    assert_eq!(strict(&mut net, &path), ("fc2.weight".into(), mismatch));
 
     // Another dtype.
     let path = dir.path().join("dtype.safetensors");
@@ -243,6 +268,10 @@ fn every_load_error_names_the_tensor_and_loads_nothing() {
     };
     assert_eq!(found_dtype, "I64");
     unchanged(&net);
+    assert_eq!(
+        strict(&mut net, &path),
+        ("fc2.bias".into(), (**problem).clone())
+    );
 
     // A NaN.
     let path = write("nan.safetensors", &|t| {
@@ -268,6 +297,12 @@ fn every_load_error_names_the_tensor_and_loads_nothing() {
     };
     assert_eq!(tensor, "fc3.weight");
     assert!(closest.contains(&"fc2.weight".to_string()), "{closest:?}");
+    let (tensor, problem) = strict(&mut net, &path);
+    assert_eq!(tensor, "fc3.weight");
+    assert!(
+        matches!(&problem, LoadProblem::Unused { closest } if closest.contains(&"fc2.weight".to_string())),
+        "{problem}"
+    );
 
     // An unreadable file.
     let err = net

@@ -93,13 +93,15 @@ fn a_frozen_body_skips_its_weight_gradients() {
         all.get("features.conv2.weight")
     );
 
-    // Asking for the input gradient runs the whole pass, but the frozen gradients stay 0.
+    // Asking for the input gradient runs the whole pass, but the frozen layers compute their
+    // input gradients alone, and their weight gradients stay 0.
     net.freeze("features").unwrap();
     let mut tape = Tape::new();
     net.forward_train(x.view(), &mut tape).unwrap();
     let mut grads = net.gradients().with_input();
     net.backward(&mut tape, d_out.view(), &mut grads).unwrap();
-    assert_eq!(tape.weight_gradients().computed, 3);
+    let counts = tape.weight_gradients();
+    assert_eq!((counts.computed, counts.skipped), (1, 2));
     assert!(grads
         .get("features.conv1.weight")
         .unwrap()
@@ -115,8 +117,8 @@ fn a_frozen_body_skips_its_weight_gradients() {
     assert_eq!(grads.input(), want.input());
 }
 
-/// A frozen layer above one that learns passes its gradient on: the one below gets exactly
-/// the gradient it gets with nothing frozen.
+/// A frozen layer above one that learns passes its gradient on without computing its own
+/// weight gradient: the one below gets exactly the gradient it gets with nothing frozen.
 #[test]
 fn a_frozen_layer_above_a_learning_one_passes_the_gradient_on() {
     let x = images(4, 1, 6, 2);
@@ -132,7 +134,7 @@ fn a_frozen_layer_above_a_learning_one_passes_the_gradient_on() {
     let (all, _) = grads_of(&mut net.clone());
     net.freeze("fc2").unwrap();
     let (g, counts) = grads_of(&mut net);
-    assert_eq!((counts.computed, counts.skipped), (4, 0));
+    assert_eq!((counts.computed, counts.skipped), (3, 1));
     assert!(g.get("fc2.weight").unwrap().iter().all(|&v| v == 0.0));
     assert_eq!(g.get("conv.weight"), all.get("conv.weight"));
     assert_eq!(g.get("fc1.weight"), all.get("fc1.weight"));
@@ -194,14 +196,21 @@ fn frozen_batch_norm_can_keep_its_running_statistics() {
     let mut moved = net.clone();
     grads_of(&mut moved, Mode::Train);
     assert_ne!(moved.buffers().as_slice(), statistics);
+    assert_eq!(moved.state().num_batches_tracked, 1);
 
+    // Kept fixed, as in PyTorch's evaluation mode: neither the statistics nor the count of
+    // batches move.
     net.freeze_batch_norm_statistics(true);
     let g = grads_of(&mut net, Mode::Train);
     assert_eq!(net.buffers().as_slice(), statistics);
+    assert_eq!(net.state().num_batches_tracked, 0);
     for name in ["conv.weight", "conv.bias", "fc1.weight", "fc2.weight"] {
         assert_eq!(g.get(name), eval.get(name), "{name}");
     }
     assert!(g.get("bn.weight").unwrap().iter().all(|&v| v == 0.0));
+    net.freeze_batch_norm_statistics(false);
+    grads_of(&mut net, Mode::Train);
+    assert_eq!(net.state().num_batches_tracked, 1);
 }
 
 /// A training checkpoint of a network with frozen layers keeps the optimizer's state of the

@@ -298,6 +298,15 @@ impl std::fmt::Display for Divergence {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// [`Error::Load`] for tensor `tensor` of the file at `path`.
+    pub(crate) fn load(path: &std::path::Path, tensor: &str, problem: LoadProblem) -> Error {
+        Error::Load {
+            path: path.to_path_buf(),
+            tensor: tensor.to_string(),
+            problem: Box::new(problem),
+        }
+    }
+
     pub(crate) fn shape(what: impl Into<String>, expected: &[usize], found: &[usize]) -> Self {
         Error::Shape {
             what: what.into(),

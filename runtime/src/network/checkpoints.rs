@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{batch_norm_layers, Network};
 use crate::io::{LoadedData, LoadedTensor, TensorData, TypedTensor};
-use crate::{Error, Result};
+use crate::{Error, LoadProblem, Result};
 
 /// [`Network::save`].
 pub(super) fn save<N: Network>(net: &N, path: &Path) -> Result<()> {
@@ -93,13 +93,13 @@ pub(super) fn load<N: Network>(
         tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
     let checked = take_state::<N>(path, &mut found)?;
     if let Some(extra) = found.keys().min() {
-        return Err(Error::format(
+        let names: Vec<&str> = N::PARAMS.iter().chain(N::BUFFERS).map(|t| t.name).collect();
+        return Err(Error::load(
             path,
-            format!(
-                "tensor `{extra}` is not a parameter or buffer of {}; it has: {}",
-                N::NAME,
-                net.params().known_names()
-            ),
+            extra,
+            LoadProblem::Unused {
+                closest: super::freeze::closest(extra, &names, 3),
+            },
         ));
     }
     apply_state(net, checked);
@@ -121,24 +121,17 @@ pub(crate) fn take_state<N: Network>(
     let mut ordered = Vec::new();
     for info in N::PARAMS.iter().chain(N::BUFFERS) {
         let t = found.remove(info.name).ok_or_else(|| {
-            Error::format(
+            Error::load(
                 path,
-                format!(
-                    "missing tensor `{}` of shape {:?} that {} needs",
-                    info.name,
-                    info.shape,
-                    N::NAME
-                ),
+                info.name,
+                LoadProblem::Missing {
+                    expected_shape: info.shape.to_vec(),
+                    expected_dtype: "F32",
+                },
             )
         })?;
-        if t.shape != info.shape {
-            return Err(Error::format(
-                path,
-                format!(
-                    "tensor `{}`: expected shape {:?}, found {:?}",
-                    info.name, info.shape, t.shape
-                ),
-            ));
+        if t.shape != info.shape || t.data.dtype() != "F32" {
+            return Err(mismatch(path, info.name, info.shape, "F32", &t));
         }
         ordered.push(t.into_f32(path)?);
     }
@@ -184,6 +177,26 @@ fn refuse_non_finite(path: &Path, tensors: &[TypedTensor]) -> Result<()> {
     Ok(())
 }
 
+/// [`Error::Load`]: tensor `name` should be `dtype` of `shape`, and the file holds `t`.
+fn mismatch(
+    path: &Path,
+    name: &str,
+    shape: &[usize],
+    dtype: &'static str,
+    t: &TypedTensor,
+) -> Error {
+    Error::load(
+        path,
+        name,
+        LoadProblem::Mismatch {
+            expected_shape: shape.to_vec(),
+            expected_dtype: dtype,
+            found_shape: t.shape.clone(),
+            found_dtype: t.data.dtype().to_string(),
+        },
+    )
+}
+
 /// PyTorch's name for a batch-norm layer's count of training batches.
 fn counter_name(layer: &str) -> String {
     format!("{layer}.num_batches_tracked")
@@ -197,15 +210,8 @@ fn read_counter(path: &Path, t: &TypedTensor) -> Result<u64> {
         _ => None,
     };
     let Some(value) = value else {
-        return Err(Error::format(
-            path,
-            format!(
-                "tensor `{}`: expected dtype I64 and shape [] (or [1]), found dtype {} and shape {:?}",
-                t.name,
-                t.data.dtype(),
-                t.shape
-            ),
-        ));
+        // The shape `[1]` is accepted too, as some writers store a scalar.
+        return Err(mismatch(path, &t.name, &[], "I64", t));
     };
     u64::try_from(value).map_err(|_| {
         Error::format(

@@ -357,10 +357,12 @@ pub trait Network: Sized + 'static {
     /// renamed). A file without the entry (PyTorch's) is checked by its tensors alone.
     ///
     /// # Errors
-    /// [`Error::Io`] for an unreadable file; [`Error::Format`] when the file's metadata names
-    /// another network, and naming the tensor when one is missing, has another shape or
-    /// dtype, or is not the network's, and when a `num_batches_tracked` counter is not a
-    /// non-negative `I64` scalar.
+    /// [`Error::Io`] for an unreadable file; [`Error::Format`] when it is not a safetensors
+    /// file or its metadata names another network; [`Error::Load`] naming the tensor when
+    /// one is missing, has another shape or dtype (a `num_batches_tracked` counter is an
+    /// `I64` scalar), or is not the network's, with what the network expects (shape and
+    /// dtype) and what the file holds ([`LoadProblem`](crate::LoadProblem)); [`Error::Format`]
+    /// when a counter is negative.
     ///
     /// A tensor with a NaN or infinite value is refused ([`Error::NonFinite`], naming the
     /// tensor and the index); [`Network::load_with`] and
@@ -576,7 +578,7 @@ pub trait Network: Sized + 'static {
             train,
         )?;
         // Counted here, once per call, not in `forward_pass`, which may run a shard per thread.
-        if train && batch_norm_layers::<Self>().next().is_some() {
+        if train && uses_batch_statistics::<Self>(self.state().frozen.view()) {
             let count = &mut self.state_mut().num_batches_tracked;
             *count = count.saturating_add(1);
         }
@@ -723,6 +725,34 @@ fn batch_norm_layers<N: Network>() -> impl Iterator<Item = &'static str> {
     N::BUFFERS
         .iter()
         .filter_map(|b| b.name.strip_suffix(".running_mean"))
+}
+
+/// Whether a training pass of `N` normalises with batch statistics in some batch-norm layer,
+/// and so counts in [`State::num_batches_tracked`]: a layer does unless it is frozen and
+/// frozen batch norm keeps its running statistics
+/// ([`Transfer::freeze_batch_norm_statistics`](crate::Transfer::freeze_batch_norm_statistics)),
+/// when, as in PyTorch's evaluation mode, its count stays.
+fn uses_batch_statistics<N: Network>(frozen: FrozenView<'_>) -> bool {
+    batch_norm_layers::<N>().any(|layer| {
+        let param = |suffix: &str| {
+            N::PARAMS.iter().find(|p| {
+                p.name
+                    .strip_suffix(suffix)
+                    .and_then(|l| l.strip_suffix('.'))
+                    == Some(layer)
+            })
+        };
+        match (param("weight"), param("bias")) {
+            (Some(w), Some(b)) => {
+                let (start, end) = (
+                    w.offset.min(b.offset),
+                    (w.offset + w.len).max(b.offset + b.len),
+                );
+                !frozen.fixes_statistics(start, end)
+            }
+            _ => true,
+        }
+    })
 }
 
 /// A tensor's entry in a nested network, its entry in the outer one, and whether it is a

@@ -21,7 +21,12 @@ pub struct State {
     pub buffers: ParamStore,
     /// Training-mode forward passes of a network with batch norm: what PyTorch keeps in every
     /// batch-norm layer's `num_batches_tracked` buffer. All of a network's batch-norm layers
-    /// see the same passes, so one count serves them all;
+    /// see the same passes, so one count serves them all; a pass in which every batch-norm
+    /// layer keeps its running statistics fixed (frozen, with
+    /// [`Transfer::freeze_batch_norm_statistics`](crate::Transfer::freeze_batch_norm_statistics))
+    /// does not count, as PyTorch's evaluation mode does not. (With some layers fixed and
+    /// others not, the pass counts for all of them, where PyTorch would count it for the others
+    /// only.)
     /// [`Network::save`](crate::Network::save) writes it as each layer's
     /// `<layer>.num_batches_tracked` and [`Network::load`](crate::Network::load) reads it back.
     /// A pass counts once however many threads share its batch. Always 0 for a network without batch norm.

@@ -163,6 +163,15 @@ impl<const I: usize, const O: usize, const W: usize> LayerShapes<I, O, W> {
         self.check_inputs(kernel, n, x, w);
     }
 
+    /// Panics unless the slices of `backward_input(d_x, d_y, w, ..)` at batch size `n` have
+    /// these shapes.
+    #[track_caller]
+    fn check_backward_input(&self, kernel: &str, n: usize, d_x: &[f32], d_y: &[f32], w: &[f32]) {
+        check_len(kernel, "d_x", d_x.len(), Some(n), &self.input);
+        check_len(kernel, "d_y", d_y.len(), Some(n), &self.output);
+        check_len(kernel, "w", w.len(), None, &self.weights);
+    }
+
     #[track_caller]
     fn check_inputs(&self, kernel: &str, n: usize, x: &[f32], w: &[f32]) {
         check_len(kernel, "x", x.len(), Some(n), &self.input);

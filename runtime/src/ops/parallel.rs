@@ -648,6 +648,48 @@ impl<T> SharedMut<T> {
     }
 }
 
+/// A batch of `n` samples split over up to one task per thread: task `t` runs
+/// `f(out_t, in_t, buf)` on its run of samples ([`part`]) of `out` (`out_len` values a sample,
+/// written) and of `inp` (`in_len` a sample, read), with its own `per_task` values of `bufs`.
+///
+/// # Panics
+/// Unless `out` has `n·out_len` values, `inp` `n·in_len`, and `bufs` at least `per_task` for
+/// each task (checked by [`SharedMut::slice`], in release builds too).
+// The two slices with their per-sample lengths, the batch, the buffers and the task.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn over_batch<F>(
+    out: &mut [f32],
+    out_len: usize,
+    inp: &[f32],
+    in_len: usize,
+    n: usize,
+    bufs: &mut [f32],
+    per_task: usize,
+    f: F,
+) where
+    F: Fn(&mut [f32], &[f32], &mut [f32]) + Sync,
+{
+    debug_assert_eq!((out.len(), inp.len()), (n * out_len, n * in_len));
+    let tasks = n.clamp(1, threads());
+    let (out_all, bufs) = (SharedMut::new(out), SharedMut::new(bufs));
+    run(tasks, |t| {
+        let samples = part(n, tasks, t);
+        // Safety: task `t` alone touches its samples' part of `out` and its own part of
+        // `bufs`; `run` returns before either is borrowed again.
+        let (out_t, buf) = unsafe {
+            (
+                out_all.slice(samples.start * out_len, samples.len() * out_len),
+                bufs.slice(t * per_task, per_task),
+            )
+        };
+        f(
+            out_t,
+            &inp[samples.start * in_len..samples.end * in_len],
+            buf,
+        );
+    });
+}
+
 /// The part `t` of `tasks` of `0..n` (contiguous, sizes differing by at most one).
 pub(crate) fn part(n: usize, tasks: usize, t: usize) -> std::ops::Range<usize> {
     (t * n / tasks)..((t + 1) * n / tasks)

@@ -113,3 +113,21 @@ pub(crate) fn assert_scratch_within(
         );
     });
 }
+
+/// Asserts that `alone`, a kernel's input gradient on its own (a frozen layer's), adds the same
+/// bits into a copy of `d_x0` as `whole`, the kernel's whole backward pass, does into another.
+pub(crate) fn assert_input_gradient_alone(
+    what: &str,
+    d_x0: &[f32],
+    scratch: &mut Vec<f32>,
+    whole: impl FnOnce(&mut [f32], &mut Vec<f32>),
+    alone: impl FnOnce(&mut [f32], &mut Vec<f32>),
+) {
+    let (mut a, mut b) = (d_x0.to_vec(), d_x0.to_vec());
+    whole(&mut a, scratch);
+    alone(&mut b, scratch);
+    assert_eq!(
+        b, a,
+        "{what}: the input gradient alone differs from backward's"
+    );
+}

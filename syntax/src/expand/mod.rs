@@ -196,13 +196,26 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
             if node.params > 0 {
                 let start = node_start(plan, node);
                 let len = usize_lit(node.params);
+                // Frozen, with something below: the input gradient alone where the kind has
+                // that half, or else the whole backward (its frozen gradients cleared later).
+                let input_only = layer.backward_input(&emit(plan, net, node, i, quote!(s.d_x)));
+                let (counted, frozen_body) = match input_only {
+                    Some(call) => (
+                        quote!(learns),
+                        quote! {
+                            let s = tape.backward_slots(#x, #y, #fresh, true);
+                            #call
+                        },
+                    ),
+                    None => (quote!(learns || below), body.clone()),
+                };
                 quote! {
                     {
                         let below = #below;
                         const START: usize = #start;
                         let learns = !frozen.covers(START, START + #len);
-                        tape.count_weight_gradient(learns || below);
-                        if learns || below { #body }
+                        tape.count_weight_gradient(#counted);
+                        if learns { #body } else if below { #frozen_body }
                     }
                 }
             } else {

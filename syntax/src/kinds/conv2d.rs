@@ -4,8 +4,9 @@ use quote::quote;
 
 use super::window::Sliding;
 use super::{
-    arg, dims_tokens, rt, usize_lit, weight_and_bias_specs, weighted_backward, weighted_forward,
-    window_assertion, ArgKind::*, ArgSpec, Build, Emit, Kind, Layer, Role, TensorSpec,
+    arg, dims_tokens, rt, usize_lit, weight_and_bias_specs, weighted_backward,
+    weighted_backward_input, weighted_forward, window_assertion, ArgKind::*, ArgSpec, Build, Emit,
+    Kind, Layer, Role, TensorSpec,
 };
 use crate::plan::Shape;
 
@@ -166,5 +167,15 @@ impl Layer for Conv2d {
         let rt = rt();
         let (wl, bl) = self.lens();
         weighted_backward(e, quote!(#rt::ops::conv2d::backward), wl, bl)
+    }
+
+    fn backward_input(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let rt = rt();
+        let (wl, _) = self.lens();
+        Some(weighted_backward_input(
+            e,
+            quote!(#rt::ops::conv2d::backward_input),
+            wl,
+        ))
     }
 }

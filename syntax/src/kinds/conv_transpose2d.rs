@@ -5,8 +5,9 @@ use quote::quote;
 use striate_geometry::{transposed_output_size, TransposedSizeError};
 
 use super::{
-    arg, dims_tokens, rt, usize_lit, weight_and_bias_specs, weighted_backward, weighted_forward,
-    window_assertion, ArgKind::*, ArgSpec, Build, Emit, Kind, Layer, Role, TensorSpec,
+    arg, dims_tokens, rt, usize_lit, weight_and_bias_specs, weighted_backward,
+    weighted_backward_input, weighted_forward, window_assertion, ArgKind::*, ArgSpec, Build, Emit,
+    Kind, Layer, Role, TensorSpec,
 };
 use crate::plan::{dims_text, Shape};
 
@@ -264,5 +265,15 @@ impl Layer for ConvTranspose2d {
         let rt = rt();
         let (wl, bl) = self.lens();
         weighted_backward(e, quote!(#rt::ops::conv_transpose2d::backward), wl, bl)
+    }
+
+    fn backward_input(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let rt = rt();
+        let (wl, _) = self.lens();
+        Some(weighted_backward_input(
+            e,
+            quote!(#rt::ops::conv_transpose2d::backward_input),
+            wl,
+        ))
     }
 }

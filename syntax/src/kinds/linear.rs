@@ -3,8 +3,8 @@
 use quote::quote;
 
 use super::{
-    arg, rt, usize_lit, weighted_backward, weighted_forward, ArgKind::*, ArgSpec, Build, Emit,
-    InitRule, Kind, Layer, Role, TensorSpec,
+    arg, rt, usize_lit, weighted_backward, weighted_backward_input, weighted_forward, ArgKind::*,
+    ArgSpec, Build, Emit, InitRule, Kind, Layer, Role, TensorSpec,
 };
 use crate::plan::{dims_text, Shape};
 
@@ -144,5 +144,15 @@ impl Layer for Linear {
         let rt = rt();
         let (wl, bl) = self.lens();
         weighted_backward(e, quote!(#rt::ops::linear::backward), wl, bl)
+    }
+
+    fn backward_input(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let rt = rt();
+        let (wl, _) = self.lens();
+        Some(weighted_backward_input(
+            e,
+            quote!(#rt::ops::linear::backward_input),
+            wl,
+        ))
     }
 }

@@ -272,6 +272,16 @@ pub trait Layer {
     /// `train`, with [`PassUse::Train`]) are bound. `e.d_x` is the input gradient as an
     /// `Option<&mut [f32]>` expression, for layers that may skip it.
     fn backward(&self, e: &Emit<'_>) -> TokenStream;
+
+    /// The backward call of a layer whose parameters are all frozen: the input gradient alone,
+    /// into `s.d_x` (bound as `&mut [f32]`), without computing any parameter gradient.
+    /// `None`: the kernel has no such half, so [`Layer::backward`] runs and the frozen
+    /// gradients are cleared after the pass (batch norm, whose per-channel sums are the input
+    /// gradient's own terms).
+    fn backward_input(&self, e: &Emit<'_>) -> Option<TokenStream> {
+        let _ = e;
+        None
+    }
 }
 
 /// What [`Kind::build`] works from.
@@ -482,6 +492,18 @@ pub fn weighted_backward(
     let (lets, _) = weight_and_bias(e, "params", weight_len, bias_len, false);
     let (dlets, dbias) = weight_and_bias(e, "d_params", weight_len, bias_len, true);
     quote! { #lets #dlets #kernel(#d_x, d_w, #dbias, s.d_y, s.x, w, &Self::#g, n, s.scratch); }
+}
+
+/// [`Layer::backward_input`] of a layer with a weight and an optional bias:
+/// `kernel(d_x, d_y, w, &geometry, n, scratch)`.
+pub fn weighted_backward_input(
+    e: &Emit<'_>,
+    kernel: TokenStream,
+    weight_len: usize,
+) -> TokenStream {
+    let g = &e.g;
+    let (lets, _) = weight_and_bias(e, "params", weight_len, 0, false);
+    quote! { #lets #kernel(s.d_x, s.d_y, w, &Self::#g, n, s.scratch); }
 }
 
 /// The assertion that a window layer's runtime geometry has the output size the macro proved.

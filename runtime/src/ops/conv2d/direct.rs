@@ -118,11 +118,7 @@ pub(super) const fn handles_all(g: &Conv2dGeom) -> bool {
 
 /// Values of scratch [`backward`] needs (and [`forward_sample`], which needs less).
 pub(super) const fn backward_len(g: &Conv2dGeom) -> usize {
-    let own = padded_len(g) + sums_len(g);
-    match transposed(g) {
-        Some(t) if handles_all(g) => own + g.weight_len() + g.in_len() + padded_len(&t),
-        _ => own,
-    }
+    padded_len(g) + sums_len(g) + input_len(g)
 }
 
 /// [`super::backward`]'s `d_w` and (when [`handles_all`]) `d_x` of `n` samples, with
@@ -155,11 +151,28 @@ pub(super) fn backward(
         backward_weights(sums, d_y_n, x_n, g, isa, padded);
     }
     add_sums(d_w, sums);
-    let (Some(d_x), Some(t)) = (d_x, transposed(g)) else {
+    if let Some(d_x) = d_x {
+        add_input_gradient(d_x, d_y, w, g, isa, rest);
+    }
+}
+
+/// `d_x += w ⋆ d_y` for each sample of `d_y`, [`backward`]'s input gradient alone (which
+/// [`handles_all`] of `g`): [`forward_sample`] of the [`transposed`] geometry with the
+/// flipped kernels. `scratch` is [`input_len`] values.
+pub(super) fn add_input_gradient(
+    d_x: &mut [f32],
+    d_y: &[f32],
+    w: &[f32],
+    g: &Conv2dGeom,
+    isa: Isa,
+    scratch: &mut [f32],
+) {
+    let Some(t) = transposed(g) else {
         return;
     };
     debug_assert!(handles_all(g));
-    let (flipped, rest) = rest.split_at_mut(g.weight_len());
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let (flipped, rest) = scratch.split_at_mut(g.weight_len());
     let (d_x_n_only, padded_t) = rest.split_at_mut(in_len);
     // flipped[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw]
     let kk = g.k_h * g.k_w;
@@ -176,6 +189,15 @@ pub(super) fn backward(
         for (d, &v) in d_x_n.iter_mut().zip(&*d_x_n_only) {
             *d += v;
         }
+    }
+}
+
+/// Values of scratch [`add_input_gradient`] needs: the flipped kernels, one sample's input
+/// gradient, and the padded output gradient.
+pub(super) const fn input_len(g: &Conv2dGeom) -> usize {
+    match transposed(g) {
+        Some(t) if handles_all(g) => g.weight_len() + g.in_len() + padded_len(&t),
+        _ => 0,
     }
 }
 

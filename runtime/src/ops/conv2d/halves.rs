@@ -5,10 +5,10 @@
 //! [`super::forward`] and [`super::backward`] split it.
 
 use super::{implicit, Conv2dGeom};
+use crate::ops::grown;
 use crate::ops::isa::Isa;
 use crate::ops::packed::Out;
-use crate::ops::parallel::{self, SharedMut};
-use crate::ops::{check_len, grown};
+use crate::ops::parallel;
 
 /// `d_x += col2im(wᵀ · d_y_n)` for each sample: [`super::backward`]'s input gradient alone,
 /// without reading any input. `scratch` grows on first use only.
@@ -26,11 +26,8 @@ pub(crate) fn input_gradient(
     // d_y: (N, O, OH, OW), w: (O, C, KH, KW) -> d_x: (N, C, H, W), accumulated
     let kernel = "conv2d::input_gradient";
     let s = g.shapes();
-    check_len(kernel, "d_x", d_x.len(), Some(n), &s.input);
-    check_len(kernel, "d_y", d_y.len(), Some(n), &s.output);
-    check_len(kernel, "w", w.len(), None, &s.weights);
+    s.check_backward_input(kernel, n, d_x, d_y, w);
     let threads = parallel::threads();
-    let tasks = n.clamp(1, threads);
     let isa = Isa::current();
     let (shared, per_task) = input_gradient_lens(g, isa);
     let scratch = grown(scratch, shared + threads * per_task);
@@ -38,27 +35,24 @@ pub(crate) fn input_gradient(
     implicit::pack_weights_t(packed_w_t, w, g, isa);
     let packed_w_t = &*packed_w_t;
     let (in_len, out_len) = (g.in_len(), g.out_len());
-    let d_x_all = SharedMut::new(d_x);
-    let bufs = SharedMut::new(bufs);
-    parallel::run(tasks, |t| {
-        let samples = parallel::part(n, tasks, t);
-        // Safety: task `t` alone touches its samples' input gradients and its own part of
-        // `scratch`; `run` returns before either is borrowed again.
-        let (d_x_t, buf) = unsafe {
-            (
-                d_x_all.slice(samples.start * in_len, samples.len() * in_len),
-                bufs.slice(t * per_task, per_task),
-            )
-        };
-        let d_y_t = &d_y[samples.start * out_len..samples.end * out_len];
-        for (d_x_n, d_y_n) in d_x_t
-            .chunks_exact_mut(in_len)
-            .zip(d_y_t.chunks_exact(out_len))
-        {
-            // Without a weight gradient the sample's input is never read.
-            implicit::backward_sample(Some(d_x_n), None, d_y_n, &[], packed_w_t, g, isa, buf);
-        }
-    });
+    parallel::over_batch(
+        d_x,
+        in_len,
+        d_y,
+        out_len,
+        n,
+        bufs,
+        per_task,
+        |d_x_t, d_y_t, buf| {
+            for (d_x_n, d_y_n) in d_x_t
+                .chunks_exact_mut(in_len)
+                .zip(d_y_t.chunks_exact(out_len))
+            {
+                // Without a weight gradient the sample's input is never read.
+                implicit::backward_sample(Some(d_x_n), None, d_y_n, &[], packed_w_t, g, isa, buf);
+            }
+        },
+    );
 }
 
 /// `y += w ⋆ x` for each sample: [`super::forward`] without a bias, adding into `y`.
@@ -78,7 +72,6 @@ pub(crate) fn add_forward(
     g.shapes()
         .check_forward("conv2d::add_forward", n, y, x, w, None);
     let threads = parallel::threads();
-    let tasks = n.clamp(1, threads);
     let isa = Isa::current();
     let (shared, per_task) = add_forward_lens(g, isa);
     let scratch = grown(scratch, shared + threads * per_task);
@@ -86,19 +79,7 @@ pub(crate) fn add_forward(
     implicit::pack_weights(packed_w, w, g, isa);
     let packed_w = &*packed_w;
     let (in_len, out_len) = (g.in_len(), g.out_len());
-    let y_all = SharedMut::new(y);
-    let bufs = SharedMut::new(bufs);
-    parallel::run(tasks, |t| {
-        let samples = parallel::part(n, tasks, t);
-        // Safety: task `t` alone touches its samples' outputs and its own part of `scratch`;
-        // `run` returns before either is borrowed again.
-        let (y_t, buf) = unsafe {
-            (
-                y_all.slice(samples.start * out_len, samples.len() * out_len),
-                bufs.slice(t * per_task, per_task),
-            )
-        };
-        let x_t = &x[samples.start * in_len..samples.end * in_len];
+    parallel::over_batch(y, out_len, x, in_len, n, bufs, per_task, |y_t, x_t, buf| {
         for (y_n, x_n) in y_t.chunks_exact_mut(out_len).zip(x_t.chunks_exact(in_len)) {
             implicit::forward_sample(y_n, x_n, packed_w, Out::Add, g, isa, buf);
         }
@@ -122,10 +103,15 @@ fn add_forward_lens(g: &Conv2dGeom, isa: Isa) -> (usize, usize) {
 /// The most scratch [`input_gradient`] and [`add_forward`] grow to at the current thread
 /// count and instruction set, for a tape to reserve before a pass.
 pub(crate) fn scratch_needed(g: &Conv2dGeom) -> usize {
-    let (threads, isa) = (parallel::threads(), Isa::current());
-    [input_gradient_lens(g, isa), add_forward_lens(g, isa)]
-        .into_iter()
-        .map(|(shared, per_task)| shared.saturating_add(threads.saturating_mul(per_task)))
-        .max()
-        .unwrap_or(0)
+    input_gradient_needed(g).max(needed(add_forward_lens(g, Isa::current())))
+}
+
+/// The scratch [`input_gradient`] grows to at the current thread count and instruction set.
+pub(crate) fn input_gradient_needed(g: &Conv2dGeom) -> usize {
+    needed(input_gradient_lens(g, Isa::current()))
+}
+
+/// A shared part and one part per thread.
+fn needed((shared, per_task): (usize, usize)) -> usize {
+    shared.saturating_add(parallel::threads().saturating_mul(per_task))
 }

@@ -197,7 +197,6 @@ pub fn forward(
     // The thread count is read once: the scratch is sized and cut by the same count even if
     // another thread changes it meanwhile.
     let threads = parallel::threads();
-    let tasks = n.clamp(1, threads);
     let isa = Isa::current();
     let scratch = grown(scratch, scratch_len(g, isa, threads));
     // The packed path shares the packed weights between the tasks, ahead of their parts.
@@ -220,19 +219,7 @@ pub fn forward(
         }
         return;
     }
-    let y_all = SharedMut::new(y);
-    let bufs = SharedMut::new(bufs);
-    parallel::run(tasks, |t| {
-        let samples = parallel::part(n, tasks, t);
-        // Safety: task `t` alone touches its samples' outputs and its own part of `scratch`;
-        // `run` returns before `y` and `scratch` are borrowed again.
-        let (y_t, buf) = unsafe {
-            (
-                y_all.slice(samples.start * out_len, samples.len() * out_len),
-                bufs.slice(t * per_task, per_task),
-            )
-        };
-        let x_t = &x[samples.start * in_len..samples.end * in_len];
+    parallel::over_batch(y, out_len, x, in_len, n, bufs, per_task, |y_t, x_t, buf| {
         for (x_n, y_n) in x_t.chunks_exact(in_len).zip(y_t.chunks_exact_mut(out_len)) {
             if shared > 0 {
                 implicit::forward_sample(y_n, x_n, packed_w, Out::Set(b), g, isa, buf);
@@ -244,17 +231,23 @@ pub fn forward(
     });
 }
 
+/// The scratch [`forward`], [`backward`] and [`backward_input`] grow to at the current thread
+/// count and instruction set: what a tape reserves for the layer before a pass (fallibly), so
+/// that the kernels allocate nothing. It does not depend on the batch size.
+#[doc(hidden)]
+pub fn scratch_needed(g: &Conv2dGeom) -> usize {
+    let threads = parallel::threads();
+    let input_only = if direct::handles_all(g) {
+        threads.saturating_mul(direct::input_len(g))
+    } else {
+        halves::input_gradient_needed(g)
+    };
+    scratch_len(g, Isa::current(), threads).max(input_only)
+}
+
 /// Values of scratch both passes need, whichever way they go and however many tasks they
 /// split into (at most one per thread), so that the scratch grows once: [`forward`]'s shared
 /// and per-task parts, and [`backward`]'s, which add a partial `d_w` per task.
-/// The scratch [`forward`] and [`backward`] grow to at the current thread count and
-/// instruction set: what a tape reserves for the layer before a pass (fallibly), so that the
-/// kernels allocate nothing. It does not depend on the batch size.
-#[doc(hidden)]
-pub fn scratch_needed(g: &Conv2dGeom) -> usize {
-    scratch_len(g, Isa::current(), parallel::threads())
-}
-
 fn scratch_len(g: &Conv2dGeom, isa: Isa, threads: usize) -> usize {
     let tasks = threads;
     let w_len = g.weight_len();
@@ -412,6 +405,48 @@ const fn direct_weights_len(g: &Conv2dGeom) -> usize {
     } else {
         0
     }
+}
+
+/// The input gradient of [`backward`] alone, `d_x += col2im(wᵀ · d_y_n)` for each sample,
+/// without the weight and bias gradients: what a network runs for a frozen convolution
+/// that still has a layer below it to pass a gradient to (see
+/// [`Transfer::freeze`](crate::Transfer::freeze)). It accumulates; `scratch` grows on first
+/// use only.
+///
+/// # Panics
+/// Unless `d_x` has `n·C·H·W` values, `d_y` `n·O·OH·OW` and `w` `O·C·KH·KW` (checked before
+/// anything is written, in release builds too).
+pub fn backward_input(
+    d_x: &mut [f32],
+    d_y: &[f32],
+    w: &[f32],
+    g: &Conv2dGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) {
+    // d_y: (N, O, OH, OW), w: (O, C, KH, KW) -> d_x: (N, C, H, W), accumulated
+    g.shapes()
+        .check_backward_input("conv2d::backward_input", n, d_x, d_y, w);
+    if !direct::handles_all(g) {
+        // The packed products, as `backward` computes `d_x` when the direct kernels do not.
+        input_gradient(d_x, d_y, w, g, n, scratch);
+        return;
+    }
+    // The direct kernels, as in `backward`: one run of samples and one buffer per task.
+    let isa = Isa::current();
+    let per_task = direct::input_len(g);
+    let bufs = grown(scratch, n.clamp(1, parallel::threads()) * per_task);
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    parallel::over_batch(
+        d_x,
+        in_len,
+        d_y,
+        out_len,
+        n,
+        bufs,
+        per_task,
+        |d_x_t, d_y_t, buf| direct::add_input_gradient(d_x_t, d_y_t, w, g, isa, buf),
+    );
 }
 
 /// `Σ v`, in sixteen interleaved partial sums (so that it vectorises; a single running sum

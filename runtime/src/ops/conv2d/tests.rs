@@ -164,6 +164,15 @@ fn check_against_naive(case: &Case, batches: &[usize], seed: u64) {
             assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-4);
             assert_close(&format!("d_b {g:?} n {n}"), &d_b, &e_b, 1e-4);
         }
+        // The input gradient alone (a frozen layer's) has the same bits as `backward`'s.
+        let d_w = d_w0.clone();
+        crate::ops::test_util::assert_input_gradient_alone(
+            &format!("{g:?} n {n}"),
+            &d_x0,
+            &mut scratch,
+            |d_x, s| backward(Some(d_x), &mut d_w.clone(), None, &d_y, &x, &w, &g, n, s),
+            |d_x, s| backward_input(d_x, &d_y, &w, &g, n, s),
+        );
     }
 }
 
@@ -525,7 +534,24 @@ fn scratch_needed_covers_forward_and_backward() {
                 forward(&mut y, &x, &w, None, &g, n, s);
                 let (mut d_x, mut d_w) = (vec![0.0; x.len()], vec![0.0; w.len()]);
                 backward(Some(&mut d_x), &mut d_w, None, &y, &x, &w, &g, n, s);
+                backward_input(&mut d_x, &y, &w, &g, n, s);
             },
         );
+    }
+}
+
+/// The input gradient alone checks its lengths on both of its paths.
+#[test]
+fn backward_input_checks_lengths() {
+    for case in [&CASES[3], &(1, [1, 28, 28], 6, [5, 5], [1, 1], [2, 2])] {
+        let g = geom(case);
+        assert_eq!(direct::handles_all(&g), case.1 == [1, 28, 28]);
+        let (mut d_x, d_y) = (vec![0.0; g.in_len()], vec![0.0; g.out_len()]);
+        let err = std::panic::catch_unwind(move || {
+            backward_input(&mut d_x, &d_y, &[0.0; 3], &g, 1, &mut Vec::new())
+        })
+        .unwrap_err();
+        let msg = err.downcast_ref::<String>().unwrap();
+        assert!(msg.contains("w has 3 values"), "{msg}");
     }
 }

@@ -209,7 +209,7 @@ pub fn forward(
     }
 }
 
-/// The scratch [`forward`] and [`backward`] grow to at the current thread count and
+/// The scratch [`forward`], [`backward`] and [`backward_input`] grow to at the current thread count and
 /// instruction set: what a tape reserves for the layer before a pass (fallibly), so that the
 /// kernels allocate nothing. It does not depend on the batch size.
 #[doc(hidden)]
@@ -256,4 +256,27 @@ pub fn backward(
     if let Some(d_x) = d_x {
         conv2d::add_forward(d_x, d_y, w, &conv, n, scratch);
     }
+}
+
+/// The input gradient of [`backward`] alone, `d_x += w ⋆ d_y`, without the weight and bias
+/// gradients: what a network runs for a frozen transposed convolution that still has a layer
+/// below it to pass a gradient to (see [`Transfer::freeze`](crate::Transfer::freeze)). It
+/// accumulates; `scratch` grows on first use only.
+///
+/// # Panics
+/// Unless `d_x` has `n·C·H·W` values, `d_y` `n·O·OH·OW` and `w` `C·O·KH·KW` (checked before
+/// anything is written, in release builds too).
+pub fn backward_input(
+    d_x: &mut [f32],
+    d_y: &[f32],
+    w: &[f32],
+    g: &ConvTranspose2dGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) {
+    // d_y: (N, O, OH, OW), w: (C, O, KH, KW) -> d_x: (N, C, H, W), accumulated
+    let (kernel, s) = ("conv_transpose2d::backward_input", g.shapes());
+    s.check_backward_input(kernel, n, d_x, d_y, w);
+    // The input gradient is the forward pass of the convolution this one transposes.
+    conv2d::add_forward(d_x, d_y, w, &g.conv(), n, scratch);
 }

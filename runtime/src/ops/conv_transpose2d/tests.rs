@@ -84,6 +84,17 @@ fn matches_naive() {
                             assert_eq!((d_x == d_x0, d_b == d_b0), (true, true));
                         }
                     }
+                    // The input gradient alone (a frozen layer's) has the same bits as `backward`'s.
+                    let d_w = d_w0.clone();
+                    crate::ops::test_util::assert_input_gradient_alone(
+                        &format!("{g:?} n {n}"),
+                        &d_x0,
+                        &mut scratch,
+                        |d_x, s| {
+                            backward(Some(d_x), &mut d_w.clone(), None, &d_y, &x, &w, &g, n, s)
+                        },
+                        |d_x, s| backward_input(d_x, &d_y, &w, &g, n, s),
+                    );
                 }
             }
         });
@@ -167,6 +178,14 @@ fn wrong_lengths_panic() {
     );
 }
 
+#[test]
+#[should_panic(expected = "conv_transpose2d::backward_input: w has 3 values")]
+fn backward_input_checks_lengths() {
+    let g = geom(&CASES[2]);
+    let (mut d_x, d_y) = (vec![0.0; g.in_len()], vec![0.0; g.out_len()]);
+    backward_input(&mut d_x, &d_y, &[0.0; 3], &g, 1, &mut Vec::new());
+}
+
 /// What a tape reserves for the layer ([`scratch_needed`]) is all the kernels grow to, on
 /// every case and instruction set, so that a reserved tape's passes allocate nothing.
 #[test]
@@ -187,6 +206,7 @@ fn scratch_needed_covers_forward_and_backward() {
                 forward(&mut y, &x, &w, None, &g, n, s);
                 let (mut d_x, mut d_w) = (vec![0.0; x.len()], vec![0.0; w.len()]);
                 backward(Some(&mut d_x), &mut d_w, None, &y, &x, &w, &g, n, s);
+                backward_input(&mut d_x, &y, &w, &g, n, s);
             },
         );
     }

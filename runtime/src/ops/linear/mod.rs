@@ -258,6 +258,28 @@ pub fn backward(
     }
 }
 
+/// The input gradient of [`backward`] alone, `d_x += d_y w`, without the weight and bias
+/// gradients: what a network runs for a frozen linear layer that still has a layer below it
+/// to pass a gradient to (see [`Transfer::freeze`](crate::Transfer::freeze)). It
+/// accumulates; `scratch` grows on first use only.
+///
+/// # Panics
+/// Unless `d_x` has `n·I` values, `d_y` `n·O` and `w` `O·I` (checked before anything is
+/// written, in release builds too).
+pub fn backward_input(
+    d_x: &mut [f32],
+    d_y: &[f32],
+    w: &[f32],
+    g: &LinearGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) {
+    // d_y: (N, O), w: (O, I) -> d_x: (N, I), accumulated
+    let (kernel, s) = ("linear::backward_input", g.shapes());
+    s.check_backward_input(kernel, n, d_x, d_y, w);
+    add_input_grad(d_x, d_y, w, g, n, scratch);
+}
+
 /// `d_w += d_yᵀ x`, [`backward`]'s weight gradient alone (`d_y: (N, O)`, `x: (N, I)`, `d_w:
 /// (O, I)`), for kernels that build on the linear layer's products (the restricted Boltzmann
 /// machine's contrastive divergence). Lengths are checked with `debug_assert!` only.

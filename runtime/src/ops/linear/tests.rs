@@ -287,7 +287,23 @@ fn backward_matches_naive() {
                 assert_eq!((d_x, d_b), (d_x0.clone(), d_b0.clone()));
             }
         }
+        // The input gradient alone (a frozen layer's) has the same bits as `backward`'s.
+        let d_w = d_w0.clone();
+        crate::ops::test_util::assert_input_gradient_alone(
+            &format!("{g:?}"),
+            &d_x0,
+            &mut scratch,
+            |d_x, s| backward(Some(d_x), &mut d_w.clone(), None, &d_y, &x, &w, &g, n, s),
+            |d_x, s| backward_input(d_x, &d_y, &w, &g, n, s),
+        );
     }
+}
+
+#[test]
+#[should_panic(expected = "linear::backward_input: d_y has 3 values, expected 8 (n = 2 x [4])")]
+fn backward_input_checks_lengths() {
+    let g = LinearGeom { in_f: 3, out_f: 4 };
+    backward_input(&mut [0.0; 6], &[0.0; 3], &[0.0; 12], &g, 2, &mut Vec::new());
 }
 
 /// `L = Σ r ⊙ forward(x, w, b)`, differentiated numerically in `x`, `w` and `b`.
@@ -396,6 +412,7 @@ fn scratch_needed_covers_forward_and_backward() {
                 forward(&mut y, &x, &w, None, &g, n, s);
                 let (mut d_x, mut d_w) = (vec![0.0; x.len()], vec![0.0; w.len()]);
                 backward(Some(&mut d_x), &mut d_w, None, &y, &x, &w, &g, n, s);
+                backward_input(&mut d_x, &y, &w, &g, n, s);
             },
         );
     }
