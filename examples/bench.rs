@@ -244,6 +244,7 @@ impl Result_ {
                 ("version", Json::Str(env!("CARGO_PKG_VERSION").into())),
                 ("mode", Json::Str(mode.into())),
                 ("threads", Json::Int(threads as u64)),
+                ("kernels", Json::Str(striate::ops::kernels().to_string())),
             ],
         }
     }

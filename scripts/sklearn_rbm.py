@@ -45,6 +45,9 @@ def parse():
     p.add_argument("--seed", type=int, default=0, help="random_state, striate's seed and the flips' seed")
     p.add_argument("--binary", help="examples/rbm_sklearn built with --release (built if not given)")
     p.add_argument("--fixture", help="write the pseudo-likelihood fixture of tests/rbm.rs there and stop")
+    p.add_argument("--quality-seeds", type=int, metavar="N",
+                   help="the quality comparison alone (no timing) over seeds --seed .. --seed+N-1: each "
+                        "seed's final pseudo-likelihoods, then the mean difference and its 95%% interval")
     return p.parse_args()
 
 
@@ -161,6 +164,59 @@ def run_striate(a, flips_path, weights_path=None):
     return [l["pseudo_likelihood"] for l in epochs], epochs[-1]["seconds"], exact
 
 
+def curves(np, BernoulliRBM, data, a, tmp):
+    """Both trainings of seed `a.seed`, with the per-epoch pseudo-likelihood of each (the one-unit
+    estimator on the same flipped units, whose file it writes in `tmp`), scikit-learn's fitted
+    model, the exact last-epoch pseudo-likelihoods, and striate's weights file."""
+    flips = os.path.join(tmp, "flips.u32")
+    np.random.RandomState(a.seed).randint(0, 784, a.samples).astype("<u4").tofile(flips)
+    weights = os.path.join(tmp, "weights.f32")
+    ours, _, exact_ours = run_striate(a, flips, weights)
+    theirs, rbm = sklearn_curve(np, BernoulliRBM, data, a)
+    exact_theirs = float(exact_pseudo_likelihood(np, rbm, data).mean())
+    return theirs, ours, rbm, (exact_theirs, exact_ours), flips, weights
+
+
+def interval(differences):
+    """Mean, and a 95 % interval by Student's t (two-sided), of per-seed differences."""
+    n = len(differences)
+    mean = statistics.mean(differences)
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    # t quantiles (0.975) for n - 1 degrees of freedom, up to 40, then the normal's.
+    t = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14,
+         2.13, 2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05,
+         2.05, 2.04, 2.04, 2.04, 2.03, 2.03, 2.03, 2.03, 2.03, 2.02, 2.02, 2.02]
+    q = t[n - 2] if n - 2 < len(t) else 1.96
+    half = q * statistics.stdev(differences) / n ** 0.5
+    return mean, mean - half, mean + half
+
+
+def quality(np, BernoulliRBM, data, a):
+    """The pseudo-likelihood comparison over many seeds: with the two implementations doing the
+    same steps, one seed's difference is mostly the random numbers, so only the mean over seeds,
+    with its interval, says which is better."""
+    first = a.seed
+    print(f"seeds {first}..{first + a.quality_seeds - 1}; {a.samples} digits, 784-{HIDDEN}, PCD-1, "
+          f"lr {a.lr}, batch {a.batch}, {a.epochs} epochs")
+    print("seed  pseudo-likelihood: scikit-learn  striate  exact: scikit-learn  striate", flush=True)
+    one, exact = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(first, first + a.quality_seeds):
+            a.seed = seed
+            theirs, ours, _, (te, oe), _, _ = curves(np, BernoulliRBM, data, a, tmp)
+            t, o = theirs[-1], ours[-1]
+            one.append(o - t)
+            exact.append(oe - te)
+            print(f"{seed:4}  {t:31.2f}  {o:7.2f}  {te:19.2f}  {oe:7.2f}", flush=True)
+    for name, d in (("one-unit estimator", one), ("exact", exact)):
+        mean, lo, hi = interval(d)
+        ahead = sum(x >= 0 for x in d)
+        print(f"striate - scikit-learn, {name}: mean {mean:+.2f}, 95 % interval [{lo:+.2f}, {hi:+.2f}], "
+              f"striate ahead in {ahead} of {len(d)} seeds")
+    return 0
+
+
 def spread(xs):
     return f"median {statistics.median(xs):.2f} s (min {min(xs):.2f}, max {max(xs):.2f}, {len(xs)} rounds)"
 
@@ -188,16 +244,13 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--example", "rbm_sklearn"], cwd=ROOT, check=True)
         a.binary = os.path.join(ROOT, "target", "release", "examples", "rbm_sklearn")
     data = digits(np, a.samples)
+    if a.quality_seeds:
+        return quality(np, BernoulliRBM, data, a)
     print(f"scikit-learn {sklearn.__version__}, numpy {np.__version__}; {a.samples} digits, "
           f"784-{HIDDEN}, PCD-1, lr {a.lr}, batch {a.batch}, {a.epochs} epochs, {a.threads} threads, "
           f"seed {a.seed}")
     with tempfile.TemporaryDirectory() as tmp:
-        flips = os.path.join(tmp, "flips.u32")
-        np.random.RandomState(a.seed).randint(0, 784, a.samples).astype("<u4").tofile(flips)
-        weights = os.path.join(tmp, "weights.f32")
-        ours, _, exact_ours = run_striate(a, flips, weights)
-        theirs, rbm = sklearn_curve(np, BernoulliRBM, data, a)
-        exact_theirs = float(exact_pseudo_likelihood(np, rbm, data).mean())
+        theirs, ours, rbm, (exact_theirs, exact_ours), flips, weights = curves(np, BernoulliRBM, data, a, tmp)
         # scikit-learn scores striate's final weights itself: the same estimator, the same units.
         values = np.fromfile(weights, dtype="<f4")
         check = BernoulliRBM(n_components=HIDDEN, random_state=a.seed)

@@ -172,14 +172,16 @@ fn check<N: Network<InputDim = ndarray::Ix4, OutputDim = ndarray::Ix2>>(name: &s
     // One count per training pass, whatever the thread count.
     assert_eq!(one.num_batches_tracked, STEPS as u64, "{name}");
     assert_eq!(two.num_batches_tracked, STEPS as u64, "{name}");
-    assert_eq!(
-        one.allocations, 0,
-        "{name}: allocations per step, one thread"
-    );
-    assert_eq!(
-        two.allocations, 0,
-        "{name}: allocations per step, two threads"
-    );
+    if counting_alloc::own_kernels(name) {
+        assert_eq!(
+            one.allocations, 0,
+            "{name}: allocations per step, one thread"
+        );
+        assert_eq!(
+            two.allocations, 0,
+            "{name}: allocations per step, two threads"
+        );
+    }
     // The same to the bit, run after run.
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&again.losses), bits(&two.losses), "{name}");

@@ -13,6 +13,9 @@ use counting_alloc::ALLOCATIONS;
 
 #[test]
 fn a_contrastive_divergence_step_allocates_nothing_once_warm() {
+    if !counting_alloc::own_kernels("a_contrastive_divergence_step_allocates_nothing_once_warm") {
+        return;
+    }
     let data = Array2::from_shape_fn((40, 784), |(s, i)| ((s * 31 + i * 7) % 11 < 4) as u8 as f32);
     for threads in [1, 2] {
         striate::set_threads(threads).unwrap();

@@ -50,13 +50,18 @@ pub fn assert_close(what: &str, ours: &[f32], theirs: &[f32], tolerance: f32) {
 
 /// Each of `ours` within `1e-4` of the largest magnitude of `theirs`, plus `1e-4 · |theirs|`,
 /// plus `1e-6` (for values that are zero in exact arithmetic but PyTorch's rounding noise).
+/// A tensor that is all such noise, PyTorch's largest value under `1e-5` (a bias before batch
+/// norm, whose gradient is 0 in exact arithmetic), need only be noise too: each of `ours`
+/// within `2e-5` of PyTorch's, whichever way the sums were rounded (matrixmultiply's products
+/// round their sums another way than striate's own).
 #[allow(dead_code)]
 pub fn assert_scaled_close(what: &str, ours: &[f32], theirs: &[f32]) {
     assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
     let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let floor = if scale < 1e-5 { 2e-5 } else { 1e-6 };
     for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
         assert!(
-            (a - b).abs() <= 1e-4 * scale + 1e-4 * b.abs() + 1e-6,
+            (a - b).abs() <= 1e-4 * scale + 1e-4 * b.abs() + floor,
             "{what}[{i}]: striate {a}, PyTorch {b} (largest magnitude {scale})"
         );
     }

@@ -15,7 +15,15 @@ use std::sync::OnceLock;
 // Elsewhere than on x86-64 only `Plain` is ever chosen; the others still name the builds.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) enum Isa {
-    /// Neither AVX2 nor FMA: the portable code, products and sums rounded separately.
+    /// None of our builds: the matrix products go to the matrixmultiply crate, which picks
+    /// its own kernels (NEON on aarch64; SSE2, AVX or FMA on x86), and every other kernel runs
+    /// the portable code. The choice on CPUs other than x86-64 with AVX2 and FMA, and on any
+    /// CPU when the environment variable `STRIATE_MATRIXMULTIPLY` is `1` when the CPU is
+    /// first asked.
+    Generic,
+    /// Our portable code, products included (rounded separately, no fused multiply-add): the
+    /// reference the tests check the other builds against, chosen only by a test's ceiling.
+    #[cfg_attr(not(test), allow(dead_code))]
     Plain,
     /// AVX2 and FMA.
     Avx2Fma,
@@ -95,8 +103,12 @@ macro_rules! isa_builds {
 }
 pub(crate) use isa_builds;
 
-/// Asks the CPU.
+/// Asks the CPU (and the environment, once: `STRIATE_MATRIXMULTIPLY=1` forces
+/// [`Isa::Generic`], so that every kernel can be tested and measured on that path).
 fn detect() -> Isa {
+    if std::env::var_os("STRIATE_MATRIXMULTIPLY").is_some_and(|v| v == "1") {
+        return Isa::Generic;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
@@ -107,7 +119,7 @@ fn detect() -> Isa {
             return Isa::Avx2Fma;
         }
     }
-    Isa::Plain
+    Isa::Generic
 }
 
 #[cfg(test)]
@@ -133,7 +145,7 @@ mod tests {
     #[test]
     fn a_ceiling_only_lowers() {
         let best = Isa::current();
-        for ceiling in [Isa::Plain, Isa::Avx2Fma, Isa::Avx512] {
+        for ceiling in [Isa::Generic, Isa::Plain, Isa::Avx2Fma, Isa::Avx512] {
             let isa = with_ceiling(ceiling, Isa::current);
             assert_eq!(isa, best.min(ceiling));
         }

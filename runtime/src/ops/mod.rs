@@ -38,6 +38,56 @@ mod window;
 #[cfg(test)]
 mod test_util;
 
+/// The kernels this process runs, chosen once for its CPU: what [`kernels`] says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kernels {
+    /// striate's own packed product and kernels, built for AVX-512 (with AVX2 and FMA).
+    Avx512,
+    /// striate's own packed product and kernels, built for AVX2 and FMA.
+    Avx2Fma,
+    /// The matrixmultiply crate's products (its own kernels: NEON on aarch64; SSE2, AVX or
+    /// FMA on x86) and the portable build of every other kernel: on any other CPU, or on any
+    /// CPU when the environment variable `STRIATE_MATRIXMULTIPLY` is `1` when a kernel first
+    /// runs. matrixmultiply allocates a packing buffer in every product, so
+    /// on this path a training step allocates; with striate's own kernels it does not.
+    Matrixmultiply,
+    /// striate's own portable products: only the runtime's own tests choose them.
+    Portable,
+}
+
+impl std::fmt::Display for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kernels::Avx512 => "AVX-512",
+            Kernels::Avx2Fma => "AVX2+FMA",
+            Kernels::Matrixmultiply => "matrixmultiply",
+            Kernels::Portable => "portable",
+        })
+    }
+}
+
+/// The kernels every layer runs in this process (detected once, then kept).
+///
+/// # Example
+/// ```
+/// use striate::ops::{kernels, Kernels};
+///
+/// let k = kernels();
+/// println!("kernels: {k}");
+/// if cfg!(not(target_arch = "x86_64")) {
+///     assert_eq!(k, Kernels::Matrixmultiply);
+/// }
+/// ```
+pub fn kernels() -> Kernels {
+    match isa::Isa::current() {
+        isa::Isa::Avx512 => Kernels::Avx512,
+        isa::Isa::Avx2Fma => Kernels::Avx2Fma,
+        isa::Isa::Generic => Kernels::Matrixmultiply,
+        isa::Isa::Plain => Kernels::Portable,
+    }
+}
+
 /// The first `len` values of a kernel's `scratch`, grown to that length first if it is
 /// shorter (so it grows on first use only, and is reused after that).
 fn grown(scratch: &mut Vec<f32>, len: usize) -> &mut [f32] {

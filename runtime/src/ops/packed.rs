@@ -42,7 +42,7 @@ impl Isa {
         match self {
             Isa::Avx512 => 12,
             Isa::Avx2Fma => 6,
-            Isa::Plain => 4,
+            Isa::Plain | Isa::Generic => 4,
         }
     }
 
@@ -51,6 +51,9 @@ impl Isa {
         match self {
             Isa::Avx512 => 32,
             Isa::Avx2Fma | Isa::Plain => 16,
+            // The widest block, so that each of matrixmultiply's products is as wide as a
+            // block can be.
+            Isa::Generic => MAX_NR,
         }
     }
 }
@@ -74,7 +77,9 @@ pub(crate) const fn packed_b_len(isa: Isa) -> usize {
 /// Packs the `m × k` matrix whose element `(i, kk)` is `a[i·rs + kk·cs]` (`strides = [rs,
 /// cs]`: `[k, 1]` for a row-major matrix, `[1, m]` for the transpose of a row-major `k × m`)
 /// into panels of [`Isa::mr`] rows: panel `p` holds column `kk` of its rows at
-/// `dst[(p·k + kk)·MR ..][..MR]`, rows past `m` zero.
+/// `dst[(p·k + kk)·MR ..][..MR]`, rows past `m` zero. For [`Isa::Generic`] each panel holds
+/// its rows one after the other instead, so that the whole is `A` row-major (`dst[i·k + kk]`),
+/// as matrixmultiply reads it; a run of whole panels is still a run of rows.
 ///
 /// # Panics
 /// When `a` or `dst` is too short.
@@ -105,6 +110,14 @@ pub(crate) fn pack_a_with(
     let mr = isa.mr();
     let dst = &mut dst[..packed_a_len(isa, m, k)];
     if k == 0 {
+        return;
+    }
+    if isa == Isa::Generic {
+        for (row, line) in dst.chunks_exact_mut(k).enumerate() {
+            for (kk, d) in line.iter_mut().enumerate() {
+                *d = if row < m { at(row, kk) } else { 0.0 };
+            }
+        }
         return;
     }
     for (p, panel) in dst.chunks_exact_mut(mr * k).enumerate() {
@@ -318,7 +331,67 @@ pub(crate) fn gemm(
         #[cfg(target_arch = "x86_64")]
         // Safety: as above, `Avx2Fma` only on a CPU with AVX2 and FMA.
         Isa::Avx2Fma => unsafe { gemm_fma(dims, a, b, out, c, ldc, b_buf) },
+        Isa::Generic => generic(dims, a, b, out, c, ldc, b_buf),
         _ => blocks::<4, 16, false>(isa, dims, a, b, out, c, ldc, b_buf),
+    }
+}
+
+/// [`gemm`] on [`Isa::Generic`]: `B` packed a block of [`KC`] rows and [`MAX_NR`] columns at a
+/// time, as for the other builds, and each block multiplied by matrixmultiply's `sgemm`, which
+/// packs `A` and the block its own way and picks its kernel for the CPU. `C` starts from the
+/// bias (or 0) for [`Out::Set`], and every product adds to it.
+// `gemm`'s arguments, less the instruction set.
+#[allow(clippy::too_many_arguments)]
+fn generic(
+    [m, k, n]: [usize; 3],
+    a: MatA<'_>,
+    b: &impl PackB,
+    out: Out<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    b_buf: &mut [f32],
+) {
+    // A row-major, rows `lda` apart (`pack_a` lays out a Generic `A` that way).
+    let (a, lda) = match a {
+        MatA::Packed(a) => (a, k),
+        MatA::Rows { data, ld } => (data, ld),
+    };
+    if let Out::Set(bias) = out {
+        for (i, row) in c.chunks_mut(ldc).take(m).enumerate() {
+            row[..n].fill(bias.map_or(0.0, |b| b[i]));
+        }
+    }
+    let nr = Isa::Generic.nr();
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        for n0 in (0..n).step_by(nr) {
+            let cols = nr.min(n - n0);
+            let block = &mut b_buf[..kc * nr + SLACK];
+            pack_block(Isa::Generic, b, [k0, kc], [n0, cols], block);
+            // Safety: `gemm` checked that `A` has `m` rows of `k` values `lda` apart (for a
+            // packed `A`, `packed_a_len` values, at least `m·k`), and that `C` has `m` rows of
+            // `n` values `ldc` apart; the block holds `kc` rows of `nr` values. The product
+            // reads `A[.., k0 .. k0 + kc]` and the block's first `cols` columns, and writes
+            // `C[.., n0 .. n0 + cols]`, all inside them; no two of the slices overlap.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    kc,
+                    cols,
+                    1.0,
+                    a.as_ptr().add(k0),
+                    lda as isize,
+                    1,
+                    block.as_ptr(),
+                    nr as isize,
+                    1,
+                    1.0,
+                    c.as_mut_ptr().add(n0),
+                    ldc as isize,
+                    1,
+                );
+            }
+        }
     }
 }
 
@@ -592,7 +665,7 @@ mod tests {
             [25, KC + 5, 300],
         ];
         let mut r = rng(11);
-        for ceiling in [Isa::Avx512, Isa::Avx2Fma, Isa::Plain] {
+        for ceiling in [Isa::Avx512, Isa::Avx2Fma, Isa::Plain, Isa::Generic] {
             let isa = with_ceiling(ceiling, Isa::current);
             for (s, &[m, k, n]) in sizes.iter().enumerate() {
                 let a = uniform(&mut r, m * k);

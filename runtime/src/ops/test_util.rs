@@ -81,7 +81,7 @@ pub(crate) fn assert_scratch_reused(mut step: impl FnMut(&mut Vec<f32>)) {
 /// again rather than skipped).
 pub(crate) fn on_every_isa(mut f: impl FnMut(crate::ops::isa::Isa)) {
     use crate::ops::isa::{with_ceiling, Isa};
-    for ceiling in [Isa::Plain, Isa::Avx2Fma, Isa::Avx512] {
+    for ceiling in [Isa::Generic, Isa::Plain, Isa::Avx2Fma, Isa::Avx512] {
         with_ceiling(ceiling, || f(Isa::current()));
     }
 }

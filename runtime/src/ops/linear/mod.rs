@@ -43,7 +43,10 @@ impl LinearGeom {
 /// A few rows are dot products; a batch of up to [`MAX_LOOP_MACS`] multiply-adds, dot
 /// products eight rows at a time; a larger one, one packed matrix product (the kernel of the
 /// convolutions), its buffers in `scratch` (grown on first use, reused after that). All three
-/// sum each output in the same order, so results do not depend on the path a batch size takes.
+/// sum each output in the same order, so results do not depend on the path a batch size takes
+/// (with striate's own kernels; on the matrixmultiply path,
+/// [`Kernels::Matrixmultiply`](crate::ops::Kernels::Matrixmultiply), the packed product is
+/// matrixmultiply's, which orders its sums its own way).
 ///
 /// # Panics
 /// Unless `y` has `n·O` values, `x` `n·I`, `w` `O·I` and `b`, when given, `O` (checked before
