@@ -530,7 +530,7 @@ isa_builds! {
         dims: [usize; 3],
         work: &mut [f32],
     ) {
-        let [c_n, h, w] = dims;
+        let [c_n, _, w] = dims;
         let Grid { th, tw, per_sample, plane_len, samples, tiles } = Grid::of(x.len(), dims);
         // The padded plane: row p is input row p - 1, column q input column q - 1.
         let pw = M * tw + 2;
