@@ -10,6 +10,7 @@ use striate_geometry::{output_size_2d, Rounding, SizeError};
 mod direct;
 mod halves;
 mod implicit;
+mod winograd;
 pub(crate) use halves::{add_forward, input_gradient, scratch_needed as halves_scratch_needed};
 #[cfg(test)]
 mod reference;
@@ -156,7 +157,10 @@ impl Conv2dGeom {
 /// PyTorch's `conv2d`: `y[n,o,i,j] = b[o] + Σ_{c,u,v} w[o,c,u,v] x[n,c,i·SH+u-PH,j·SW+v-PW]`.
 ///
 /// `y` is overwritten. The batch is split over the [`parallel::threads`], each with its own
-/// part of `scratch` (grown on first use, reused after that). Stride 1 with at most 16 output
+/// part of `scratch` (grown on first use, reused after that). A 3×3 kernel with stride 1,
+/// padding 1 and at least 48 channels each way (ResNet-20's `64 → 64` layers) runs Winograd's
+/// F(4×4, 3×3), whose results differ from the direct sums by rounding (about 1e-5 of the
+/// largest output). Stride 1 with at most 16 output
 /// channels (LeNet-5's layers) runs a direct kernel that accumulates each run of outputs in
 /// registers. Otherwise each sample is one packed matrix product of the weights, seen as a
 /// `(O, C·KH·KW)` matrix, and the unfolded input, which is packed a block at a time straight
@@ -199,6 +203,10 @@ pub fn forward(
     let threads = parallel::threads();
     let isa = Isa::current();
     let scratch = grown(scratch, scratch_len(g, isa, threads));
+    if winograd::applies(g) {
+        winograd::forward(y, x, w, b, g, n, isa, threads, scratch);
+        return;
+    }
     // The packed path shares the packed weights between the tasks, ahead of their parts.
     let (shared, per_task) = if direct::applies(g) {
         (0, direct::padded_len(g))
@@ -262,6 +270,9 @@ fn scratch_len(g: &Conv2dGeom, isa: Isa, threads: usize) -> usize {
         let per_task = implicit::backward_task_len(g, isa) + w_len + direct_weights_len(g);
         most = most.max(implicit::backward_shared_len(g, isa) + tasks * per_task);
     }
+    if winograd::applies(g) {
+        return winograd::scratch_len(g, isa, threads);
+    }
     most
 }
 
@@ -271,8 +282,9 @@ fn scratch_len(g: &Conv2dGeom, isa: Isa, threads: usize) -> usize {
 /// The batch is split over the [`parallel::threads`]. Per thread, `scratch` holds a partial
 /// `d_w` and either the direct kernels' buffers (stride 1, at most 16 output channels: `d_x`
 /// as the forward pass of the flipped kernels) or those of the packed products (the padded
-/// sample, packed blocks, and the unfolded input gradient before it is folded back). It
-/// grows on first use only.
+/// sample, packed blocks, and the unfolded input gradient before it is folded back), or, for
+/// the layers [`forward`] runs by Winograd's F(4×4, 3×3), that algorithm's transforms and
+/// the partial sums of the transformed weight gradient. It grows on first use only.
 ///
 /// # Panics
 /// Unless `d_y` has `n·O·OH·OW` values, `x` and `d_x` (when given) `n·C·H·W`, `w` and `d_w`
@@ -296,7 +308,7 @@ pub fn backward(
     let (kernel, shapes) = ("conv2d::backward", g.shapes());
     shapes.check_backward(kernel, n, d_x.as_deref(), d_w, d_b.as_deref(), d_y, x, w);
     let area = g.out_h * g.out_w;
-    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let out_len = g.out_len();
     if let Some(d_b) = d_b {
         for d_y_n in (0..n).map(|i| &d_y[i * out_len..(i + 1) * out_len]) {
             for (o, d_b_o) in d_b.iter_mut().enumerate() {
@@ -304,14 +316,42 @@ pub fn backward(
             }
         }
     }
+    // The thread count is read once, as in `forward`.
+    let threads = parallel::threads();
+    let isa = Isa::current();
+    let scratch = grown(scratch, scratch_len(g, isa, threads));
+    if !winograd::applies(g) {
+        backward_other(d_x, d_w, d_y, x, w, g, n, isa, threads, scratch);
+        return;
+    }
+    winograd::weight_gradient(d_w, d_y, x, g, n, isa, threads, scratch);
+    if let Some(d_x) = d_x {
+        winograd::input_gradient(d_x, d_y, w, g, n, isa, threads, scratch);
+    }
+}
+
+/// [`backward`] less the bias by the direct kernels or the packed products (all but the
+/// Winograd path), `scratch` grown to [`scratch_len`].
+// The arguments of `backward`, less the bias, plus the instruction set and thread count.
+#[allow(clippy::too_many_arguments)]
+fn backward_other(
+    d_x: Option<&mut [f32]>,
+    d_w: &mut [f32],
+    d_y: &[f32],
+    x: &[f32],
+    w: &[f32],
+    g: &Conv2dGeom,
+    n: usize,
+    isa: Isa,
+    threads: usize,
+    scratch: &mut [f32],
+) {
+    let (in_len, out_len) = (g.in_len(), g.out_len());
     let w_len = g.weight_len();
     // One task per thread, each with its own run of samples, its own workspace and (beyond
     // the first task, which adds into `d_w` itself) its own partial `d_w`, summed into `d_w` in
     // task order afterwards, so the result depends on the thread count only.
-    let threads = parallel::threads();
     let tasks = n.clamp(1, threads);
-    let isa = Isa::current();
-    let scratch = grown(scratch, scratch_len(g, isa, threads));
     let use_direct = direct::applies(g) && (d_x.is_none() || direct::handles_all(g));
     // The packed path shares the packed transposed weights (when `d_x` is wanted) between the
     // tasks, ahead of their parts.

@@ -125,6 +125,18 @@ fn threaded_matches_naive() {
 /// Forward and backward (with and without `d_x` and `d_b`, into gradients that start
 /// random) against the reference for `case` at each batch size, outputs NaN-filled first.
 fn check_against_naive(case: &Case, batches: &[usize], seed: u64) {
+    check_against_naive_with(case, batches, seed, |what, fast, naive| {
+        assert_close(what, fast, naive, 1e-4)
+    });
+}
+
+/// [`check_against_naive`] with its own comparison of each result with the reference's.
+fn check_against_naive_with(
+    case: &Case,
+    batches: &[usize],
+    seed: u64,
+    compare: impl Fn(&str, &[f32], &[f32]),
+) {
     let g = geom(case);
     let mut r = rng(seed);
     let mut scratch = Vec::new();
@@ -137,7 +149,7 @@ fn check_against_naive(case: &Case, batches: &[usize], seed: u64) {
             let mut naive = vec![f32::NAN; n * g.out_len()];
             forward(&mut fast, &x, &w, bias, &g, n, &mut scratch);
             forward_naive(&mut naive, &x, &w, bias, &g, n);
-            assert_close(&format!("y {g:?} n {n}"), &fast, &naive, 1e-4);
+            compare(&format!("y {g:?} n {n}"), &fast, &naive);
         }
         let d_y = uniform(&mut r, n * g.out_len());
         let (d_x0, d_w0, d_b0) = (
@@ -160,9 +172,9 @@ fn check_against_naive(case: &Case, batches: &[usize], seed: u64) {
             };
             backward(fx, &mut d_w, fb, &d_y, &x, &w, &g, n, &mut scratch);
             backward_naive(nx, &mut e_w, nb, &d_y, &x, &w, &g, n);
-            assert_close(&format!("d_x {g:?} n {n}"), &d_x, &e_x, 1e-4);
-            assert_close(&format!("d_w {g:?} n {n}"), &d_w, &e_w, 1e-4);
-            assert_close(&format!("d_b {g:?} n {n}"), &d_b, &e_b, 1e-4);
+            compare(&format!("d_x {g:?} n {n}"), &d_x, &e_x);
+            compare(&format!("d_w {g:?} n {n}"), &d_w, &e_w);
+            compare(&format!("d_b {g:?} n {n}"), &d_b, &e_b);
         }
         // The input gradient alone (a frozen layer's) has the same bits as `backward`'s.
         let d_w = d_w0.clone();
@@ -454,6 +466,7 @@ fn warm_scratch_is_not_reallocated() {
         CASES[4],
         CASES[8],
         (2, [1, 28, 28], 6, [5, 5], [1, 1], [2, 2]),
+        (2, [48, 7, 9], 49, [3, 3], [1, 1], [1, 1]),
     ] {
         let (g, n) = (geom(&case), 2);
         let x = vec![0.5; n * g.in_len()];
@@ -465,6 +478,84 @@ fn warm_scratch_is_not_reallocated() {
             backward(Some(&mut d_x), &mut d_w, None, &y, &x, &w, &g, n, scratch);
         });
     }
+}
+
+/// The Winograd path (3×3, stride 1, padding 1, at least 48 channels each way): batches 0,
+/// 1 and odd ones, sizes 1×1, heights and widths off the 4×4 tiles (tiles cut off by the
+/// edge), channel counts off the register tile, batches of several chunks (8×8 samples of 48
+/// channels go 14 to a product), on every instruction set, on one thread and on three (tasks
+/// of one sample, of several, of several chunks). The tolerance is relative to the largest
+/// value of each result, 2e-5 of it: F(4×4, 3×3) rounds the transformed sums, which are up to
+/// 25 times the inputs, so its error follows the size of the terms rather than of each sum
+/// (a sum near zero among large ones is off by about 1e-4 with 48 channels of values in ±1,
+/// which a tolerance relative to each value, the packed products', does not take).
+#[test]
+fn winograd_matches_naive() {
+    let cases: &[Case] = &[
+        (0, [48, 5, 5], 48, [3, 3], [1, 1], [1, 1]),
+        (1, [48, 1, 1], 48, [3, 3], [1, 1], [1, 1]),
+        (3, [49, 3, 5], 50, [3, 3], [1, 1], [1, 1]),
+        (2, [48, 7, 9], 61, [3, 3], [1, 1], [1, 1]),
+        (1, [64, 2, 13], 48, [3, 3], [1, 1], [1, 1]),
+        (17, [48, 8, 8], 49, [3, 3], [1, 1], [1, 1]),
+        (1, [48, 17, 16], 48, [3, 3], [1, 1], [1, 1]),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        assert!(winograd::applies(&geom(case)), "{case:?}");
+        crate::ops::test_util::on_every_isa(|_| {
+            check_against_naive_with(case, &[case.0], 70 + i as u64, assert_scaled);
+        });
+        crate::ops::parallel::with_threads(3, || {
+            check_against_naive_with(case, &[case.0, 31], 80 + i as u64, assert_scaled);
+        });
+    }
+    // One channel short either way takes the other paths.
+    for (c, o) in [(47, 48), (48, 47)] {
+        let g = Conv2dGeom::new([c, 8, 8], o, [3, 3], [1, 1], [1, 1], Rounding::Floor);
+        assert!(!winograd::applies(&g));
+    }
+}
+
+/// Asserts `|a - b| <= 2e-5 · L · max(1, |b|)` element by element, `L = max(1, max |b|)`.
+#[track_caller]
+fn assert_scaled(what: &str, a: &[f32], b: &[f32]) {
+    let largest = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    assert_close(what, a, b, 2e-5 * largest);
+}
+
+/// The Winograd path against the reference at the size of ResNet-20's `64 → 64` layers
+/// (two samples), with the values of a trained layer's scale: inputs after batch norm and
+/// ReLU (in [0, 3)), weights in ±1/√fan-in. The largest error relative to the largest output
+/// is what the tolerance of the parity tests has to take.
+#[test]
+fn winograd_error_at_resnet_size() {
+    let case = (2, [64, 8, 8], 64, [3, 3], [1, 1], [1, 1]);
+    let g = geom(&case);
+    let mut r = rng(91);
+    let x: Vec<f32> = uniform(&mut r, 2 * g.in_len())
+        .iter()
+        .map(|v| 1.5 * (v + 1.0))
+        .collect();
+    let bound = 1.0 / (g.col_rows() as f32).sqrt();
+    let w: Vec<f32> = uniform(&mut r, g.weight_len())
+        .iter()
+        .map(|v| v * bound)
+        .collect();
+    let (mut fast, mut naive) = (
+        vec![f32::NAN; 2 * g.out_len()],
+        vec![f32::NAN; 2 * g.out_len()],
+    );
+    forward(&mut fast, &x, &w, None, &g, 2, &mut Vec::new());
+    forward_naive(&mut naive, &x, &w, None, &g, 2);
+    let largest = naive.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let error = fast
+        .iter()
+        .zip(&naive)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        error <= 1e-5 * largest,
+        "error {error} against outputs up to {largest}"
+    );
 }
 
 /// Property tests (proptest): random geometries, fast kernels against the reference, forward
@@ -515,11 +606,13 @@ mod properties {
 }
 
 /// What a tape reserves for the layer ([`scratch_needed`]) is all the kernels grow to, on
-/// every case and instruction set, so that a reserved tape's passes allocate nothing.
+/// every case and instruction set, so that a reserved tape's passes allocate nothing (the
+/// Winograd path's among them).
 #[test]
 fn scratch_needed_covers_forward_and_backward() {
     let mut r = rng(12);
-    for case in CASES {
+    let winograd = (3, [48, 7, 9], 49, [3, 3], [1, 1], [1, 1]);
+    for case in CASES.iter().chain([&winograd]) {
         let (g, n) = (geom(case), case.0);
         let (x, w) = (
             uniform(&mut r, n * g.in_len()),
