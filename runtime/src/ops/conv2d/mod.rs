@@ -245,7 +245,9 @@ pub fn forward(
 #[doc(hidden)]
 pub fn scratch_needed(g: &Conv2dGeom) -> usize {
     let threads = parallel::threads();
-    let input_only = if direct::handles_all(g) {
+    let input_only = if winograd::applies(g) {
+        0 // within `scratch_len`
+    } else if direct::handles_all(g) {
         threads.saturating_mul(direct::input_len(g))
     } else {
         halves::input_gradient_needed(g)
@@ -467,6 +469,13 @@ pub fn backward_input(
     // d_y: (N, O, OH, OW), w: (O, C, KH, KW) -> d_x: (N, C, H, W), accumulated
     g.shapes()
         .check_backward_input("conv2d::backward_input", n, d_x, d_y, w);
+    if winograd::applies(g) {
+        // Winograd's, as `backward` computes `d_x` for these layers.
+        let (isa, threads) = (Isa::current(), parallel::threads());
+        let scratch = grown(scratch, scratch_len(g, isa, threads));
+        winograd::input_gradient(d_x, d_y, w, g, n, isa, threads, scratch);
+        return;
+    }
     if !direct::handles_all(g) {
         // The packed products, as `backward` computes `d_x` when the direct kernels do not.
         input_gradient(d_x, d_y, w, g, n, scratch);
