@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::Comm;
+use super::{Comm, Op};
 
 /// The buffers of batch norm's exchange between the ranks, sized once.
 #[derive(Debug)]
@@ -89,12 +89,12 @@ pub(crate) fn gather(
     let ranks = sync.comm.size;
     let round = sync.rounds.get();
     sync.rounds.set(round + 1);
-    let what = format!("batch norm's exchange of statistics {round} between the ranks");
+    let what = Op::BatchNorm { round };
     match sync.comm.all_gather_f64(
         &send[..width],
         &mut recv[..width * ranks],
         sync.timeout,
-        &what,
+        what,
     ) {
         Ok(()) => {
             read(&recv[..width * ranks]);

@@ -12,6 +12,41 @@ use mpi::ffi;
 use super::error;
 use crate::Result;
 
+/// A collective operation, named in messages (formatted only when one fails, so that a step
+/// allocates nothing).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    /// The gradient all-reduce of a step.
+    Gradients { step: u64 },
+    /// A batch-norm exchange.
+    BatchNorm { round: u64 },
+    /// The broadcast of a network's initial weights.
+    Broadcast { network: &'static str },
+    /// [`super::Distributed::all_reduce_sum`].
+    Caller,
+    /// The closing barrier.
+    Barrier,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Gradients { step } => write!(f, "all-reduce of the gradients of step {step}"),
+            Op::BatchNorm { round } => {
+                write!(
+                    f,
+                    "batch norm's exchange {round} of statistics between the ranks"
+                )
+            }
+            Op::Broadcast { network } => {
+                write!(f, "broadcast of {network}'s initial weights from rank 0")
+            }
+            Op::Caller => write!(f, "all-reduce of the caller's values"),
+            Op::Barrier => write!(f, "closing barrier (every rank done)"),
+        }
+    }
+}
+
 /// An MPI job as one process sees it. Dropping it finalises MPI after every rank has arrived
 /// at the closing barrier, or ends the job (`MPI_Abort`) when a collective failed or the
 /// barrier times out.
@@ -115,15 +150,15 @@ impl Comm {
     }
 
     /// Marks the job failed, says so on standard error, and returns the error.
-    pub(crate) fn fail(&self, what: &str, reason: String) -> crate::Error {
+    pub(crate) fn fail(&self, what: Op, reason: String) -> crate::Error {
         self.failed.set(true);
-        let err = error(self, what, reason);
+        let err = error(self, &what.to_string(), reason);
         eprintln!("striate: {err}; ending the job");
         err
     }
 
     /// The error of a call that returned `code`, if it is not success.
-    fn check(&self, code: c_int, what: &str) -> Result<()> {
+    fn check(&self, code: c_int, what: Op) -> Result<()> {
         if code == 0 {
             Ok(())
         } else {
@@ -142,7 +177,7 @@ impl Comm {
         send: &[f32],
         recv: &mut [f32],
         request: &mut ffi::MPI_Request,
-        what: &str,
+        what: Op,
     ) -> Result<()> {
         debug_assert_eq!(send.len(), recv.len());
         let count = c_int::try_from(send.len()).expect("buckets hold at most 2^30 values");
@@ -171,7 +206,7 @@ impl Comm {
         send: &[f64],
         recv: &mut [f64],
         request: &mut ffi::MPI_Request,
-        what: &str,
+        what: Op,
     ) -> Result<()> {
         debug_assert_eq!(send.len(), recv.len());
         let count = c_int::try_from(send.len()).expect("a few values");
@@ -191,7 +226,7 @@ impl Comm {
     }
 
     /// Drives MPI's progress on `requests` once; true when all are complete.
-    pub(crate) fn test(&self, requests: &mut [ffi::MPI_Request], what: &str) -> Result<bool> {
+    pub(crate) fn test(&self, requests: &mut [ffi::MPI_Request], what: Op) -> Result<bool> {
         let mut done: c_int = 0;
         let count = c_int::try_from(requests.len()).expect("a few requests");
         // Safety: `requests` are requests started on this communicator (or null ones), and
@@ -215,7 +250,7 @@ impl Comm {
         requests: &mut [ffi::MPI_Request],
         deadline: Instant,
         timeout: Duration,
-        what: &str,
+        what: Op,
     ) -> Result<()> {
         loop {
             if self.test(requests, what)? {
@@ -249,7 +284,7 @@ impl Comm {
         size_of: usize,
         datatype: ffi::MPI_Datatype,
         timeout: Duration,
-        what: &str,
+        what: Op,
     ) -> Result<()> {
         const PART: usize = 1 << 30;
         let deadline = Instant::now() + timeout;
@@ -282,7 +317,7 @@ impl Comm {
         &self,
         values: &mut [f32],
         timeout: Duration,
-        what: &str,
+        what: Op,
     ) -> Result<()> {
         // Safety: reading one of MPI's constants.
         let datatype = unsafe { ffi::RSMPI_FLOAT };
@@ -301,7 +336,7 @@ impl Comm {
         &self,
         values: &mut [f64],
         timeout: Duration,
-        what: &str,
+        what: Op,
     ) -> Result<()> {
         // Safety: reading one of MPI's constants.
         let datatype = unsafe { ffi::RSMPI_DOUBLE };
@@ -320,7 +355,7 @@ impl Comm {
         &self,
         values: &mut [f64],
         timeout: Duration,
-        what: &str,
+        what: Op,
     ) -> Result<()> {
         let send = values.to_vec();
         let mut request = Comm::null_request();
@@ -342,7 +377,7 @@ impl Comm {
         send: &[f64],
         recv: &mut [f64],
         timeout: Duration,
-        what: &str,
+        what: Op,
     ) -> Result<()> {
         assert_eq!(recv.len(), send.len() * self.size, "all-gather buffer");
         let count = c_int::try_from(send.len()).expect("a few values per channel");
@@ -389,7 +424,7 @@ impl Drop for Comm {
         // Every rank must arrive before MPI is finalised: one still training (or hung) would
         // otherwise keep the others waiting in `MPI_Finalize` for ever.
         let timeout = self.timeout.get();
-        let what = "closing barrier (every rank done)";
+        let what = Op::Barrier;
         let mut request = Comm::null_request();
         // Safety: a valid communicator and a request that outlives the wait below.
         let rc = unsafe { ffi::MPI_Ibarrier(self.control, &mut request) };

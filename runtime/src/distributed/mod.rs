@@ -52,7 +52,7 @@ pub(crate) mod reducer;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub(crate) use comm::Comm;
+pub(crate) use comm::{Comm, Op};
 pub(crate) use reducer::Reducer;
 
 use crate::{Error, Network, Result};
@@ -155,13 +155,13 @@ impl Distributed {
     /// this value is dropped).
     pub fn broadcast_network<N: Network>(&self, net: &mut N) -> Result<()> {
         let state = net.state_mut();
-        let what = format!("broadcast of {}'s initial weights from rank 0", N::NAME);
+        let what = Op::Broadcast { network: N::NAME };
         self.comm
-            .broadcast_f32(state.params.as_mut_slice(), self.timeout, &what)?;
+            .broadcast_f32(state.params.as_mut_slice(), self.timeout, what)?;
         self.comm
-            .broadcast_f32(state.buffers.as_mut_slice(), self.timeout, &what)?;
+            .broadcast_f32(state.buffers.as_mut_slice(), self.timeout, what)?;
         let mut count = [state.num_batches_tracked as f64];
-        self.comm.broadcast_f64(&mut count, self.timeout, &what)?;
+        self.comm.broadcast_f64(&mut count, self.timeout, what)?;
         state.num_batches_tracked = count[0] as u64;
         Ok(())
     }
@@ -172,8 +172,7 @@ impl Distributed {
     /// # Errors
     /// [`Error::Distributed`] when the all-reduce fails or times out.
     pub fn all_reduce_sum(&self, values: &mut [f64]) -> Result<()> {
-        self.comm
-            .all_reduce_f64(values, self.timeout, "all-reduce of the caller's values")
+        self.comm.all_reduce_f64(values, self.timeout, Op::Caller)
     }
 
     /// Rank `self.rank()`'s part of `order`, in the way of [`shard`].

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mpi::ffi;
 
-use super::Comm;
+use super::{Comm, Op};
 use crate::tables::ParamInfo;
 use crate::{Result, Tape};
 
@@ -168,8 +168,8 @@ impl Reducer {
         self.overlapped
     }
 
-    fn what(&self) -> String {
-        format!("all-reduce of the gradients of step {}", self.step)
+    fn what(&self) -> Op {
+        Op::Gradients { step: self.step }
     }
 
     /// Starts bucket `self.next`.
@@ -182,7 +182,7 @@ impl Reducer {
         // aborted), and are not touched again until then.
         unsafe {
             self.comm
-                .start_sum_f32(&b.send, &mut b.recv, &mut b.request, &what)?
+                .start_sum_f32(&b.send, &mut b.recv, &mut b.request, what)?
         };
         self.next += 1;
         Ok(())
@@ -208,7 +208,7 @@ impl Reducer {
             // Drives MPI's progress on the last bucket started while the pass goes on.
             let what = self.what();
             let last = &mut self.buckets[self.next - 1].request;
-            if let Err(e) = self.comm.test(std::slice::from_mut(last), &what) {
+            if let Err(e) = self.comm.test(std::slice::from_mut(last), what) {
                 self.error = Some(e);
             }
         }
@@ -250,7 +250,7 @@ impl Reducer {
                 &self.stats_send,
                 &mut self.stats_recv,
                 &mut self.stats_request,
-                &what,
+                what,
             )?
         };
         let deadline = Instant::now() + self.timeout;
@@ -258,7 +258,7 @@ impl Reducer {
             std::slice::from_mut(&mut self.stats_request),
             deadline,
             self.timeout,
-            &what,
+            what,
         )?;
         let scale = 1.0 / self.comm.size as f32;
         for b in &mut self.buckets {
@@ -266,7 +266,7 @@ impl Reducer {
                 std::slice::from_mut(&mut b.request),
                 deadline,
                 self.timeout,
-                &what,
+                what,
             )?;
             for (g, s) in grads[b.start..b.end].iter_mut().zip(&b.recv) {
                 *g = s * scale;
