@@ -27,6 +27,13 @@ fn unavailable() -> Option<String> {
     }
 }
 
+/// Says on the terminal why a test is skipped (past the test harness's capture, which keeps
+/// the output of passing tests).
+fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {why}");
+}
+
 /// A private folder for one run's results.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("striate-mpi-{}-{name}", std::process::id()));
@@ -118,7 +125,7 @@ fn text(out: &Output) -> String {
 /// Runs an equivalence scenario and checks that every rank wrote its result.
 fn equivalence(scenario: &str, ranks: usize) {
     if let Some(why) = unavailable() {
-        println!("skipped: {why}");
+        skip(&format!("mpi {scenario} on {ranks} ranks"), &why);
         return;
     }
     let dir = scratch(&format!("{scenario}-{ranks}"));
@@ -153,7 +160,7 @@ fn synchronised_batch_norm_trains_as_one_process_on_two_and_four_ranks() {
 /// with an error, within the timeout (3 s) and a margin for starting and ending processes.
 fn failure(scenario: &str, ranks: usize) {
     if let Some(why) = unavailable() {
-        println!("skipped: {why}");
+        skip(&format!("mpi {scenario} on {ranks} ranks"), &why);
         return;
     }
     let dir = scratch(&format!("{scenario}-{ranks}"));
