@@ -13,8 +13,7 @@
 //! `RESULT {json}` line: the median step's milliseconds, images per second of the whole job,
 //! and its heap allocations per timed step.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use striate::distributed::Distributed;
@@ -22,43 +21,19 @@ use striate::ndarray::{Array4, Ix2, Ix4};
 use striate::prelude::*;
 
 #[allow(dead_code)]
+#[path = "alexnet.rs"]
+mod alexnet;
+#[allow(dead_code)]
 #[path = "lenet.rs"]
 mod lenet;
 #[allow(dead_code)]
 #[path = "resnet.rs"]
 mod resnet;
-#[allow(dead_code)]
-#[path = "alexnet.rs"]
-mod alexnet;
 
 /// The system allocator, counting allocations (to show a distributed step allocates nothing).
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// Safety: every method forwards to `System` with the caller's arguments unchanged; the counter
-// is a plain atomic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // Safety: forwarded as received.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // Safety: forwarded as received.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Safety: forwarded as received.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../tests/common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::ALLOCATIONS;
 
 /// The job's global batch.
 const GLOBAL_BATCH: usize = 64;

@@ -985,7 +985,8 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     /// state, the schedule's position, the epoch and step counts and every generator. It is
     /// what [`Checkpoints`] writes during [`fit`](Trainer::fit) (without the states of fit's
     /// callbacks, which this trainer does not hold), and what [`resume`](Trainer::resume)
-    /// reads.
+    /// reads. A distributed trainer (feature `mpi`) writes on rank 0 only: the other ranks
+    /// hold the same state and return `Ok` without writing.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be written.

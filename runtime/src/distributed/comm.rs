@@ -75,6 +75,26 @@ impl std::fmt::Debug for Comm {
     }
 }
 
+/// A value type the collectives carry.
+pub(crate) trait Value: Copy {
+    /// Its MPI datatype.
+    fn datatype() -> ffi::MPI_Datatype;
+}
+
+impl Value for f32 {
+    fn datatype() -> ffi::MPI_Datatype {
+        // Safety: reading one of MPI's constants.
+        unsafe { ffi::RSMPI_FLOAT }
+    }
+}
+
+impl Value for f64 {
+    fn datatype() -> ffi::MPI_Datatype {
+        // Safety: reading one of MPI's constants.
+        unsafe { ffi::RSMPI_DOUBLE }
+    }
+}
+
 /// The text of an MPI error code.
 fn error_text(code: c_int) -> String {
     let mut text = vec![0u8; 512];
@@ -172,51 +192,49 @@ impl Comm {
     /// # Safety
     /// `send` and `recv` must stay alive and unmoved, and `recv` untouched, until `request`
     /// completes ([`Comm::wait`]).
-    pub(crate) unsafe fn start_sum_f32(
+    pub(crate) unsafe fn start_sum_of<T: Value>(
         &self,
-        send: &[f32],
-        recv: &mut [f32],
+        send: &[T],
+        recv: &mut [T],
         request: &mut ffi::MPI_Request,
         what: Op,
     ) -> Result<()> {
         debug_assert_eq!(send.len(), recv.len());
-        let count = c_int::try_from(send.len()).expect("buckets hold at most 2^30 values");
-        // Safety: the caller keeps both buffers in place until the request completes; the
-        // datatype matches the buffers' element type.
-        let rc = unsafe {
-            ffi::MPI_Iallreduce(
-                send.as_ptr().cast::<c_void>(),
-                recv.as_mut_ptr().cast::<c_void>(),
-                count,
-                ffi::RSMPI_FLOAT,
-                ffi::RSMPI_SUM,
-                self.data,
+        // Safety: the buffers hold `len` values of `T`'s datatype; the caller keeps them.
+        unsafe {
+            self.start_sum(
+                send.as_ptr().cast(),
+                recv.as_mut_ptr().cast(),
+                send.len(),
+                T::datatype(),
                 request,
+                what,
             )
-        };
-        self.check(rc, what)
+        }
     }
 
-    /// Starts the sum of `send` over every rank into `recv`, in `f64`.
+    /// Starts the sum of `count` values of `datatype` at `send` over every rank into `recv`.
     ///
     /// # Safety
-    /// As [`Comm::start_sum_f32`].
-    pub(crate) unsafe fn start_sum_f64(
+    /// Both pointers must address `count` values of `datatype`, which stay alive and unmoved
+    /// (and `recv` untouched) until `request` completes.
+    unsafe fn start_sum(
         &self,
-        send: &[f64],
-        recv: &mut [f64],
+        send: *const c_void,
+        recv: *mut c_void,
+        count: usize,
+        datatype: ffi::MPI_Datatype,
         request: &mut ffi::MPI_Request,
         what: Op,
     ) -> Result<()> {
-        debug_assert_eq!(send.len(), recv.len());
-        let count = c_int::try_from(send.len()).expect("a few values");
-        // Safety: as in `start_sum_f32`.
+        let count = c_int::try_from(count).expect("buckets hold at most 2^30 values");
+        // Safety: the caller's contract.
         let rc = unsafe {
             ffi::MPI_Iallreduce(
-                send.as_ptr().cast::<c_void>(),
-                recv.as_mut_ptr().cast::<c_void>(),
+                send,
+                recv,
                 count,
-                ffi::RSMPI_DOUBLE,
+                datatype,
                 ffi::RSMPI_SUM,
                 self.data,
                 request,
@@ -312,39 +330,18 @@ impl Comm {
         Ok(())
     }
 
-    /// [`Comm::broadcast`] of `f32` values.
-    pub(crate) fn broadcast_f32(
+    /// [`Comm::broadcast`] of `values`.
+    pub(crate) fn broadcast_of<T: Value>(
         &self,
-        values: &mut [f32],
+        values: &mut [T],
         timeout: Duration,
         what: Op,
     ) -> Result<()> {
-        // Safety: reading one of MPI's constants.
-        let datatype = unsafe { ffi::RSMPI_FLOAT };
         self.broadcast(
             values.as_mut_ptr().cast(),
             values.len(),
-            4,
-            datatype,
-            timeout,
-            what,
-        )
-    }
-
-    /// [`Comm::broadcast`] of `f64` values.
-    pub(crate) fn broadcast_f64(
-        &self,
-        values: &mut [f64],
-        timeout: Duration,
-        what: Op,
-    ) -> Result<()> {
-        // Safety: reading one of MPI's constants.
-        let datatype = unsafe { ffi::RSMPI_DOUBLE };
-        self.broadcast(
-            values.as_mut_ptr().cast(),
-            values.len(),
-            8,
-            datatype,
+            std::mem::size_of::<T>(),
+            T::datatype(),
             timeout,
             what,
         )
@@ -361,7 +358,7 @@ impl Comm {
         let mut request = Comm::null_request();
         // Safety: both buffers live until the wait below returns, which it does only once the
         // request is complete or the job is failed (and then MPI is aborted, never resumed).
-        unsafe { self.start_sum_f64(&send, values, &mut request, what)? };
+        unsafe { self.start_sum_of(&send, values, &mut request, what)? };
         self.wait(
             std::slice::from_mut(&mut request),
             Instant::now() + timeout,
@@ -388,10 +385,10 @@ impl Comm {
             ffi::MPI_Iallgather(
                 send.as_ptr().cast(),
                 count,
-                ffi::RSMPI_DOUBLE,
+                f64::datatype(),
                 recv.as_mut_ptr().cast(),
                 count,
-                ffi::RSMPI_DOUBLE,
+                f64::datatype(),
                 self.data,
                 &mut request,
             )

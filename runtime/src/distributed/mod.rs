@@ -37,7 +37,10 @@
 //! - **Batch norm**: by default each rank normalises with its own batch's statistics, as
 //!   PyTorch's `DistributedDataParallel` does; [`Distributed::sync_batch_norm`] makes them the
 //!   statistics of all ranks' batches together (PyTorch's `SyncBatchNorm`).
-//! - **Output**: only rank 0 shows progress, writes metrics logs and checkpoints.
+//! - **Output**: only rank 0 shows progress, writes metrics logs and checkpoints. Validation
+//!   sets are evaluated whole on every rank, and callbacks run on every rank with the same
+//!   records, so that they decide alike (early stopping, a plateau); a callback that writes
+//!   files, such as [`SaveBest`](crate::train::SaveBest), belongs on rank 0's `Fit` only.
 //! - **Failures**: every collective is non-blocking and polled against a deadline,
 //!   [`Distributed::timeout`]. A rank whose collective fails or times out (a peer died or
 //!   stalled) prints a message naming itself and the operation, returns
@@ -65,7 +68,8 @@ const DEFAULT_BUCKET_BYTES: usize = 1 << 20;
 /// This process's place in an MPI job, and the settings of data-parallel training.
 ///
 /// Made once per process by [`Distributed::init`]; MPI is finalised when the last copy (the
-/// trainers hold one) is dropped. See the [module's documentation](self).
+/// trainers hold one) is dropped. It stays on the thread that made it (MPI is called from that
+/// thread only). See the [module's documentation](self).
 #[derive(Clone, Debug)]
 pub struct Distributed {
     comm: Rc<Comm>,
@@ -122,7 +126,8 @@ impl Distributed {
     /// Sets the size of a gradient bucket in bytes (default 1 MiB): the all-reduce of a
     /// bucket starts as soon as the backward pass has finished the layers it covers. Smaller
     /// buckets start earlier, larger ones cost fewer messages. A bucket holds whole parameter
-    /// tensors; a tensor larger than the bucket size is a bucket of its own.
+    /// tensors, taken from the last layer's down, and is closed once it holds at least this
+    /// many bytes (so a large tensor makes a bucket larger than the size).
     pub fn bucket_bytes(mut self, bytes: usize) -> Distributed {
         self.bucket_bytes = bytes.max(4);
         self
@@ -157,11 +162,11 @@ impl Distributed {
         let state = net.state_mut();
         let what = Op::Broadcast { network: N::NAME };
         self.comm
-            .broadcast_f32(state.params.as_mut_slice(), self.timeout, what)?;
+            .broadcast_of(state.params.as_mut_slice(), self.timeout, what)?;
         self.comm
-            .broadcast_f32(state.buffers.as_mut_slice(), self.timeout, what)?;
+            .broadcast_of(state.buffers.as_mut_slice(), self.timeout, what)?;
         let mut count = [state.num_batches_tracked as f64];
-        self.comm.broadcast_f64(&mut count, self.timeout, what)?;
+        self.comm.broadcast_of(&mut count, self.timeout, what)?;
         state.num_batches_tracked = count[0] as u64;
         Ok(())
     }

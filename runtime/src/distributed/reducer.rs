@@ -182,7 +182,7 @@ impl Reducer {
         // aborted), and are not touched again until then.
         unsafe {
             self.comm
-                .start_sum_f32(&b.send, &mut b.recv, &mut b.request, what)?
+                .start_sum_of(&b.send, &mut b.recv, &mut b.request, what)?
         };
         self.next += 1;
         Ok(())
@@ -246,7 +246,7 @@ impl Reducer {
         let what = self.what();
         // Safety: the statistics' buffers belong to the reducer and are waited for below.
         unsafe {
-            self.comm.start_sum_f64(
+            self.comm.start_sum_of(
                 &self.stats_send,
                 &mut self.stats_recv,
                 &mut self.stats_request,
