@@ -2,7 +2,7 @@
 //! same network on its own shard of every epoch, with the gradients averaged by all-reduce.
 //!
 //! ```no_run
-//! use striate::distributed::Distributed;
+//! use striate::runtime::distributed::Distributed; // striate::distributed with feature `mpi`
 //! use striate::prelude::*;
 //!
 //! network! {
@@ -223,7 +223,7 @@ impl Distributed {
 ///
 /// ```
 /// let mut out = Vec::new();
-/// striate::distributed::shard(&[4, 0, 3, 1, 2], 1, 2, &mut out);
+/// striate::runtime::distributed::shard(&[4, 0, 3, 1, 2], 1, 2, &mut out);
 /// assert_eq!(out, [0, 1, 4]); // positions 1, 3 and 5 (the padding repeats position 0)
 /// ```
 pub fn shard(order: &[usize], rank: usize, size: usize, out: &mut Vec<usize>) {
