@@ -5,7 +5,9 @@
 //! cargo run --release --example lenet -- [--data DIR] [--epochs N] [--batch N] [--lr X]
 //!                                        [--seed N] [--threads N] [--out FILE]
 //!                                        [--augment digits|affine|none] [--optimizer O] [--schedule S]
-//!                                        [--checkpoint DIR] [--resume] [--log FILE]
+//!                                        [--checkpoint DIR] [--resume] [--log FILE] [--distributed]
+//!                                        [--distributed]
+//! mpirun -np 2 cargo run --release --features mpi --example lenet -- --distributed
 //! ```
 //!
 //! Prints a progress bar per epoch (loss, accuracy, images/s), the test accuracy after each
@@ -13,7 +15,8 @@
 //! `--optimizer` and `--schedule` choose the optimizer and the learning-rate schedule,
 //! `--checkpoint DIR` writes a training checkpoint after every epoch and `--resume` goes on
 //! from the newest (a run stopped and resumed ends with the weights of one never stopped),
-//! `--log FILE` writes the metrics of every epoch (`Fit::log`). See `--help`.
+//! `--log FILE` writes the metrics of every epoch (`Fit::log`). `--distributed` (feature
+//! `mpi`, under `mpirun`) trains data-parallel, one rank per process. See `--help`.
 
 use std::process::ExitCode;
 
@@ -70,6 +73,9 @@ fn run(o: &digits::Options) -> striate::Result<()> {
     let mnist = digits::load::<LeNet5>(o)?;
     let mut net = LeNet5::init(o.seed);
     let (test, _) = digits::train(&mut net, &mnist, o, DEFAULTS.halve_every)?;
+    if !o.is_root() {
+        return Ok(());
+    }
     println!("\nconfusion matrix:\n{}", test.confusion_table());
     if let Some(out) = &o.out {
         net.save(out)?;

@@ -79,7 +79,7 @@ fn run(o: &digits::Options) -> striate::Result<()> {
     let mnist = digits::load::<DigitsResNet>(o)?;
     let mut net = DigitsResNet::init(o.seed);
     digits::train(&mut net, &mnist, o, DEFAULTS.halve_every)?;
-    if let Some(out) = &o.out {
+    if let Some(out) = o.out.as_ref().filter(|_| o.is_root()) {
         net.save(out)?;
         println!("weights saved to {}", out.display());
     }

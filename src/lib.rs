@@ -90,6 +90,9 @@
 /// networks, the generated API and every compile error (`docs/src/` beside this crate's
 /// README, listed under [Documentation](crate#documentation)).
 pub use striate_macros::network;
+/// Data-parallel training over MPI (feature `mpi`).
+#[cfg(feature = "mpi")]
+pub use striate_runtime::distributed;
 pub use striate_runtime::{data, io, ops, optim, plot, rbm, train, visualize};
 pub use striate_runtime::{
     Error, Frozen, Gradients, Init, LayerInfo, Limits, LoadOptions, LoadProblem, LoadReport,

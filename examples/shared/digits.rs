@@ -33,6 +33,22 @@ pub struct Options {
     pub resume: bool,
     /// `--log FILE`: the metrics log (CSV, or JSON lines for `.jsonl`).
     pub log: Option<PathBuf>,
+    /// `--distributed`: this process is one rank of an MPI job (feature `mpi`).
+    pub distributed: bool,
+    /// The MPI job, made by `main` before `run` and dropped after it.
+    #[cfg(feature = "mpi")]
+    pub dist: Option<striate::distributed::Distributed>,
+}
+
+impl Options {
+    /// Whether this process prints: rank 0, or any process when not distributed.
+    pub fn is_root(&self) -> bool {
+        #[cfg(feature = "mpi")]
+        if let Some(dist) = &self.dist {
+            return dist.is_root();
+        }
+        true
+    }
 }
 
 /// `--optimizer`.
@@ -89,7 +105,11 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
         checkpoint: None,
         resume: false,
         log: None,
+        distributed: false,
+        #[cfg(feature = "mpi")]
+        dist: None,
     };
+    let mut threads_given = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
@@ -97,6 +117,17 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
         }
         if flag == "--resume" {
             o.resume = true;
+            continue;
+        }
+        if flag == "--distributed" {
+            if cfg!(not(feature = "mpi")) {
+                return Err(
+                    "--distributed needs MPI: build with `--features mpi` and run \
+                            under mpirun (see the book's distributed page)"
+                        .into(),
+                );
+            }
+            o.distributed = true;
             continue;
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -114,7 +145,10 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
             },
             "--seed" => o.seed = value.parse().map_err(|_| bad("a whole number"))?,
             "--threads" => match value.parse() {
-                Ok(t) if t > 0 => o.threads = t,
+                Ok(t) if t > 0 => {
+                    o.threads = t;
+                    threads_given = true;
+                }
                 _ => return Err(bad("a whole number above 0")),
             },
             "--out" => o.out = Some(PathBuf::from(&value)),
@@ -158,6 +192,10 @@ fn parse_args(d: &Defaults) -> Result<Options, String> {
     if o.lr.is_none() && o.optimizer == OptimizerKind::Sgd {
         o.lr = Some(d.lr);
     }
+    if o.distributed && !threads_given {
+        // One thread per process: mpirun starts a process per core.
+        o.threads = 1;
+    }
     Ok(o)
 }
 
@@ -172,14 +210,32 @@ pub fn load<N: Network>(o: &Options) -> striate::Result<Mnist> {
         Some(d) => format!("from {}", d.display()),
         None => "built in".to_string(),
     };
-    println!(
-        "{} training and {} test digits ({source}), {} thread(s)",
-        mnist.train.len(),
-        mnist.test.len(),
-        o.threads
-    );
-    println!("{}\n", N::summary());
+    if o.is_root() {
+        println!(
+            "{} training and {} test digits ({source}), {} thread(s){}",
+            mnist.train.len(),
+            mnist.test.len(),
+            o.threads,
+            ranks(o)
+        );
+        println!("{}\n", N::summary());
+    }
     Ok(mnist)
+}
+
+/// `" per process, N processes (batch B each)"` for a distributed run.
+fn ranks(o: &Options) -> String {
+    #[cfg(feature = "mpi")]
+    if let Some(dist) = &o.dist {
+        return format!(
+            " per process, {} processes over MPI (batch {} each, {} a step)",
+            dist.size(),
+            o.batch,
+            o.batch * dist.size()
+        );
+    }
+    let _ = o;
+    String::new()
 }
 
 /// Trains `net` with the optimizer and schedule of the flags (by default SGD with momentum
@@ -229,6 +285,11 @@ fn train_with<N: Network<OutputDim = Ix2>, O: Optimizer>(
     let mut trainer = Trainer::new(net, opt)
         .schedule(schedule)
         .shuffle_seed(o.seed);
+    #[cfg(feature = "mpi")]
+    if let Some(dist) = &o.dist {
+        // Rank 0's weights to every rank; each rank then trains on its shard of every epoch.
+        trainer = trainer.distributed(dist)?;
+    }
     if o.schedule == ScheduleKind::OneCycle {
         trainer = trainer.schedule_per_step();
     }
@@ -247,16 +308,21 @@ fn train_with<N: Network<OutputDim = Ix2>, O: Optimizer>(
         .batch(o.batch)
         .validation(&mnist.test)
         .summary(false)
-        .callback(PrintEpoch { epochs: o.epochs });
+        .callback(PrintEpoch {
+            epochs: o.epochs,
+            show: o.is_root(),
+        });
     if let Some(dir) = &o.checkpoint {
         if o.resume && Checkpoints::latest(dir)?.is_some() {
             let from = trainer.resume(dir)?;
-            println!(
-                "resumed from {} ({} epochs, {} steps done)",
-                from.path.display(),
-                from.epochs_done,
-                from.steps_done
-            );
+            o.is_root().then(|| {
+                println!(
+                    "resumed from {} ({} epochs, {} steps done)",
+                    from.path.display(),
+                    from.epochs_done,
+                    from.steps_done
+                )
+            });
         }
         fit = fit.checkpoints(Checkpoints::new(dir));
     }
@@ -266,23 +332,30 @@ fn train_with<N: Network<OutputDim = Ix2>, O: Optimizer>(
     let history = trainer.fit(&mnist.train, fit)?;
     let train_seconds: f64 = history.epochs().iter().map(|e| e.train.seconds).sum();
     let test = evaluate(trainer.net(), &mnist.test, 256)?;
-    println!(
-        "\nfinal test accuracy: {:.2}% ({} of {}), {:.1} s of training",
-        100.0 * test.accuracy(),
-        test.correct,
-        test.total,
-        train_seconds
-    );
+    if o.is_root() {
+        println!(
+            "\nfinal test accuracy: {:.2}% ({} of {}), {:.1} s of training",
+            100.0 * test.accuracy(),
+            test.correct,
+            test.total,
+            train_seconds
+        );
+    }
     Ok((test, train_seconds))
 }
 
 /// Prints each epoch's line: rate, training loss and accuracy, test loss and accuracy, speed.
 struct PrintEpoch {
     epochs: usize,
+    /// False on the ranks other than 0 of a distributed run.
+    show: bool,
 }
 
 impl Callback for PrintEpoch {
     fn on_epoch_end(&mut self, end: &EpochEnd<'_>) -> striate::Result<Control> {
+        if !self.show {
+            return Ok(Control::Continue);
+        }
         let (r, test) = (&end.record().train, end.record().validation.as_ref());
         let test = test.expect("fit evaluates the test digits");
         println!(
@@ -311,7 +384,13 @@ const TRAINING_FLAGS: &str =
   --checkpoint DIR  a training checkpoint after every epoch in DIR (the last 3 kept)
   --resume      go on from the newest checkpoint in --checkpoint DIR, if there is one, to
                 --epochs epochs in all; the weights end as those of a run never stopped
-  --log FILE    a metrics log, one row per epoch: CSV for FILE.csv, JSON lines for .jsonl";
+  --log FILE    a metrics log, one row per epoch: CSV for FILE.csv, JSON lines for .jsonl
+  --distributed this process is one rank of an MPI job (build with --features mpi, run as
+                `mpirun -np N cargo run --release --features mpi --example lenet --
+                --distributed`): rank 0's weights go to every rank, each trains on its
+                shard of every epoch with --batch samples a step, the gradients are
+                averaged, and only rank 0 prints and writes; one thread per process
+                unless --threads";
 
 /// Parses the flags and runs `run`: exit code 0, 2 for a bad flag (with `usage`), 1 when
 /// `run` fails.
@@ -320,7 +399,8 @@ pub fn main(
     defaults: &Defaults,
     run: impl FnOnce(&Options) -> striate::Result<()>,
 ) -> ExitCode {
-    let options = match parse_args(defaults) {
+    #[allow(unused_mut)]
+    let mut options = match parse_args(defaults) {
         Ok(o) => o,
         Err(msg) if msg.is_empty() => {
             println!("{usage}\n{TRAINING_FLAGS}");
@@ -331,6 +411,16 @@ pub fn main(
             return ExitCode::from(2);
         }
     };
+    #[cfg(feature = "mpi")]
+    if options.distributed {
+        match striate::distributed::Distributed::init() {
+            Ok(dist) => options.dist = Some(dist),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -169,6 +169,21 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A collective operation of data-parallel training failed or timed out (feature `mpi`):
+    /// another rank has failed, stalled or left. The job ends (`MPI_Abort`) when the
+    /// [`Distributed`](crate::distributed::Distributed) is dropped.
+    #[cfg(feature = "mpi")]
+    #[error("rank {rank} of {size}: {what}: {reason}")]
+    Distributed {
+        /// This process's rank.
+        rank: usize,
+        /// The number of ranks.
+        size: usize,
+        /// The operation (`"all-reduce of the gradients of step 12"`).
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// Training diverged: a step's loss was NaN or infinite, or its gradients' global norm was
     /// not finite or passed the bound set with
     /// [`Trainer::divergence_grad_norm`](crate::train::Trainer::divergence_grad_norm). The step

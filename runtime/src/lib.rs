@@ -8,6 +8,8 @@
 
 mod compose;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 mod error;
 pub mod io;
 #[doc(hidden)]

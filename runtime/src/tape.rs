@@ -465,6 +465,19 @@ impl Tape {
         self.weight_grads
     }
 
+    /// Called by the generated backward pass after each layer with parameters: every
+    /// parameter gradient from offset `from` of `d_params` on is final. With feature `mpi`,
+    /// during the backward pass of a distributed trainer on this tape, the gradient buckets
+    /// that covers start their all-reduce; otherwise it does nothing.
+    #[doc(hidden)]
+    #[inline]
+    pub fn gradients_final(&mut self, from: usize, d_params: &[f32]) {
+        #[cfg(feature = "mpi")]
+        crate::distributed::reducer::gradients_final(self, from, d_params);
+        #[cfg(not(feature = "mpi"))]
+        let _ = (from, d_params);
+    }
+
     /// Counts one layer with parameters of the backward pass under way.
     #[doc(hidden)]
     #[inline]

@@ -51,6 +51,7 @@ use crate::{Error, Gradients, NetRng, Network, Result, Tape};
 
 mod callbacks;
 mod checkpoint;
+mod distributed;
 mod fit;
 mod log;
 mod reconstruct;
@@ -349,6 +350,9 @@ pub struct Trainer<'n, N: Network, O: Optimizer = Sgd> {
     y: Vec<usize>,
     /// Steps the trainable parameters only (see `Transfer::freeze`).
     frozen_steps: crate::network::FrozenSteps,
+    /// Data-parallel training's side, when [`Trainer::distributed`] attached one (feature
+    /// `mpi`).
+    distributed: Option<distributed::Attached>,
 }
 
 impl<'n, N: Network, O: Optimizer> Trainer<'n, N, O> {
@@ -411,7 +415,38 @@ impl<'n, N: Network, O: Optimizer> Trainer<'n, N, O> {
             x: Vec::new(),
             y: Vec::new(),
             frozen_steps,
+            distributed: None,
         })
+    }
+
+    /// Trains data-parallel over MPI (feature `mpi`), as one rank of `dist`'s job: rank 0's
+    /// parameters and buffers are first broadcast to every rank; then each
+    /// [`epoch`](Trainer::epoch) visits this rank's shard of the shuffled order (PyTorch's
+    /// `DistributedSampler`, see [`crate::distributed::shard`]), each step averages the
+    /// gradients over the ranks (in buckets started during the backward pass) and reports
+    /// the whole step's loss and accuracy, and only rank 0 shows progress and writes logs and
+    /// checkpoints. With batch `B` on each of `N` ranks, the weights follow those of one
+    /// process training with batch `N·B` (batch norm aside, unless
+    /// [`sync_batch_norm`](crate::distributed::Distributed::sync_batch_norm)). See
+    /// [`crate::distributed`].
+    ///
+    /// The all-reduce overlaps the backward pass when the pass is not split over threads
+    /// (one thread per process, the usual way to run MPI); split, it starts after the pass.
+    ///
+    /// # Errors
+    /// [`Error::Distributed`] when the broadcast fails or times out.
+    #[cfg(feature = "mpi")]
+    pub fn distributed(mut self, dist: &crate::distributed::Distributed) -> Result<Self> {
+        self.distributed = Some(distributed::Attached::new(dist, &mut *self.net)?);
+        Ok(self)
+    }
+
+    /// The gradient buckets of a distributed trainer, `(start, end)` offsets in the order
+    /// their all-reduce starts, and how many the last step started during its backward pass.
+    #[cfg(feature = "mpi")]
+    pub fn distributed_buckets(&self) -> Option<(Vec<(usize, usize)>, usize)> {
+        let reducer = distributed::reducer(&self.distributed)?;
+        Some((reducer.ranges().collect(), reducer.overlapped()))
     }
 
     /// Sets the learning rate of each epoch by `schedule`, from the optimizer's rate when the
@@ -666,19 +701,55 @@ impl<'n, N: Network, O: Optimizer> Trainer<'n, N, O> {
     /// The second half of every training step, from the output gradient `d_out` of a batch
     /// of `n` whose loss is `loss`: the divergence guard's checks, the backward pass, gradient
     /// clipping and the optimizer's update.
-    fn backward_and_update(&mut self, d_out: &[f32], n: usize, loss: f32) -> Result<()> {
-        if self.guard && !loss.is_finite() {
+    ///
+    /// Distributed, the gradients are averaged over the ranks, and the loss checked by the
+    /// guard and returned is the whole step's (as are `correct` and the sample count).
+    fn backward_and_update(
+        &mut self,
+        d_out: &[f32],
+        n: usize,
+        loss: f32,
+        correct: usize,
+    ) -> Result<StepStats> {
+        // Distributed, every rank decides on the loss of the whole step, after the all-reduce.
+        let local = self.distributed.is_none();
+        if self.guard && local && !loss.is_finite() {
             return Err(self.diverged(Divergence::Loss(loss)));
         }
         self.grads.zero();
         let d_out = crate::network::output_view::<N>(n, d_out);
-        if let Err(e) = self.net.backward(&mut self.tape, d_out, &mut self.grads) {
+        // The tape's address: the reducer hears the final gradients of this tape's pass only.
+        let tape: *const Tape = &self.tape;
+        let backward =
+            distributed::backward(&mut self.distributed, tape, (loss, correct, n), || {
+                self.net.backward(&mut self.tape, d_out, &mut self.grads)
+            });
+        if let Err(e) = backward {
             // The backward pass's buffers could not be had: with the guard on, the forward
             // pass's side effects are put back too, so that the failed step changes nothing.
             if self.guard {
                 self.before_step.restore(self.net.state_mut());
             }
             return Err(e);
+        }
+        let mut stats = StepStats {
+            loss,
+            correct,
+            samples: n,
+        };
+        if let Some((loss, correct, samples)) = distributed::finish(
+            &mut self.distributed,
+            self.grads.params_mut().as_mut_slice(),
+            self.net.state().frozen.ranges(),
+        )? {
+            stats = StepStats {
+                loss,
+                correct,
+                samples,
+            };
+            if self.guard && !loss.is_finite() {
+                return Err(self.diverged(Divergence::Loss(loss)));
+            }
         }
         let bound = self.divergence_grad_norm.filter(|_| self.guard);
         if self.max_grad_norm.is_some() || bound.is_some() {
@@ -707,7 +778,7 @@ impl<'n, N: Network, O: Optimizer> Trainer<'n, N, O> {
             self.grads.params().as_slice(),
         )?;
         self.steps_done += 1;
-        Ok(())
+        Ok(stats)
     }
 
     /// Puts back what the refused step's forward pass moved and describes the step.
@@ -739,12 +810,15 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         // Everything that can fail is checked before the forward pass, which moves batch
         // norm's running statistics and the dropout generator: a failed step changes nothing.
         self.check_settings()?;
+        distributed::check(&self.distributed)?;
         let classes: usize = N::OUTPUT_SHAPE.iter().product();
         check_labels(labels, x.shape()[0], classes, "training step")?;
         if self.guard {
             self.before_step.save(self.net.state());
         }
-        let logits = self.net.forward_train(x, &mut self.tape)?;
+        let logits = distributed::forward(&self.distributed, || {
+            self.net.forward_train(x, &mut self.tape)
+        })?;
         let (n, k) = logits.dim();
         if self.d_logits.dim() != (n, k) {
             self.d_logits = Array2::zeros((n, k));
@@ -767,14 +841,10 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             d_logits.as_slice().expect("owned array is contiguous"),
             n,
             loss,
+            correct,
         );
         self.d_logits = d_logits;
-        result?;
-        Ok(StepStats {
-            loss,
-            correct,
-            samples: n,
-        })
+        result
     }
 
     /// One pass over `data` in shuffled batches of `batch` (the last, partial batch included),
@@ -812,6 +882,9 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
             _ => EpochPosition::start(epoch, batch, data.len()),
         };
         let order = shuffled_indices(data.len(), self.seed.wrapping_add(epoch as u64));
+        // Distributed, this rank's shard of it.
+        let order = distributed::epoch_order(&mut self.distributed, order);
+        let progress = progress && distributed::is_root(&self.distributed);
         let steps = order.len().div_ceil(batch);
         let per_step = self.schedule_per_step && !matches!(self.schedule, LrSchedule::Plateau(_));
         let first_step = epoch.saturating_mul(steps);
@@ -912,11 +985,16 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
     /// state, the schedule's position, the epoch and step counts and every generator. It is
     /// what [`Checkpoints`] writes during [`fit`](Trainer::fit) (without the states of fit's
     /// callbacks, which this trainer does not hold), and what [`resume`](Trainer::resume)
-    /// reads.
+    /// reads. A distributed trainer (feature `mpi`) writes on rank 0 only: the other ranks
+    /// hold the same state and return `Ok` without writing.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be written.
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        // Distributed, every rank holds the same state: rank 0 writes it.
+        if !distributed::is_root(&self.distributed) {
+            return Ok(());
+        }
         let seed = self.augmentation.as_ref().map(Augmentation::seed);
         checkpoint::write(self, path.as_ref(), self.position.as_ref(), seed, &[])
     }

@@ -313,6 +313,12 @@ impl<N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'_, N, O> {
             Epochs::More(n) => first_epoch.saturating_add(n),
             Epochs::Until(n) => n.max(first_epoch),
         };
+        // Distributed, only rank 0 shows progress and writes the log and the checkpoints.
+        if !super::distributed::is_root(&self.distributed) {
+            options.progress = false;
+            options.log = None;
+            options.checkpoints = None;
+        }
         let log_format = match &options.log {
             Some((_, Some(format))) => Some(*format),
             Some((path, None)) => Some(LogFormat::from_path(path)?),

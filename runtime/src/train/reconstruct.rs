@@ -242,8 +242,10 @@ impl<N: Network, O: Optimizer> Trainer<'_, N, O> {
         let mut d_out = std::mem::take(&mut self.d_out);
         d_out.resize(output.len(), 0.0);
         let value = loss.compute(&mut d_out, output, target);
-        let result =
-            value.and_then(|value| self.backward_and_update(&d_out, n, value).map(|()| value));
+        let result = value.and_then(|value| {
+            self.backward_and_update(&d_out, n, value, 0)
+                .map(|s| s.loss)
+        });
         self.d_out = d_out;
         Ok(StepStats {
             loss: result?,

@@ -164,6 +164,11 @@ fn below(plan: &Plan, node: &Node, x: usize) -> TokenStream {
 
 /// The backward code of node `i`: the gradient of value `i + 1` into those of its inputs.
 ///
+/// After a node with parameters, the pass tells the tape that every parameter gradient from
+/// the node's first on is final (`Tape::gradients_final` in the runtime): the nodes run in reverse order
+/// and their parameters are laid out in order, so a data-parallel all-reduce can start on them
+/// while the layers below still compute.
+///
 /// A node runs when something below it needs a gradient, or its own parameters learn; a layer
 /// whose parameters are all frozen and that has nothing below to pass a gradient to is skipped,
 /// so the pass stops at the lowest layer that learns.
@@ -216,6 +221,8 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
                         let learns = !frozen.covers(START, START + #len);
                         tape.count_weight_gradient(#counted);
                         if learns { #body } else if below { #frozen_body }
+                        // Every gradient from START on is now final.
+                        tape.gradients_final(START, d_params);
                     }
                 }
             } else {
@@ -241,6 +248,7 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
                         tape, #k, #xl, #y, #fresh, #want, &params[AT..END], &mut d_params[AT..END],
                         frozen.shifted(AT),
                     );
+                    tape.gradients_final(AT, d_params);
                 }
             }
         }

@@ -135,60 +135,98 @@ struct Statistics<'a> {
 }
 
 impl Statistics<'_> {
-    /// From the `n` samples of `x`, the whole batch.
+    /// From the `n` samples of `x`, the whole batch (of every rank, when data-parallel
+    /// training synchronises batch norm: feature `mpi`).
     fn of_batch(self, x: &[f32], g: &BatchNormGeom, n: usize, isa: Isa) {
+        #[cfg(feature = "mpi")]
+        let Some(stats) = self.of_ranks(x, g, n, isa) else {
+            return;
+        };
+        #[cfg(not(feature = "mpi"))]
+        let stats = self;
         let count = n * g.spatial;
         if count == 0 {
-            fill_saved_from_running(self.saved, self.running_mean, self.running_var, g);
+            fill_saved_from_running(stats.saved, stats.running_mean, stats.running_var, g);
             return;
         }
-        let (saved_mean, saved_invstd) = self.saved.split_at_mut(g.c);
+        let (saved_mean, saved_invstd) = stats.saved.split_at_mut(g.c);
         for ch in 0..g.c {
             let (mean, m2) = moments(isa, x, g, n, ch);
             let (mean_ch, invstd_ch) = (&mut saved_mean[ch], &mut saved_invstd[ch]);
-            let running = (&mut self.running_mean[ch], &mut self.running_var[ch]);
+            let running = (&mut stats.running_mean[ch], &mut stats.running_var[ch]);
             record(mean_ch, invstd_ch, running, (count as f64, mean, m2), g);
         }
+    }
+
+    /// With batch norm synchronised across ranks, from every rank's moments, combined in
+    /// rank order; gives `self` back when it is not (or the exchange failed).
+    #[cfg(feature = "mpi")]
+    fn of_ranks(self, x: &[f32], g: &BatchNormGeom, n: usize, isa: Isa) -> Option<Self> {
+        if !crate::distributed::batch_norm::active() {
+            return Some(self);
+        }
+        let width = 1 + 2 * g.c;
+        let mut this = Some(self);
+        crate::distributed::batch_norm::gather(
+            width,
+            |values| local_moments(x, g, n, isa, |i, v| values[i] = v),
+            |all| {
+                let this = this.take().expect("read once");
+                this.record_parts(all.len() / width, |r, i| all[r * width + i], g);
+            },
+        );
+        this
     }
 
     /// From every shard's moments, combined in shard order with Chan et al.'s pairwise formula
     /// (a shard's `n` samples of `x` are its part of the batch). Each shard moves its own
     /// running statistics: shard 0's are the network's, the others' are copies of them.
     fn of_shards(self, shard: &Shard<'_>, x: &[f32], g: &BatchNormGeom, n: usize, isa: Isa) {
-        // Published per shard: its count of values per channel, then mean and M2 per channel.
-        let count = n * g.spatial;
         let round = shard.round(1 + 2 * g.c);
-        round.publish(0, count as f64);
-        for ch in 0..g.c {
-            let (mean, m2) = if count > 0 {
-                moments(isa, x, g, n, ch)
-            } else {
-                (0.0, 0.0)
-            };
-            round.publish(1 + 2 * ch, mean);
-            round.publish(2 + 2 * ch, m2);
-        }
+        local_moments(x, g, n, isa, |i, v| round.publish(i, v));
         let all = round.wait();
-        let total: f64 = (0..all.shards()).map(|s| all.get(s, 0)).sum();
+        self.record_parts(all.shards(), |s, i| all.get(s, i), g);
+    }
+
+    /// Records the statistics of `parts` parts of the batch (shards or ranks), combined in
+    /// order; `get(part, i)` is value `i` that [`local_moments`] gave for the part.
+    fn record_parts(self, parts: usize, get: impl Fn(usize, usize) -> f64, g: &BatchNormGeom) {
+        let total: f64 = (0..parts).map(|s| get(s, 0)).sum();
         if total == 0.0 {
             fill_saved_from_running(self.saved, self.running_mean, self.running_var, g);
             return;
         }
         let (saved_mean, saved_invstd) = self.saved.split_at_mut(g.c);
         for ch in 0..g.c {
-            let whole = (0..all.shards())
-                .map(|s| {
-                    (
-                        all.get(s, 0),
-                        all.get(s, 1 + 2 * ch),
-                        all.get(s, 2 + 2 * ch),
-                    )
-                })
+            let whole = (0..parts)
+                .map(|s| (get(s, 0), get(s, 1 + 2 * ch), get(s, 2 + 2 * ch)))
                 .fold((0.0, 0.0, 0.0), combine);
             let (mean_ch, invstd_ch) = (&mut saved_mean[ch], &mut saved_invstd[ch]);
             let running = (&mut self.running_mean[ch], &mut self.running_var[ch]);
             record(mean_ch, invstd_ch, running, whole, g);
         }
+    }
+}
+
+/// One part's moments, as `put(i, value)`: its count of values per channel (`i` 0), then the
+/// mean and M2 of each channel (`1 + 2·ch`, `2 + 2·ch`).
+fn local_moments(
+    x: &[f32],
+    g: &BatchNormGeom,
+    n: usize,
+    isa: Isa,
+    mut put: impl FnMut(usize, f64),
+) {
+    let count = n * g.spatial;
+    put(0, count as f64);
+    for ch in 0..g.c {
+        let (mean, m2) = if count > 0 {
+            moments(isa, x, g, n, ch)
+        } else {
+            (0.0, 0.0)
+        };
+        put(1 + 2 * ch, mean);
+        put(2 + 2 * ch, m2);
     }
 }
 
@@ -398,6 +436,11 @@ struct Slices<'a> {
 impl Slices<'_> {
     /// Over the `n` samples of the whole batch.
     fn backward_batch(self, g: &BatchNormGeom, n: usize, batch_stats: bool, isa: Isa) {
+        #[cfg(feature = "mpi")]
+        if batch_stats && crate::distributed::batch_norm::active() {
+            self.backward_ranks(g, n, isa);
+            return;
+        }
         let count = n * g.spatial;
         for ch in 0..g.c {
             let (sum_dy, sum_dy_xhat) = sums(isa, self.d_y, self.x, self.saved, g, n, ch);
@@ -415,6 +458,46 @@ impl Slices<'_> {
                 isa, self.d_x, self.d_y, self.x, self.saved, self.gamma, g, n, ch, means,
             );
         }
+    }
+
+    /// Over this rank's `n` samples, with batch norm synchronised across ranks: as
+    /// [`Slices::backward_shard`], the ranks exchanging their sums (by all-gather, added in
+    /// rank order). Should the exchange fail, the input gradient is left unwritten: the job
+    /// is then ending.
+    #[cfg(feature = "mpi")]
+    fn backward_ranks(self, g: &BatchNormGeom, n: usize, isa: Isa) {
+        let width = 1 + 2 * g.c;
+        let s = self;
+        crate::distributed::batch_norm::gather(
+            width,
+            |values| {
+                values[0] = (n * g.spatial) as f64;
+                for ch in 0..g.c {
+                    let (sum_dy, sum_dy_xhat) = sums(isa, s.d_y, s.x, s.saved, g, n, ch);
+                    s.d_beta[ch] += sum_dy as f32;
+                    s.d_gamma[ch] += sum_dy_xhat as f32;
+                    values[1 + 2 * ch] = sum_dy;
+                    values[2 + 2 * ch] = sum_dy_xhat;
+                }
+            },
+            |all| {
+                let ranks = all.len() / width;
+                let total: f64 = (0..ranks).map(|r| all[r * width]).sum();
+                for ch in 0..g.c {
+                    let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
+                    for r in 0..ranks {
+                        sum_dy += all[r * width + 1 + 2 * ch];
+                        sum_dy_xhat += all[r * width + 2 + 2 * ch];
+                    }
+                    let means = if total > 0.0 {
+                        ((sum_dy / total) as f32, (sum_dy_xhat / total) as f32)
+                    } else {
+                        (0.0, 0.0)
+                    };
+                    add_input_grad(isa, s.d_x, s.d_y, s.x, s.saved, s.gamma, g, n, ch, means);
+                }
+            },
+        );
     }
 
     /// Over a shard's `n` samples, with batch statistics: the input gradient needs the sums
