@@ -90,7 +90,7 @@
 /// networks, the generated API and every compile error (`docs/src/` beside this crate's
 /// README, listed under [Documentation](crate#documentation)).
 pub use striate_macros::network;
-pub use striate_runtime::{data, io, ops, optim, plot, rbm, train, visualize};
+pub use striate_runtime::{data, io, onnx, ops, optim, plot, rbm, train, visualize};
 pub use striate_runtime::{
     Error, Frozen, Gradients, Init, LayerInfo, Limits, LoadOptions, LoadProblem, LoadReport,
     Manifest, ManifestEntry, Mode, NetRng, Network, NetworkExt, ParamInfo, ParamStore, Result,

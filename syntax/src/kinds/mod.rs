@@ -265,6 +265,15 @@ pub trait Layer {
         None
     }
 
+    /// Its exporter for ONNX: a `const` expression of a type of the runtime's `onnx::kinds`
+    /// (which implements `onnx::Export`), usually built from the geometry `Self::<e.g>`.
+    /// `None`: the kind has no ONNX form yet, and exporting a network with it is an error that
+    /// names the layer.
+    fn onnx(&self, e: &Emit<'_>) -> Option<TokenStream> {
+        let _ = e;
+        None
+    }
+
     /// The forward call; `s` is the tape's `ForwardSlots`, `params`, `pass` and `n` are bound.
     fn forward(&self, e: &Emit<'_>) -> TokenStream;
 
