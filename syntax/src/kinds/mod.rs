@@ -513,6 +513,34 @@ pub fn window_assertion(e: &Emit<'_>) -> TokenStream {
 mod tests {
     use super::*;
 
+    /// Every kind in the registry has an ONNX exporter: a network with one layer of each
+    /// expands to no `Unsupported`. A new kind fails here until it is added to the declaration
+    /// and, through `Layer::onnx`, to the runtime's `onnx::kinds`.
+    #[test]
+    fn every_kind_exports_to_onnx() {
+        let net: crate::ast::Network = syn::parse_str(
+            "struct N { input: [2, 8, 8],
+                conv: conv2d(4, kernel = 3, pad = 1), relu, max_pool(2), avg_pool(2),
+                up: upsample(2), deconv: conv_transpose2d(2, kernel = 2, stride = 2),
+                bn: batch_norm, leaky_relu(0.1), tanh, sigmoid, dropout(0.5), flatten,
+                reshape([128]), fc: linear(3) }",
+        )
+        .unwrap();
+        let Ok(plan) = crate::check::check(&net) else {
+            panic!("the declaration checks")
+        };
+        let declared: std::collections::BTreeSet<&str> =
+            plan.nodes.iter().map(|n| n.kind_name.as_str()).collect();
+        let registered: std::collections::BTreeSet<&str> = names().into_iter().collect();
+        assert_eq!(
+            declared, registered,
+            "the declaration has one layer of each kind"
+        );
+        let code = crate::expand::expand(&net, &plan).to_string();
+        assert!(code.contains("onnx :: kinds :: Conv2d"), "{code}");
+        assert!(!code.contains("Unsupported"), "a kind without an exporter");
+    }
+
     /// The documentation's table of layers has a row for every kind in the registry, so a new
     /// kind cannot go undocumented.
     #[test]
