@@ -70,7 +70,7 @@ def main():
         worst = np.unravel_index(np.argmax(diff - bound), diff.shape)
         if not np.all(diff <= bound) or not np.all(np.isfinite(y)):
             print(
-                f"failed: at {list(worst)} onnxruntime gives {y[worst]}, striate "
+                f"failed: at {[int(i) for i in worst]} onnxruntime gives {y[worst]}, striate "
                 f"{expected[worst]} (difference {diff[worst]:.3g}, allowed {bound[worst]:.3g})"
             )
             return 1

@@ -82,6 +82,16 @@ network! {
     }
 }
 
+network! {
+    /// A network whose last layer is a nested one, which then writes the model's output.
+    pub struct EndsNested {
+        input: [2, 12, 12],
+        mix: concat(a = { conv: conv2d(1, kernel = 1) }, b = {}) -> [3, 12, 12],
+        conv: conv2d(2, kernel = 3, pad = 1),
+        stem: Stem -> [6, 12, 12],
+    }
+}
+
 /// Every tensor of `store` whose name ends in `suffix` drawn from `U(range)`.
 fn draw(store: &mut ParamStore, suffix: &str, range: std::ops::Range<f32>, seed: u64) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -234,6 +244,16 @@ fn resnet20_runs_in_onnxruntime_as_in_striate() {
     let mut net = ResNet20::init(11);
     vary(&mut net, 12);
     check_in_onnxruntime(&python, &net, random((4, 3, 32, 32), 14).view());
+}
+
+#[test]
+fn a_nested_network_last_writes_the_output() {
+    let Some(python) = python("a_nested_network_last_writes_the_output") else {
+        return;
+    };
+    let mut net = EndsNested::init(19);
+    vary(&mut net, 20);
+    check_in_onnxruntime(&python, &net, random((2, 2, 12, 12), 21).view());
 }
 
 /// A batch of one and a batch of 7 run in the same model: the batch size is left free.

@@ -1,9 +1,9 @@
 //! ONNX export: a network and its weights as a standard [ONNX](https://onnx.ai) model, for
 //! onnxruntime, a phone or a browser.
 //!
-//! [`Network::export_onnx`](crate::Network::export_onnx) writes the file; [`encode`] gives its
+//! [`Network::export_onnx`] writes the file; [`encode`] gives its
 //! bytes. The model uses the default operator set at version [`OPSET`] (file format
-//! [`IR_VERSION`]); it computes what [`Network::forward`](crate::Network::forward) computes, in
+//! [`IR_VERSION`]); it computes what [`Network::forward`] computes, in
 //! evaluation mode: batch norm normalises with its running statistics and dropout is the
 //! identity. Its one input is `input`, of shape `[N, ..]` with the batch size `N` left free,
 //! and its one output `output`; the weights are initializers under their PyTorch names
@@ -25,11 +25,11 @@
 //!
 //! # How the exporter learns the graph
 //!
-//! `network!` emits, beside [`Network::LAYERS`](crate::Network::LAYERS), one exporter value per
-//! layer ([`Network::ONNX`](crate::Network::ONNX), hidden): a value of a type in [`kinds`] that
+//! `network!` emits, beside [`Network::LAYERS`], one exporter value per
+//! layer ([`Network::ONNX`], hidden): a value of a type in [`kinds`] that
 //! holds the layer's geometry and implements [`Export`]. A new layer kind adds one such type
 //! and its `export` function here, and one method in its module of the macro that names it.
-//! A kind without one exports as an [`Error::Export`](crate::Error::Export) naming the layer.
+//! A kind without one exports as an [`Error::Export`] naming the layer.
 //!
 //! # Example
 //!
@@ -69,7 +69,7 @@ pub const IR_VERSION: i64 = 8;
 const MAX_MODEL_BYTES: usize = i32::MAX as usize;
 
 /// The ONNX model of `net` with its weights, encoded: the bytes that
-/// [`Network::export_onnx`](crate::Network::export_onnx) writes.
+/// [`Network::export_onnx`] writes.
 ///
 /// # Errors
 /// [`Error::NonFinite`] when a parameter or buffer is NaN or infinite (a network that
@@ -310,7 +310,7 @@ impl Node<'_> {
     }
 
     /// Like [`Node::param`] for a tensor the layer cannot do without: an
-    /// [`Error::Export`](crate::Error::Export) when it is not in the network's tables.
+    /// [`Error::Export`] when it is not in the network's tables.
     pub fn required(&mut self, suffix: &str) -> Result<String> {
         match self.param(suffix).or_else(|| self.buffer(suffix)) {
             Some(name) => Ok(name),
