@@ -93,7 +93,7 @@ pub use striate_macros::network;
 /// Data-parallel training over MPI (feature `mpi`).
 #[cfg(feature = "mpi")]
 pub use striate_runtime::distributed;
-pub use striate_runtime::{data, io, ops, optim, plot, rbm, train, visualize};
+pub use striate_runtime::{data, io, onnx, ops, optim, plot, rbm, train, visualize};
 pub use striate_runtime::{
     Error, Frozen, Gradients, Init, LayerInfo, Limits, LoadOptions, LoadProblem, LoadReport,
     Manifest, ManifestEntry, Mode, NetRng, Network, NetworkExt, ParamInfo, ParamStore, Result,

@@ -205,6 +205,15 @@ pub enum Error {
         /// What was out of bounds.
         cause: Divergence,
     },
+    /// A network could not be written as an ONNX model ([`crate::onnx`]): a layer has no ONNX
+    /// form yet, or the model is larger than a protobuf file holds. Nothing was written.
+    #[error("ONNX export of {network}: {reason}")]
+    Export {
+        /// The network exported.
+        network: &'static str,
+        /// What is missing or too large, and what would be needed.
+        reason: String,
+    },
     /// A training checkpoint does not fit the network, optimizer or trainer it is loaded into,
     /// or its contents are inconsistent; nothing was changed.
     #[error("{path}: checkpoint {what}: expected {expected}, found {found}")]

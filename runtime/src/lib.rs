@@ -16,6 +16,7 @@ pub mod io;
 pub mod layers;
 mod limits;
 pub mod network;
+pub mod onnx;
 pub mod ops;
 pub mod optim;
 mod params;
@@ -58,6 +59,7 @@ pub mod __generated {
     pub use crate::network::debug_network;
     pub use crate::network::nested::{nested_backward, nested_forward};
     pub use crate::network::FrozenView;
+    pub use crate::onnx;
     pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Shape1, Shape3, Slot};
     pub use crate::{Error, Network, State, Summary, Tape};
 

@@ -30,6 +30,7 @@ pub(crate) use freeze::{trainable_table, FrozenSteps};
 pub use gradients::Gradients;
 pub use manifest::{Manifest, ManifestEntry};
 pub use partial::LoadReport;
+pub(crate) use state::check_finite;
 pub use state::{State, Tensor, TensorMut};
 pub use transfer::Transfer;
 
@@ -125,6 +126,10 @@ pub trait Network: Sized + 'static {
     /// neighbouring units, along each axis (for a network nested in another).
     #[doc(hidden)]
     const RECEPTIVE: [striate_geometry::Receptive; 2];
+
+    /// How each entry of [`Network::LAYERS`] is written as ONNX (see [`crate::onnx`]).
+    #[doc(hidden)]
+    const ONNX: &'static [&'static dyn crate::onnx::Export] = &[];
 
     /// The network's parameters, buffers and generator.
     fn state(&self) -> &State;
@@ -337,6 +342,50 @@ pub trait Network: Sized + 'static {
             )
         })?;
         checkpoints::save(self, path)
+    }
+
+    /// Writes the network with its weights as an ONNX model (operator set
+    /// [`onnx::OPSET`](crate::onnx::OPSET) = 17), atomically: an earlier file at `path`
+    /// stays whole if the export fails.
+    ///
+    /// The model computes [`Network::forward`] in evaluation mode, for any batch size: its
+    /// input is `input`, `[N, ..]` with [`Network::INPUT_SHAPE`] per sample, and its output
+    /// `output`. [`crate::onnx`] lists the operator of each layer kind.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written; [`Error::NonFinite`] when a parameter
+    /// or buffer is NaN or infinite; [`Error::Export`] when a layer's kind has no ONNX form
+    /// yet, or the model would be 2 GiB or more (a protobuf file's limit). Nothing is written
+    /// then.
+    ///
+    /// # Example
+    /// ```
+    /// use striate::prelude::*;
+    ///
+    /// network! {
+    ///     pub struct LeNet5 {
+    ///         input: [1, 28, 28],
+    ///         conv1: conv2d(6, kernel = 5, pad = 2), relu, max_pool(2),
+    ///         conv2: conv2d(16, kernel = 5), relu, max_pool(2),
+    ///         flatten,
+    ///         fc1: linear(120), relu,
+    ///         fc2: linear(84), relu,
+    ///         fc3: linear(10),
+    ///     }
+    /// }
+    ///
+    /// let dir = std::env::temp_dir().join(format!("striate-doc-onnx-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("lenet5.onnx");
+    /// LeNet5::init(0).export_onnx(&path)?;
+    /// // python -c "import onnxruntime as ort, numpy as np; print(ort.InferenceSession('lenet5.onnx')
+    /// //     .run(None, {'input': np.zeros((1, 1, 28, 28), np.float32)})[0])"
+    /// assert!(std::fs::metadata(&path)?.len() > 4 * 61_706);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn export_onnx(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::onnx::export(self, path.as_ref())
     }
 
     /// Reads every parameter and buffer from a safetensors file written by [`Network::save`],

@@ -285,6 +285,28 @@ fn backward_node(plan: &Plan, net: &syn::Ident, i: usize, last: &[usize]) -> Tok
     }
 }
 
+/// The ONNX exporter of node `i`: a `const` expression of a type that implements the runtime's
+/// `onnx::Export`.
+fn onnx_node(plan: &Plan, net: &syn::Ident, i: usize) -> TokenStream {
+    let node = &plan.nodes[i];
+    let kinds = {
+        let rt = rt();
+        quote!(#rt::onnx::kinds)
+    };
+    match &node.op {
+        Op::Layer(layer) => layer
+            .onnx(&emit(plan, net, node, i, TokenStream::new()))
+            .unwrap_or_else(|| quote!(#kinds::Unsupported)),
+        Op::Add => quote!(#kinds::Add),
+        Op::Concat => quote!(#kinds::Concat),
+        Op::Nested { ty, .. } => {
+            let (p, base) = (usize_lit(node.param_offset), param_base(plan, node.base));
+            let (b, bbase) = (usize_lit(node.buffer_offset), buffer_base(plan, node.base));
+            quote!(#kinds::Nested::<#ty>::at(#p #base, #b #bbase))
+        }
+    }
+}
+
 /// `Shape3<C, H, W>` or `Shape1<F>`.
 pub fn shape_type(shape: Shape) -> TokenStream {
     let rt = rt();
@@ -423,6 +445,7 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
     let mut backward = Vec::new();
     let mut scratch = Vec::new();
     let mut reserve_nested = Vec::new();
+    let mut onnx = Vec::new();
     let last = last_readers(plan);
     for (i, node) in plan.nodes.iter().enumerate() {
         if let Some(layer) = node.layer() {
@@ -437,6 +460,7 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
             reserve_nested.push(quote!(tape.reserve_nested::<#ty>(#k, n, train)?;));
         }
         forward.push(forward_node(plan, name, i));
+        onnx.push(onnx_node(plan, name, i));
         backward.push(backward_node(plan, name, i, &last));
     }
     backward.reverse();
@@ -493,6 +517,7 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
             pub const BUFFERS: [#rt::ParamInfo; #buffers_len] = #buffers_table;
             const __TAPE: [#rt::Slot; #n_slots] = [#(#slots),*];
             const __GRADS: [usize; #n_slots] = [#(#grads),*];
+            const __ONNX: [&'static dyn #rt::onnx::Export; #n_layers] = [#(&#onnx),*];
             #(#geoms)*
         }
 
@@ -512,6 +537,7 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
             const BUFFERS: &'static [#rt::ParamInfo] = &#name::BUFFERS;
             const TAPE: &'static [#rt::Slot] = &#name::__TAPE;
             const GRADS: &'static [usize] = &#name::__GRADS;
+            const ONNX: &'static [&'static dyn #rt::onnx::Export] = &#name::__ONNX;
             const RECEPTIVE: [#rt::geometry::Receptive; 2] = #receptive;
 
             #state_methods

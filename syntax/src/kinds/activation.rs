@@ -83,6 +83,11 @@ impl Layer for Activation {
         self.shape
     }
 
+    fn onnx(&self, _: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let (rt, act) = (rt(), self.tokens());
+        Some(quote!(#rt::onnx::kinds::Activation(#act)))
+    }
+
     fn forward(&self, _: &Emit<'_>) -> proc_macro2::TokenStream {
         let (rt, act) = (rt(), self.tokens());
         quote! { #rt::ops::activation::forward(s.y, s.x, #act); }

@@ -110,6 +110,11 @@ impl Layer for BatchNorm {
         }
     }
 
+    fn onnx(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let (rt, g) = (rt(), &e.g);
+        Some(quote!(#rt::onnx::kinds::BatchNorm(Self::#g)))
+    }
+
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let (rt, g) = (rt(), &e.g);
         let c = self.shape.channels();

@@ -157,6 +157,11 @@ impl Layer for Conv2d {
         Some(quote!(#rt::ops::conv2d::scratch_needed(&Self::#g)))
     }
 
+    fn onnx(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let (rt, g) = (rt(), &e.g);
+        Some(quote!(#rt::onnx::kinds::Conv2d(Self::#g)))
+    }
+
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let rt = rt();
         let (wl, bl) = self.lens();

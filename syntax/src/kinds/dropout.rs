@@ -50,6 +50,11 @@ impl Layer for Dropout {
         PassUse::Pass
     }
 
+    fn onnx(&self, _: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let rt = rt();
+        Some(quote!(#rt::onnx::kinds::Dropout))
+    }
+
     fn forward(&self, _: &Emit<'_>) -> proc_macro2::TokenStream {
         let (rt, p) = (rt(), f32_tokens(self.p));
         quote! { #rt::layers::dropout_forward(&mut pass, s, #p); }

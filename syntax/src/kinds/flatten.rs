@@ -37,6 +37,11 @@ impl Layer for Flatten {
         )
     }
 
+    fn onnx(&self, _: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let rt = super::rt();
+        Some(quote::quote!(#rt::onnx::kinds::Flatten))
+    }
+
     fn forward(&self, _: &Emit<'_>) -> proc_macro2::TokenStream {
         copy_forward()
     }

@@ -134,6 +134,11 @@ impl Layer for Linear {
         Some(quote!(#rt::ops::linear::scratch_needed(&Self::#g, n)))
     }
 
+    fn onnx(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let (rt, g) = (rt(), &e.g);
+        Some(quote!(#rt::onnx::kinds::Linear(Self::#g)))
+    }
+
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let rt = rt();
         let (wl, bl) = self.lens();

@@ -265,6 +265,15 @@ pub trait Layer {
         None
     }
 
+    /// Its exporter for ONNX: a `const` expression of a type of the runtime's `onnx::kinds`
+    /// (which implements `onnx::Export`), usually built from the geometry `Self::<e.g>`.
+    /// `None`: the kind has no ONNX form yet, and exporting a network with it is an error that
+    /// names the layer.
+    fn onnx(&self, e: &Emit<'_>) -> Option<TokenStream> {
+        let _ = e;
+        None
+    }
+
     /// The forward call; `s` is the tape's `ForwardSlots`, `params`, `pass` and `n` are bound.
     fn forward(&self, e: &Emit<'_>) -> TokenStream;
 
@@ -525,6 +534,34 @@ pub fn window_assertion(e: &Emit<'_>) -> TokenStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every kind in the registry has an ONNX exporter: a network with one layer of each
+    /// expands to no `Unsupported`. A new kind fails here until it is added to the declaration
+    /// and, through `Layer::onnx`, to the runtime's `onnx::kinds`.
+    #[test]
+    fn every_kind_exports_to_onnx() {
+        let net: crate::ast::Network = syn::parse_str(
+            "struct N { input: [2, 8, 8],
+                conv: conv2d(4, kernel = 3, pad = 1), relu, max_pool(2), avg_pool(2),
+                up: upsample(2), deconv: conv_transpose2d(2, kernel = 2, stride = 2),
+                bn: batch_norm, leaky_relu(0.1), tanh, sigmoid, dropout(0.5), flatten,
+                reshape([128]), fc: linear(3) }",
+        )
+        .unwrap();
+        let Ok(plan) = crate::check::check(&net) else {
+            panic!("the declaration checks")
+        };
+        let declared: std::collections::BTreeSet<&str> =
+            plan.nodes.iter().map(|n| n.kind_name.as_str()).collect();
+        let registered: std::collections::BTreeSet<&str> = names().into_iter().collect();
+        assert_eq!(
+            declared, registered,
+            "the declaration has one layer of each kind"
+        );
+        let code = crate::expand::expand(&net, &plan).to_string();
+        assert!(code.contains("onnx :: kinds :: Conv2d"), "{code}");
+        assert!(!code.contains("Unsupported"), "a kind without an exporter");
+    }
 
     /// The documentation's table of layers has a row for every kind in the registry, so a new
     /// kind cannot go undocumented.

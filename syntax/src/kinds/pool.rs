@@ -157,6 +157,15 @@ impl Layer for Pool {
         window_assertion(e)
     }
 
+    fn onnx(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let (rt, g) = (rt(), &e.g);
+        Some(if self.max {
+            quote!(#rt::onnx::kinds::MaxPool(Self::#g))
+        } else {
+            quote!(#rt::onnx::kinds::AvgPool(Self::#g))
+        })
+    }
+
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let (rt, g) = (rt(), &e.g);
         if self.max {

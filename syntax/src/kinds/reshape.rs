@@ -96,6 +96,11 @@ impl Layer for Reshape {
         )
     }
 
+    fn onnx(&self, _: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let rt = super::rt();
+        Some(quote::quote!(#rt::onnx::kinds::Reshape))
+    }
+
     fn forward(&self, _: &Emit<'_>) -> proc_macro2::TokenStream {
         copy_forward()
     }

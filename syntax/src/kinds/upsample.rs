@@ -102,6 +102,11 @@ impl Layer for Upsample {
         }
     }
 
+    fn onnx(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let (rt, g) = (rt(), &e.g);
+        Some(quote!(#rt::onnx::kinds::Upsample(Self::#g)))
+    }
+
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let (rt, g) = (rt(), &e.g);
         quote! { #rt::ops::upsample::forward(s.y, s.x, &Self::#g, n); }
