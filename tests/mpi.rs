@@ -224,6 +224,29 @@ fn worker() {
     panic!("scenario {scenario}: built without feature `mpi`");
 }
 
+/// The book's example (docs/src/distributed.md, "In your own program"), compiled with the
+/// feature; the tests above run the same calls under mpirun.
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+fn book_example(
+    train: striate::data::Dataset,
+    test: striate::data::Dataset,
+) -> Result<(), Box<dyn std::error::Error>> {
+    type LeNet5 = ranks::Small;
+    use striate::distributed::Distributed;
+    use striate::prelude::*;
+
+    let dist = Distributed::init()?; // once per process, before training
+    striate::set_threads(1)?; // mpirun runs a process per core
+    let mut net = LeNet5::init(0);
+    let mut trainer = Trainer::new(&mut net, Sgd::new(0.02).momentum(0.9)).distributed(&dist)?;
+    trainer.fit(&train, Fit::epochs(12).batch(32).validation(&test))?;
+    if dist.is_root() {
+        trainer.net().save("lenet.safetensors")?;
+    }
+    Ok(())
+}
+
 #[cfg(feature = "mpi")]
 mod ranks {
     use std::path::PathBuf;
