@@ -68,7 +68,7 @@ pub mod __generated {
 
     /// The rounding rule of a layer's geometry.
     pub mod geometry {
-        pub use striate_geometry::{Receptive, Rounding};
+        pub use striate_geometry::{recurrent, Receptive, Rounding};
     }
 
     /// The dimension types of the `Network` impl.
