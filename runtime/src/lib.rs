@@ -38,7 +38,7 @@ pub use params::ParamStore;
 pub use scores::softmax;
 pub use striate_geometry as geometry;
 pub use summary::Summary;
-pub use tables::{Init, LayerInfo, NetRng, ParamInfo, Pass, Shape1, Shape3, Slot};
+pub use tables::{Init, LayerInfo, NetRng, ParamInfo, Pass, Shape1, Shape2, Shape3, Slot};
 pub use tape::Tape;
 pub use train::cross_entropy;
 
@@ -56,23 +56,24 @@ pub mod __generated {
     pub use crate::network::debug_network;
     pub use crate::network::nested::{nested_backward, nested_forward};
     pub use crate::network::FrozenView;
-    pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Shape1, Shape3, Slot};
+    pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Shape1, Shape2, Shape3, Slot};
     pub use crate::{Error, Network, State, Summary, Tape};
 
     /// The kernels of the layer kinds.
     pub mod ops {
         pub use crate::ops::{
-            activation, batch_norm, conv2d, conv_transpose2d, dropout, join, linear, pool, upsample,
+            activation, batch_norm, conv2d, conv_transpose2d, dropout, join, linear, pool,
+            recurrent, sequence, upsample,
         };
     }
 
     /// The rounding rule of a layer's geometry.
     pub mod geometry {
-        pub use striate_geometry::{recurrent, Receptive, Rounding};
+        pub use striate_geometry::{Receptive, Rounding};
     }
 
     /// The dimension types of the `Network` impl.
     pub mod ndarray {
-        pub use ndarray::{Ix2, Ix4, IxDyn};
+        pub use ndarray::{Ix2, Ix3, Ix4, IxDyn};
     }
 }

@@ -25,7 +25,9 @@ mod dropout;
 mod flatten;
 mod linear;
 mod pool;
+mod recurrent;
 mod reshape;
+mod time;
 mod upsample;
 pub mod window;
 
@@ -36,6 +38,8 @@ pub const REGISTRY: &[&[&dyn Kind]] = &[
     pool::KINDS,
     upsample::KINDS,
     linear::KINDS,
+    recurrent::KINDS,
+    time::KINDS,
     activation::KINDS,
     dropout::KINDS,
     batch_norm::KINDS,
@@ -158,7 +162,7 @@ pub trait Kind: Sync {
 /// A parameter or buffer a layer has, before it gets its name and offset.
 pub struct TensorSpec {
     /// `weight`, `bias`, `running_mean`, ...
-    pub suffix: &'static str,
+    pub suffix: String,
     pub shape: Vec<usize>,
     pub init: InitRule,
 }
@@ -168,7 +172,14 @@ pub struct TensorSpec {
 pub enum InitRule {
     Zeros,
     Ones,
-    Weights { fan_in: usize, fan_out: usize },
+    Weights {
+        fan_in: usize,
+        fan_out: usize,
+    },
+    /// PyTorch's start for the weights and biases of a recurrent layer, `U(±1/√hidden)`.
+    Recurrent {
+        hidden: usize,
+    },
 }
 
 /// Extra tape storage of a layer besides its output.
@@ -305,7 +316,45 @@ impl Build<'_> {
                 self.error(msg);
                 None
             }
+            Shape::Sequence {
+                steps, features, ..
+            } => {
+                let msg = format!(
+                    "{}: `{}` needs a spatial input [channels, height, width], but its input is the sequence [{steps}, {features}]; give it one channel first, e.g. `reshape([1, {steps}, {features}])`",
+                    self.who, self.kind
+                );
+                self.error(msg);
+                None
+            }
         }
+    }
+
+    /// The input as a sequence `(steps, features, directions)`, or an error saying that this
+    /// kind (`what` it does) needs one, with the reshape that makes one where there is one.
+    pub fn sequence(&mut self, what: &str) -> Option<(usize, usize, usize)> {
+        let fix = match self.input {
+            Shape::Sequence {
+                steps,
+                features,
+                directions,
+            } => return Some((steps, features, directions)),
+            // Row by row: a step per row of each channel, in the order the values are stored.
+            Shape::Spatial([c, h, w]) => format!(
+                "reshape it first, e.g. `reshape([{}, {w}])` to read it row by row",
+                c * h
+            ),
+            Shape::Vector(f) => {
+                format!("reshape it first, e.g. `reshape([{f}, 1])` for {f} steps of one feature")
+            }
+        };
+        let msg = format!(
+            "{}: `{}` {what} a sequence [steps, features], but its input is {}; {fix}",
+            self.who,
+            self.kind,
+            self.input.described()
+        );
+        self.error(msg);
+        None
     }
 
     /// The layer with some arguments changed (`("stride", "1")`), as it is written, and its
@@ -362,12 +411,12 @@ pub fn weight_and_bias_specs(
     bias: Option<usize>,
 ) -> Vec<TensorSpec> {
     let weight = TensorSpec {
-        suffix: "weight",
+        suffix: "weight".into(),
         shape,
         init: InitRule::Weights { fan_in, fan_out },
     };
     let bias = bias.map(|len| TensorSpec {
-        suffix: "bias",
+        suffix: "bias".into(),
         shape: vec![len],
         init: InitRule::Zeros,
     });
