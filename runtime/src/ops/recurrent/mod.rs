@@ -27,8 +27,9 @@ use super::isa::Isa;
 use super::{check_len, grown};
 use cells::Kept;
 use products::{
-    add_product, product_len,
+    add_product, product_len, small_backward, small_forward,
     Stored::{Plain, Transposed},
+    MAX_SMALL_BATCH,
 };
 
 /// The scratch [`forward`] and [`backward`] need at batch `n`. What a tape reserves for the
@@ -229,14 +230,12 @@ pub fn forward(
                 let prev_t = (k > 0).then(|| step_at(g, d, k - 1));
                 if let Some(pt) = prev_t {
                     let h_prev = &h_all[pt * n * hid..][..n * hid];
-                    add_product(
-                        isa,
-                        hp,
-                        Plain(h_prev),
-                        Transposed(p.w_hh),
-                        [n, hid, gr],
-                        prod,
-                    );
+                    if n <= MAX_SMALL_BATCH {
+                        small_forward(isa, hp, h_prev, p.w_hh, [n, hid, gr]);
+                    } else {
+                        let dims = [n, hid, gr];
+                        add_product(isa, hp, Plain(h_prev), Transposed(p.w_hh), dims, prod);
+                    }
                 }
                 for s in 0..n {
                     let r = t * n + s;
@@ -408,7 +407,11 @@ pub fn backward(
                 if prev_t.is_some() {
                     let hidden_side = if gru { &*da_h } else { &*da };
                     let da_t = &hidden_side[t * n * gr..][..n * gr];
-                    add_product(isa, dh_run, Plain(da_t), Plain(p.w_hh), [n, gr, hid], prod);
+                    if n <= MAX_SMALL_BATCH {
+                        small_backward(isa, dh_run, da_t, p.w_hh, [n, gr, hid]);
+                    } else {
+                        add_product(isa, dh_run, Plain(da_t), Plain(p.w_hh), [n, gr, hid], prod);
+                    }
                 }
             }
             let hidden_side = if gru { &*da_h } else { &*da };

@@ -17,7 +17,9 @@ fn forward_matches_the_reference() {
     let mut r = rng(1);
     for cell in CELLS {
         for (layers, dirs) in [(1, 1), (1, 2), (2, 1), (3, 2)] {
-            for (n, steps, input, hidden) in [(1, 1, 1, 1), (3, 5, 7, 5), (2, 4, 3, 17)] {
+            for (n, steps, input, hidden) in
+                [(1, 1, 1, 1), (3, 5, 7, 5), (2, 4, 3, 17), (9, 3, 5, 19)]
+            {
                 let g = RecurrentGeom::new(cell, input, hidden, steps, layers, dirs);
                 let x = uniform(&mut r, n * steps * input);
                 // PyTorch's initial scale, U(-1/√H, 1/√H), so that deep ReLU stacks do not grow
@@ -61,8 +63,9 @@ fn an_empty_batch_is_nothing() {
 fn backward_matches_finite_differences() {
     let mut r = rng(2);
     for cell in CELLS {
-        for (layers, dirs) in [(1, 1), (2, 2)] {
-            let (n, steps, input, hidden) = (2, 4, 3, 3);
+        // Batches of 2 take the small-batch products, of 6 the packed ones.
+        for (layers, dirs, n) in [(1, 1, 2), (2, 2, 2), (2, 2, 6)] {
+            let (steps, input, hidden) = (4, 3, 3);
             let g = RecurrentGeom::new(cell, input, hidden, steps, layers, dirs);
             let x = uniform(&mut r, n * steps * input);
             // Small weights keep ReLU units away from their kink for the differences.
@@ -87,7 +90,7 @@ fn backward_matches_finite_differences() {
                 n,
                 &mut scratch,
             );
-            let what = format!("{cell:?} layers={layers} dirs={dirs}");
+            let what = format!("{cell:?} layers={layers} dirs={dirs} n={n}");
             check_gradient(&format!("{what} params"), &p, &d_p, 1e-3, 2e-2, |p| {
                 dot(&weights, &run_forward(&x, p, &g, n))
             });
