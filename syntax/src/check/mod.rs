@@ -747,7 +747,7 @@ mod tests {
                 .contains("duplicate layer name")
         );
         assert!(errors("struct N { input: [4], conv(2) }")[0].contains("did you mean `conv2d`"));
-        assert!(errors("struct N { input: [4, 4] }")[0].contains("2 dimensions"));
+        assert!(errors("struct N { input: [4, 4, 4, 4] }")[0].contains("4 dimensions"));
         assert!(errors("struct N { input: [4], a: linear(0) }")[0].contains("at least 1"));
         assert!(errors("struct N { input: [4], a: linear(2, bias = 3) }")[0]
             .contains("`true` or `false`"));

@@ -319,11 +319,12 @@ impl Build<'_> {
             Shape::Sequence {
                 steps, features, ..
             } => {
+                let reshape = format!("reshape([1, {steps}, {features}])");
                 let msg = format!(
-                    "{}: `{}` needs a spatial input [channels, height, width], but its input is the sequence [{steps}, {features}]; give it one channel first, e.g. `reshape([1, {steps}, {features}])`",
+                    "{}: `{}` needs a spatial input [channels, height, width], but its input is the sequence [{steps}, {features}]; give it one channel first, e.g. `{reshape}`",
                     self.who, self.kind
                 );
-                self.error(msg);
+                self.error_with_reshape(msg, &reshape);
                 None
             }
         }
@@ -332,29 +333,56 @@ impl Build<'_> {
     /// The input as a sequence `(steps, features, directions)`, or an error saying that this
     /// kind (`what` it does) needs one, with the reshape that makes one where there is one.
     pub fn sequence(&mut self, what: &str) -> Option<(usize, usize, usize)> {
-        let fix = match self.input {
+        let (reshape, why) = match self.input {
             Shape::Sequence {
                 steps,
                 features,
                 directions,
             } => return Some((steps, features, directions)),
             // Row by row: a step per row of each channel, in the order the values are stored.
-            Shape::Spatial([c, h, w]) => format!(
-                "reshape it first, e.g. `reshape([{}, {w}])` to read it row by row",
-                c * h
+            Shape::Spatial([c, h, w]) => (
+                format!("reshape([{}, {w}])", c * h),
+                "to read it row by row".to_string(),
             ),
-            Shape::Vector(f) => {
-                format!("reshape it first, e.g. `reshape([{f}, 1])` for {f} steps of one feature")
-            }
+            Shape::Vector(f) => (
+                format!("reshape([{f}, 1])"),
+                format!("for {f} steps of one feature"),
+            ),
         };
         let msg = format!(
-            "{}: `{}` {what} a sequence [steps, features], but its input is {}; {fix}",
+            "{}: `{}` {what} a sequence [steps, features], but its input is {}; reshape it first, e.g. `{reshape}` {why}",
             self.who,
             self.kind,
             self.input.described()
         );
-        self.error(msg);
+        self.error_with_reshape(msg, &reshape);
         None
+    }
+
+    /// `msg`, with the fix it offers: `reshape` before the layer as written.
+    fn error_with_reshape(&mut self, msg: String, reshape: &str) {
+        match find(self.kind) {
+            Some(kind) if !self.verifying => {
+                // The layer keeps its name (its parameters' names): the fix rewrites the
+                // name and the call together.
+                let mut of = TokenStream::new();
+                let named = match &self.item.name {
+                    Some(name) => {
+                        quote::ToTokens::to_tokens(name, &mut of);
+                        format!("{name}: ")
+                    }
+                    None => String::new(),
+                };
+                of.extend(self.item.call_tokens.clone());
+                let call = format!(
+                    "{reshape}, {named}{}",
+                    crate::check::suggest::render(kind, &self.args.written())
+                );
+                let tokens = &self.item.call_tokens;
+                self.errors.with_fixes_of(tokens, of, msg, vec![call]);
+            }
+            _ => self.error(msg),
+        }
     }
 
     /// The layer with some arguments changed (`("stride", "1")`), as it is written, and its
