@@ -274,7 +274,7 @@ impl Graph {
         }
         let found = kinds::find(&kind).filter(|_| layer.path.is_none());
         let Some(found) = found else {
-            if layer.path.is_some() || (starts_upper(&kind) && self.typo_of(&kind).is_none()) {
+            if layer.path.is_some() || (starts_upper(&kind) && !self.names_a_kind(&kind)) {
                 return self.nested_network(layer, &who, scope, input);
             }
             self.unknown_kind(layer);
@@ -420,6 +420,22 @@ impl Graph {
             })
             .or_else(|| closest(&lower, &known))
             .or_else(|| closest(word, &known))
+    }
+
+    /// Whether a capitalised `word` is meant as a layer kind rather than a network declared
+    /// elsewhere: its name in any case or another library's, or a typo of a kind whose name
+    /// is long enough for a near miss to say so. A short network name two edits from a short
+    /// kind (`Stem`, `lstm`) is a network.
+    fn names_a_kind(&self, word: &str) -> bool {
+        self.typo_of(word).is_some_and(|k| {
+            k.len() > 4
+                || k.eq_ignore_ascii_case(word)
+                || kinds::find(k).is_some_and(|kind| {
+                    kind.other_names()
+                        .iter()
+                        .any(|o| o.eq_ignore_ascii_case(word))
+                })
+        })
     }
 
     fn unknown_kind(&mut self, layer: &LayerItem) {
