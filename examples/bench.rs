@@ -8,6 +8,7 @@
 //! ```
 //!
 //! Modes: `train`, `accuracy`, `infer`, `alexnet`, `alexnet-fwd`, `alexnet-train`, `resnet`,
+//! `lstm`, `lstm-infer` (the sequential-MNIST LSTM of `examples/sequential_mnist.rs`),
 //! `autoencoder` (the denoising autoencoder of `examples/autoencoder.rs`, Adam and binary
 //! cross-entropy with logits, batch 64; its PyTorch side is `scripts/torch_autoencoder.py`,
 //! outside the shared protocol).
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use striate::geometry::Rounding;
-use striate::ndarray::{Ix2, Ix4};
+use striate::ndarray::{ArrayView, Dimension, Ix2};
 use striate::ops::conv2d::{self, Conv2dGeom};
 use striate::ops::loss::softmax_cross_entropy;
 use striate::prelude::*;
@@ -46,6 +47,12 @@ use alexnet::AlexNet;
 #[path = "autoencoder.rs"]
 mod autoencoder;
 use autoencoder::DenoisingAe;
+
+/// The sequential-MNIST LSTM of `examples/sequential_mnist.rs`: `lstm`, `fc`, PyTorch's names.
+#[allow(dead_code)]
+#[path = "sequential_mnist.rs"]
+mod sequential_mnist;
+use sequential_mnist::RowReader;
 
 /// The ResNet-20 of `examples/resnet.rs`, with `torch_peer.py`'s parameter names.
 #[allow(dead_code)]
@@ -359,7 +366,7 @@ fn load_mnist() -> Mnist {
     }
 }
 
-/// Everything one training step of a classifier of images touches, allocated once.
+/// Everything one training step of a classifier touches, allocated once.
 struct Trainer<N> {
     net: N,
     tape: Tape,
@@ -368,7 +375,15 @@ struct Trainer<N> {
     d_logits: Vec<f32>,
 }
 
-impl<N: Network<InputDim = Ix4, OutputDim = Ix2>> Trainer<N> {
+/// `x` as a batch of `N`'s samples (`n` of them), without allocating.
+fn batch_view<N: Network>(x: &[f32], n: usize) -> ArrayView<'_, f32, N::InputDim> {
+    let mut dims = N::InputDim::zeros(N::INPUT_SHAPE.len() + 1);
+    dims.slice_mut()[0] = n;
+    dims.slice_mut()[1..].copy_from_slice(N::INPUT_SHAPE);
+    ArrayView::from_shape(dims, x).expect("a batch of the network's input")
+}
+
+impl<N: Network<OutputDim = Ix2>> Trainer<N> {
     /// SGD with the protocol's learning rate 0.01 and momentum 0.9.
     fn new(net: N) -> Trainer<N> {
         let grads = net.gradients();
@@ -385,11 +400,8 @@ impl<N: Network<InputDim = Ix4, OutputDim = Ix2>> Trainer<N> {
     /// its mean loss.
     fn step(&mut self, x: &[f32], y: &[usize]) -> f32 {
         let n = y.len();
-        let &[c, h, w] = N::INPUT_SHAPE else {
-            unreachable!("an Ix4 network takes [C, H, W] samples")
-        };
         let classes = N::OUTPUT_SHAPE[0];
-        let x = ArrayView4::from_shape((n, c, h, w), x).expect("a batch of the network's input");
+        let x = batch_view::<N>(x, n);
         let logits = self
             .net
             .forward_train(x, &mut self.tape)
@@ -413,10 +425,9 @@ impl<N: Network<InputDim = Ix4, OutputDim = Ix2>> Trainer<N> {
 }
 
 /// Eval-mode logits of a batch, on a tape reused from call to call.
-fn infer<'t>(net: &mut LeNet5, tape: &'t mut Tape, x: &[f32]) -> &'t [f32] {
+fn infer<'t, N: Network<OutputDim = Ix2>>(net: &mut N, tape: &'t mut Tape, x: &[f32]) -> &'t [f32] {
     let n = x.len() / (28 * 28);
-    let x = ArrayView4::from_shape((n, 1, 28, 28), x).expect("batch of 28x28 images");
-    net.forward_tape(x, tape, Mode::Eval)
+    net.forward_tape(batch_view::<N>(x, n), tape, Mode::Eval)
         .expect("forward pass")
         .to_slice()
         .expect("tape output is contiguous")
@@ -510,13 +521,14 @@ fn accuracy(args: &Args, out: &mut Result_) {
         .num("test_acc", correct as f64 / test.len() as f64);
 }
 
-fn inference(args: &Args, out: &mut Result_) {
+/// `infer` (LeNet-5) and `lstm-infer` (the sequential-MNIST LSTM): eval-mode batch-256
+/// throughput and batch-1 latency on the test digits.
+fn inference<N: Network<OutputDim = Ix2>>(args: &Args, out: &mut Result_, mut net: N) {
     let mnist = load_mnist();
     let test = &mnist.test;
     let images = test.images();
     let images = images.as_slice().expect("dataset images are contiguous");
     let len = test.sample_len();
-    let mut net = lenet();
     let mut tape = Tape::new();
 
     let x256 = &images[..256 * len];
@@ -563,7 +575,7 @@ fn inference(args: &Args, out: &mut Result_) {
 /// images from `SplitMix(seed)` with labels `(label_step i) % classes`, `warm` untimed steps,
 /// then at most `steps` timed ones within `budget_s` seconds (`torch_peer.py`'s
 /// `time_training`).
-fn train_steps<N: Network<InputDim = Ix4, OutputDim = Ix2>>(
+fn train_steps<N: Network<OutputDim = Ix2>>(
     args: &Args,
     out: &mut Result_,
     net: N,
@@ -576,6 +588,20 @@ fn train_steps<N: Network<InputDim = Ix4, OutputDim = Ix2>>(
     let y: Vec<usize> = (0..batch).map(|i| label_step * i % classes).collect();
     let mut t = Trainer::new(net);
     timed_steps(args, out, batch, (warm, steps, budget_s), || t.step(&x, &y));
+}
+
+/// `lstm`: training steps of the sequential-MNIST LSTM on the first `batch` (64) training
+/// digits, each 28 steps of 28 pixels, as `torch_peer.py lstm` (5 warm-up steps, at most 50
+/// timed within 10 s).
+fn lstm_steps(args: &Args, out: &mut Result_) {
+    let batch = args.get("batch", BATCH);
+    let mnist = load_mnist();
+    let train = mnist.train.take(batch);
+    let images = train.images();
+    let x = images.as_slice().expect("dataset images are contiguous");
+    let y = train.labels();
+    let mut t = Trainer::new(RowReader::init(0));
+    timed_steps(args, out, batch, (5, 50, 10.0), || t.step(x, y));
 }
 
 /// `autoencoder`: training steps of `examples/autoencoder.rs`'s network on `batch` random
@@ -714,7 +740,9 @@ fn main() {
     match args.mode.as_str() {
         "train" => train(&args, &mut out),
         "accuracy" => accuracy(&args, &mut out),
-        "infer" => inference(&args, &mut out),
+        "infer" => inference(&args, &mut out, lenet()),
+        "lstm" => lstm_steps(&args, &mut out),
+        "lstm-infer" => inference(&args, &mut out, RowReader::init(0)),
         "alexnet" => alexnet(&args, &mut out, true),
         "alexnet-fwd" => alexnet(&args, &mut out, false),
         "alexnet-train" => {
@@ -730,7 +758,7 @@ fn main() {
         "autoencoder" => autoencoder_steps(&args, &mut out),
         other => fail(&format!(
             "unknown mode {other}; expected one of: train, accuracy, infer, alexnet, \
-             alexnet-fwd, alexnet-train, resnet, autoencoder"
+             alexnet-fwd, alexnet-train, resnet, lstm, lstm-infer, autoencoder"
         )),
     }
     out.emit();

@@ -41,7 +41,7 @@ pub use params::ParamStore;
 pub use scores::softmax;
 pub use striate_geometry as geometry;
 pub use summary::Summary;
-pub use tables::{Init, LayerInfo, NetRng, ParamInfo, Pass, Shape1, Shape3, Slot};
+pub use tables::{Init, LayerInfo, NetRng, ParamInfo, Pass, Shape1, Shape2, Shape3, Slot};
 pub use tape::Tape;
 pub use train::cross_entropy;
 
@@ -60,13 +60,14 @@ pub mod __generated {
     pub use crate::network::nested::{nested_backward, nested_forward};
     pub use crate::network::FrozenView;
     pub use crate::onnx;
-    pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Shape1, Shape3, Slot};
+    pub use crate::tables::{Init, LayerInfo, ParamInfo, Pass, Shape1, Shape2, Shape3, Slot};
     pub use crate::{Error, Network, State, Summary, Tape};
 
     /// The kernels of the layer kinds.
     pub mod ops {
         pub use crate::ops::{
-            activation, batch_norm, conv2d, conv_transpose2d, dropout, join, linear, pool, upsample,
+            activation, batch_norm, conv2d, conv_transpose2d, dropout, join, linear, pool,
+            recurrent, sequence, upsample,
         };
     }
 
@@ -77,6 +78,6 @@ pub mod __generated {
 
     /// The dimension types of the `Network` impl.
     pub mod ndarray {
-        pub use ndarray::{Ix2, Ix4, IxDyn};
+        pub use ndarray::{Ix2, Ix3, Ix4, IxDyn};
     }
 }

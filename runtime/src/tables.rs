@@ -137,6 +137,12 @@ pub enum Init {
         /// Outputs fed by one input unit.
         fan_out: usize,
     },
+    /// PyTorch's start for every weight and bias of `nn.RNN`, `nn.LSTM` and `nn.GRU`,
+    /// `U(±1/√hidden)`.
+    RecurrentUniform {
+        /// Hidden units per direction.
+        hidden: usize,
+    },
 }
 
 /// Where one parameter or buffer lives in its [`ParamStore`](crate::ParamStore), and how it is
@@ -190,6 +196,10 @@ impl Slot {
 /// with both shapes (`expected Shape3<6, 14, 14>, found Shape3<16, 5, 5>`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Shape3<const C: usize, const H: usize, const W: usize>;
+
+/// A network's per-sample shape `[T, F]`, a sequence, as a type; see [`Shape3`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape2<const T: usize, const F: usize>;
 
 /// A network's per-sample shape `[F]` as a type; see [`Shape3`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -17,6 +17,14 @@ pub enum Shape {
     Spatial([usize; 3]),
     /// `[F]`.
     Vector(usize),
+    /// `[T, F]`: `T` steps of `F` features each, stored step after step. `directions` is 2
+    /// after a bidirectional recurrent layer, whose second half of each step's features ran
+    /// backward in time, and 1 otherwise; it is no part of the shape's dimensions.
+    Sequence {
+        steps: usize,
+        features: usize,
+        directions: usize,
+    },
 }
 
 impl Shape {
@@ -24,7 +32,30 @@ impl Shape {
         match *self {
             Shape::Spatial(d) => d.to_vec(),
             Shape::Vector(f) => vec![f],
+            Shape::Sequence {
+                steps, features, ..
+            } => vec![steps, features],
         }
+    }
+
+    /// A sequence of `steps` steps of `features`, in one direction.
+    pub fn sequence(steps: usize, features: usize) -> Shape {
+        Shape::Sequence {
+            steps,
+            features,
+            directions: 1,
+        }
+    }
+
+    /// What the shape is, for messages: `the feature map [1, 28, 28]`, `the vector [10]`, `the
+    /// sequence [28, 128]`.
+    pub fn described(&self) -> String {
+        let what = match self {
+            Shape::Spatial(_) => "feature map",
+            Shape::Vector(_) => "vector",
+            Shape::Sequence { .. } => "sequence",
+        };
+        format!("the {what} {}", self.text())
     }
 
     pub fn numel(&self) -> usize {
@@ -40,6 +71,7 @@ impl Shape {
         match *self {
             Shape::Spatial([c, ..]) => c,
             Shape::Vector(f) => f,
+            Shape::Sequence { features, .. } => features,
         }
     }
 }
@@ -57,6 +89,7 @@ pub enum InitPlan {
     Ones,
     He { fan_in: usize },
     Glorot { fan_in: usize, fan_out: usize },
+    Recurrent { hidden: usize },
 }
 
 /// One entry of the parameter or buffer table.

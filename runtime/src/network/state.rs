@@ -113,6 +113,7 @@ fn fill(store: &mut ParamStore, rng: &mut NetRng) {
             Init::GlorotUniform { fan_in, fan_out } => {
                 (6.0 / (fan_in + fan_out).max(1) as f64).sqrt()
             }
+            Init::RecurrentUniform { hidden } => 1.0 / (hidden.max(1) as f64).sqrt(),
         } as f32;
         view.mapv_inplace(|_| rng.random_range(-bound..=bound));
     }

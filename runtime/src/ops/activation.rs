@@ -157,7 +157,7 @@ fn leaky_relu_derivative(x: f32, slope: f32) -> f32 {
 }
 
 #[inline]
-fn sigmoid(x: f32) -> f32 {
+pub(crate) fn sigmoid(x: f32) -> f32 {
     // e^(-|x|) is at most 1, so neither branch overflows; for x < 0 the textbook form would
     // compute e^(-x) = inf for x below about -88.
     if x >= 0.0 {

@@ -32,6 +32,8 @@ pub mod loss;
 mod packed;
 pub mod parallel;
 pub mod pool;
+pub mod recurrent;
+pub mod sequence;
 pub mod upsample;
 mod window;
 

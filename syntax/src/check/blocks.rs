@@ -189,6 +189,13 @@ impl Graph {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        if let Some(seq) = shapes.iter().find(|s| matches!(s, Shape::Sequence { .. })) {
+            self.errors.spanned(
+                &item.call_tokens,
+                format!("{who}: `concat` joins feature maps or vectors, not sequences such as {}: {}; join the vectors after `last` or a pooling over time instead", seq.text(), listed()),
+            );
+            return None;
+        }
         let out = match shapes[0] {
             Shape::Spatial([_, h, w]) => {
                 let mut c = 0;
@@ -197,7 +204,7 @@ impl Graph {
                     match *s {
                         Shape::Spatial([ci, hi, wi]) if hi == h && wi == w => c += ci,
                         Shape::Spatial(_) => same = false,
-                        Shape::Vector(_) => {
+                        Shape::Vector(_) | Shape::Sequence { .. } => {
                             self.errors.spanned(
                                 &item.call_tokens,
                                 format!("{who}: `concat` joins feature maps along channels or vectors along features, not both: {}", listed()),
@@ -220,7 +227,7 @@ impl Graph {
                 for s in &shapes {
                     match *s {
                         Shape::Vector(fi) => f += fi,
-                        Shape::Spatial(_) => {
+                        Shape::Spatial(_) | Shape::Sequence { .. } => {
                             self.errors.spanned(
                                 &item.call_tokens,
                                 format!("{who}: `concat` joins feature maps along channels or vectors along features, not both: {}", listed()),
@@ -231,6 +238,7 @@ impl Graph {
                 }
                 Shape::Vector(f)
             }
+            Shape::Sequence { .. } => unreachable!("sequences were refused above"),
         };
         let names: Vec<String> = branches
             .iter()
@@ -253,7 +261,9 @@ impl Graph {
     /// feature map, a linear layer for a vector.
     fn body_example(&self, input: Option<usize>) -> String {
         match input.map(|v| self.values[v].shape) {
-            Some(Shape::Vector(f)) => format!("{{ fc: linear({f}), relu }}"),
+            Some(Shape::Vector(f) | Shape::Sequence { features: f, .. }) => {
+                format!("{{ fc: linear({f}), relu }}")
+            }
             Some(Shape::Spatial([c, ..])) => {
                 format!("{{ conv: conv2d({c}, kernel = 3, pad = 1), relu }}")
             }
@@ -360,6 +370,12 @@ fn suggest_shortcut(from: Shape, to: Shape) -> String {
                 }
             }),
         (Shape::Vector(_), Shape::Vector(f)) => Some(format!("linear({f})")),
+        (
+            Shape::Sequence { steps, .. },
+            Shape::Sequence {
+                steps: t, features, ..
+            },
+        ) if steps == t => Some(format!("linear({features})")),
         _ => None,
     };
     match (fix, to) {
@@ -367,7 +383,7 @@ fn suggest_shortcut(from: Shape, to: Shape) -> String {
             "add a shortcut that gives {}: `residual(shortcut = {{ conv: {layer} }}) {{ .. }}`",
             to.text()
         ),
-        (Some(layer), Shape::Vector(_)) => format!(
+        (Some(layer), Shape::Vector(_) | Shape::Sequence { .. }) => format!(
             "add a shortcut that gives {}: `residual(shortcut = {{ fc: {layer} }}) {{ .. }}`",
             to.text()
         ),

@@ -45,6 +45,9 @@ fn check_all(net: &Network) -> Result<Plan, Errors> {
         input_full: match input {
             Some(Shape::Spatial([_, h, w])) => [h, w],
             Some(Shape::Vector(f)) => [1, f],
+            Some(Shape::Sequence {
+                steps, features, ..
+            }) => [steps, features],
             None => [0, 0],
         },
     };
@@ -64,6 +67,7 @@ fn check_all(net: &Network) -> Result<Plan, Errors> {
         // A layer that fits the input: a classifier head, flattened first for a feature map.
         let layer = match shape {
             Shape::Vector(_) => "fc: linear(10)",
+            Shape::Sequence { .. } => "lstm: lstm(64), last, fc: linear(10)",
             Shape::Spatial(_) => "flatten, fc: linear(10)",
         };
         let decl = net.items.iter().find_map(|i| match i {
@@ -270,7 +274,7 @@ impl Graph {
         }
         let found = kinds::find(&kind).filter(|_| layer.path.is_none());
         let Some(found) = found else {
-            if layer.path.is_some() || (starts_upper(&kind) && self.typo_of(&kind).is_none()) {
+            if layer.path.is_some() || (starts_upper(&kind) && !self.names_a_kind(&kind)) {
                 return self.nested_network(layer, &who, scope, input);
             }
             self.unknown_kind(layer);
@@ -345,10 +349,11 @@ impl Graph {
                 self.errors.spanned(
                     tokens,
                     format!(
-                        "{who}: declared output shape {} but the layer computes {}{}",
+                        "{who}: declared output shape {} but the layer computes {}{}{}",
                         dims_text(&want),
                         out.text(),
-                        built.explain()
+                        built.explain(),
+                        sequence_hint(&want, out)
                     ),
                 );
             }
@@ -417,6 +422,22 @@ impl Graph {
             .or_else(|| closest(word, &known))
     }
 
+    /// Whether a capitalised `word` is meant as a layer kind rather than a network declared
+    /// elsewhere: its name in any case or another library's, or a typo of a kind whose name
+    /// is long enough for a near miss to say so. A short network name two edits from a short
+    /// kind (`Stem`, `lstm`) is a network.
+    fn names_a_kind(&self, word: &str) -> bool {
+        self.typo_of(word).is_some_and(|k| {
+            k.len() > 4
+                || k.eq_ignore_ascii_case(word)
+                || kinds::find(k).is_some_and(|kind| {
+                    kind.other_names()
+                        .iter()
+                        .any(|o| o.eq_ignore_ascii_case(word))
+                })
+        })
+    }
+
     fn unknown_kind(&mut self, layer: &LayerItem) {
         let kind = layer.kind.to_string();
         let known = known_words();
@@ -473,6 +494,14 @@ fn push(
     len
 }
 
+/// For a declared vector where the layer gives a sequence: what turns one into the other.
+fn sequence_hint(want: &[usize], out: Shape) -> &'static str {
+    match (want.len(), out) {
+        (1, Shape::Sequence { .. }) => "; the layers give a sequence [steps, features]: `last`, `final_state` or a pooling over time (`mean_over_time`, `max_over_time`) turns it into a vector",
+        _ => "",
+    }
+}
+
 /// He initialisation when the next activation is ReLU-like, Glorot otherwise; the search looks
 /// through pooling, normalisation and the like, and past the end of a block into the items
 /// after it, but not into a block.
@@ -480,6 +509,7 @@ fn resolve_init(rule: InitRule, rest: &[&[Item]]) -> InitPlan {
     let (fan_in, fan_out) = match rule {
         InitRule::Zeros => return InitPlan::Zeros,
         InitRule::Ones => return InitPlan::Ones,
+        InitRule::Recurrent { hidden } => return InitPlan::Recurrent { hidden },
         InitRule::Weights { fan_in, fan_out } => (fan_in, fan_out),
     };
     for item in rest.iter().flat_map(|items| items.iter()) {
@@ -597,11 +627,12 @@ fn check_input(net: &Network, errors: &mut Errors) -> Option<Shape> {
     let shape = match dims.as_slice() {
         [c, h, w] => Shape::Spatial([*c, *h, *w]),
         [f] => Shape::Vector(*f),
+        [t, f] => Shape::sequence(*t, *f),
         _ => {
             errors.spanned(
                 &decl.tokens,
                 format!(
-                    "the input shape has {} dimensions, {}; it must be [channels, height, width] (channels first, no batch dimension) or [features]",
+                    "the input shape has {} dimensions, {}; it must be [channels, height, width] (channels first, no batch dimension), [steps, features] for a sequence, or [features]",
                     dims.len(),
                     dims_text(&dims)
                 ),
@@ -732,7 +763,7 @@ mod tests {
                 .contains("duplicate layer name")
         );
         assert!(errors("struct N { input: [4], conv(2) }")[0].contains("did you mean `conv2d`"));
-        assert!(errors("struct N { input: [4, 4] }")[0].contains("2 dimensions"));
+        assert!(errors("struct N { input: [4, 4, 4, 4] }")[0].contains("4 dimensions"));
         assert!(errors("struct N { input: [4], a: linear(0) }")[0].contains("at least 1"));
         assert!(errors("struct N { input: [4], a: linear(2, bias = 3) }")[0]
             .contains("`true` or `false`"));

@@ -32,6 +32,7 @@ pub fn dim_type(shape: Shape) -> TokenStream {
     match shape {
         Shape::Spatial(_) => quote!(#rt::ndarray::Ix4),
         Shape::Vector(_) => quote!(#rt::ndarray::Ix2),
+        Shape::Sequence { .. } => quote!(#rt::ndarray::Ix3),
     }
 }
 
@@ -318,6 +319,12 @@ pub fn shape_type(shape: Shape) -> TokenStream {
         Shape::Vector(f) => {
             let f = usize_lit(f);
             quote!(#rt::Shape1<#f>)
+        }
+        Shape::Sequence {
+            steps, features, ..
+        } => {
+            let (t, f) = (usize_lit(steps), usize_lit(features));
+            quote!(#rt::Shape2<#t, #f>)
         }
     }
 }

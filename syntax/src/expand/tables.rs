@@ -21,6 +21,10 @@ fn init_tokens(init: InitPlan) -> TokenStream {
             let (a, b) = (usize_lit(fan_in), usize_lit(fan_out));
             quote!(#rt::Init::GlorotUniform { fan_in: #a, fan_out: #b })
         }
+        InitPlan::Recurrent { hidden } => {
+            let h = usize_lit(hidden);
+            quote!(#rt::Init::RecurrentUniform { hidden: #h })
+        }
     }
 }
 

@@ -45,6 +45,15 @@ impl Kind for BatchNormKind {
     }
 
     fn build(&self, cx: &mut Build<'_>) -> Option<Box<dyn Layer>> {
+        if let Shape::Sequence { .. } = cx.input {
+            let msg = format!(
+                "{}: `batch_norm` normalises the channels of a feature map or the features of a vector, but its input is {}; normalise after `last` or a pooling over time",
+                cx.who,
+                cx.input.described()
+            );
+            cx.error(msg);
+            return None;
+        }
         Some(Box::new(BatchNorm {
             momentum: cx.args.number("momentum", 0.1),
             eps: cx.args.number("eps", 1e-5),
@@ -62,7 +71,7 @@ struct BatchNorm {
 impl BatchNorm {
     fn per_channel(&self, suffix: &'static str, init: InitRule) -> TensorSpec {
         TensorSpec {
-            suffix,
+            suffix: suffix.into(),
             shape: vec![self.shape.channels()],
             init,
         }

@@ -1,4 +1,4 @@
-//! `linear(out_features, bias = b)`.
+//! `linear(out_features, bias = b)`: on a vector, or on every step of a sequence.
 
 use quote::quote;
 
@@ -56,7 +56,13 @@ impl Kind for LinearKind {
             cx.error(msg);
             return None;
         }
-        let in_f = cx.input.numel();
+        // A sequence's steps are so many more rows of the same product.
+        let (steps, in_f) = match cx.input {
+            Shape::Sequence {
+                steps, features, ..
+            } => (Some(steps), features),
+            _ => (None, cx.input.numel()),
+        };
         let out_f = cx.args.int("out_features", 1);
         if !cx.fits("weight", &[out_f, in_f]) {
             return None;
@@ -64,6 +70,7 @@ impl Kind for LinearKind {
         Some(Box::new(Linear {
             in_f,
             out_f,
+            steps,
             bias: cx.args.bool("bias", true),
         }))
     }
@@ -72,6 +79,8 @@ impl Kind for LinearKind {
 struct Linear {
     in_f: usize,
     out_f: usize,
+    /// The steps of a sequence input, each taken as a sample.
+    steps: Option<usize>,
     bias: bool,
 }
 
@@ -82,16 +91,30 @@ impl Linear {
             if self.bias { self.out_f } else { 0 },
         )
     }
+
+    /// `call` with `n` counting rows: samples, or samples times steps for a sequence.
+    fn per_row(&self, call: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+        match self.steps {
+            Some(t) => {
+                let t = usize_lit(t);
+                quote! { { let n = n * #t; #call } }
+            }
+            None => call,
+        }
+    }
 }
 
 impl Layer for Linear {
     fn output(&self) -> Shape {
-        Shape::Vector(self.out_f)
+        match self.steps {
+            Some(t) => Shape::sequence(t, self.out_f),
+            None => Shape::Vector(self.out_f),
+        }
     }
 
     fn params(&self) -> Vec<TensorSpec> {
         let mut p = vec![TensorSpec {
-            suffix: "weight",
+            suffix: "weight".into(),
             shape: vec![self.out_f, self.in_f],
             init: InitRule::Weights {
                 fan_in: self.in_f,
@@ -100,7 +123,7 @@ impl Layer for Linear {
         }];
         if self.bias {
             p.push(TensorSpec {
-                suffix: "bias",
+                suffix: "bias".into(),
                 shape: vec![self.out_f],
                 init: InitRule::Zeros,
             });
@@ -113,7 +136,7 @@ impl Layer for Linear {
     }
 
     fn macs(&self) -> u64 {
-        (self.in_f * self.out_f) as u64
+        (self.in_f * self.out_f * self.steps.unwrap_or(1)) as u64
     }
 
     fn geometry(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
@@ -131,7 +154,8 @@ impl Layer for Linear {
 
     fn scratch(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
         let (rt, g) = (rt(), &e.g);
-        Some(quote!(#rt::ops::linear::scratch_needed(&Self::#g, n)))
+        let t = usize_lit(self.steps.unwrap_or(1));
+        Some(quote!(#rt::ops::linear::scratch_needed(&Self::#g, n * #t)))
     }
 
     fn onnx(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
@@ -142,13 +166,23 @@ impl Layer for Linear {
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let rt = rt();
         let (wl, bl) = self.lens();
-        weighted_forward(e, quote!(#rt::ops::linear::forward), wl, bl)
+        self.per_row(weighted_forward(
+            e,
+            quote!(#rt::ops::linear::forward),
+            wl,
+            bl,
+        ))
     }
 
     fn backward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let rt = rt();
         let (wl, bl) = self.lens();
-        weighted_backward(e, quote!(#rt::ops::linear::backward), wl, bl)
+        self.per_row(weighted_backward(
+            e,
+            quote!(#rt::ops::linear::backward),
+            wl,
+            bl,
+        ))
     }
 
     fn backward_input(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {

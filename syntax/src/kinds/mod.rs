@@ -25,7 +25,9 @@ mod dropout;
 mod flatten;
 mod linear;
 mod pool;
+mod recurrent;
 mod reshape;
+mod time;
 mod upsample;
 pub mod window;
 
@@ -36,6 +38,8 @@ pub const REGISTRY: &[&[&dyn Kind]] = &[
     pool::KINDS,
     upsample::KINDS,
     linear::KINDS,
+    recurrent::KINDS,
+    time::KINDS,
     activation::KINDS,
     dropout::KINDS,
     batch_norm::KINDS,
@@ -158,7 +162,7 @@ pub trait Kind: Sync {
 /// A parameter or buffer a layer has, before it gets its name and offset.
 pub struct TensorSpec {
     /// `weight`, `bias`, `running_mean`, ...
-    pub suffix: &'static str,
+    pub suffix: String,
     pub shape: Vec<usize>,
     pub init: InitRule,
 }
@@ -168,7 +172,14 @@ pub struct TensorSpec {
 pub enum InitRule {
     Zeros,
     Ones,
-    Weights { fan_in: usize, fan_out: usize },
+    Weights {
+        fan_in: usize,
+        fan_out: usize,
+    },
+    /// PyTorch's start for the weights and biases of a recurrent layer, `U(±1/√hidden)`.
+    Recurrent {
+        hidden: usize,
+    },
 }
 
 /// Extra tape storage of a layer besides its output.
@@ -324,6 +335,72 @@ impl Build<'_> {
                 self.error(msg);
                 None
             }
+            Shape::Sequence {
+                steps, features, ..
+            } => {
+                let reshape = format!("reshape([1, {steps}, {features}])");
+                let msg = format!(
+                    "{}: `{}` needs a spatial input [channels, height, width], but its input is the sequence [{steps}, {features}]; give it one channel first, e.g. `{reshape}`",
+                    self.who, self.kind
+                );
+                self.error_with_reshape(msg, &reshape);
+                None
+            }
+        }
+    }
+
+    /// The input as a sequence `(steps, features, directions)`, or an error saying that this
+    /// kind (`what` it does) needs one, with the reshape that makes one where there is one.
+    pub fn sequence(&mut self, what: &str) -> Option<(usize, usize, usize)> {
+        let (reshape, why) = match self.input {
+            Shape::Sequence {
+                steps,
+                features,
+                directions,
+            } => return Some((steps, features, directions)),
+            // Row by row: a step per row of each channel, in the order the values are stored.
+            Shape::Spatial([c, h, w]) => (
+                format!("reshape([{}, {w}])", c * h),
+                "to read it row by row".to_string(),
+            ),
+            Shape::Vector(f) => (
+                format!("reshape([{f}, 1])"),
+                format!("for {f} steps of one feature"),
+            ),
+        };
+        let msg = format!(
+            "{}: `{}` {what} a sequence [steps, features], but its input is {}; reshape it first, e.g. `{reshape}` {why}",
+            self.who,
+            self.kind,
+            self.input.described()
+        );
+        self.error_with_reshape(msg, &reshape);
+        None
+    }
+
+    /// `msg`, with the fix it offers: `reshape` before the layer as written.
+    fn error_with_reshape(&mut self, msg: String, reshape: &str) {
+        match find(self.kind) {
+            Some(kind) if !self.verifying => {
+                // The layer keeps its name (its parameters' names): the fix rewrites the
+                // name and the call together.
+                let mut of = TokenStream::new();
+                let named = match &self.item.name {
+                    Some(name) => {
+                        quote::ToTokens::to_tokens(name, &mut of);
+                        format!("{name}: ")
+                    }
+                    None => String::new(),
+                };
+                of.extend(self.item.call_tokens.clone());
+                let call = format!(
+                    "{reshape}, {named}{}",
+                    crate::check::suggest::render(kind, &self.args.written())
+                );
+                let tokens = &self.item.call_tokens;
+                self.errors.with_fixes_of(tokens, of, msg, vec![call]);
+            }
+            _ => self.error(msg),
         }
     }
 
@@ -381,12 +458,12 @@ pub fn weight_and_bias_specs(
     bias: Option<usize>,
 ) -> Vec<TensorSpec> {
     let weight = TensorSpec {
-        suffix: "weight",
+        suffix: "weight".into(),
         shape,
         init: InitRule::Weights { fan_in, fan_out },
     };
     let bias = bias.map(|len| TensorSpec {
-        suffix: "bias",
+        suffix: "bias".into(),
         shape: vec![len],
         init: InitRule::Zeros,
     });

@@ -1,5 +1,5 @@
-//! `reshape([dims])`: the same values under another shape, `[features]` or
-//! `[channels, height, width]`, with as many values as its input.
+//! `reshape([dims])`: the same values under another shape, `[features]`, `[steps, features]`
+//! or `[channels, height, width]`, with as many values as its input.
 
 use super::{arg, copy_backward, copy_forward, ArgKind::*, ArgSpec, Build, Emit, Kind, Layer};
 use crate::plan::{dims_text, Shape};
@@ -30,10 +30,11 @@ impl Kind for ReshapeKind {
         let dims = cx.args.dims("dims")?;
         let output = match dims[..] {
             [f] => Shape::Vector(f),
+            [t, f] => Shape::sequence(t, f),
             [c, h, w] => Shape::Spatial([c, h, w]),
             _ => {
                 let msg = format!(
-                    "{}: `reshape` gives a vector [features] or a feature map [channels, height, width], not the {} dimensions of {}",
+                    "{}: `reshape` gives a vector [features], a sequence [steps, features] or a feature map [channels, height, width], not the {} dimensions of {}",
                     cx.who,
                     dims.len(),
                     dims_text(&dims)

@@ -184,9 +184,11 @@ fn forward_packed(
 
 /// The transpose of a row-major matrix as a [`PackB`]: `B[k][j] = data[j·ld + k]` (the
 /// inputs `[N, I]` read as `xᵀ[I, N]`), each of a block's columns read along a stored row.
-struct Transposed<'a> {
-    data: &'a [f32],
-    ld: usize,
+pub(crate) struct Transposed<'a> {
+    /// The stored matrix, `[N, K]` row-major.
+    pub data: &'a [f32],
+    /// The distance between its rows.
+    pub ld: usize,
 }
 
 impl PackB for Transposed<'_> {
