@@ -630,10 +630,25 @@ mod tests {
         };
         let declared: std::collections::BTreeSet<&str> =
             plan.nodes.iter().map(|n| n.kind_name.as_str()).collect();
-        let registered: std::collections::BTreeSet<&str> = names().into_iter().collect();
+        // The sequence kinds have no exporter yet: they compile to `Unsupported`, and
+        // `export_onnx` refuses them with `Error::Export` naming the layer. A kind that gains
+        // one leaves this list and joins the declaration above.
+        const NOT_YET_EXPORTED: [&str; 7] = [
+            "rnn",
+            "lstm",
+            "gru",
+            "last",
+            "final_state",
+            "mean_over_time",
+            "max_over_time",
+        ];
+        let registered: std::collections::BTreeSet<&str> = names()
+            .into_iter()
+            .filter(|k| !NOT_YET_EXPORTED.contains(k))
+            .collect();
         assert_eq!(
             declared, registered,
-            "the declaration has one layer of each kind"
+            "the declaration has one layer of each kind that exports"
         );
         let code = crate::expand::expand(&net, &plan).to_string();
         assert!(code.contains("onnx :: kinds :: Conv2d"), "{code}");
