@@ -4,7 +4,7 @@
 //! A layer runs direction by direction, layer by layer. For each direction the input's
 //! projection `W_ih x + b_ih` of every step and sample is one packed product; then each step
 //! adds `W_hh h + b_hh` (one product over the batch) and applies the cell's gates
-//! ([`cells`]). Inside, sequences are kept time-major, `(T, N, F)`, so that a step's hidden
+//! (the `cells` module). Inside, sequences are kept time-major, `(T, N, F)`, so that a step's hidden
 //! states are one block; the input and the output are `(N, T, F)`, as the rest of striate
 //! stores a sequence `[T, F]` per sample.
 //!
@@ -12,7 +12,7 @@
 //! pre-activations of every step; the weight gradients are then one product each over all
 //! steps. What the forward pass keeps for it is on the tape (`aux`, laid out by
 //! [`RecurrentGeom::aux_len`]); everything else is in the caller's `scratch`
-//! ([`scratch_needed`]).
+//! (`scratch_needed` gives its size).
 
 pub use striate_geometry::recurrent::{Cell, RecurrentGeom};
 
