@@ -161,11 +161,21 @@ fn python(test: &str) -> Option<String> {
 }
 
 /// Exports `net`, runs it in onnxruntime on `x` through scripts/onnx_check.py and compares
-/// with `net.forward(x)`; returns the script's report.
+/// with `net.forward(x)` to 1e-5 (relative above 1); returns the script's report.
 fn check_in_onnxruntime<N: Network>(
     python: &str,
     net: &N,
     x: ArrayView<'_, f32, N::InputDim>,
+) -> String {
+    check_in_onnxruntime_within(python, net, x, "1e-5")
+}
+
+/// [`check_in_onnxruntime`] to `tolerance`.
+fn check_in_onnxruntime_within<N: Network>(
+    python: &str,
+    net: &N,
+    x: ArrayView<'_, f32, N::InputDim>,
+    tolerance: &str,
 ) -> String {
     let dir = temp_dir::TempDir::new("onnx");
     let model = dir.path().join("model.onnx");
@@ -182,7 +192,7 @@ fn check_in_onnxruntime<N: Network>(
         .arg(&input)
         .arg("--expected")
         .arg(&expected)
-        .args(["--tolerance", "1e-5"])
+        .args(["--tolerance", tolerance])
         .output()
         .unwrap_or_else(|e| panic!("{python} does not run: {e}"));
     let report = format!(
@@ -221,7 +231,10 @@ fn alexnet_runs_in_onnxruntime_as_in_striate() {
     };
     let mut net = AlexNet::init(4);
     vary(&mut net, 5);
-    check_in_onnxruntime(&python, &net, random((2, 3, 227, 227), 6).view());
+    // AlexNet's conv3-5 (3x3, stride 1, 192-384 channels) run Winograd's F(4x4, 3x3) in
+    // striate, whose rounding is about 1e-5 of the largest output (ops/conv2d/winograd.rs):
+    // onnxruntime's direct sums differ from them by up to 1.1e-5 here, so 2e-5.
+    check_in_onnxruntime_within(&python, &net, random((2, 3, 227, 227), 6).view(), "2e-5");
 }
 
 #[test]
