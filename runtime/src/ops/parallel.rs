@@ -648,13 +648,13 @@ impl<T> SharedMut<T> {
     }
 }
 
-/// A batch of `n` samples split over up to one task per thread: task `t` runs
+/// A batch of `n` samples split over up to one task per part of `bufs`: task `t` runs
 /// `f(out_t, in_t, buf)` on its run of samples ([`part`]) of `out` (`out_len` values a sample,
 /// written) and of `inp` (`in_len` a sample, read), with its own `per_task` values of `bufs`.
 ///
 /// # Panics
-/// Unless `out` has `n·out_len` values, `inp` `n·in_len`, and `bufs` at least `per_task` for
-/// each task (checked by [`SharedMut::slice`], in release builds too).
+/// Unless `out` has `n·out_len` values and `inp` `n·in_len` (checked by [`SharedMut::slice`]
+/// and slicing, in release builds too).
 // The two slices with their per-sample lengths, the batch, the buffers and the task.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn over_batch<F>(
@@ -670,7 +670,9 @@ pub(crate) fn over_batch<F>(
     F: Fn(&mut [f32], &[f32], &mut [f32]) + Sync,
 {
     debug_assert_eq!((out.len(), inp.len()), (n * out_len, n * in_len));
-    let tasks = n.clamp(1, threads());
+    // As many tasks as `bufs` has parts for (the caller sized it from its one reading of the
+    // thread count, which another thread may change meanwhile), and no more than samples.
+    let tasks = n.clamp(1, (bufs.len() / per_task.max(1)).max(1));
     let (out_all, bufs) = (SharedMut::new(out), SharedMut::new(bufs));
     run(tasks, |t| {
         let samples = part(n, tasks, t);
