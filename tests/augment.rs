@@ -1,6 +1,6 @@
 //! Data augmentation: each step's geometry on synthetic images with a known answer, identity
 //! settings that change nothing, seeded runs that repeat exactly, bad settings refused, the
-//! prefetching worker giving what a plain loop gives, and the trainer's hook.
+//! prefetching (worker thread or split over the kernels' threads) giving what a plain loop gives, and the trainer's hook.
 
 use striate::data::augment::{
     Augment, Augmentation, Crop, Elastic, Flip, Intensity, Rotate, Scale, Translate,
@@ -313,25 +313,41 @@ fn bad_settings_are_errors_that_say_what_was_expected_and_found() {
     ));
 }
 
+/// Both ways of preparing batches, a worker thread on a spare core (fewer kernel threads than
+/// cores) and the kernels' threads on demand (every core), give what a plain loop of
+/// `gather` then `apply` on one thread gives, bit for bit.
 #[test]
 fn prefetched_batches_are_what_gather_then_apply_give() -> striate::Result<()> {
     let data = Mnist::builtin().train.take(70);
     let order = striate::data::shuffled_indices(data.len(), 3);
-    let mut augmentation = Augmentation::digits(21).then(Crop::pad(1));
-    let mut by_hand = augmentation.clone();
-    let batches = augmentation.prefetch(&data, &order, 16, 4, |batches| {
-        batches
-            .map(|b| b.map(|b| (b.images().to_owned(), b.labels().to_vec())))
-            .collect::<striate::Result<Vec<_>>>()
-    })??;
-    assert_eq!(batches.len(), 5);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    for (chunk, (images, labels)) in order.chunks(16).zip(&batches) {
+    let mut expected = Vec::new();
+    let mut by_hand = Augmentation::digits(21).then(Crop::pad(1));
+    striate::set_threads(1)?;
+    for chunk in order.chunks(16) {
         data.gather(chunk, &mut x, &mut y)?;
-        let mut expected = Array4::from_shape_vec((chunk.len(), 1, 28, 28), x.clone()).unwrap();
-        by_hand.apply(expected.view_mut(), 4, chunk)?;
-        assert_eq!(images, &expected);
-        assert_eq!(labels, &y);
+        let mut images = Array4::from_shape_vec((chunk.len(), 1, 28, 28), x.clone()).unwrap();
+        by_hand.apply(images.view_mut(), 4, chunk)?;
+        expected.push((images, y.clone()));
+    }
+    for threads in [1, cores.max(2)] {
+        striate::set_threads(threads)?;
+        let mut augmentation = Augmentation::digits(21).then(Crop::pad(1));
+        let batches = augmentation.prefetch(&data, &order, 16, 4, |batches| {
+            batches
+                .map(|b| b.map(|b| (b.images().to_owned(), b.labels().to_vec())))
+                .collect::<striate::Result<Vec<_>>>()
+        })??;
+        assert_eq!(batches, expected, "{threads} threads");
+        // `apply` itself splits the samples over the threads, with the same result.
+        let mut again = Augmentation::digits(21).then(Crop::pad(1));
+        for (chunk, (images, _)) in order.chunks(16).zip(&expected) {
+            data.gather(chunk, &mut x, &mut y)?;
+            let mut mine = Array4::from_shape_vec((chunk.len(), 1, 28, 28), x.clone()).unwrap();
+            again.apply(mine.view_mut(), 4, chunk)?;
+            assert_eq!(&mine, images, "{threads} threads");
+        }
     }
     Ok(())
 }

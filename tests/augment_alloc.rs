@@ -40,21 +40,30 @@ fn augmenting_batches_allocates_nothing_in_the_steady_state() {
     }
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst) - before, 0, "by apply");
 
-    let during = augmentation
-        .prefetch(&data, &indices, 32, 0, |batches| {
-            let mut start = 0;
-            let mut checksum = 0.0;
-            for (i, batch) in batches.enumerate() {
-                let batch = batch.unwrap();
-                checksum += batch.images_flat()[0];
-                // From the fourth batch on, every buffer has been round once.
-                if i == 3 {
-                    start = ALLOCATIONS.load(Ordering::SeqCst);
+    // Both ways of preparing batches: the kernels' threads (as many as cores) and a worker
+    // thread on a spare core (one kernel thread).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for threads in [cores.max(2), 1] {
+        striate::set_threads(threads).unwrap();
+        let during = augmentation
+            .prefetch(&data, &indices, 32, 0, |batches| {
+                let mut start = 0;
+                let mut checksum = 0.0;
+                for (i, batch) in batches.enumerate() {
+                    let batch = batch.unwrap();
+                    checksum += batch.images_flat()[0];
+                    // From the fourth batch on, every buffer has been round once.
+                    if i == 3 {
+                        start = ALLOCATIONS.load(Ordering::SeqCst);
+                    }
                 }
-            }
-            assert!(checksum.is_finite());
-            ALLOCATIONS.load(Ordering::SeqCst) - start
-        })
-        .unwrap();
-    assert_eq!(during, 0, "by the prefetching worker, over batches 4 to 10");
+                assert!(checksum.is_finite());
+                ALLOCATIONS.load(Ordering::SeqCst) - start
+            })
+            .unwrap();
+        assert_eq!(
+            during, 0,
+            "while prefetching over batches 4 to 10, {threads} threads"
+        );
+    }
 }

@@ -322,7 +322,7 @@ pub struct Trainer<'n, N: Network, O: Optimizer = Sgd> {
     schedule_per_step: bool,
     /// Shuffles of epoch `e` use `seed + e`.
     seed: u64,
-    /// Applied to every training batch, by a worker thread ahead of the step.
+    /// Applied to every training batch ([`Augmentation::prefetch`]).
     augmentation: Option<Augmentation>,
     /// Steps applied so far, over every epoch.
     steps_done: u64,
@@ -608,7 +608,8 @@ impl<'n, N: Network, O: Optimizer> Trainer<'n, N, O> {
     }
 
     /// Augments every training batch with `augmentation` (as epoch `e`, for epoch `e`), on a
-    /// worker thread that prepares the next batches while the network trains
+    /// worker thread that prepares the next batches while the network trains when a core is
+    /// spare, else on the kernels' threads as each batch is needed
     /// ([`Augmentation::prefetch`]); [`evaluate`] and validation sets are never augmented.
     ///
     /// # Example

@@ -74,7 +74,7 @@ pub fn max_threads() -> usize {
 }
 
 /// The cores the operating system gives this process (1 when it does not say).
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

@@ -8,8 +8,9 @@
 //! never on the batch size, the threads or their timing: the same seed gives the same images.
 //!
 //! [`Trainer::augment`](crate::train::Trainer::augment) trains with one: each epoch, a worker
-//! thread gathers and augments the next batches while the network trains on the current one
-//! ([`Augmentation::prefetch`]).
+//! thread on a spare core gathers and augments the next batches while the network trains on
+//! the current one, or, with every core training, the kernels' threads augment each batch as
+//! it is needed ([`Augmentation::prefetch`]).
 //!
 //! # Example
 //!
@@ -68,6 +69,7 @@ pub use sample::{Affine, ImageShape};
 pub use scale::Scale;
 pub use translate::Translate;
 
+use crate::ops::parallel::{self, SharedMut};
 use crate::{Error, Result};
 
 /// One step of an [`Augmentation`]: a random change to one image.
@@ -171,6 +173,13 @@ impl<A: Augment + ?Sized> Augment for Box<A> {
 pub struct Augmentation {
     seed: u64,
     steps: Vec<Arc<dyn Augment>>,
+    /// One set of buffers per task that augments samples at once ([`Augmentation::apply_flat`]).
+    work: Vec<Work>,
+}
+
+/// The buffers one task augments its samples in, grown once to the images' size.
+#[derive(Clone, Default)]
+struct Work {
     /// The sample being changed and the next version of it.
     image: Vec<f32>,
     next: Vec<f32>,
@@ -202,10 +211,7 @@ impl Augmentation {
         Augmentation {
             seed,
             steps: Vec::new(),
-            image: Vec::new(),
-            next: Vec::new(),
-            field: Vec::new(),
-            scratch: Vec::new(),
+            work: Vec::new(),
         }
     }
 
@@ -245,7 +251,8 @@ impl Augmentation {
 
     /// Changes every sample of `images` `[N, C, H, W]` in place: `indices[i]` is sample
     /// `i`'s index in its dataset, which with `epoch` and the seed decides what is done to it.
-    /// Once the pipeline's buffers have grown to the images' size it allocates nothing, for
+    /// The samples are split over the kernels' threads ([`set_threads`](crate::set_threads)),
+    /// which changes no result. Once the pipeline's buffers have grown to the images' size it allocates nothing, for
     /// images in standard layout; a view of another layout is copied sample by sample.
     ///
     /// # Errors
@@ -267,11 +274,11 @@ impl Augmentation {
         let shape = ImageShape::from([c, h, w]);
         shape.check()?;
         match images.as_slice_mut() {
-            Some(flat) => self.apply_flat(flat, shape, epoch, indices),
+            Some(flat) => self.apply_flat(flat, shape, epoch, indices, parallel::threads()),
             None => {
                 for (mut sample, &index) in images.outer_iter_mut().zip(indices) {
                     let mut flat: Vec<f32> = sample.iter().copied().collect();
-                    self.apply_flat(&mut flat, shape, epoch, &[index]);
+                    self.apply_flat(&mut flat, shape, epoch, &[index], 1);
                     sample
                         .iter_mut()
                         .zip(flat)
@@ -282,28 +289,69 @@ impl Augmentation {
         Ok(())
     }
 
-    /// [`apply`](Augmentation::apply) on flat `(N, C, H, W)` images, one index per sample.
+    /// [`apply`](Augmentation::apply) on flat `(N, C, H, W)` images, one index per sample,
+    /// the samples split over up to `tasks` tasks of the kernels' thread pool (run one after
+    /// the other when the pool is busy). Each sample's result depends on its index only, so
+    /// the split changes no bit.
     pub(crate) fn apply_flat(
         &mut self,
         images: &mut [f32],
         shape: ImageShape,
         epoch: usize,
         indices: &[usize],
+        tasks: usize,
     ) {
         debug_assert_eq!(images.len(), indices.len() * shape.len());
         if self.steps.is_empty() || shape.is_empty() {
             return;
         }
+        let n = indices.len();
+        let tasks = tasks.clamp(1, n.max(1));
+        if self.work.len() < tasks {
+            self.work.resize_with(tasks, Work::default);
+        }
+        let epoch_seed = mix(self.seed ^ mix(epoch as u64));
+        let steps = &self.steps[..];
+        if tasks == 1 {
+            self.work[0].augment(steps, images, shape, epoch_seed, indices);
+            return;
+        }
+        let (images_all, work) = (SharedMut::new(images), SharedMut::new(&mut self.work));
+        parallel::run(tasks, |t| {
+            let samples = parallel::part(n, tasks, t);
+            // Safety: task `t` alone touches its samples' part of the images and its own
+            // buffers; `run` returns before either is borrowed again.
+            let (images, work) = unsafe {
+                (
+                    images_all.slice(samples.start * shape.len(), samples.len() * shape.len()),
+                    &mut work.slice(t, 1)[0],
+                )
+            };
+            work.augment(steps, images, shape, epoch_seed, &indices[samples]);
+        });
+    }
+}
+
+impl Work {
+    /// Runs `steps` on each sample of `images` (flat, one index per sample), whose randomness
+    /// comes from `epoch_seed` and the sample's index.
+    fn augment(
+        &mut self,
+        steps: &[Arc<dyn Augment>],
+        images: &mut [f32],
+        shape: ImageShape,
+        epoch_seed: u64,
+        indices: &[usize],
+    ) {
         self.image.resize(shape.len(), 0.0);
         self.next.resize(shape.len(), 0.0);
-        let sample_seed = mix(self.seed ^ mix(epoch as u64));
         for (sample, &index) in images.chunks_exact_mut(shape.len()).zip(indices) {
-            let sample_seed = mix(sample_seed ^ mix(index as u64 ^ 0xA5A5_0000));
+            let sample_seed = mix(epoch_seed ^ mix(index as u64 ^ 0xA5A5_0000));
             self.image.copy_from_slice(sample);
             // The affine steps since the last resampling, composed: where the image so far
             // reads `self.image`.
             let mut pending: Option<Affine> = None;
-            for (place, step) in self.steps.iter().enumerate() {
+            for (place, step) in steps.iter().enumerate() {
                 let mut rng = Xoshiro256PlusPlus::seed_from_u64(mix(sample_seed ^ place as u64));
                 if let Some(map) = step.affine(shape, &mut rng) {
                     pending = Some(pending.map_or(map, |before| before.after(&map)));

@@ -1,5 +1,7 @@
-//! Augmentation ahead of training: a worker thread gathers and augments the next batches while
-//! the caller trains on the current one, through a bounded channel of reused buffers.
+//! Augmentation ahead of training: with a core to spare, a worker thread gathers and augments
+//! the next batches while the caller trains on the current one, through a bounded channel of
+//! reused buffers; without one, each batch is augmented when it is asked for, its samples split
+//! over the kernels' threads, which the training step would otherwise share with the worker.
 
 use std::marker::PhantomData;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -8,6 +10,7 @@ use ndarray::ArrayView4;
 
 use super::{Augmentation, ImageShape};
 use crate::data::Dataset;
+use crate::ops::parallel;
 use crate::{Error, Result};
 
 /// Batches made ready ahead of the one being trained on.
@@ -61,29 +64,86 @@ impl Drop for AugmentedBatch<'_> {
     }
 }
 
-/// The augmented batches of one epoch, in order, as a worker thread makes them: an iterator
-/// of `Result<AugmentedBatch>`, from [`Augmentation::prefetch`]. After an error it ends.
+/// The augmented batches of one epoch, in order, as a worker thread or the kernels' threads
+/// make them: an iterator of `Result<AugmentedBatch>`, from [`Augmentation::prefetch`]. After
+/// an error it ends.
 pub struct Prefetch<'scope> {
-    ready: Receiver<Result<AugmentedBatch<'scope>>>,
+    source: Source<'scope>,
+}
+
+enum Source<'scope> {
+    /// Batches a worker thread made ahead.
+    Worker(Receiver<Result<AugmentedBatch<'scope>>>),
+    /// Batches made on demand on the kernels' threads.
+    Here(Here<'scope>),
+}
+
+/// What [`Prefetch`] needs to make each batch when it is asked for.
+struct Here<'scope> {
+    augmentation: &'scope mut Augmentation,
+    data: &'scope Dataset,
+    chunks: std::slice::Chunks<'scope, usize>,
+    shape: ImageShape,
+    epoch: usize,
+    /// Buffers handed back by dropped batches.
+    free: Receiver<Buffers>,
+    home: SyncSender<Buffers>,
+    failed: bool,
 }
 
 impl<'scope> Iterator for Prefetch<'scope> {
     type Item = Result<AugmentedBatch<'scope>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.ready.recv().ok()
+        match &mut self.source {
+            Source::Worker(ready) => ready.recv().ok(),
+            Source::Here(here) => here.next(),
+        }
+    }
+}
+
+impl<'scope> Here<'scope> {
+    fn next(&mut self) -> Option<Result<AugmentedBatch<'scope>>> {
+        if self.failed {
+            return None;
+        }
+        let chunk = self.chunks.next()?;
+        // A batch still held keeps its buffers; only then is a new set made.
+        let mut buffers = self.free.try_recv().unwrap_or_default();
+        if let Err(e) = self
+            .data
+            .gather(chunk, &mut buffers.images, &mut buffers.labels)
+        {
+            self.failed = true;
+            return Some(Err(e));
+        }
+        let threads = parallel::threads();
+        self.augmentation
+            .apply_flat(&mut buffers.images, self.shape, self.epoch, chunk, threads);
+        Some(Ok(AugmentedBatch {
+            buffers: Some(buffers),
+            home: self.home.clone(),
+            shape: self.shape,
+            _scope: PhantomData,
+        }))
     }
 }
 
 impl Augmentation {
     /// Runs `consume` on the batches of `data` taken in `order` (indices into `data`, in
-    /// batches of `batch`, the last one smaller), each augmented as epoch `epoch` by a worker
-    /// thread that keeps up to two batches ready ahead of the one `consume` is on. Returns what
-    /// `consume` returns, once the worker has stopped.
+    /// batches of `batch`, the last one smaller), each augmented as epoch `epoch`. Returns what
+    /// `consume` returns, once every batch it asked for is made.
+    ///
+    /// When the kernels use fewer threads ([`set_threads`](crate::set_threads)) than the
+    /// machine has cores, a worker thread on a spare core keeps up to two batches ready ahead
+    /// of the one `consume` is on, so augmentation costs the training step nothing. When they
+    /// use every core, a worker would take a core from the training step, whose threads wait
+    /// for each other, stalling both; so each batch is instead augmented when `consume` asks
+    /// for it, its samples split over the kernels' threads.
     ///
     /// Each batch is exactly what [`Dataset::gather`] then [`Augmentation::apply`] give, whatever
-    /// the threads' timing. Three buffers go round between the worker and `consume`, so in
-    /// the steady state no batch allocates.
+    /// the threads and their timing. Three buffers go round between the worker and `consume`
+    /// (one, when there is no worker), so in the steady state no batch allocates.
     ///
     /// # Errors
     /// [`Error::Config`] for a zero batch, or images with a plane of 2^31 pixels or more. An
@@ -127,6 +187,20 @@ impl Augmentation {
             home.try_send(Buffers::default())
                 .expect("the channel holds every buffer");
         }
+        if parallel::threads() >= parallel::cores() {
+            return Ok(consume(Prefetch {
+                source: Source::Here(Here {
+                    augmentation: self,
+                    data,
+                    chunks: order.chunks(batch),
+                    shape,
+                    epoch,
+                    free,
+                    home,
+                    failed: false,
+                }),
+            }));
+        }
         let worker = &mut *self;
         Ok(std::thread::scope(|scope| {
             scope.spawn(move || {
@@ -139,7 +213,8 @@ impl Augmentation {
                     let gathered = data.gather(chunk, &mut buffers.images, &mut buffers.labels);
                     let stop = gathered.is_err();
                     let item = gathered.map(|()| {
-                        worker.apply_flat(&mut buffers.images, shape, epoch, chunk);
+                        // One task: the pool is the training step's.
+                        worker.apply_flat(&mut buffers.images, shape, epoch, chunk, 1);
                         AugmentedBatch {
                             buffers: Some(buffers),
                             home: home.clone(),
@@ -152,7 +227,9 @@ impl Augmentation {
                     }
                 }
             });
-            consume(Prefetch { ready })
+            consume(Prefetch {
+                source: Source::Worker(ready),
+            })
         }))
     }
 }
