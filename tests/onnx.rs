@@ -1,6 +1,7 @@
 //! ONNX export: the exported models pass `onnx.checker` and compute in onnxruntime what
 //! striate computes, to 1e-5 (relative above 1), for LeNet-5, AlexNet, a network with every
-//! layer kind and ResNet-20; and a failed export writes nothing.
+//! image layer kind, ResNet-20, and the sequence kinds (`sequence`: every recurrent cell and
+//! option, the reductions over time, sequential MNIST); and a failed export writes nothing.
 //!
 //! The comparisons run `scripts/onnx_check.py` with the Python of `$STRIATE_ONNX_PYTHON`, which
 //! needs `onnx`, `onnxruntime` and `numpy` (`.ci/run` installs them into `target/onnx-venv`);
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use rand::{Rng, SeedableRng};
+use striate::ndarray::{Array, ShapeBuilder};
 use striate::prelude::*;
 use striate::ParamStore;
 
@@ -33,6 +35,11 @@ use alexnet::AlexNet;
 #[path = "../examples/resnet.rs"]
 mod resnet;
 use resnet::ResNet20;
+
+/// The sequence kinds: rnn, lstm and gru with every option, the reductions over time, layers
+/// on every step, and the sequential-MNIST LSTM.
+#[path = "onnx/sequence.rs"]
+mod sequence;
 
 /// The types striate writes with, to read its models back.
 #[path = "../runtime/src/onnx/proto.rs"]
@@ -177,30 +184,9 @@ fn check_in_onnxruntime_within<N: Network>(
     x: ArrayView<'_, f32, N::InputDim>,
     tolerance: &str,
 ) -> String {
-    let dir = temp_dir::TempDir::new("onnx");
-    let model = dir.path().join("model.onnx");
-    net.export_onnx(&model).unwrap();
-    let y = net.forward(x.view()).unwrap();
-    let (input, expected) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
-    write_npy(&input, x.shape(), x.as_slice().unwrap());
-    write_npy(&expected, y.shape(), y.as_slice().unwrap());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_check.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(&model)
-        .arg("--input")
-        .arg(&input)
-        .arg("--expected")
-        .arg(&expected)
-        .args(["--tolerance", tolerance])
-        .output()
-        .unwrap_or_else(|e| panic!("{python} does not run: {e}"));
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{}:\n{report}", N::NAME);
+    let case = Case::export(net, x);
+    let (passed, report) = case.run(python, &case.model, tolerance);
+    assert!(passed, "{}:\n{report}", N::NAME);
     assert!(
         report.contains("ok: matches the expected output"),
         "{report}"
@@ -209,9 +195,58 @@ fn check_in_onnxruntime_within<N: Network>(
     report
 }
 
-fn random(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
+/// An exported model with an input batch and striate's output for it, in a temporary folder.
+struct Case {
+    _dir: temp_dir::TempDir,
+    model: std::path::PathBuf,
+    input: std::path::PathBuf,
+    expected: std::path::PathBuf,
+}
+
+impl Case {
+    fn export<N: Network>(net: &N, x: ArrayView<'_, f32, N::InputDim>) -> Case {
+        let dir = temp_dir::TempDir::new("onnx");
+        let model = dir.path().join("model.onnx");
+        net.export_onnx(&model).unwrap();
+        let y = net.forward(x.view()).unwrap();
+        let (input, expected) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+        write_npy(&input, x.shape(), x.as_slice().unwrap());
+        write_npy(&expected, y.shape(), y.as_slice().unwrap());
+        Case {
+            _dir: dir,
+            model,
+            input,
+            expected,
+        }
+    }
+
+    /// Runs scripts/onnx_check.py on `model` (the exported one, or a changed copy) with the
+    /// case's input and expected output: whether it passed, and its report.
+    fn run(&self, python: &str, model: &Path, tolerance: &str) -> (bool, String) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_check.py");
+        let out = Command::new(python)
+            .arg(script)
+            .arg(model)
+            .arg("--input")
+            .arg(&self.input)
+            .arg("--expected")
+            .arg(&self.expected)
+            .args(["--tolerance", tolerance])
+            .output()
+            .unwrap_or_else(|e| panic!("{python} does not run: {e}"));
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), report)
+    }
+}
+
+/// Values drawn from `U(-1, 1)`.
+fn random<Sh: ShapeBuilder>(shape: Sh, seed: u64) -> Array<f32, Sh::Dim> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    Array4::from_shape_simple_fn(shape, || rng.random_range(-1.0..1.0))
+    Array::from_shape_simple_fn(shape, || rng.random_range(-1.0..1.0))
 }
 
 #[test]

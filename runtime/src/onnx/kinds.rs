@@ -13,6 +13,8 @@ use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
 use crate::ops::linear::LinearGeom;
 use crate::ops::pool::Pool2dGeom;
+use crate::ops::recurrent::{Cell, RecurrentGeom};
+use crate::ops::sequence::TimeGeom;
 use crate::ops::upsample::{UpsampleGeom, UpsampleMode};
 use crate::{Network, Result};
 
@@ -112,16 +114,36 @@ impl Export for AvgPool {
     }
 }
 
-/// `linear`: `Gemm` with the weight `[out, in]` transposed.
+/// `linear`: `Gemm` with the weight `[out, in]` transposed; on every step of a sequence
+/// `[N, T, in]`, `MatMul` by the transposed weight, then `Add` of the bias.
 pub struct Linear(pub LinearGeom);
 
 impl Export for Linear {
     fn export(&self, node: &mut Node<'_>) -> Result<()> {
-        let inputs = weighted(node)?;
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        node.op("Gemm", &inputs, vec![Attribute::int("transB", 1)]);
+        if node.input_shape().len() != 2 {
+            let inputs = weighted(node)?;
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            node.op("Gemm", &inputs, vec![Attribute::int("transB", 1)]);
+            return Ok(());
+        }
+        // Gemm takes matrices only; MatMul broadcasts `[in, out]` over the batch and the steps.
+        let x = node.input().to_string();
+        let weight = node.required("weight")?;
+        let transposed = node.step("weight_t", "Transpose", &[&weight], perm(&[1, 0]));
+        match node.param("bias") {
+            Some(bias) => {
+                let product = node.step("matmul", "MatMul", &[&x, &transposed], vec![]);
+                node.op("Add", &[&product, &bias], vec![]);
+            }
+            None => node.op("MatMul", &[&x, &transposed], vec![]),
+        }
         Ok(())
     }
+}
+
+/// `Transpose`'s attribute.
+fn perm(axes: &[usize]) -> Vec<Attribute> {
+    vec![Attribute::ints("perm", axes)]
 }
 
 /// `relu`, `leaky_relu`, `tanh`, `sigmoid`: the operator of that name.
@@ -251,6 +273,180 @@ impl Export for Concat {
         node.op("Concat", &inputs, vec![Attribute::int("axis", 1)]);
         Ok(())
     }
+}
+
+/// `rnn`, `lstm`, `gru`: ONNX's `RNN`, `LSTM` and `GRU`, one node per stacked layer, each
+/// with both directions for a bidirectional layer (`direction = "bidirectional"`).
+///
+/// Those operators read and write time-major sequences (`layout = 0`: `X [T, N, I]`,
+/// `Y [T, D, N, H]`), which onnxruntime's kernels require, so the input is transposed to
+/// `[T, N, I]` first, each layer's `Y` is transposed and reshaped to `[T, N, D·H]` for the
+/// next, and the last one's to striate's `[N, T, D·H]`. The weights go in rearranged as
+/// ONNX's inputs `W [D, G·H, I]`, `R [D, G·H, H]` and `B [D, 2·G·H]` (`W_b` then `R_b`),
+/// initializers `<layer>.W_l<k>`, `.R_l<k>`, `.B_l<k>` per stacked layer `k`, with the gates
+/// in ONNX's order ([`LSTM_GATES`], [`GRU_GATES`]); a GRU has `linear_before_reset = 1`,
+/// PyTorch's `r ⊙ (W_hn h + b_hn)`.
+pub struct Recurrent(pub RecurrentGeom);
+
+/// The PyTorch gate of each of ONNX's LSTM gates: ONNX orders them `i, o, f, c`, PyTorch
+/// `i, f, g, o` (`c` is PyTorch's cell candidate `g`).
+pub const LSTM_GATES: [usize; 4] = [0, 3, 1, 2];
+
+/// The PyTorch gate of each of ONNX's GRU gates: ONNX orders them `z, r, h`, PyTorch
+/// `r, z, n`.
+pub const GRU_GATES: [usize; 3] = [1, 0, 2];
+
+/// Appends `values` (a weight `[G·H, cols]` or a bias `[G·H]`, gate after gate) to `out`
+/// with gate `k` of the result taken from gate `order[k]`.
+fn reorder_gates(out: &mut Vec<f32>, values: &[f32], order: &[usize]) {
+    let block = values.len() / order.len();
+    for &gate in order {
+        out.extend_from_slice(&values[gate * block..][..block]);
+    }
+}
+
+impl Export for Recurrent {
+    fn export(&self, node: &mut Node<'_>) -> Result<()> {
+        let g = &self.0;
+        let (dirs, rows) = (g.directions, g.gate_rows());
+        let (op, order): (&str, &[usize]) = match g.cell {
+            Cell::RnnTanh | Cell::RnnRelu => ("RNN", &[0]),
+            Cell::Lstm => ("LSTM", &LSTM_GATES),
+            Cell::Gru => ("GRU", &GRU_GATES),
+        };
+        let attributes = || {
+            let mut a = vec![
+                Attribute::int("hidden_size", g.hidden as i64),
+                Attribute::string(
+                    "direction",
+                    if dirs == 2 {
+                        "bidirectional"
+                    } else {
+                        "forward"
+                    },
+                ),
+            ];
+            match g.cell {
+                Cell::RnnTanh => a.push(Attribute::strings("activations", &["Tanh"; 2][..dirs])),
+                Cell::RnnRelu => a.push(Attribute::strings("activations", &["Relu"; 2][..dirs])),
+                Cell::Lstm => {}
+                Cell::Gru => a.push(Attribute::int("linear_before_reset", 1)),
+            }
+            a
+        };
+        let x = node.input().to_string();
+        let mut sequence = node.step("time_major", "Transpose", &[&x], perm(&[1, 0, 2]));
+        let features = node.ints("shape", &[0, 0, g.output_features() as i64]);
+        for l in 0..g.layers {
+            let cols = g.layer_input(l);
+            let (mut w, mut r, mut b) = (Vec::new(), Vec::new(), Vec::new());
+            for d in 0..dirs {
+                let tail = format!("l{l}{}", if d == 1 { "_reverse" } else { "" });
+                reorder_gates(
+                    &mut w,
+                    node.param_values(&format!("weight_ih_{tail}"))?,
+                    order,
+                );
+                reorder_gates(
+                    &mut r,
+                    node.param_values(&format!("weight_hh_{tail}"))?,
+                    order,
+                );
+                reorder_gates(
+                    &mut b,
+                    node.param_values(&format!("bias_ih_{tail}"))?,
+                    order,
+                );
+                reorder_gates(
+                    &mut b,
+                    node.param_values(&format!("bias_hh_{tail}"))?,
+                    order,
+                );
+            }
+            let w = node.initializer(&format!("W_l{l}"), &[dirs, rows, cols], &w);
+            let r = node.initializer(&format!("R_l{l}"), &[dirs, rows, g.hidden], &r);
+            let b = node.initializer(&format!("B_l{l}"), &[dirs, 2 * rows], &b);
+            // y: [T, D, N, H]
+            let y = node.step(
+                &format!("y_l{l}"),
+                op,
+                &[&sequence, &w, &r, &b],
+                attributes(),
+            );
+            if l + 1 == g.layers {
+                let batch_major = node.step("batch_major", "Transpose", &[&y], perm(&[2, 0, 1, 3]));
+                node.op("Reshape", &[&batch_major, &features], vec![]);
+            } else {
+                let steps = node.step(
+                    &format!("y_l{l}_tnd"),
+                    "Transpose",
+                    &[&y],
+                    perm(&[0, 2, 1, 3]),
+                );
+                sequence = node.step(
+                    &format!("x_l{}", l + 1),
+                    "Reshape",
+                    &[&steps, &features],
+                    vec![],
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `last`, `final_state`: `Gather` of the picked steps' features from each sample's sequence
+/// flattened to `[T·F]`: the last step's, or for a bidirectional layer's `final_state` the
+/// first half of the features from the last step and the second half, which ran backward in
+/// time, from the first, as `ops::sequence::pick_forward` picks them.
+pub struct Pick(pub TimeGeom);
+
+impl Export for Pick {
+    fn export(&self, node: &mut Node<'_>) -> Result<()> {
+        let g = &self.0;
+        let dirs = g.directions.max(1);
+        let part = g.features / dirs;
+        let mut indices = Vec::with_capacity(g.features);
+        for d in 0..dirs {
+            let step = if d == 0 { g.steps.saturating_sub(1) } else { 0 };
+            indices.extend((0..part).map(|j| (step * g.features + d * part + j) as i64));
+        }
+        let x = node.input().to_string();
+        let shape = node.ints("shape", &[0, -1]);
+        let flat = node.step("flat", "Reshape", &[&x, &shape], vec![]);
+        let indices = node.ints("indices", &indices);
+        node.op(
+            "Gather",
+            &[&flat, &indices],
+            vec![Attribute::int("axis", 1)],
+        );
+        Ok(())
+    }
+}
+
+/// `mean_over_time`: `ReduceMean` over the steps (axis 1; an attribute at opset 17).
+pub struct MeanOverTime;
+
+impl Export for MeanOverTime {
+    fn export(&self, node: &mut Node<'_>) -> Result<()> {
+        over_time(node, "ReduceMean")
+    }
+}
+
+/// `max_over_time`: `ReduceMax` over the steps.
+pub struct MaxOverTime;
+
+impl Export for MaxOverTime {
+    fn export(&self, node: &mut Node<'_>) -> Result<()> {
+        over_time(node, "ReduceMax")
+    }
+}
+
+fn over_time(node: &mut Node<'_>, op: &str) -> Result<()> {
+    let x = node.input().to_string();
+    let attributes = vec![Attribute::ints("axes", &[1]), Attribute::int("keepdims", 0)];
+    node.op(op, &[&x], attributes);
+    Ok(())
 }
 
 /// A network nested in another: its nodes inlined, its names under the layer's (`features.`),

@@ -5,10 +5,11 @@
 //! bytes. The model uses the default operator set at version [`OPSET`] (file format
 //! [`IR_VERSION`]); it computes what [`Network::forward`] computes, in
 //! evaluation mode: batch norm normalises with its running statistics and dropout is the
-//! identity. Its one input is `input`, of shape `[N, ..]` with the batch size `N` left free,
-//! and its one output `output`; the weights are initializers under their PyTorch names
-//! (`conv1.weight`, `block1.bn1.running_var`, `features.conv1.bias` for a nested network,
-//! which is inlined).
+//! identity. Its one input is `input`, of shape `[N, ..]` with the batch size `N` left free (a
+//! sequence is `[N, T, F]`), and its one output `output`; the weights are initializers under
+//! their PyTorch names (`conv1.weight`, `block1.bn1.running_var`, `features.conv1.bias` for a
+//! nested network, which is inlined), but for the recurrent layers', which ONNX's operators
+//! take rearranged ([`kinds::Recurrent`]).
 //!
 //! | layer | ONNX operator |
 //! | --- | --- |
@@ -22,6 +23,10 @@
 //! | `flatten`, `reshape` | `Flatten`, `Reshape` |
 //! | `upsample` | `Resize` (`nearest`: `asymmetric`, `floor`; `bilinear`: `linear`, `half_pixel`) |
 //! | residual add, concat | `Add` (`Sum` for more than two), `Concat` along channels |
+//! | `linear` on every step of a sequence | `MatMul` by the transposed weight, `Add` |
+//! | `rnn`, `lstm`, `gru` | `RNN`, `LSTM`, `GRU`, one per stacked layer, gates reordered ([`kinds::Recurrent`]) |
+//! | `last`, `final_state` | `Gather` of the picked steps' features |
+//! | `mean_over_time`, `max_over_time` | `ReduceMean`, `ReduceMax` over the steps |
 //!
 //! # How the exporter learns the graph
 //!
@@ -277,7 +282,7 @@ pub struct Node<'a> {
     buffers_table: &'static [ParamInfo],
 }
 
-impl Node<'_> {
+impl<'a> Node<'a> {
     /// The value the layer reads (its first, for a join).
     pub fn input(&self) -> &str {
         &self.inputs[0]
@@ -320,24 +325,60 @@ impl Node<'_> {
         }
     }
 
-    fn tensor(&mut self, suffix: &str, table: &[ParamInfo], store: &[f32]) -> Option<String> {
-        let info = table.iter().find(|p| {
+    fn tensor(
+        &mut self,
+        suffix: &str,
+        table: &'static [ParamInfo],
+        store: &[f32],
+    ) -> Option<String> {
+        let info = self.find(suffix, table)?;
+        let name = format!("{}{}", self.prefix, info.name);
+        let values = &store[info.offset..info.offset + info.len];
+        self.push_floats(name.clone(), info.shape, values);
+        Some(name)
+    }
+
+    fn find(&self, suffix: &str, table: &'static [ParamInfo]) -> Option<&'static ParamInfo> {
+        table.iter().find(|p| {
             p.name
                 .strip_prefix(self.info.name)
                 .and_then(|rest| rest.strip_prefix('.'))
                 == Some(suffix)
-        })?;
-        let name = format!("{}{}", self.prefix, info.name);
-        let values = &store[info.offset..info.offset + info.len];
+        })
+    }
+
+    fn push_floats(&mut self, name: String, dims: &[usize], values: &[f32]) {
         let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.graph.initializers.push(proto::TensorProto {
-            name: Some(name.clone()),
-            dims: info.shape.iter().map(|&d| d as i64).collect(),
+            name: Some(name),
+            dims: dims.iter().map(|&d| d as i64).collect(),
             data_type: Some(DataType::Float as i32),
             raw_data: Some(raw),
             ..Default::default()
         });
-        Some(name)
+    }
+
+    /// The values of its parameter `<layer>.<suffix>`, without adding them to the model: for
+    /// a layer whose ONNX operator takes its weights rearranged.
+    pub fn param_values(&self, suffix: &str) -> Result<&'a [f32]> {
+        let params: &'a [f32] = self.params;
+        match self.find(suffix, self.params_table) {
+            Some(info) => params
+                .get(info.offset..info.offset + info.len)
+                .ok_or_else(|| self.unsupported("its parameters lie outside the network's store")),
+            None => {
+                Err(self.unsupported(&format!("it has no tensor `{}.{suffix}`", self.info.name)))
+            }
+        }
+    }
+
+    /// A float initializer `<layer>.<what>` of shape `dims` holding `values` (weights the
+    /// layer rearranged for its operator), added to the model.
+    pub fn initializer(&mut self, what: &str, dims: &[usize], values: &[f32]) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), values.len());
+        let name = format!("{}{}.{what}", self.prefix, self.info.name);
+        self.push_floats(name.clone(), dims, values);
+        name
     }
 
     /// A constant of `int64` values (a shape) as an initializer named after the node.
@@ -376,11 +417,38 @@ impl Node<'_> {
     /// Adds the node `op_type` of the default domain, reading `inputs` (`""` for an optional
     /// input left out) and writing the layer's output.
     pub fn op(&mut self, op_type: &str, inputs: &[&str], attributes: Vec<Attribute>) {
+        let (name, output) = (self.id.clone(), self.output.clone());
+        self.push_node(name, op_type, inputs, attributes, output);
+    }
+
+    /// Adds a node on the way to the layer's output, for a layer that takes several: the node
+    /// `op_type` as [`Node::op`] adds it, writing the value `<node>.<what>`, whose name it
+    /// returns, for the next node to read.
+    pub fn step(
+        &mut self,
+        what: &str,
+        op_type: &str,
+        inputs: &[&str],
+        attributes: Vec<Attribute>,
+    ) -> String {
+        let name = format!("{}.{what}", self.id);
+        self.push_node(name.clone(), op_type, inputs, attributes, name.clone());
+        name
+    }
+
+    fn push_node(
+        &mut self,
+        name: String,
+        op_type: &str,
+        inputs: &[&str],
+        attributes: Vec<Attribute>,
+        output: String,
+    ) {
         self.graph.nodes.push(proto::NodeProto {
-            name: Some(self.id.clone()),
+            name: Some(name),
             op_type: Some(op_type.into()),
             input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![self.output.clone()],
+            output: vec![output],
             attribute: attributes.into_iter().map(|a| a.0).collect(),
             ..Default::default()
         });
@@ -470,6 +538,15 @@ impl Attribute {
         Attribute(proto::AttributeProto {
             s: Some(value.as_bytes().to_vec()),
             ..Attribute::named(name, AttributeType::String)
+        })
+    }
+
+    /// A list of strings (a recurrent operator's `activations`).
+    pub fn strings(name: &str, values: &[&str]) -> Attribute {
+        use proto::attribute_proto::AttributeType;
+        Attribute(proto::AttributeProto {
+            strings: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+            ..Attribute::named(name, AttributeType::Strings)
         })
     }
 }

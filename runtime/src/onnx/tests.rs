@@ -9,8 +9,8 @@ use crate::{Error, LayerInfo};
 fn a_kind_without_an_exporter_is_named() {
     static INFO: LayerInfo = LayerInfo {
         name: "enc",
-        kind: "lstm",
-        declaration: "lstm(16)",
+        kind: "attention",
+        declaration: "attention(16)",
         inputs: &[0],
         output: &[16],
         params: 0,
@@ -25,7 +25,7 @@ fn a_kind_without_an_exporter_is_named() {
         info: &INFO,
         outer: "Seq",
         prefix: "",
-        id: "lstm_1".into(),
+        id: "attention_1".into(),
         inputs: vec!["input".into()],
         input_shapes: vec![&[8]],
         output: "output".into(),
@@ -38,7 +38,7 @@ fn a_kind_without_an_exporter_is_named() {
     assert!(matches!(err, Error::Export { network: "Seq", .. }));
     assert_eq!(
         err.to_string(),
-        "ONNX export of Seq: layer `enc` (`lstm(16)`): its kind has no ONNX exporter yet \
+        "ONNX export of Seq: layer `enc` (`attention(16)`): its kind has no ONNX exporter yet \
          (striate::onnx lists the kinds it writes)"
     );
     assert!(graph.nodes.is_empty() && graph.initializers.is_empty());

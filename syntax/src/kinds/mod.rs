@@ -622,7 +622,9 @@ mod tests {
                 conv: conv2d(4, kernel = 3, pad = 1), relu, max_pool(2), avg_pool(2),
                 up: upsample(2), deconv: conv_transpose2d(2, kernel = 2, stride = 2),
                 bn: batch_norm, leaky_relu(0.1), tanh, sigmoid, dropout(0.5), flatten,
-                reshape([128]), fc: linear(3) }",
+                reshape([128]), fc: linear(3), reshape([3, 1]),
+                tanh_rnn: rnn(2), lstm: lstm(2), gru: gru(2), mean_over_time, reshape([2, 1]),
+                max_over_time, reshape([1, 1]), final_state, reshape([1, 1]), last }",
         )
         .unwrap();
         let Ok(plan) = crate::check::check(&net) else {
@@ -630,22 +632,7 @@ mod tests {
         };
         let declared: std::collections::BTreeSet<&str> =
             plan.nodes.iter().map(|n| n.kind_name.as_str()).collect();
-        // The sequence kinds have no exporter yet: they compile to `Unsupported`, and
-        // `export_onnx` refuses them with `Error::Export` naming the layer. A kind that gains
-        // one leaves this list and joins the declaration above.
-        const NOT_YET_EXPORTED: [&str; 7] = [
-            "rnn",
-            "lstm",
-            "gru",
-            "last",
-            "final_state",
-            "mean_over_time",
-            "max_over_time",
-        ];
-        let registered: std::collections::BTreeSet<&str> = names()
-            .into_iter()
-            .filter(|k| !NOT_YET_EXPORTED.contains(k))
-            .collect();
+        let registered: std::collections::BTreeSet<&str> = names().into_iter().collect();
         assert_eq!(
             declared, registered,
             "the declaration has one layer of each kind that exports"

@@ -204,6 +204,11 @@ impl Layer for Recurrent {
         Some(quote!(#rt::ops::recurrent::scratch_needed(&Self::#g, n)))
     }
 
+    fn onnx(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let (rt, g) = (rt(), &e.g);
+        Some(quote!(#rt::onnx::kinds::Recurrent(Self::#g)))
+    }
+
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let (rt, g, base) = (rt(), &e.g, &e.param_base);
         let (start, end) = (

@@ -114,6 +114,16 @@ impl Layer for OverTime {
         }
     }
 
+    fn onnx(&self, e: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let (rt, g) = (rt(), &e.g);
+        let kinds = quote!(#rt::onnx::kinds);
+        Some(match self.which {
+            Which::Last | Which::FinalState => quote!(#kinds::Pick(Self::#g)),
+            Which::Mean => quote!(#kinds::MeanOverTime),
+            Which::Max => quote!(#kinds::MaxOverTime),
+        })
+    }
+
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let (rt, g) = (rt(), &e.g);
         let ops = quote!(#rt::ops::sequence);
