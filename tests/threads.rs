@@ -37,6 +37,21 @@ network! {
     }
 }
 
+network! {
+    /// More than 4 M parameters (4.6 M, nearly all in `fc`): not split into shards, its
+    /// kernels split each layer instead.
+    struct Wide {
+        input: [4, 24, 24],
+        c: conv2d(8, kernel = 3, pad = 1),
+        relu,
+        max_pool(2),
+        flatten,
+        fc: linear(4000),
+        relu,
+        out: linear(10),
+    }
+}
+
 fn images(n: usize, shape: (usize, usize, usize)) -> Array4<f32> {
     Array4::from_shape_fn((n, shape.0, shape.1, shape.2), |(b, c, i, j)| {
         ((b * 131 + c * 31 + i * 7 + j) as f32 * 0.61).sin()
@@ -155,5 +170,26 @@ fn two_threads_split_the_batch() {
     let mut dropping = Dropping::init(9);
     assert_eq!(step(&mut dropping, &images(16, (2, 12, 12)), &labels).3, 2);
     assert_eq!(dropping.state().num_batches_tracked, 0);
+
+    // A network of more than 4 M parameters is not split into shards (each would have a
+    // gradient buffer as large as the network's): the kernels split each layer, with the
+    // results of one thread (up to the order in which the convolution's per-thread weight
+    // gradients are added), and the same from run to run.
+    let x = images(16, (4, 24, 24));
+    let labels: Vec<usize> = (0..16).map(|i| i % 10).collect();
+    set_threads(1).unwrap();
+    let (logits1, grads1, input1, _) = step(&mut Wide::init(2), &x, &labels);
+    set_threads(2).unwrap();
+    let (logits2, grads2, input2, shards) = step(&mut Wide::init(2), &x, &labels);
+    assert_eq!(shards, 1);
+    assert_close(
+        "logits",
+        logits2.as_slice().unwrap(),
+        logits1.as_slice().unwrap(),
+    );
+    assert_close("parameter gradients", &grads2, &grads1);
+    assert_close("input gradient", &input2, &input1);
+    let again = step(&mut Wide::init(2), &x, &labels);
+    assert_eq!((again.0, again.1, again.2), (logits2, grads2, input2));
     set_threads(1).unwrap();
 }

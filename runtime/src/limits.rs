@@ -190,13 +190,19 @@ pub(crate) fn try_filled<T: Clone>(
 
 /// The index of the first value of `values` that is NaN or infinite.
 ///
-/// Scans in blocks whose sum of `x * 0` the compiler vectorises (`x * 0` is 0 for a finite
-/// `x` and NaN otherwise), and looks for the position only in a block that has one.
+/// Scans in blocks, each tested with a bitwise fold over the exponents (all ones for a NaN or
+/// an infinity) that the compiler vectorises, and looks for the position only in a block that
+/// has one. (A sum of `x * 0` does the same test but is not vectorised, since reordering a
+/// float sum changes it: 40 ms of every AlexNet training step went to it, checking 62 M
+/// gradients.)
 pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {
     const BLOCK: usize = 256;
+    const EXPONENT: u32 = 0x7f80_0000;
     values.chunks(BLOCK).enumerate().find_map(|(b, block)| {
-        let probe: f32 = block.iter().fold(0.0, |acc, &x| acc + x * 0.0);
-        if probe == 0.0 {
+        let finite = block
+            .iter()
+            .fold(true, |ok, x| ok & (x.to_bits() & EXPONENT != EXPONENT));
+        if finite {
             return None;
         }
         block

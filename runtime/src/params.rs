@@ -142,7 +142,7 @@ impl ParamStore {
     /// Sets every value to zero (for gradients, before the next backward pass).
     pub fn zero(&mut self) {
         self.touch();
-        self.data.fill(0.0);
+        crate::ops::parallel::chunks_mut(&mut self.data, |_, part| part.fill(0.0));
     }
 
     /// The entry called `name`.

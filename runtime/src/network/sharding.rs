@@ -18,12 +18,21 @@ use crate::Result;
 /// Samples per thread below which a batch is not split.
 const MIN_SHARD: usize = 4;
 
-/// How many shards (one per thread) a pass over `n` samples is split into: whole-network data
-/// parallelism, which keeps both cores busy through the many small layers of a network like
-/// LeNet-5.
-fn shard_count(n: usize) -> usize {
+/// Parameters above which a network's batch is not split into shards. Each shard beyond the
+/// first back-propagates into a gradient buffer of its own, cleared and then added into the
+/// caller's on every step, and each streams all the weights through its own kernels: for
+/// AlexNet (62 M parameters, 234 MB of them in the fully connected layers) that cost more
+/// than the split saved. Such a network runs unsplit, and its kernels split each layer
+/// between the threads instead (the convolutions by samples, the large linear layers by
+/// outputs). ResNet-20 (272 K) and LeNet-5 (62 K) are far below.
+const MAX_SHARDED_PARAMS: usize = 1 << 22;
+
+/// How many shards (one per thread) a pass of `N` over `n` samples is split into:
+/// whole-network data parallelism, which keeps both cores busy through the many small layers
+/// of a network like LeNet-5.
+fn shard_count<N: Network>(n: usize) -> usize {
     let threads = parallel::threads();
-    if threads <= 1 {
+    if threads <= 1 || N::NUM_PARAMS > MAX_SHARDED_PARAMS {
         return 1;
     }
     (n / MIN_SHARD).clamp(1, threads)
@@ -51,7 +60,7 @@ pub(super) fn forward_pass<N: Network>(
     train: bool,
 ) -> Result<usize> {
     let n = check_input::<N>(&x, train)?;
-    let mut shards = shard_count(n);
+    let mut shards = shard_count::<N>(n);
     // Shards that exchange statistics wait for each other, so they must all run at once. When
     // the pool cannot promise that (it is busy with another call), the batch is not split.
     let together = if shards > 1 && exchanges::<N>(train) {

@@ -692,6 +692,35 @@ pub(crate) fn over_batch<F>(
     });
 }
 
+/// Values from which [`chunks_mut`] splits a slice over the threads: below, one core streams
+/// it faster than a fork-join costs.
+const MIN_SPLIT_VALUES: usize = 1 << 20;
+
+/// Runs `f(range, part)` on parts of `values` (contiguous, one per thread when it has at
+/// least [`MIN_SPLIT_VALUES`] values, else one): each task gets its own part and its range
+/// in `values`, so that it can take the same range of other slices. For updates that treat
+/// every value alike (an optimizer's step, clearing gradients), whose results therefore do
+/// not depend on the split; one core alone does not reach the memory's bandwidth.
+pub(crate) fn chunks_mut<F>(values: &mut [f32], f: F)
+where
+    F: Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
+{
+    let len = values.len();
+    let tasks = if len >= MIN_SPLIT_VALUES {
+        threads()
+    } else {
+        1
+    };
+    let all = SharedMut::new(values);
+    run(tasks, |t| {
+        let range = part(len, tasks, t);
+        // Safety: task `t` alone touches `range`; `run` returns before `values` is borrowed
+        // again.
+        let mine = unsafe { all.slice(range.start, range.len()) };
+        f(range, mine);
+    });
+}
+
 /// The part `t` of `tasks` of `0..n` (contiguous, sizes differing by at most one).
 pub(crate) fn part(n: usize, tasks: usize, t: usize) -> std::ops::Range<usize> {
     (t * n / tasks)..((t + 1) * n / tasks)

@@ -2,6 +2,7 @@
 
 use super::state::{copy_into, Progress};
 use super::{non_negative, Optimizer};
+use crate::ops::parallel::{self, SharedMut};
 use crate::{Error, Result};
 
 /// Stochastic gradient descent with the semantics of PyTorch's `torch.optim.SGD`.
@@ -185,15 +186,18 @@ impl Sgd {
             weight_decay,
             ..
         } = *self;
+        // Every value is updated alike, so the threads' parts do not change the result.
         if momentum == 0.0 {
-            for (w, &g) in params.iter_mut().zip(grads) {
-                let d = if weight_decay != 0.0 {
-                    g + weight_decay * *w
-                } else {
-                    g
-                };
-                *w -= lr * d;
-            }
+            parallel::chunks_mut(params, |range, params| {
+                for (w, &g) in params.iter_mut().zip(&grads[range]) {
+                    let d = if weight_decay != 0.0 {
+                        g + weight_decay * *w
+                    } else {
+                        g
+                    };
+                    *w -= lr * d;
+                }
+            });
             return Ok(());
         }
 
@@ -201,20 +205,26 @@ impl Sgd {
             self.velocity.clear();
             self.velocity.resize(params.len(), 0.0);
         }
-        for ((w, &g), b) in params.iter_mut().zip(grads).zip(&mut self.velocity) {
-            let mut d = if weight_decay != 0.0 {
-                g + weight_decay * *w
-            } else {
-                g
-            };
-            *b = if first {
-                d
-            } else {
-                momentum * *b + (1.0 - dampening) * d
-            };
-            d = if nesterov { d + momentum * *b } else { *b };
-            *w -= lr * d;
-        }
+        let velocity = SharedMut::new(&mut self.velocity);
+        parallel::chunks_mut(params, |range, params| {
+            // Safety: each task takes the range of the velocity that matches its own part of
+            // the parameters; `chunks_mut` returns before the velocity is borrowed again.
+            let velocity = unsafe { velocity.slice(range.start, range.len()) };
+            for ((w, &g), b) in params.iter_mut().zip(&grads[range]).zip(velocity) {
+                let mut d = if weight_decay != 0.0 {
+                    g + weight_decay * *w
+                } else {
+                    g
+                };
+                *b = if first {
+                    d
+                } else {
+                    momentum * *b + (1.0 - dampening) * d
+                };
+                d = if nesterov { d + momentum * *b } else { *b };
+                *w -= lr * d;
+            }
+        });
         Ok(())
     }
 }

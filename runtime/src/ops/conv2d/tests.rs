@@ -509,6 +509,15 @@ fn winograd_matches_naive() {
             check_against_naive_with(case, &[case.0, 31], 80 + i as u64, assert_scaled);
         });
     }
+    // One sample over the chunk's cache budget: chunks of two samples (`MIN_TILES`), here a
+    // whole one and a part, and at 2 threads one sample and one chunk. Its reference is slow,
+    // so once each.
+    let large: Case = (3, [48, 36, 36], 48, [3, 3], [1, 1], [1, 1]);
+    assert_eq!(winograd::chunk(&geom(&large)), 2);
+    check_against_naive_with(&large, &[large.0], 90, assert_scaled);
+    crate::ops::parallel::with_threads(2, || {
+        check_against_naive_with(&large, &[large.0], 91, assert_scaled);
+    });
     // One channel short either way takes the other paths.
     for (c, o) in [(47, 48), (48, 47)] {
         let g = Conv2dGeom::new([c, 8, 8], o, [3, 3], [1, 1], [1, 1], Rounding::Floor);

@@ -89,8 +89,33 @@ pub fn forward(
             dot::forward(y_c, x_c, w, b, g, y_c.len() / g.out_f, isa);
         }
     } else {
-        forward_packed(y, x, w, b, g, n, isa, scratch);
+        forward_packed(y, x, w, b, g, n, (isa, split_tasks(g, n, threads)), scratch);
     }
+}
+
+/// Multiply-adds from which a packed product is split over the threads by its outputs
+/// ([`forward_packed`], [`add_weight_grad_with`], [`add_input_grad_with`]): each thread then
+/// reads only its own part of the weights (AlexNet's fc6 holds 151 MB of them), where
+/// splitting the batch would have every thread stream all of them.
+const MIN_SPLIT_MACS: usize = 1 << 24;
+
+/// Tasks a packed product of layer `g` at batch `n` is split into: one per thread when it has
+/// at least [`MIN_SPLIT_MACS`] multiply-adds, else one.
+fn split_tasks(g: &LinearGeom, n: usize, threads: usize) -> usize {
+    let macs = n.saturating_mul(g.weight_len());
+    if threads > 1 && macs >= MIN_SPLIT_MACS {
+        threads
+    } else {
+        1
+    }
+}
+
+/// Task `t`'s part of `len` rows or columns split into `tasks` parts, in whole runs of
+/// `unit` (a register tile's rows or columns) but the last.
+fn unit_part(len: usize, unit: usize, tasks: usize, t: usize) -> std::ops::Range<usize> {
+    let units = len.div_ceil(unit);
+    let p = parallel::part(units, tasks, t);
+    (p.start * unit).min(len)..(p.end * unit).min(len)
 }
 
 /// Weights from which one sample's outputs are split over the threads
@@ -142,9 +167,14 @@ pub fn scratch_needed(g: &LinearGeom, n: usize) -> usize {
         return 0;
     }
     let isa = Isa::current();
-    let (o_f, b_len) = (g.out_f, packed::packed_b_len(isa));
-    let a_len = packed::packed_a_len(isa, o_f, n).max(packed::packed_a_len(isa, n, o_f));
-    (o_f.saturating_mul(n).saturating_add(b_len)).max(a_len.saturating_add(b_len))
+    let tasks = split_tasks(g, n, parallel::threads());
+    let (o_f, b_len) = (g.out_f, tasks.saturating_mul(packed::packed_b_len(isa)));
+    let forward = o_f.saturating_mul(n).saturating_add(b_len);
+    let weight_grad = packed::packed_a_len(isa, o_f, n).saturating_add(b_len);
+    let input_grad = packed::packed_a_len(isa, n, o_f)
+        .saturating_add(b_len)
+        .saturating_add(column_parts_len(isa, n, g.in_f, tasks));
+    forward.max(weight_grad).max(input_grad)
 }
 
 /// Whether `g` at batch `n` takes the paths that do not pack.
@@ -156,8 +186,11 @@ fn small(g: &LinearGeom, n: usize) -> bool {
 /// `y = (yᵀ)ᵀ`. The weights are read where they lie: each is used by only `N` rows, so packing
 /// them would cost more than the sums (AlexNet's fc6 at batch 16, 1 thread: 59 ms packing
 /// `wᵀ`, 33 ms reading `w` in place); the batch's inputs are packed instead. Each output is
-/// the bias, then each block of products added to it, as [`dot::forward`] sums it.
-// The arguments of `forward`, plus the instruction set.
+/// the bias, then each block of products added to it, as [`dot::forward`] sums it. With
+/// `tasks > 1` the outputs are split between the tasks (whole panels of rows of `w` each),
+/// each packing the inputs into a buffer of its own: every output is summed as without the
+/// split, so the results are the same bits.
+// The arguments of `forward`, plus the instruction set and the tasks.
 #[allow(clippy::too_many_arguments)]
 fn forward_packed(
     y: &mut [f32],
@@ -166,15 +199,32 @@ fn forward_packed(
     b: Option<&[f32]>,
     g: &LinearGeom,
     n: usize,
-    isa: Isa,
+    (isa, tasks): (Isa, usize),
     scratch: &mut Vec<f32>,
 ) {
     let (i_f, o_f) = (g.in_f, g.out_f);
-    let buf = grown(scratch, o_f * n + packed::packed_b_len(isa));
-    let (y_t, b_buf) = buf.split_at_mut(o_f * n);
-    let w_rows = MatA::Rows { data: w, ld: i_f };
+    let b_len = packed::packed_b_len(isa);
+    let buf = grown(scratch, o_f * n + tasks * b_len);
+    let (y_t, b_bufs) = buf.split_at_mut(o_f * n);
     let x_t = Transposed { data: x, ld: i_f };
-    packed::gemm(isa, [o_f, i_f, n], w_rows, &x_t, Out::Set(b), y_t, n, b_buf);
+    let (y_all, b_all) = (SharedMut::new(y_t), SharedMut::new(b_bufs));
+    parallel::run(tasks, |t| {
+        let outs = unit_part(o_f, isa.mr(), tasks, t);
+        // Safety: task `t` alone touches rows `outs` of `yᵀ` and its own packing buffer;
+        // `run` returns before either is borrowed again.
+        let (y_t, b_buf) = unsafe {
+            (
+                y_all.slice(outs.start * n, outs.len() * n),
+                b_all.slice(t * b_len, b_len),
+            )
+        };
+        let w_rows = MatA::Rows {
+            data: &w[outs.start * i_f..outs.end * i_f],
+            ld: i_f,
+        };
+        let bias = Out::Set(b.map(|b| &b[outs.clone()]));
+        packed::gemm(isa, [outs.len(), i_f, n], w_rows, &x_t, bias, y_t, n, b_buf);
+    });
     for (o, y_o) in y_t.chunks_exact(n).enumerate() {
         for (s, &v) in y_o.iter().enumerate() {
             y[s * o_f + o] = v;
@@ -315,7 +365,7 @@ pub(crate) fn add_input_grad(
 }
 
 /// [`add_weight_grad`] on `isa`: register-blocked loops up to [`MAX_LOOP_MACS`], one packed
-/// product above.
+/// product above, its rows (the outputs) split over the threads ([`split_tasks`]).
 fn add_weight_grad_with(
     d_w: &mut [f32],
     d_y: &[f32],
@@ -329,16 +379,17 @@ fn add_weight_grad_with(
     if small(g, n) {
         loops::add_weight_grad(d_w, d_y, x, g, n, isa);
     } else {
-        let buf = grown(
-            scratch,
-            packed::packed_a_len(isa, o_f, n) + packed::packed_b_len(isa),
-        );
+        let tasks = split_tasks(g, n, parallel::threads());
+        let len = packed::packed_a_len(isa, o_f, n) + tasks * packed::packed_b_len(isa);
+        let buf = grown(scratch, len);
         // d_w[O, I] += d_yᵀ[O, N] · x[N, I]
-        add_product(isa, (d_y, [1, o_f]), [o_f, n, i_f], x, d_w, buf);
+        let a = (d_y, [1, o_f]);
+        add_product(isa, (tasks, Split::Rows), a, [o_f, n, i_f], x, d_w, buf);
     }
 }
 
-/// [`add_input_grad`] on `isa`, as [`add_weight_grad_with`].
+/// [`add_input_grad`] on `isa`, as [`add_weight_grad_with`], the columns (the inputs) split
+/// over the threads: there are only as many rows as samples.
 fn add_input_grad_with(
     d_x: &mut [f32],
     d_y: &[f32],
@@ -352,28 +403,130 @@ fn add_input_grad_with(
     if small(g, n) {
         loops::add_input_grad(d_x, d_y, w, g, n, isa);
     } else {
-        let buf = grown(
-            scratch,
-            packed::packed_a_len(isa, n, o_f) + packed::packed_b_len(isa),
-        );
+        let tasks = split_tasks(g, n, parallel::threads());
+        let len = packed::packed_a_len(isa, n, o_f)
+            + tasks * packed::packed_b_len(isa)
+            + column_parts_len(isa, n, i_f, tasks);
+        let buf = grown(scratch, len);
         // d_x[N, I] += d_y[N, O] · w[O, I]
-        add_product(isa, (d_y, [o_f, 1]), [n, o_f, i_f], w, d_x, buf);
+        let a = (d_y, [o_f, 1]);
+        add_product(isa, (tasks, Split::Columns), a, [n, o_f, i_f], w, d_x, buf);
     }
 }
 
+/// How [`add_product`] splits `C` between its tasks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// By rows, whole panels of packed `A` each: a task writes its own rows of `C`.
+    Rows,
+    /// By columns, whole blocks of `B` each: a task sums its columns of `C` in a buffer of
+    /// its own (copied from `C` first, then back), since its part of `C` is not contiguous.
+    Columns,
+}
+
+/// Values [`add_product`] needs for the columns of `C` (`m × n`) of `tasks` tasks split by
+/// [`Split::Columns`]: none for one task (it adds into `C` itself).
+fn column_parts_len(isa: Isa, m: usize, n: usize, tasks: usize) -> usize {
+    if tasks <= 1 {
+        return 0;
+    }
+    let most = (0..tasks)
+        .map(|t| unit_part(n, isa.nr(), tasks, t).len())
+        .max();
+    tasks.saturating_mul(m.saturating_mul(most.unwrap_or(0)))
+}
+
 /// `c[m, n] += a[m, k] · b[k, n]`: `a` given with its strides (packed into the front of `buf`
-/// first), `b` and `c` row-major, `buf` holding the packed `a` and then the block of `B`.
+/// first), `b` and `c` row-major, `buf` holding the packed `a`, then one block of `B` per task,
+/// then (for [`Split::Columns`]) the tasks' columns of `c`. Each value of `c` gets the same
+/// sums in the same order whatever the split, so the results are the same bits.
 fn add_product(
     isa: Isa,
+    (tasks, split): (usize, Split),
     (a, strides): (&[f32], [usize; 2]),
     [m, k, n]: [usize; 3],
     b: &[f32],
     c: &mut [f32],
     buf: &mut [f32],
 ) {
-    let (packed_a, b_buf) = buf.split_at_mut(buf.len() - packed::packed_b_len(isa));
+    let b_len = packed::packed_b_len(isa);
+    let (packed_a, rest) = buf.split_at_mut(packed::packed_a_len(isa, m, k));
+    let (b_bufs, parts) = rest.split_at_mut(tasks * b_len);
     packed::pack_a(isa, a, strides, [m, k], packed_a);
-    let b_rows = Rows { data: b, ld: n };
-    let a = MatA::Packed(packed_a);
-    packed::gemm(isa, [m, k, n], a, &b_rows, Out::Add, c, n, b_buf);
+    let packed_a = &*packed_a;
+    if tasks <= 1 {
+        let b_rows = Rows { data: b, ld: n };
+        let a = MatA::Packed(packed_a);
+        packed::gemm(
+            isa,
+            [m, k, n],
+            a,
+            &b_rows,
+            Out::Add,
+            c,
+            n,
+            &mut b_bufs[..b_len],
+        );
+        return;
+    }
+    let b_all = SharedMut::new(b_bufs);
+    match split {
+        Split::Rows => {
+            let c_all = SharedMut::new(c);
+            parallel::run(tasks, |t| {
+                let rows = unit_part(m, isa.mr(), tasks, t);
+                // Safety: task `t` alone touches rows `rows` of `c` and its own block
+                // buffer; `run` returns before either is borrowed again.
+                let (c_t, b_buf) = unsafe {
+                    (
+                        c_all.slice(rows.start * n, rows.len() * n),
+                        b_all.slice(t * b_len, b_len),
+                    )
+                };
+                // Whole panels: rows.start is a multiple of MR.
+                let a = MatA::Packed(&packed_a[rows.start * k..]);
+                let b_rows = Rows { data: b, ld: n };
+                packed::gemm(isa, [rows.len(), k, n], a, &b_rows, Out::Add, c_t, n, b_buf);
+            });
+        }
+        Split::Columns => {
+            let part_len = parts.len() / tasks;
+            let parts_all = SharedMut::new(parts);
+            let c_read = &*c;
+            parallel::run(tasks, |t| {
+                let cols = unit_part(n, isa.nr(), tasks, t);
+                if cols.is_empty() {
+                    return;
+                }
+                // Safety: task `t` alone touches its own part of `parts` and its own block
+                // buffer; `run` returns before either is borrowed again.
+                let (c_t, b_buf) = unsafe {
+                    (
+                        &mut parts_all.slice(t * part_len, part_len)[..m * cols.len()],
+                        b_all.slice(t * b_len, b_len),
+                    )
+                };
+                for (row, c_row) in c_t.chunks_exact_mut(cols.len()).enumerate() {
+                    c_row.copy_from_slice(&c_read[row * n + cols.start..row * n + cols.end]);
+                }
+                let b_rows = Rows {
+                    data: &b[cols.start..],
+                    ld: n,
+                };
+                let a = MatA::Packed(packed_a);
+                let dims = [m, k, cols.len()];
+                packed::gemm(isa, dims, a, &b_rows, Out::Add, c_t, cols.len(), b_buf);
+            });
+            for t in 0..tasks {
+                let cols = unit_part(n, isa.nr(), tasks, t);
+                if cols.is_empty() {
+                    continue;
+                }
+                let c_t = &parts[t * part_len..][..m * cols.len()];
+                for (row, c_row) in c_t.chunks_exact(cols.len()).enumerate() {
+                    c[row * n + cols.start..row * n + cols.end].copy_from_slice(c_row);
+                }
+            }
+        }
+    }
 }

@@ -87,7 +87,7 @@ fn dot_products_equal_the_packed_product() {
                         let mut dot = vec![f32::NAN; n * out_f];
                         let mut gemm = vec![f32::NAN; n * out_f];
                         forward(&mut dot, &x, &w, bias, &g, n, &mut scratch);
-                        forward_packed(&mut gemm, &x, &w, bias, &g, n, isa, &mut scratch);
+                        forward_packed(&mut gemm, &x, &w, bias, &g, n, (isa, 1), &mut scratch);
                         let what = format!("{g:?} n {n} {isa:?}");
                         if isa == Isa::Generic {
                             // matrixmultiply orders its sums its own way: f32 sums of
@@ -139,7 +139,7 @@ fn small_and_large_paths_at(r: &mut rand_xoshiro::Xoshiro256PlusPlus) {
             Some(&b),
             &g,
             n,
-            Isa::current(),
+            (Isa::current(), 1),
             &mut scratch,
         );
         if Isa::current() == Isa::Generic {
@@ -434,4 +434,60 @@ fn scratch_needed_covers_forward_and_backward() {
             },
         );
     }
+}
+
+/// A batch whose packed products are split over the threads by outputs (and, for the input
+/// gradient, by inputs) gives the same bits at every thread count, on every instruction set,
+/// and needs no more scratch than [`scratch_needed`] says at that count.
+#[test]
+fn products_split_over_threads_give_the_same_bits() {
+    let mut r = rng(27);
+    // 16 × 1100 × 1000 = 17.6 M multiply-adds, above the split's threshold; widths off the
+    // register tiles, so that the parts end mid-tile.
+    let (n, in_f, out_f) = (16, 1100, 1000);
+    let g = LinearGeom { in_f, out_f };
+    assert!(n * g.weight_len() >= MIN_SPLIT_MACS);
+    let x = uniform(&mut r, n * in_f);
+    let w = uniform(&mut r, g.weight_len());
+    let b = uniform(&mut r, out_f);
+    let d_y = uniform(&mut r, n * out_f);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    crate::ops::test_util::on_every_isa(|isa| {
+        let run = |threads: usize| {
+            crate::ops::parallel::with_threads(threads, || {
+                let mut scratch = Vec::new();
+                let mut y = vec![f32::NAN; n * out_f];
+                forward(&mut y, &x, &w, Some(&b), &g, n, &mut scratch);
+                let (mut d_x, mut d_w, mut d_b) =
+                    (vec![0.5; x.len()], vec![0.25; w.len()], vec![0.0; out_f]);
+                backward(
+                    Some(&mut d_x),
+                    &mut d_w,
+                    Some(&mut d_b),
+                    &d_y,
+                    &x,
+                    &w,
+                    &g,
+                    n,
+                    &mut scratch,
+                );
+                assert!(
+                    scratch.len() <= scratch_needed(&g, n),
+                    "{isa:?} threads {threads}: scratch grew to {}, reserved {}",
+                    scratch.len(),
+                    scratch_needed(&g, n)
+                );
+                (bits(&y), bits(&d_x), bits(&d_w), bits(&d_b))
+            })
+        };
+        let one = run(1);
+        let mut want = vec![f32::NAN; n * out_f];
+        forward_naive(&mut want, &x, &w, Some(&b), &g, n);
+        let y1: Vec<f32> = one.0.iter().map(|&u| f32::from_bits(u)).collect();
+        assert_close(&format!("{isa:?} y"), &y1, &want, 1e-4);
+        for threads in [2, 3] {
+            let split = run(threads);
+            assert!(split == one, "{isa:?}: {threads} threads changed the bits");
+        }
+    });
 }

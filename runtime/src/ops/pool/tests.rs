@@ -250,3 +250,38 @@ mod properties {
         }
     }
 }
+
+/// A batch large enough to be split over the threads by samples gives the same outputs,
+/// winners and gradients as one thread, padded or not.
+#[test]
+fn split_batches_give_the_same_results() {
+    let mut r = rng(61);
+    for pad in [0, 1] {
+        let (n, input) = (8, [12, 55, 55]);
+        let g = Pool2dGeom::new(input, [3, 3], [2, 2], [pad, pad], Rounding::Floor);
+        assert!(n * g.in_len() >= MIN_SPLIT_VALUES);
+        let x = uniform(&mut r, n * g.in_len());
+        let d_y = uniform(&mut r, n * g.out_len());
+        let run = |threads: usize| {
+            crate::ops::parallel::with_threads(threads, || {
+                let (mut y, mut argmax) = (vec![f32::NAN; d_y.len()], vec![0; d_y.len()]);
+                max_forward(&mut y, &mut argmax, &x, &g, n);
+                let mut d_x = vec![0.5; x.len()];
+                max_backward(&mut d_x, &d_y, &argmax, &g, n);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                (bits(&y), argmax, bits(&d_x))
+            })
+        };
+        let one = run(1);
+        let mut want = vec![f32::NAN; d_y.len()];
+        max_forward_naive(&mut want, &x, &g, n);
+        let y: Vec<f32> = one.0.iter().map(|&b| f32::from_bits(b)).collect();
+        assert_eq!(y, want, "pad {pad}");
+        for threads in [2, 3] {
+            assert!(
+                run(threads) == one,
+                "pad {pad}: {threads} threads changed the results"
+            );
+        }
+    }
+}
