@@ -224,3 +224,55 @@ fn parameter_names_are_pytorchs() {
     assert_eq!(GruSeq::PARAMS[8].name, "rec.weight_ih_l1");
     assert_eq!(GruSeq::PARAMS[8].shape, [18, 12]);
 }
+
+network! {
+    /// `nn.Embedding(11, 4)`, `nn.GRU(4, 6)` read at its last step, `fc`.
+    struct Embedded {
+        input: tokens[5],
+        embedding: embedding(11, 4),
+        rec: gru(6),
+        last,
+        fc: linear(3),
+    }
+}
+
+/// Token ids through an embedding: PyTorch's logits, loss and every gradient, the
+/// embedding's included (a scatter-add, with repeated ids).
+#[test]
+fn an_embedding_matches_pytorch() {
+    let mut net = Embedded::init(0);
+    net.load(fixture("recurrent_embedding_state.safetensors"))
+        .unwrap();
+    assert_eq!(Embedded::PARAMS[0].name, "embedding.weight");
+    assert_eq!(Embedded::PARAMS[0].shape, [11, 4]);
+    let case = Case::load("recurrent_embedding_case.safetensors");
+    let ids = case
+        .array("ids")
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
+    let labels: Vec<usize> = case
+        .get("labels")
+        .data
+        .iter()
+        .map(|v| *v as usize)
+        .collect();
+    let mut tape = Tape::new();
+    let logits = net.forward_train(ids.view(), &mut tape).unwrap();
+    assert_close(
+        "logits",
+        logits.as_slice().unwrap(),
+        &case.get("logits").data,
+    );
+    let (loss, d_logits) = cross_entropy(logits, &labels).unwrap();
+    assert_close("loss", &[loss], &case.get("loss").data);
+    let mut grads = net.gradients();
+    net.backward(&mut tape, d_logits.view(), &mut grads)
+        .unwrap();
+    for info in Embedded::PARAMS {
+        assert_close(
+            &format!("grad of {}", info.name),
+            grads.get(info.name).unwrap().as_slice().unwrap(),
+            &case.get(&format!("grad.{}", info.name)).data,
+        );
+    }
+}

@@ -37,6 +37,22 @@ pub enum Error {
         /// The number of classes (valid labels are `0..classes`).
         classes: usize,
     },
+    /// A token id given to a network whose input is token ids (`input: tokens[T]`) is not a
+    /// whole number in `0..vocab`.
+    #[error(
+        "{what}: expected token ids, whole numbers in 0..{vocab} (the embedding's vocabulary), \
+         found {found} at index {index}"
+    )]
+    TokenOutOfRange {
+        /// What was checked (`input of Net`).
+        what: String,
+        /// The bad value.
+        found: f32,
+        /// Its index among the input's values, in standard order.
+        index: usize,
+        /// The vocabulary (valid ids are `0..vocab`).
+        vocab: usize,
+    },
     /// The number of labels differs from the number of samples.
     #[error("expected {expected} labels (one per sample), found {found}")]
     LabelCount {

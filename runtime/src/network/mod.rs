@@ -127,6 +127,11 @@ pub trait Network: Sized + 'static {
     #[doc(hidden)]
     const RECEPTIVE: [striate_geometry::Receptive; 2];
 
+    /// For a network whose input is token ids (`input: tokens[T]`), the vocabulary of the
+    /// embedding that reads them: every input value must be a whole number in `0..TOKENS`, which
+    /// every pass checks ([`Error::TokenOutOfRange`]). 0 for any other input.
+    const TOKENS: usize = 0;
+
     /// How each entry of [`Network::LAYERS`] is written as ONNX (see [`crate::onnx`]).
     #[doc(hidden)]
     const ONNX: &'static [&'static dyn crate::onnx::Export] = &[];
@@ -868,6 +873,10 @@ fn check_input<N: Network>(x: &ArrayViewD<'_, f32>, train: bool) -> Result<usize
             &batch_shape(n, N::INPUT_SHAPE),
             x.shape(),
         ));
+    }
+    if N::TOKENS > 0 {
+        let what = || format!("input of {}", N::NAME);
+        crate::ops::embedding::check_ids_with(what, x.iter().copied(), N::TOKENS)?;
     }
     if train && n == 0 {
         return Err(Error::EmptyBatch {

@@ -166,6 +166,48 @@ pub fn forward(
     n: usize,
     scratch: &mut Vec<f32>,
 ) {
+    forward_dropout(y, aux, x, params, g, n, scratch, None);
+}
+
+/// [`forward`] in training, for a layer with dropout between its stacked layers
+/// ([`RecurrentGeom::dropout`]): with `dropout = Some((p, rng))`, each value of the output
+/// of every layer but the last is dropped with probability `p` (and the others scaled by
+/// `1/(1-p)`) before the next layer reads it, as PyTorch's `dropout` argument does in
+/// training mode; the masks are kept in `aux` for [`backward`]. With `None` (evaluation), or
+/// for a layer without dropout, it is [`forward`].
+///
+/// # Panics
+/// As [`forward`].
+///
+/// # Example
+/// ```
+/// use rand::SeedableRng;
+/// use striate::ops::recurrent::{forward, forward_dropout, Cell, RecurrentGeom};
+///
+/// let g = RecurrentGeom::new(Cell::Gru, 2, 3, 4, 2, 1).with_dropout(true);
+/// let params = vec![0.3; g.param_len()];
+/// let x = [0.5; 8];
+/// let (mut y, mut aux) = (vec![0.0; g.output_len()], vec![0.0; g.aux_len()]);
+/// let (mut eval, mut scratch) = (y.clone(), Vec::new());
+/// forward(&mut eval, &mut aux, &x, &params, &g, 1, &mut scratch);
+/// let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
+/// forward_dropout(&mut y, &mut aux, &x, &params, &g, 1, &mut scratch, Some((0.5, &mut rng)));
+/// // The second layer read a thinned first layer's output.
+/// assert_ne!(y, eval);
+/// let masks = &aux[aux.len() - g.mask_len()..];
+/// assert!(masks.iter().all(|&m| m == 0.0 || m == 2.0));
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn forward_dropout(
+    y: &mut [f32],
+    aux: &mut [f32],
+    x: &[f32],
+    params: &[f32],
+    g: &RecurrentGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+    mut dropout: Option<(f32, &mut dyn rand::RngCore)>,
+) {
     // x: (N, T, I), params: per layer and direction [w_ih, w_hh, b_ih, b_hh] -> y: (N, T, D·H)
     let kernel = "recurrent::forward";
     check_len(
@@ -186,6 +228,7 @@ pub fn forward(
     let rows = t_len * n;
     let buf = grown(scratch, forward_scratch(isa, g, n));
     let (hp, prod) = buf.split_at_mut(n * gr);
+    let (aux, masks) = aux.split_at_mut(aux.len() - n * g.mask_len());
     let (xt, rest) = aux.split_at_mut(rows * g.input);
     let (outs, mut tapes) = rest.split_at_mut((g.layers - 1) * rows * dh);
     to_time_major(xt, x, [n, t_len, g.input]);
@@ -264,6 +307,17 @@ pub fn forward(
                     out[at * dh + d * hid..][..hid]
                         .copy_from_slice(&h_all[(t * n + s) * hid..][..hid]);
                 }
+            }
+        }
+        // Dropout on what the next layer reads; its input gradient goes through the same mask.
+        if g.dropout && l + 1 < g.layers {
+            let mask = &mut masks[l * rows * dh..][..rows * dh];
+            match &mut dropout {
+                Some((p, rng)) => super::dropout::fill_mask(mask, *p, &mut **rng),
+                None => mask.fill(1.0),
+            }
+            for (v, &m) in here[..rows * dh].iter_mut().zip(&*mask) {
+                *v *= m;
             }
         }
     }
@@ -350,6 +404,7 @@ pub fn backward(
     let (da_h, rest) = rest.split_at_mut(if gru { rows * gr } else { 0 });
     let (dh_run, rest) = rest.split_at_mut(n * hid);
     let (dc_run, prod) = rest.split_at_mut(n * hid);
+    let (aux, masks) = aux.split_at(aux.len() - n * g.mask_len());
     let (xt, rest) = aux.split_at(rows * g.input);
     let (outs, tapes) = rest.split_at((g.layers - 1) * rows * dh);
     to_time_major(d_cur, d_y, [n, t_len, dh]);
@@ -455,6 +510,12 @@ pub fn backward(
                     [rows, gr, i_l],
                     prod,
                 );
+            }
+        }
+        if g.dropout && l > 0 {
+            let mask = &masks[(l - 1) * rows * dh..][..rows * dh];
+            for (v, &m) in d_below[..rows * dh].iter_mut().zip(mask) {
+                *v *= m;
             }
         }
         std::mem::swap(&mut d_cur, &mut d_below);
