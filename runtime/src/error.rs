@@ -53,6 +53,18 @@ pub enum Error {
         /// The vocabulary (valid ids are `0..vocab`).
         vocab: usize,
     },
+    /// A sample's length in a padded batch of sequences is not in `1..=T`.
+    #[error("{what}: expected lengths in 1..={steps} (the steps of the input), found {length} at position {index}")]
+    LengthOutOfRange {
+        /// What was checked.
+        what: String,
+        /// The position of the bad length in the batch.
+        index: usize,
+        /// The bad length.
+        length: usize,
+        /// The input's steps `T`.
+        steps: usize,
+    },
     /// The number of labels differs from the number of samples.
     #[error("expected {expected} labels (one per sample), found {found}")]
     LabelCount {

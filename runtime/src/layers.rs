@@ -54,7 +54,7 @@ pub fn dropout_forward(pass: &mut Pass<'_>, s: ForwardSlots<'_>, p: f32) {
 }
 
 /// The forward pass of a recurrent layer with dropout between its stacked layers: fresh masks
-/// in training, none in evaluation.
+/// in training, none in evaluation; the pass's lengths, if any.
 #[doc(hidden)]
 pub fn recurrent_forward(
     pass: &mut Pass<'_>,
@@ -68,7 +68,11 @@ pub fn recurrent_forward(
         Pass::Train { rng, .. } => Some((p, &mut **rng as &mut dyn rand::RngCore)),
         Pass::Eval { .. } => None,
     };
-    crate::ops::recurrent::forward_dropout(s.y, s.aux, s.x, params, g, n, s.scratch, dropout);
+    let options = crate::ops::recurrent::Options {
+        dropout,
+        lengths: s.lengths,
+    };
+    crate::ops::recurrent::forward_with(s.y, s.aux, s.x, params, g, n, s.scratch, options);
 }
 
 /// `flatten` forward: the NCHW layout already is `[N, C*H*W]`, so the values are copied as they

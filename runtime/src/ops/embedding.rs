@@ -48,7 +48,7 @@ pub(crate) fn check_ids_with(
     match ids
         .into_iter()
         .enumerate()
-        .find(|&(_, v)| !(v >= 0.0 && v < vocab as f32 && v.fract() == 0.0))
+        .find(|&(_, v)| !((0.0..vocab as f32).contains(&v) && v.fract() == 0.0))
     {
         Some((index, found)) => Err(Error::TokenOutOfRange {
             what: what(),
@@ -66,7 +66,7 @@ pub(crate) fn check_ids_with(
 /// When `id` is not a token id (the network checks its input with [`check_ids`] first).
 fn row(id: f32, g: &EmbeddingGeom) -> usize {
     assert!(
-        id >= 0.0 && id < g.vocab as f32 && id.fract() == 0.0,
+        (0.0..g.vocab as f32).contains(&id) && id.fract() == 0.0,
         "embedding: {id} is not a token id below {}",
         g.vocab
     );

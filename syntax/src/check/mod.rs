@@ -302,7 +302,7 @@ impl Graph {
             self.errors.spanned(
                 &layer.call_tokens,
                 format!(
-                    "{who}: `{kind}` cannot read token ids; its input is {}, integers that only `embedding(vocab, dim)` reads: put e.g. `embedding: embedding(1000, 32)` before it for a sequence [{t}, 32]",
+                    "{who}: `{kind}` cannot read token ids; its input is {}, integers that only `embedding(vocab, dim)` reads: put one before it (`embedding: embedding(1000, 32)` gives a sequence [{t}, 32])",
                     from.shape.described()
                 ),
             );

@@ -53,7 +53,7 @@ impl Kind for EmbeddingKind {
         let (vocab, dim) = (cx.args.int("vocab", 1), cx.args.int("dim", 1));
         let Shape::Tokens(steps) = cx.input else {
             let msg = format!(
-                "{}: `embedding` reads token ids, but its input is {}; declare the network's input as token ids, e.g. `input: tokens[{}]`, and put `embedding` first",
+                "{}: `embedding` reads token ids, but its input is {}; declare the network's input as token ids, `input: tokens[{}]`, and put `embedding` first",
                 cx.who,
                 cx.input.described(),
                 cx.input.dims().first().copied().unwrap_or(1)

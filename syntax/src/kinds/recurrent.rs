@@ -245,7 +245,8 @@ impl Layer for Recurrent {
         }
         quote! {
             let p = &params[#start #base..#end #base];
-            #rt::ops::recurrent::forward(s.y, s.aux, s.x, p, &Self::#g, n, s.scratch);
+            let options = #rt::ops::recurrent::Options { dropout: None, lengths: s.lengths };
+            #rt::ops::recurrent::forward_with(s.y, s.aux, s.x, p, &Self::#g, n, s.scratch, options);
         }
     }
 
@@ -258,7 +259,9 @@ impl Layer for Recurrent {
         quote! {
             let p = &params[#start #base..#end #base];
             let d_p = &mut d_params[#start #base..#end #base];
-            #rt::ops::recurrent::backward(#d_x, d_p, s.d_y, s.aux, p, &Self::#g, n, s.scratch);
+            #rt::ops::recurrent::backward_with(
+                #d_x, d_p, s.d_y, s.aux, p, &Self::#g, n, s.scratch, s.lengths,
+            );
         }
     }
 }
