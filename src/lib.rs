@@ -21,8 +21,9 @@
 /// argument := (NAME "=")? value                value := integer | number | true | false | (h, w)
 /// ```
 ///
-/// - **Input**: `input: [C, H, W]` (channels first, no batch dimension) or `input: [F]` for
-///   vectors, first and once.
+/// - **Input**: `input: [C, H, W]` (channels first, no batch dimension), `input: [T, F]` for
+///   sequences, `input: [F]` for vectors, or `input: tokens[T]` for token ids (which
+///   `embedding(vocab, dim)` reads), first and once.
 /// - **Layers**: `conv2d(out_channels, kernel = k, stride = s, pad = p, bias = b, floor = f)`,
 ///   `max_pool(k, stride = s, pad = p, floor = f)`, `avg_pool(..)` (the same arguments),
 ///   `linear(out_features, bias = b)`, `relu`, `leaky_relu(slope)`, `tanh`, `sigmoid`,

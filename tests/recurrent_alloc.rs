@@ -1,6 +1,6 @@
 //! A training step of a stacked bidirectional LSTM, backpropagation through all 28 steps with
-//! gradient clipping, allocates nothing once warm. A test binary of its own, so that no other
-//! test allocates while this one counts.
+//! gradient clipping, allocates nothing once warm, with lengths per sample too. A test binary
+//! of its own, so that no other test allocates while this one counts.
 
 use std::sync::atomic::Ordering;
 
@@ -41,4 +41,21 @@ fn a_recurrent_training_step_allocates_nothing_once_warm() {
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst) - before, 0);
     // The steps learn: the loss on the same batch falls.
     assert!(last < first.unwrap(), "{first:?} -> {last}");
+
+    // A padded batch, each digit cut to its own number of rows: the same, once warm.
+    let lengths: Vec<u32> = (0..32).map(|s| 1 + (s * 7) % 28).collect();
+    for _ in 0..2 {
+        t.step_lengths(images.view(), data.labels(), &lengths)
+            .unwrap();
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        t.step_lengths(images.view(), data.labels(), &lengths)
+            .unwrap();
+    }
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::SeqCst) - before,
+        0,
+        "with lengths"
+    );
 }

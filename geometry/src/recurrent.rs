@@ -54,6 +54,9 @@ pub struct RecurrentGeom {
     pub layers: usize,
     /// 1, or 2 for a bidirectional layer.
     pub directions: usize,
+    /// Dropout acts on the output of every stacked layer but the last (PyTorch's `dropout`
+    /// argument): the tape then keeps each such layer's mask, [`mask_len`](Self::mask_len).
+    pub dropout: bool,
 }
 
 impl RecurrentGeom {
@@ -73,6 +76,32 @@ impl RecurrentGeom {
             steps,
             layers: if layers == 0 { 1 } else { layers },
             directions: if directions == 2 { 2 } else { 1 },
+            dropout: false,
+        }
+    }
+
+    /// The same layer with dropout between its stacked layers (`on`), or without.
+    ///
+    /// ```
+    /// use striate::geometry::recurrent::{Cell, RecurrentGeom};
+    /// let g = RecurrentGeom::new(Cell::Gru, 4, 8, 10, 3, 1).with_dropout(true);
+    /// // A mask for the output of layers 0 and 1, 10 steps of 8 features each.
+    /// assert_eq!(g.mask_len(), 2 * 10 * 8);
+    /// ```
+    pub const fn with_dropout(self, on: bool) -> RecurrentGeom {
+        RecurrentGeom {
+            dropout: on,
+            ..self
+        }
+    }
+
+    /// Values per sample of the dropout masks: one per output value of every layer but the
+    /// last, when there is dropout, and none otherwise.
+    pub const fn mask_len(&self) -> usize {
+        if self.dropout {
+            (self.layers - 1) * self.output_len()
+        } else {
+            0
         }
     }
 
@@ -137,12 +166,14 @@ impl RecurrentGeom {
     }
 
     /// Values per sample the kernels keep on the tape for the backward pass: the input in
-    /// time-major order, the outputs of every layer but the last, and every direction's
-    /// [`direction_tape`](Self::direction_tape).
+    /// time-major order, the outputs of every layer but the last (after dropout), every
+    /// direction's [`direction_tape`](Self::direction_tape), and the dropout masks
+    /// ([`mask_len`](Self::mask_len)).
     pub const fn aux_len(&self) -> usize {
         self.steps * self.input
             + (self.layers - 1) * self.output_len()
             + self.layers * self.directions * self.direction_tape()
+            + self.mask_len()
     }
 }
 

@@ -37,6 +37,34 @@ pub enum Error {
         /// The number of classes (valid labels are `0..classes`).
         classes: usize,
     },
+    /// A token id given to a network whose input is token ids (`input: tokens[T]`) is not a
+    /// whole number in `0..vocab`.
+    #[error(
+        "{what}: expected token ids, whole numbers in 0..{vocab} (the embedding's vocabulary), \
+         found {found} at index {index}"
+    )]
+    TokenOutOfRange {
+        /// What was checked (`input of Net`).
+        what: String,
+        /// The bad value.
+        found: f32,
+        /// Its index among the input's values, in standard order.
+        index: usize,
+        /// The vocabulary (valid ids are `0..vocab`).
+        vocab: usize,
+    },
+    /// A sample's length in a padded batch of sequences is not in `1..=T`.
+    #[error("{what}: expected lengths in 1..={steps} (the steps of the input), found {length} at position {index}")]
+    LengthOutOfRange {
+        /// What was checked.
+        what: String,
+        /// The position of the bad length in the batch.
+        index: usize,
+        /// The bad length.
+        length: usize,
+        /// The input's steps `T`.
+        steps: usize,
+    },
     /// The number of labels differs from the number of samples.
     #[error("expected {expected} labels (one per sample), found {found}")]
     LabelCount {

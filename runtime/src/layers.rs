@@ -53,6 +53,28 @@ pub fn dropout_forward(pass: &mut Pass<'_>, s: ForwardSlots<'_>, p: f32) {
     }
 }
 
+/// The forward pass of a recurrent layer with dropout between its stacked layers: fresh masks
+/// in training, none in evaluation; the pass's lengths, if any.
+#[doc(hidden)]
+pub fn recurrent_forward(
+    pass: &mut Pass<'_>,
+    s: ForwardSlots<'_>,
+    params: &[f32],
+    g: &crate::ops::recurrent::RecurrentGeom,
+    n: usize,
+    p: f32,
+) {
+    let dropout = match pass {
+        Pass::Train { rng, .. } => Some((p, &mut **rng as &mut dyn rand::RngCore)),
+        Pass::Eval { .. } => None,
+    };
+    let options = crate::ops::recurrent::Options {
+        dropout,
+        lengths: s.lengths,
+    };
+    crate::ops::recurrent::forward_with(s.y, s.aux, s.x, params, g, n, s.scratch, options);
+}
+
 /// `flatten` forward: the NCHW layout already is `[N, C*H*W]`, so the values are copied as they
 /// are.
 #[doc(hidden)]

@@ -66,8 +66,8 @@ pub mod __generated {
     /// The kernels of the layer kinds.
     pub mod ops {
         pub use crate::ops::{
-            activation, batch_norm, conv2d, conv_transpose2d, dropout, join, linear, pool,
-            recurrent, sequence, upsample,
+            activation, batch_norm, conv2d, conv_transpose2d, dropout, embedding, join, linear,
+            pool, recurrent, sequence, upsample,
         };
     }
 

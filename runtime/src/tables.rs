@@ -143,6 +143,8 @@ pub enum Init {
         /// Hidden units per direction.
         hidden: usize,
     },
+    /// PyTorch's start for `nn.Embedding`'s weight, the standard normal `N(0, 1)`.
+    StandardNormal,
 }
 
 /// Where one parameter or buffer lives in its [`ParamStore`](crate::ParamStore), and how it is

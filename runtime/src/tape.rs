@@ -74,6 +74,10 @@ pub struct Tape {
     /// The layers with parameters whose weight gradients the last backward pass computed and
     /// skipped.
     weight_grads: WeightGradients,
+    /// Each sample's valid steps in a padded batch of sequences, when the pass was given them
+    /// (`lengths_given`); kept for the backward pass.
+    lengths: Vec<u32>,
+    lengths_given: bool,
 }
 
 /// How many layers with parameters the last backward pass on a tape computed the weight
@@ -127,6 +131,8 @@ pub struct ForwardSlots<'a> {
     pub idx: &'a mut [u32],
     /// Kernel workspace shared by all layers.
     pub scratch: &'a mut Vec<f32>,
+    /// Each sample's valid steps in a padded batch of sequences, when given.
+    pub lengths: Option<&'a [u32]>,
 }
 
 /// The buffers of one layer during the backward pass.
@@ -147,6 +153,8 @@ pub struct BackwardSlots<'a> {
     pub d_x: &'a mut [f32],
     /// Kernel workspace shared by all layers.
     pub scratch: &'a mut Vec<f32>,
+    /// Each sample's valid steps, as the forward pass was given them.
+    pub lengths: Option<&'a [u32]>,
 }
 
 impl Tape {
@@ -274,6 +282,7 @@ impl Tape {
     pub fn prepare<N: Network>(&mut self, n: usize, train: bool) {
         crate::unoptimized::warn_once();
         self.params = None;
+        self.lengths_given = false;
         let layout = N::TAPE;
         self.acts.resize_with(layout.len(), Vec::new);
         self.aux.resize_with(layout.len(), Vec::new);
@@ -430,6 +439,7 @@ impl Tape {
             aux: &mut self.aux[y],
             idx: &mut self.idx[y],
             scratch: &mut self.scratch,
+            lengths: self.lengths_given.then_some(&self.lengths[..]),
         }
     }
 
@@ -535,7 +545,23 @@ impl Tape {
             d_y,
             d_x,
             scratch: &mut self.scratch,
+            lengths: self.lengths_given.then_some(&self.lengths[..]),
         }
+    }
+
+    /// Each sample's valid steps that the last forward pass was given, if any.
+    pub fn lengths(&self) -> Option<&[u32]> {
+        self.lengths_given.then_some(&self.lengths[..])
+    }
+
+    /// Records the lengths of the pass being prepared (after [`Tape::prepare`], which clears
+    /// them). Allocates only when the batch is larger than any before.
+    pub(crate) fn set_lengths(&mut self, lengths: Option<&[u32]>) {
+        self.lengths.clear();
+        if let Some(l) = lengths {
+            self.lengths.extend_from_slice(l);
+        }
+        self.lengths_given = lengths.is_some();
     }
 
     /// For a join that computed value `y`: `y`'s gradient and `x`'s (zeroed first when

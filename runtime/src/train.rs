@@ -808,6 +808,30 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         x: ArrayView<'_, f32, N::InputDim>,
         labels: &[usize],
     ) -> Result<StepStats> {
+        self.step_with(x, labels, None)
+    }
+
+    /// [`step`](Trainer::step) on a padded batch of sequences, `lengths[s]` valid steps in
+    /// sample `s`, read as [`Network::forward_lengths`] reads them: the padding changes
+    /// neither the loss nor any gradient.
+    ///
+    /// # Errors
+    /// As [`step`](Trainer::step) and [`Network::forward_lengths`], before anything changes.
+    pub fn step_lengths(
+        &mut self,
+        x: ArrayView<'_, f32, N::InputDim>,
+        labels: &[usize],
+        lengths: &[u32],
+    ) -> Result<StepStats> {
+        self.step_with(x, labels, Some(lengths))
+    }
+
+    fn step_with(
+        &mut self,
+        x: ArrayView<'_, f32, N::InputDim>,
+        labels: &[usize],
+        lengths: Option<&[u32]>,
+    ) -> Result<StepStats> {
         // Everything that can fail is checked before the forward pass, which moves batch
         // norm's running statistics and the dropout generator: a failed step changes nothing.
         self.check_settings()?;
@@ -817,8 +841,12 @@ impl<'n, N: Network<OutputDim = Ix2>, O: Optimizer> Trainer<'n, N, O> {
         if self.guard {
             self.before_step.save(self.net.state());
         }
-        let logits = distributed::forward(&self.distributed, || {
-            self.net.forward_train(x, &mut self.tape)
+        let logits = distributed::forward(&self.distributed, || match lengths {
+            Some(lengths) => {
+                self.net
+                    .forward_tape_lengths(x, lengths, &mut self.tape, crate::Mode::Train)
+            }
+            None => self.net.forward_train(x, &mut self.tape),
         })?;
         let (n, k) = logits.dim();
         if self.d_logits.dim() != (n, k) {

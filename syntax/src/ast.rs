@@ -5,7 +5,7 @@
 //! ```text
 //! network   := attribute* visibility "struct" IDENT block
 //! block     := "{" item ("," item)* ","? "}"
-//! item      := "input" ":" "[" INT ("," INT)* "]"
+//! item      := "input" ":" "tokens"? "[" INT ("," INT)* "]"
 //!            | (IDENT ":")? layer ("->" "[" INT ("," INT)* "]")?
 //! layer     := (IDENT | PATH) ("(" argument ("," argument)* ","? ")")? block?
 //! argument  := (IDENT "=")? value
@@ -51,10 +51,12 @@ pub enum Item {
     Layer(LayerItem),
 }
 
-/// `input: [C, H, W]` or `input: [N]`.
+/// `input: [C, H, W]`, `input: [T, F]`, `input: [N]` or `input: tokens[T]`.
 pub struct InputDecl {
     /// The `input` keyword-like identifier.
     pub keyword: Ident,
+    /// `tokens` before the brackets: integer token ids, `T` per sample.
+    pub tokens_form: Option<Ident>,
     pub dims: Vec<Dim>,
     /// All tokens, for spans covering the whole declaration.
     pub tokens: TokenStream,
@@ -203,11 +205,20 @@ impl Parse for Item {
         if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
             let name: Ident = input.parse()?;
             input.parse::<Token![:]>()?;
+            let tokens_form = if input.peek(Ident) && input.peek2(syn::token::Bracket) {
+                let form = input.fork().parse::<Ident>()?;
+                (form == "tokens")
+                    .then(|| input.parse::<Ident>())
+                    .transpose()?
+            } else {
+                None
+            };
             if input.peek(syn::token::Bracket) {
                 let dims = parse_dims(input)?;
                 let tokens = tokens_between(&start, input);
                 return Ok(Item::Input(InputDecl {
                     keyword: name,
+                    tokens_form,
                     dims,
                     tokens,
                 }));

@@ -25,13 +25,16 @@ pub enum Shape {
         features: usize,
         directions: usize,
     },
+    /// `tokens[T]`: `T` integer token ids (the network's input only), which `embedding`
+    /// alone reads.
+    Tokens(usize),
 }
 
 impl Shape {
     pub fn dims(&self) -> Vec<usize> {
         match *self {
             Shape::Spatial(d) => d.to_vec(),
-            Shape::Vector(f) => vec![f],
+            Shape::Vector(f) | Shape::Tokens(f) => vec![f],
             Shape::Sequence {
                 steps, features, ..
             } => vec![steps, features],
@@ -54,6 +57,7 @@ impl Shape {
             Shape::Spatial(_) => "feature map",
             Shape::Vector(_) => "vector",
             Shape::Sequence { .. } => "sequence",
+            Shape::Tokens(_) => "token ids",
         };
         format!("the {what} {}", self.text())
     }
@@ -63,14 +67,17 @@ impl Shape {
     }
 
     pub fn text(&self) -> String {
-        dims_text(&self.dims())
+        match self {
+            Shape::Tokens(_) => format!("tokens{}", dims_text(&self.dims())),
+            _ => dims_text(&self.dims()),
+        }
     }
 
     /// Channels of a feature map, features of a vector.
     pub fn channels(&self) -> usize {
         match *self {
             Shape::Spatial([c, ..]) => c,
-            Shape::Vector(f) => f,
+            Shape::Vector(f) | Shape::Tokens(f) => f,
             Shape::Sequence { features, .. } => features,
         }
     }
@@ -90,6 +97,7 @@ pub enum InitPlan {
     He { fan_in: usize },
     Glorot { fan_in: usize, fan_out: usize },
     Recurrent { hidden: usize },
+    StandardNormal,
 }
 
 /// One entry of the parameter or buffer table.

@@ -127,6 +127,11 @@ pub trait Network: Sized + 'static {
     #[doc(hidden)]
     const RECEPTIVE: [striate_geometry::Receptive; 2];
 
+    /// For a network whose input is token ids (`input: tokens[T]`), the vocabulary of the
+    /// embedding that reads them: every input value must be a whole number in `0..TOKENS`, which
+    /// every pass checks ([`Error::TokenOutOfRange`]). 0 for any other input.
+    const TOKENS: usize = 0;
+
     /// How each entry of [`Network::LAYERS`] is written as ONNX (see [`crate::onnx`]).
     #[doc(hidden)]
     const ONNX: &'static [&'static dyn crate::onnx::Export] = &[];
@@ -578,18 +583,47 @@ pub trait Network: Sized + 'static {
         x: ArrayView<'_, f32, Self::InputDim>,
         tape: &'t mut Tape,
     ) -> Result<ArrayView<'t, f32, Self::OutputDim>> {
-        let state = self.state();
-        let pass = Pass::Eval {
-            buffers: state.buffers.as_slice(),
-        };
-        let n = sharding::forward_pass::<Self>(
-            state.params.as_slice(),
-            pass,
-            tape,
-            x.into_dyn(),
-            false,
-        )?;
+        let n = eval_pass(self, x.into_dyn(), tape, None)?;
         Ok(output_view::<Self>(n, tape.output(Self::LAYERS.len())))
+    }
+
+    /// Inference (evaluation mode) on a padded batch of sequences, `lengths[s]` valid steps
+    /// in sample `s` (PyTorch's `pack_padded_sequence`): recurrent layers read only the valid
+    /// steps (a backward direction starts at the last of them) and give zeros at the padding,
+    /// `last` and `final_state` read each sample's last valid step, and the poolings over time
+    /// pool the valid steps only. What the padding holds changes nothing.
+    ///
+    /// # Errors
+    /// As [`Network::forward`]; [`Error::Shape`] for a count of lengths that is not the batch
+    /// size, [`Error::LengthOutOfRange`] for a length that is not in `1..=T`, and
+    /// [`Error::Config`] for a network whose input is not a sequence.
+    ///
+    /// # Example
+    /// ```
+    /// use striate::prelude::*;
+    /// use striate::ndarray::Array3;
+    ///
+    /// network! {
+    ///     struct Reader { input: [4, 2], rec: gru(3), last, fc: linear(2) }
+    /// }
+    ///
+    /// let net = Reader::init(0);
+    /// let mut x = Array3::<f32>::from_elem((2, 4, 2), 0.5);
+    /// let padded = net.forward_lengths(x.view(), &[4, 2])?;
+    /// // The padding of the second sample is ignored, whatever it holds.
+    /// x[[1, 3, 0]] = 100.0;
+    /// assert_eq!(net.forward_lengths(x.view(), &[4, 2])?.row(1), padded.row(1));
+    /// assert!(net.forward_lengths(x.view(), &[4, 5]).is_err());
+    /// # Ok::<(), striate::Error>(())
+    /// ```
+    fn forward_lengths(
+        &self,
+        x: ArrayView<'_, f32, Self::InputDim>,
+        lengths: &[u32],
+    ) -> Result<Array<f32, Self::OutputDim>> {
+        let mut tape = Tape::new();
+        let n = eval_pass(self, x.into_dyn(), &mut tape, Some(lengths))?;
+        Ok(output_array::<Self>(n, tape.take_output()))
     }
 
     /// A forward pass that records on `tape` what [`Network::backward`] needs, in `mode`;
@@ -607,31 +641,24 @@ pub trait Network: Sized + 'static {
         tape: &'t mut Tape,
         mode: Mode,
     ) -> Result<ArrayView<'t, f32, Self::OutputDim>> {
-        let train = mode == Mode::Train;
-        let state = self.state_mut();
-        let pass = match mode {
-            Mode::Train => Pass::Train {
-                buffers: state.buffers.as_mut_slice(),
-                rng: &mut state.rng,
-                frozen: state.frozen.view(),
-            },
-            Mode::Eval => Pass::Eval {
-                buffers: state.buffers.as_slice(),
-            },
-        };
-        let n = sharding::forward_pass::<Self>(
-            state.params.as_slice(),
-            pass,
-            tape,
-            x.into_dyn(),
-            train,
-        )?;
-        // Counted here, once per call, not in `forward_pass`, which may run a shard per thread.
-        if train && uses_batch_statistics::<Self>(self.state().frozen.view()) {
-            let count = &mut self.state_mut().num_batches_tracked;
-            *count = count.saturating_add(1);
-        }
-        tape.record_params(self.params().stamp());
+        let n = tape_pass(self, x.into_dyn(), tape, mode, None)?;
+        Ok(output_view::<Self>(n, tape.output(Self::LAYERS.len())))
+    }
+
+    /// [`Network::forward_tape`] on a padded batch of sequences, `lengths[s]` valid steps in
+    /// sample `s`, as [`Network::forward_lengths`] reads them. The tape keeps the lengths, so
+    /// that [`Network::backward`] sends no gradient into the padding.
+    ///
+    /// # Errors
+    /// As [`Network::forward_tape`] and [`Network::forward_lengths`].
+    fn forward_tape_lengths<'t>(
+        &mut self,
+        x: ArrayView<'_, f32, Self::InputDim>,
+        lengths: &[u32],
+        tape: &'t mut Tape,
+        mode: Mode,
+    ) -> Result<ArrayView<'t, f32, Self::OutputDim>> {
+        let n = tape_pass(self, x.into_dyn(), tape, mode, Some(lengths))?;
         Ok(output_view::<Self>(n, tape.output(Self::LAYERS.len())))
     }
 
@@ -720,6 +747,86 @@ pub trait Network: Sized + 'static {
             d_params[a..b].fill(0.0);
         }
         Ok(())
+    }
+}
+
+/// An inference pass (with the lengths of a padded batch, if any) on `tape`; the batch size.
+fn eval_pass<N: Network>(
+    net: &N,
+    x: ArrayViewD<'_, f32>,
+    tape: &mut Tape,
+    lengths: Option<&[u32]>,
+) -> Result<usize> {
+    let state = net.state();
+    let pass = Pass::Eval {
+        buffers: state.buffers.as_slice(),
+    };
+    sharding::forward_pass::<N>(state.params.as_slice(), pass, tape, x, false, lengths)
+}
+
+/// The forward pass of [`Network::forward_tape`] (with the lengths of a padded batch, if any),
+/// recorded on `tape`; the batch size.
+fn tape_pass<N: Network>(
+    net: &mut N,
+    x: ArrayViewD<'_, f32>,
+    tape: &mut Tape,
+    mode: Mode,
+    lengths: Option<&[u32]>,
+) -> Result<usize> {
+    let train = mode == Mode::Train;
+    let state = net.state_mut();
+    let pass = match mode {
+        Mode::Train => Pass::Train {
+            buffers: state.buffers.as_mut_slice(),
+            rng: &mut state.rng,
+            frozen: state.frozen.view(),
+        },
+        Mode::Eval => Pass::Eval {
+            buffers: state.buffers.as_slice(),
+        },
+    };
+    let n = sharding::forward_pass::<N>(state.params.as_slice(), pass, tape, x, train, lengths)?;
+    // Counted here, once per call, not in `forward_pass`, which may run a shard per thread.
+    if train && uses_batch_statistics::<N>(net.state().frozen.view()) {
+        let count = &mut net.state_mut().num_batches_tracked;
+        *count = count.saturating_add(1);
+    }
+    tape.record_params(net.params().stamp());
+    Ok(n)
+}
+
+/// Checks the lengths of a padded batch of `n` sequences for network `N`: one per sample, each
+/// in `1..=T`.
+pub(super) fn check_lengths<N: Network>(lengths: &[u32], n: usize) -> Result<()> {
+    let steps = match *N::INPUT_SHAPE {
+        [t, _] => t,
+        [t] if N::TOKENS > 0 => t,
+        _ => {
+            return Err(Error::Config {
+                name: "lengths",
+                reason: format!(
+                    "the input of {} is {:?}, not a sequence [steps, features] or token ids, so it has no steps to count",
+                    N::NAME,
+                    N::INPUT_SHAPE
+                ),
+            })
+        }
+    };
+    if lengths.len() != n {
+        return Err(Error::shape(
+            format!("lengths of a batch of {}", N::NAME),
+            &[n],
+            &[lengths.len()],
+        ));
+    }
+    match lengths.iter().position(|&l| l == 0 || l as usize > steps) {
+        Some(index) => Err(Error::LengthOutOfRange {
+            what: format!("lengths of a batch of {}", N::NAME),
+            index,
+            length: lengths[index] as usize,
+            steps,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -868,6 +975,10 @@ fn check_input<N: Network>(x: &ArrayViewD<'_, f32>, train: bool) -> Result<usize
             &batch_shape(n, N::INPUT_SHAPE),
             x.shape(),
         ));
+    }
+    if N::TOKENS > 0 {
+        let what = || format!("input of {}", N::NAME);
+        crate::ops::embedding::check_ids_with(what, x.iter().copied(), N::TOKENS)?;
     }
     if train && n == 0 {
         return Err(Error::EmptyBatch {

@@ -50,16 +50,20 @@ fn exchange_width<N: Network>() -> usize {
     1 + 2 * N::BUFFERS.iter().map(|b| b.len).max().unwrap_or(0)
 }
 
-/// Checks the input and runs the generated forward pass on the tape, or on one shard tape per
-/// thread; returns the batch size.
+/// Checks the input (and the lengths, when given) and runs the generated forward pass on the
+/// tape, or on one shard tape per thread; returns the batch size.
 pub(super) fn forward_pass<N: Network>(
     params: &[f32],
     mut pass: Pass<'_>,
     tape: &mut Tape,
     x: ArrayViewD<'_, f32>,
     train: bool,
+    lengths: Option<&[u32]>,
 ) -> Result<usize> {
     let n = check_input::<N>(&x, train)?;
+    if let Some(lengths) = lengths {
+        super::check_lengths::<N>(lengths, n)?;
+    }
     let mut shards = shard_count::<N>(n);
     // Shards that exchange statistics wait for each other, so they must all run at once. When
     // the pool cannot promise that (it is busy with another call), the batch is not split.
@@ -74,6 +78,7 @@ pub(super) fn forward_pass<N: Network>(
     };
     if shards == 1 {
         tape.try_prepare::<N>(n, train)?;
+        tape.set_lengths(lengths);
         copy_into(tape.input_mut(), &x);
         N::raw_forward(params, pass, tape);
         return Ok(n);
@@ -129,6 +134,7 @@ pub(super) fn forward_pass<N: Network>(
             (&mut tapes.slice(s, 1)[0], &mut rngs.slice(s, 1)[0], buffers)
         };
         t.prepare::<N>(samples.len(), train);
+        t.set_lengths(lengths.map(|l| &l[samples.clone()]));
         // Copied from the view as it is: a view in another layout (a broadcast input) is
         // never copied whole into a buffer of its own.
         let part = x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(samples.clone()));

@@ -114,6 +114,15 @@ fn fill(store: &mut ParamStore, rng: &mut NetRng) {
                 (6.0 / (fan_in + fan_out).max(1) as f64).sqrt()
             }
             Init::RecurrentUniform { hidden } => 1.0 / (hidden.max(1) as f64).sqrt(),
+            Init::StandardNormal => {
+                // Box and Muller: two uniforms in (0, 1] give a standard normal value.
+                view.mapv_inplace(|_| {
+                    let u: f64 = 1.0 - rng.random::<f64>();
+                    let v: f64 = rng.random();
+                    ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+                });
+                continue;
+            }
         } as f32;
         view.mapv_inplace(|_| rng.random_range(-bound..=bound));
     }

@@ -33,22 +33,29 @@ pub fn forward(y: &mut [f32], mask: &mut [f32], x: &[f32], p: f32, rng: &mut imp
     for (name, len) in [("y", y.len()), ("mask", mask.len())] {
         check_same("dropout::forward", name, len, "x", x.len());
     }
+    fill_mask(mask, p, rng);
+    for ((y, m), &x) in y.iter_mut().zip(mask.iter()).zip(x) {
+        *y = x * m;
+    }
+}
+
+/// A fresh mask of inverted dropout, as [`forward`] draws it: each value `0` with probability
+/// `p`, otherwise `1/(1-p)`; all ones without drawing for `p = 0`.
+pub fn fill_mask(mask: &mut [f32], p: f32, rng: &mut (impl rand::RngCore + ?Sized)) {
     if p <= 0.0 {
         mask.fill(1.0);
-        y.copy_from_slice(x);
         return;
     }
     // Drop when a uniform u32 falls below p·2³² (computed in f64, where it is exact enough;
     // p = 1 gives 2³², above every u32).
     let threshold = (p as f64 * 4_294_967_296.0) as u64;
     let keep = if p < 1.0 { 1.0 / (1.0 - p) } else { 0.0 };
-    for ((y, m), &x) in y.iter_mut().zip(mask.iter_mut()).zip(x) {
+    for m in mask {
         *m = if u64::from(rng.next_u32()) < threshold {
             0.0
         } else {
             keep
         };
-        *y = x * *m;
     }
 }
 

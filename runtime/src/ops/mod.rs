@@ -25,6 +25,7 @@ pub mod batch_norm;
 pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod dropout;
+pub mod embedding;
 pub(crate) mod isa;
 pub mod join;
 pub mod linear;

@@ -116,17 +116,23 @@ pub fn pick_backward(
     }
 }
 
-/// `y[s] = (1/T) Σ_t x[s, t]`.
+/// `y[s] = (1/T) Σ_t x[s, t]`; with `lengths`, the mean over sample `s`'s valid steps
+/// `0..lengths[s]`, the padding after them ignored.
 ///
 /// # Panics
-/// Unless `x` has `n·T·F` values and `y` `n·F`.
-pub fn mean_forward(y: &mut [f32], x: &[f32], g: &TimeGeom, n: usize) {
+/// Unless `x` has `n·T·F` values and `y` `n·F`; as [`pick_forward`] for `lengths`.
+pub fn mean_forward(y: &mut [f32], x: &[f32], g: &TimeGeom, n: usize, lengths: Option<&[u32]>) {
     g.check("sequence::mean_forward", x.len(), y.len(), n);
     let (t_len, f) = (g.steps, g.features);
-    let scale = 1.0 / t_len as f32;
-    for (y_s, x_s) in y.chunks_exact_mut(f).zip(x.chunks_exact(t_len * f)) {
+    for (s, (y_s, x_s)) in y
+        .chunks_exact_mut(f)
+        .zip(x.chunks_exact(t_len * f))
+        .enumerate()
+    {
+        let len = valid(g, lengths, n, s);
+        let scale = 1.0 / len as f32;
         y_s.fill(0.0);
-        for step in x_s.chunks_exact(f) {
+        for step in x_s.chunks_exact(f).take(len) {
             for (a, &b) in y_s.iter_mut().zip(step) {
                 *a += b;
             }
@@ -137,16 +143,28 @@ pub fn mean_forward(y: &mut [f32], x: &[f32], g: &TimeGeom, n: usize) {
     }
 }
 
-/// The gradient of [`mean_forward`]: `d_x[s, t] += d_y[s] / T`.
+/// The gradient of [`mean_forward`]: `d_x[s, t] += d_y[s] / T` (over the valid steps, with
+/// `lengths`).
 ///
 /// # Panics
 /// As [`mean_forward`].
-pub fn mean_backward(d_x: &mut [f32], d_y: &[f32], g: &TimeGeom, n: usize) {
+pub fn mean_backward(
+    d_x: &mut [f32],
+    d_y: &[f32],
+    g: &TimeGeom,
+    n: usize,
+    lengths: Option<&[u32]>,
+) {
     g.check("sequence::mean_backward", d_x.len(), d_y.len(), n);
     let (t_len, f) = (g.steps, g.features);
-    let scale = 1.0 / t_len as f32;
-    for (d_y_s, d_x_s) in d_y.chunks_exact(f).zip(d_x.chunks_exact_mut(t_len * f)) {
-        for step in d_x_s.chunks_exact_mut(f) {
+    for (s, (d_y_s, d_x_s)) in d_y
+        .chunks_exact(f)
+        .zip(d_x.chunks_exact_mut(t_len * f))
+        .enumerate()
+    {
+        let len = valid(g, lengths, n, s);
+        let scale = 1.0 / len as f32;
+        for step in d_x_s.chunks_exact_mut(f).take(len) {
             for (a, &b) in step.iter_mut().zip(d_y_s) {
                 *a += b * scale;
             }
@@ -155,11 +173,18 @@ pub fn mean_backward(d_x: &mut [f32], d_y: &[f32], g: &TimeGeom, n: usize) {
 }
 
 /// `y[s] = max_t x[s, t]`, feature by feature; `idx` keeps the step of each maximum (the
-/// first, on ties).
+/// first, on ties). With `lengths`, over sample `s`'s valid steps only.
 ///
 /// # Panics
-/// Unless `x` has `n·T·F` values and `y` and `idx` `n·F`.
-pub fn max_forward(y: &mut [f32], idx: &mut [u32], x: &[f32], g: &TimeGeom, n: usize) {
+/// Unless `x` has `n·T·F` values and `y` and `idx` `n·F`; as [`pick_forward`] for `lengths`.
+pub fn max_forward(
+    y: &mut [f32],
+    idx: &mut [u32],
+    x: &[f32],
+    g: &TimeGeom,
+    n: usize,
+    lengths: Option<&[u32]>,
+) {
     g.check("sequence::max_forward", x.len(), y.len(), n);
     check_len(
         "sequence::max_forward",
@@ -170,9 +195,10 @@ pub fn max_forward(y: &mut [f32], idx: &mut [u32], x: &[f32], g: &TimeGeom, n: u
     );
     let (t_len, f) = (g.steps, g.features);
     for s in 0..n {
+        let len = valid(g, lengths, n, s);
         for j in 0..f {
             let mut best = (f32::NEG_INFINITY, 0);
-            for t in 0..t_len {
+            for t in 0..len {
                 let v = x[(s * t_len + t) * f + j];
                 if v > best.0 || t == 0 {
                     best = (v, t);
@@ -254,21 +280,41 @@ mod tests {
                 dot(&w, &y)
             });
         }
-        let mut d_x = vec![0.0; x.len()];
-        mean_backward(&mut d_x, &w, &G, n);
-        check_gradient("mean", &x, &d_x, 1e-2, 1e-3, |x| {
-            let mut y = vec![0.0; n * 6];
-            mean_forward(&mut y, x, &G, n);
-            dot(&w, &y)
-        });
-        let (mut y, mut idx) = (vec![0.0; n * 6], vec![0; n * 6]);
-        max_forward(&mut y, &mut idx, &x, &G, n);
-        let mut d_x = vec![0.0; x.len()];
-        max_backward(&mut d_x, &w, &idx, &G, n);
-        check_gradient("max", &x, &d_x, 1e-3, 1e-3, |x| {
+        for lens in [None, Some(&lengths[..])] {
+            let mut d_x = vec![0.0; x.len()];
+            mean_backward(&mut d_x, &w, &G, n, lens);
+            check_gradient("mean", &x, &d_x, 1e-2, 1e-3, |x| {
+                let mut y = vec![0.0; n * 6];
+                mean_forward(&mut y, x, &G, n, lens);
+                dot(&w, &y)
+            });
             let (mut y, mut idx) = (vec![0.0; n * 6], vec![0; n * 6]);
-            max_forward(&mut y, &mut idx, x, &G, n);
-            dot(&w, &y)
-        });
+            max_forward(&mut y, &mut idx, &x, &G, n, lens);
+            let mut d_x = vec![0.0; x.len()];
+            max_backward(&mut d_x, &w, &idx, &G, n);
+            check_gradient("max", &x, &d_x, 1e-3, 1e-3, |x| {
+                let (mut y, mut idx) = (vec![0.0; n * 6], vec![0; n * 6]);
+                max_forward(&mut y, &mut idx, x, &G, n, lens);
+                dot(&w, &y)
+            });
+        }
+    }
+
+    /// With lengths, the poolings read only the valid steps: padding of any value changes
+    /// nothing.
+    #[test]
+    fn poolings_ignore_the_padding() {
+        let g = TimeGeom {
+            steps: 3,
+            features: 1,
+            directions: 1,
+        };
+        let x = [1.0, 3.0, 100.0, -2.0, -4.0, 100.0];
+        let mut y = [0.0; 2];
+        mean_forward(&mut y, &x, &g, 2, Some(&[2, 1]));
+        assert_eq!(y, [2.0, -2.0]);
+        let mut idx = [0; 2];
+        max_forward(&mut y, &mut idx, &x, &g, 2, Some(&[2, 2]));
+        assert_eq!((y, idx), ([3.0, -2.0], [1, 0]));
     }
 }

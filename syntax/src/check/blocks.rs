@@ -196,6 +196,13 @@ impl Graph {
             );
             return None;
         }
+        if shapes.iter().any(|s| matches!(s, Shape::Tokens(_))) {
+            self.errors.spanned(
+                &item.call_tokens,
+                format!("{who}: `concat` cannot join token ids: {}; embed them first with `embedding(vocab, dim)`", listed()),
+            );
+            return None;
+        }
         let out = match shapes[0] {
             Shape::Spatial([_, h, w]) => {
                 let mut c = 0;
@@ -204,7 +211,7 @@ impl Graph {
                     match *s {
                         Shape::Spatial([ci, hi, wi]) if hi == h && wi == w => c += ci,
                         Shape::Spatial(_) => same = false,
-                        Shape::Vector(_) | Shape::Sequence { .. } => {
+                        Shape::Vector(_) | Shape::Sequence { .. } | Shape::Tokens(_) => {
                             self.errors.spanned(
                                 &item.call_tokens,
                                 format!("{who}: `concat` joins feature maps along channels or vectors along features, not both: {}", listed()),
@@ -227,7 +234,7 @@ impl Graph {
                 for s in &shapes {
                     match *s {
                         Shape::Vector(fi) => f += fi,
-                        Shape::Spatial(_) | Shape::Sequence { .. } => {
+                        Shape::Spatial(_) | Shape::Sequence { .. } | Shape::Tokens(_) => {
                             self.errors.spanned(
                                 &item.call_tokens,
                                 format!("{who}: `concat` joins feature maps along channels or vectors along features, not both: {}", listed()),
@@ -238,7 +245,9 @@ impl Graph {
                 }
                 Shape::Vector(f)
             }
-            Shape::Sequence { .. } => unreachable!("sequences were refused above"),
+            Shape::Sequence { .. } | Shape::Tokens(_) => {
+                unreachable!("sequences and token ids were refused above")
+            }
         };
         let names: Vec<String> = branches
             .iter()
@@ -264,6 +273,7 @@ impl Graph {
             Some(Shape::Vector(f) | Shape::Sequence { features: f, .. }) => {
                 format!("{{ fc: linear({f}), relu }}")
             }
+            Some(Shape::Tokens(_)) => "{ embedding: embedding(1000, 32) }".to_string(),
             Some(Shape::Spatial([c, ..])) => {
                 format!("{{ conv: conv2d({c}, kernel = 3, pad = 1), relu }}")
             }
@@ -383,7 +393,7 @@ fn suggest_shortcut(from: Shape, to: Shape) -> String {
             "add a shortcut that gives {}: `residual(shortcut = {{ conv: {layer} }}) {{ .. }}`",
             to.text()
         ),
-        (Some(layer), Shape::Vector(_) | Shape::Sequence { .. }) => format!(
+        (Some(layer), Shape::Vector(_) | Shape::Sequence { .. } | Shape::Tokens(_)) => format!(
             "add a shortcut that gives {}: `residual(shortcut = {{ fc: {layer} }}) {{ .. }}`",
             to.text()
         ),

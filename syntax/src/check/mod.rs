@@ -44,7 +44,7 @@ fn check_all(net: &Network) -> Result<Plan, Errors> {
         nested: Vec::new(),
         input_full: match input {
             Some(Shape::Spatial([_, h, w])) => [h, w],
-            Some(Shape::Vector(f)) => [1, f],
+            Some(Shape::Vector(f) | Shape::Tokens(f)) => [1, f],
             Some(Shape::Sequence {
                 steps, features, ..
             }) => [steps, features],
@@ -68,6 +68,9 @@ fn check_all(net: &Network) -> Result<Plan, Errors> {
         let layer = match shape {
             Shape::Vector(_) => "fc: linear(10)",
             Shape::Sequence { .. } => "lstm: lstm(64), last, fc: linear(10)",
+            Shape::Tokens(_) => {
+                "embedding: embedding(1000, 32), lstm: lstm(64), last, fc: linear(10)"
+            }
             Shape::Spatial(_) => "flatten, fc: linear(10)",
         };
         let decl = net.items.iter().find_map(|i| match i {
@@ -295,6 +298,16 @@ impl Graph {
         let res = args::resolve(layer, found, &who, suggest, &mut self.errors)?;
         let input = input?;
         let from = self.values[input].clone();
+        if let (Shape::Tokens(t), false) = (from.shape, found.reads_tokens()) {
+            self.errors.spanned(
+                &layer.call_tokens,
+                format!(
+                    "{who}: `{kind}` cannot read token ids; its input is {}, integers that only `embedding(vocab, dim)` reads: put one before it (`embedding: embedding(1000, 32)` gives a sequence [{t}, 32])",
+                    from.shape.described()
+                ),
+            );
+            return None;
+        }
         let mut cx = Build {
             who: &who,
             kind: &kind,
@@ -510,6 +523,7 @@ fn resolve_init(rule: InitRule, rest: &[&[Item]]) -> InitPlan {
         InitRule::Zeros => return InitPlan::Zeros,
         InitRule::Ones => return InitPlan::Ones,
         InitRule::Recurrent { hidden } => return InitPlan::Recurrent { hidden },
+        InitRule::StandardNormal => return InitPlan::StandardNormal,
         InitRule::Weights { fan_in, fan_out } => (fan_in, fan_out),
     };
     for item in rest.iter().flat_map(|items| items.iter()) {
@@ -624,6 +638,23 @@ fn check_input(net: &Network, errors: &mut Errors) -> Option<Shape> {
         );
     }
     let dims: Vec<usize> = decl.dims.iter().map(|d| d.value).collect();
+    if let Some(form) = &decl.tokens_form {
+        return match dims.as_slice() {
+            [t] => ok.then_some(Shape::Tokens(*t)),
+            _ => {
+                errors.spanned(
+                    &decl.tokens,
+                    format!(
+                        "`{form}{}` has {} dimensions; token ids are one per step, `tokens[steps]`, e.g. `input: tokens[{}]`",
+                        dims_text(&dims),
+                        dims.len(),
+                        dims.first().copied().unwrap_or(1)
+                    ),
+                );
+                None
+            }
+        };
+    }
     let shape = match dims.as_slice() {
         [c, h, w] => Shape::Spatial([*c, *h, *w]),
         [f] => Shape::Vector(*f),

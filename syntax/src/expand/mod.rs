@@ -31,7 +31,7 @@ pub fn dim_type(shape: Shape) -> TokenStream {
     let rt = rt();
     match shape {
         Shape::Spatial(_) => quote!(#rt::ndarray::Ix4),
-        Shape::Vector(_) => quote!(#rt::ndarray::Ix2),
+        Shape::Vector(_) | Shape::Tokens(_) => quote!(#rt::ndarray::Ix2),
         Shape::Sequence { .. } => quote!(#rt::ndarray::Ix3),
     }
 }
@@ -316,7 +316,7 @@ pub fn shape_type(shape: Shape) -> TokenStream {
             let (c, h, w) = (usize_lit(c), usize_lit(h), usize_lit(w));
             quote!(#rt::Shape3<#c, #h, #w>)
         }
-        Shape::Vector(f) => {
+        Shape::Vector(f) | Shape::Tokens(f) => {
             let f = usize_lit(f);
             quote!(#rt::Shape1<#f>)
         }
@@ -494,6 +494,16 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
     } else {
         TokenStream::new()
     };
+    // Token ids are checked against the smallest vocabulary of the layers that read them.
+    let tokens = plan
+        .nodes
+        .iter()
+        .filter(|n| n.inputs.contains(&0))
+        .filter_map(|n| n.layer().and_then(|l| l.vocab()))
+        .min()
+        .filter(|_| matches!(plan.input, Shape::Tokens(_)))
+        .unwrap_or(0);
+    let tokens = usize_lit(tokens);
     let state_methods = state_methods(name);
     let struct_items = struct_items(name);
     let doc_table = tables::doc_table(plan);
@@ -546,6 +556,7 @@ pub fn expand(net: &Network, plan: &Plan) -> TokenStream {
             const GRADS: &'static [usize] = &#name::__GRADS;
             const ONNX: &'static [&'static dyn #rt::onnx::Export] = &#name::__ONNX;
             const RECEPTIVE: [#rt::geometry::Receptive; 2] = #receptive;
+            const TOKENS: usize = #tokens;
 
             #state_methods
 

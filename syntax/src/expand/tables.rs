@@ -25,6 +25,7 @@ fn init_tokens(init: InitPlan) -> TokenStream {
             let h = usize_lit(hidden);
             quote!(#rt::Init::RecurrentUniform { hidden: #h })
         }
+        InitPlan::StandardNormal => quote!(#rt::Init::StandardNormal),
     }
 }
 

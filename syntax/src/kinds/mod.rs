@@ -22,6 +22,7 @@ mod batch_norm;
 mod conv2d;
 mod conv_transpose2d;
 mod dropout;
+mod embedding;
 mod flatten;
 mod linear;
 mod pool;
@@ -38,6 +39,7 @@ pub const REGISTRY: &[&[&dyn Kind]] = &[
     pool::KINDS,
     upsample::KINDS,
     linear::KINDS,
+    embedding::KINDS,
     recurrent::KINDS,
     time::KINDS,
     activation::KINDS,
@@ -131,6 +133,11 @@ pub trait Kind: Sync {
         Role::Neutral
     }
 
+    /// It reads token ids (`input: tokens[T]`); every other kind refuses them.
+    fn reads_tokens(&self) -> bool {
+        false
+    }
+
     /// For a kind with parameters: the prefix of the name suggested for an unnamed layer
     /// (`conv` for `conv3: conv2d(..)`). `None`: no parameters, no name needed.
     fn param_prefix(&self) -> Option<&'static str> {
@@ -180,6 +187,8 @@ pub enum InitRule {
     Recurrent {
         hidden: usize,
     },
+    /// PyTorch's start for `nn.Embedding`'s weight, the standard normal `N(0, 1)`.
+    StandardNormal,
 }
 
 /// Extra tape storage of a layer besides its output.
@@ -220,6 +229,11 @@ pub trait Layer {
     /// The sliding window of a spatial layer, `(kernel, stride)` per axis, for receptive
     /// fields.
     fn window(&self) -> Option<[(usize, usize); 2]> {
+        None
+    }
+
+    /// The vocabulary of a layer that reads token ids (`embedding`).
+    fn vocab(&self) -> Option<usize> {
         None
     }
 
@@ -346,7 +360,21 @@ impl Build<'_> {
                 self.error_with_reshape(msg, &reshape);
                 None
             }
+            Shape::Tokens(_) => {
+                self.tokens_refused();
+                None
+            }
         }
+    }
+
+    /// The error of a kind other than `embedding` on token ids (the check refuses them before
+    /// building the layer; this covers a layer built on them while checking a suggestion).
+    fn tokens_refused(&mut self) {
+        let msg = format!(
+            "{}: `{}` cannot read token ids; put `embedding(vocab, dim)` before it",
+            self.who, self.kind
+        );
+        self.error(msg);
     }
 
     /// The input as a sequence `(steps, features, directions)`, or an error saying that this
@@ -367,6 +395,10 @@ impl Build<'_> {
                 format!("reshape([{f}, 1])"),
                 format!("for {f} steps of one feature"),
             ),
+            Shape::Tokens(_) => {
+                self.tokens_refused();
+                return None;
+            }
         };
         let msg = format!(
             "{}: `{}` {what} a sequence [steps, features], but its input is {}; reshape it first, e.g. `{reshape}` {why}",
@@ -632,7 +664,14 @@ mod tests {
         };
         let declared: std::collections::BTreeSet<&str> =
             plan.nodes.iter().map(|n| n.kind_name.as_str()).collect();
-        let registered: std::collections::BTreeSet<&str> = names().into_iter().collect();
+        // `embedding` has no exporter yet (it needs a token input, and compiles to
+        // `Unsupported`; `export_onnx` refuses it with `Error::Export` naming the layer). A kind
+        // that gains one leaves this list and joins the declaration above.
+        const NOT_YET_EXPORTED: [&str; 1] = ["embedding"];
+        let registered: std::collections::BTreeSet<&str> = names()
+            .into_iter()
+            .filter(|k| !NOT_YET_EXPORTED.contains(k))
+            .collect();
         assert_eq!(
             declared, registered,
             "the declaration has one layer of each kind that exports"

@@ -1,5 +1,5 @@
 //! `rnn(hidden, activation = tanh | relu)`, `lstm(hidden)` and `gru(hidden)`, each with
-//! `layers = n` and `bidirectional = b`: a sequence `[T, F]` to `[T, D·hidden]`, as PyTorch's
+//! `layers = n`, `bidirectional = b` and `dropout = p` (between stacked layers): a sequence `[T, F]` to `[T, D·hidden]`, as PyTorch's
 //! `nn.RNN`, `nn.LSTM` and `nn.GRU` with `batch_first = True`, parameters named as their
 //! `state_dict`s name them (`lstm.weight_ih_l0`, `lstm.bias_hh_l1_reverse`, ...).
 
@@ -7,8 +7,8 @@ use quote::quote;
 use striate_geometry::recurrent::{Cell, RecurrentGeom};
 
 use super::{
-    arg, rt, usize_lit, ArgKind::*, ArgSpec, Build, Emit, InitRule, Kind, Layer, Role, TapeNeeds,
-    TensorSpec,
+    arg, f32_tokens, rt, usize_lit, ArgKind::*, ArgSpec, Build, Emit, InitRule, Kind, Layer,
+    PassUse, Role, TapeNeeds, TensorSpec,
 };
 use crate::plan::Shape;
 
@@ -45,11 +45,13 @@ impl Kind for RecurrentKind {
             arg("activation", Choice(ACTIVATIONS), false, false),
             arg("layers", Count, false, false),
             arg("bidirectional", Bool, false, false),
+            arg("dropout", Probability, false, false),
         ];
         const GATED: &[ArgSpec] = &[
             arg("hidden", Count, true, true),
             arg("layers", Count, false, false),
             arg("bidirectional", Bool, false, false),
+            arg("dropout", Probability, false, false),
         ];
         match self.0 {
             Which::Rnn => RNN,
@@ -96,19 +98,34 @@ impl Kind for RecurrentKind {
         } else {
             1
         };
-        let g = RecurrentGeom::new(cell, input, hidden, steps, layers, directions);
+        let dropout = cx.args.number("dropout", 0.0);
+        if dropout > 0.0 && layers == 1 {
+            let msg = format!(
+                "{}: `dropout = {dropout}` acts between stacked layers (on the output of each but the last), but `{}` has one layer; add `layers = 2` or more, or put a `dropout({dropout})` layer after it",
+                cx.who, cx.kind
+            );
+            match cx.args.tokens("dropout").cloned() {
+                Some(tokens) => cx.errors.spanned(tokens, msg),
+                None => cx.error(msg),
+            }
+            return None;
+        }
+        let g = RecurrentGeom::new(cell, input, hidden, steps, layers, directions)
+            .with_dropout(dropout > 0.0);
         let widest = input.max(directions * hidden);
         if !cx.fits("weight", &[cell.gates() * hidden, widest + hidden])
             || !cx.fits("tape", &[g.aux_len().max(1)])
         {
             return None;
         }
-        Some(Box::new(Recurrent { g }))
+        Some(Box::new(Recurrent { g, dropout }))
     }
 }
 
 struct Recurrent {
     g: RecurrentGeom,
+    /// Dropout's probability between stacked layers (0: none).
+    dropout: f64,
 }
 
 impl Layer for Recurrent {
@@ -182,6 +199,14 @@ impl Layer for Recurrent {
         true
     }
 
+    fn pass_use(&self) -> PassUse {
+        if self.g.dropout {
+            PassUse::Pass
+        } else {
+            PassUse::None
+        }
+    }
+
     fn geometry(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let (rt, name) = (rt(), &e.g);
         let g = &self.g;
@@ -192,10 +217,11 @@ impl Layer for Recurrent {
             Cell::Gru => quote!(Gru),
         };
         let [i, h, t, l, d] = [g.input, g.hidden, g.steps, g.layers, g.directions].map(usize_lit);
+        let dropout = g.dropout;
         quote! {
             const #name: #rt::ops::recurrent::RecurrentGeom = #rt::ops::recurrent::RecurrentGeom::new(
                 #rt::ops::recurrent::Cell::#cell, #i, #h, #t, #l, #d,
-            );
+            ).with_dropout(#dropout);
         }
     }
 
@@ -215,9 +241,17 @@ impl Layer for Recurrent {
             usize_lit(e.param_offset),
             usize_lit(e.param_offset + self.g.param_len()),
         );
+        if self.g.dropout {
+            let p = f32_tokens(self.dropout);
+            return quote! {
+                let w = &params[#start #base..#end #base];
+                #rt::layers::recurrent_forward(&mut pass, s, w, &Self::#g, n, #p);
+            };
+        }
         quote! {
             let p = &params[#start #base..#end #base];
-            #rt::ops::recurrent::forward(s.y, s.aux, s.x, p, &Self::#g, n, s.scratch);
+            let options = #rt::ops::recurrent::Options { dropout: None, lengths: s.lengths };
+            #rt::ops::recurrent::forward_with(s.y, s.aux, s.x, p, &Self::#g, n, s.scratch, options);
         }
     }
 
@@ -230,7 +264,9 @@ impl Layer for Recurrent {
         quote! {
             let p = &params[#start #base..#end #base];
             let d_p = &mut d_params[#start #base..#end #base];
-            #rt::ops::recurrent::backward(#d_x, d_p, s.d_y, s.aux, p, &Self::#g, n, s.scratch);
+            #rt::ops::recurrent::backward_with(
+                #d_x, d_p, s.d_y, s.aux, p, &Self::#g, n, s.scratch, s.lengths,
+            );
         }
     }
 }

@@ -1,4 +1,5 @@
-//! From a sequence `[T, F]` to a vector `[F]`: `last` (PyTorch's `out[:, -1, :]`),
+//! From a sequence `[T, F]` to a vector `[F]` (each over a sample's valid steps when a pass
+//! has lengths): `last` (PyTorch's `out[:, -1, :]`),
 //! `final_state` (each direction's final hidden state, PyTorch's `h_n` of the last layer),
 //! `mean_over_time` and `max_over_time`.
 
@@ -129,10 +130,12 @@ impl Layer for OverTime {
         let ops = quote!(#rt::ops::sequence);
         match self.which {
             Which::Last | Which::FinalState => {
-                quote! { #ops::pick_forward(s.y, s.x, &Self::#g, n, None); }
+                quote! { #ops::pick_forward(s.y, s.x, &Self::#g, n, s.lengths); }
             }
-            Which::Mean => quote! { #ops::mean_forward(s.y, s.x, &Self::#g, n); },
-            Which::Max => quote! { #ops::max_forward(s.y, s.idx, s.x, &Self::#g, n); },
+            Which::Mean => quote! { #ops::mean_forward(s.y, s.x, &Self::#g, n, s.lengths); },
+            Which::Max => {
+                quote! { #ops::max_forward(s.y, s.idx, s.x, &Self::#g, n, s.lengths); }
+            }
         }
     }
 
@@ -141,9 +144,9 @@ impl Layer for OverTime {
         let ops = quote!(#rt::ops::sequence);
         match self.which {
             Which::Last | Which::FinalState => {
-                quote! { #ops::pick_backward(s.d_x, s.d_y, &Self::#g, n, None); }
+                quote! { #ops::pick_backward(s.d_x, s.d_y, &Self::#g, n, s.lengths); }
             }
-            Which::Mean => quote! { #ops::mean_backward(s.d_x, s.d_y, &Self::#g, n); },
+            Which::Mean => quote! { #ops::mean_backward(s.d_x, s.d_y, &Self::#g, n, s.lengths); },
             Which::Max => quote! { #ops::max_backward(s.d_x, s.d_y, s.idx, &Self::#g, n); },
         }
     }

@@ -44,7 +44,7 @@ impl Kind for UpsampleKind {
                 cx.errors.with_fix(&cx.item.call_tokens, msg, call);
                 return None;
             }
-            Shape::Sequence { .. } => cx.spatial()?,
+            Shape::Sequence { .. } | Shape::Tokens(_) => cx.spatial()?,
         };
         let factor = cx.args.int("factor", 1);
         let bilinear = cx.args.choice("mode") == Some("bilinear");

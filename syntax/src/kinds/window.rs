@@ -350,6 +350,6 @@ fn with_axis(pair: [usize; 2], axes: Axes, v: usize) -> String {
 fn axis_of(out: Shape, a: usize) -> usize {
     match out {
         Shape::Spatial(d) => d[a + 1],
-        Shape::Vector(f) | Shape::Sequence { features: f, .. } => f,
+        Shape::Vector(f) | Shape::Tokens(f) | Shape::Sequence { features: f, .. } => f,
     }
 }

@@ -166,6 +166,91 @@ pub fn forward(
     n: usize,
     scratch: &mut Vec<f32>,
 ) {
+    forward_with(y, aux, x, params, g, n, scratch, Options::default());
+}
+
+/// What a pass of a recurrent layer may take besides its tensors.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// In training, for a layer with dropout between its stacked layers
+    /// ([`RecurrentGeom::dropout`]): the probability `p` and the generator of the masks. Each
+    /// value of the output of every layer but the last is then dropped with probability `p`
+    /// (the others scaled by `1/(1-p)`) before the next layer reads it, as PyTorch's `dropout`
+    /// argument does in training mode; the masks are kept in `aux` for [`backward`]. `None`
+    /// (evaluation): no dropout.
+    pub dropout: Option<(f32, &'a mut dyn rand::RngCore)>,
+    /// Each sample's valid steps in a padded batch (all `T` when `None`), PyTorch's
+    /// `pack_padded_sequence` semantics: sample `s` reads steps `0..lengths[s]`, the backward
+    /// direction of a bidirectional layer starts from step `lengths[s] - 1`, and the output
+    /// (and the kept states) at the padding after it are zero.
+    pub lengths: Option<&'a [u32]>,
+}
+
+/// Sample `s`'s valid steps.
+///
+/// # Panics
+/// When `lengths` does not have `n` values or a length is not in `1..=T`.
+fn valid_steps(lengths: Option<&[u32]>, g: &RecurrentGeom, n: usize, s: usize) -> usize {
+    match lengths {
+        None => g.steps,
+        Some(l) => {
+            assert_eq!(l.len(), n, "recurrent: {} lengths for {n} samples", l.len());
+            let len = l[s] as usize;
+            assert!(
+                (1..=g.steps).contains(&len),
+                "recurrent: length {len} of sample {s} is not in 1..={}",
+                g.steps
+            );
+            len
+        }
+    }
+}
+
+/// [`forward`] with [`Options`]: dropout between stacked layers in training, and lengths.
+///
+/// # Panics
+/// As [`forward`]; when `lengths` does not have `n` values or a length is not in `1..=T`.
+///
+/// # Example
+/// ```
+/// use rand::SeedableRng;
+/// use striate::ops::recurrent::{forward, forward_with, Cell, Options, RecurrentGeom};
+///
+/// let g = RecurrentGeom::new(Cell::Gru, 2, 3, 4, 2, 1).with_dropout(true);
+/// let params = vec![0.3; g.param_len()];
+/// let x = [0.5; 8];
+/// let (mut y, mut aux) = (vec![0.0; g.output_len()], vec![0.0; g.aux_len()]);
+/// let (mut eval, mut scratch) = (y.clone(), Vec::new());
+/// forward(&mut eval, &mut aux, &x, &params, &g, 1, &mut scratch);
+/// let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
+/// let options = Options { dropout: Some((0.5, &mut rng)), lengths: None };
+/// forward_with(&mut y, &mut aux, &x, &params, &g, 1, &mut scratch, options);
+/// // The second layer read a thinned first layer's output.
+/// assert_ne!(y, eval);
+/// let masks = &aux[aux.len() - g.mask_len()..];
+/// assert!(masks.iter().all(|&m| m == 0.0 || m == 2.0));
+///
+/// // Three valid steps of four: the fourth step's output is zero, the others as without it.
+/// let options = Options { dropout: None, lengths: Some(&[3]) };
+/// forward_with(&mut y, &mut aux, &x, &params, &g, 1, &mut scratch, options);
+/// assert_eq!(y[..9], eval[..9]);
+/// assert_eq!(y[9..], [0.0; 3]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn forward_with(
+    y: &mut [f32],
+    aux: &mut [f32],
+    x: &[f32],
+    params: &[f32],
+    g: &RecurrentGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+    options: Options<'_>,
+) {
+    let Options {
+        mut dropout,
+        lengths,
+    } = options;
     // x: (N, T, I), params: per layer and direction [w_ih, w_hh, b_ih, b_hh] -> y: (N, T, D·H)
     let kernel = "recurrent::forward";
     check_len(
@@ -178,6 +263,9 @@ pub fn forward(
     check_len(kernel, "aux", aux.len(), Some(n), &[g.aux_len()]);
     check_len(kernel, "x", x.len(), Some(n), &[g.steps, g.input]);
     check_len(kernel, "params", params.len(), None, &[g.param_len()]);
+    for s in 0..n {
+        valid_steps(lengths, g, n, s);
+    }
     if n == 0 || g.steps == 0 {
         return;
     }
@@ -186,6 +274,7 @@ pub fn forward(
     let rows = t_len * n;
     let buf = grown(scratch, forward_scratch(isa, g, n));
     let (hp, prod) = buf.split_at_mut(n * gr);
+    let (aux, masks) = aux.split_at_mut(aux.len() - n * g.mask_len());
     let (xt, rest) = aux.split_at_mut(rows * g.input);
     let (outs, mut tapes) = rest.split_at_mut((g.layers - 1) * rows * dh);
     to_time_major(xt, x, [n, t_len, g.input]);
@@ -248,6 +337,12 @@ pub fn forward(
                     };
                     let prev = h_prev.map(|h| (h, e_prev.unwrap_or(&[])));
                     cells::step_forward(g.cell, h_t, e_t, pre, &hp[s * gr..][..gr], prev);
+                    // Padding: zero states, so that the output there is zero and the backward
+                    // direction starts its valid steps from the zero state.
+                    if t >= valid_steps(lengths, g, n, s) {
+                        h_t.fill(0.0);
+                        e_t.fill(0.0);
+                    }
                 }
             }
             // The layer's output, this direction's half of each step.
@@ -264,6 +359,17 @@ pub fn forward(
                     out[at * dh + d * hid..][..hid]
                         .copy_from_slice(&h_all[(t * n + s) * hid..][..hid]);
                 }
+            }
+        }
+        // Dropout on what the next layer reads; its input gradient goes through the same mask.
+        if g.dropout && l + 1 < g.layers {
+            let mask = &mut masks[l * rows * dh..][..rows * dh];
+            match &mut dropout {
+                Some((p, rng)) => super::dropout::fill_mask(mask, *p, &mut **rng),
+                None => mask.fill(1.0),
+            }
+            for (v, &m) in here[..rows * dh].iter_mut().zip(&*mask) {
+                *v *= m;
             }
         }
     }
@@ -320,6 +426,26 @@ pub fn backward(
     n: usize,
     scratch: &mut Vec<f32>,
 ) {
+    backward_with(d_x, d_params, d_y, aux, params, g, n, scratch, None);
+}
+
+/// [`backward`] of a [`forward_with`] pass that had `lengths`: no gradient reaches a padded
+/// step, the input's or any parameter's. Give the lengths the forward pass had.
+///
+/// # Panics
+/// As [`backward`] and [`forward_with`].
+#[allow(clippy::too_many_arguments)]
+pub fn backward_with(
+    d_x: Option<&mut [f32]>,
+    d_params: &mut [f32],
+    d_y: &[f32],
+    aux: &[f32],
+    params: &[f32],
+    g: &RecurrentGeom,
+    n: usize,
+    scratch: &mut Vec<f32>,
+    lengths: Option<&[u32]>,
+) {
     // d_y: (N, T, D·H) -> d_x: (N, T, I), d_params: as params
     let kernel = "recurrent::backward";
     check_len(
@@ -335,6 +461,9 @@ pub fn backward(
     }
     check_len(kernel, "params", params.len(), None, &[g.param_len()]);
     check_len(kernel, "d_params", d_params.len(), None, &[g.param_len()]);
+    for s in 0..n {
+        valid_steps(lengths, g, n, s);
+    }
     if n == 0 || g.steps == 0 {
         return;
     }
@@ -350,6 +479,7 @@ pub fn backward(
     let (da_h, rest) = rest.split_at_mut(if gru { rows * gr } else { 0 });
     let (dh_run, rest) = rest.split_at_mut(n * hid);
     let (dc_run, prod) = rest.split_at_mut(n * hid);
+    let (aux, masks) = aux.split_at(aux.len() - n * g.mask_len());
     let (xt, rest) = aux.split_at(rows * g.input);
     let (outs, tapes) = rest.split_at((g.layers - 1) * rows * dh);
     to_time_major(d_cur, d_y, [n, t_len, dh]);
@@ -379,6 +509,16 @@ pub fn backward(
                 for s in 0..n {
                     let r = t * n + s;
                     let dh_s = &mut dh_run[s * hid..][..hid];
+                    if t >= valid_steps(lengths, g, n, s) {
+                        // Padding is a constant zero state: nothing flows through it.
+                        dh_s.fill(0.0);
+                        dc_run[s * hid..][..hid].fill(0.0);
+                        da[r * gr..][..gr].fill(0.0);
+                        if gru {
+                            da_h[r * gr..][..gr].fill(0.0);
+                        }
+                        continue;
+                    }
                     for (a, &b) in dh_s.iter_mut().zip(&d_cur[r * dh + d * hid..][..hid]) {
                         *a += b;
                     }
@@ -455,6 +595,12 @@ pub fn backward(
                     [rows, gr, i_l],
                     prod,
                 );
+            }
+        }
+        if g.dropout && l > 0 {
+            let mask = &masks[(l - 1) * rows * dh..][..rows * dh];
+            for (v, &m) in d_below[..rows * dh].iter_mut().zip(mask) {
+                *v *= m;
             }
         }
         std::mem::swap(&mut d_cur, &mut d_below);
