@@ -382,6 +382,30 @@ fn a_diverged_network_is_not_exported() {
     assert_eq!(names.len(), 1, "no temporary file is left");
 }
 
+network! {
+    /// Token ids, embedded and read by a bidirectional GRU.
+    struct TokenReader {
+        input: tokens[4],
+        words: embedding(6, 3),
+        rec: gru(5, bidirectional = true),
+        last,
+        fc: linear(2),
+    }
+}
+
+/// Token ids (whole numbers in the float input) run through `Cast` and `Gather` in
+/// onnxruntime as through striate's embedding, every id of the vocabulary included.
+#[test]
+fn an_embedding_runs_in_onnxruntime_as_in_striate() {
+    let Some(python) = python("an_embedding_runs_in_onnxruntime_as_in_striate") else {
+        return;
+    };
+    let mut net = TokenReader::init(3);
+    vary(&mut net, 31);
+    let ids = Array::from_shape_fn((3, 4), |(n, t)| ((n * 4 + t * 5) % 6) as f32);
+    check_in_onnxruntime(&python, &net, ids.view());
+}
+
 /// A directory at the path is an error and stays.
 #[test]
 fn exporting_onto_a_directory_is_an_error() {

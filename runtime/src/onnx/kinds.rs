@@ -424,6 +424,21 @@ impl Export for Pick {
     }
 }
 
+/// `embedding`: the token ids (whole numbers in the model's float input) `Cast` to `int64`,
+/// then a `Gather` of the weight's rows (axis 0), giving `[N, T, dim]`.
+pub struct Embedding;
+
+impl Export for Embedding {
+    fn export(&self, node: &mut Node<'_>) -> Result<()> {
+        let x = node.input().to_string();
+        let weight = node.required("weight")?;
+        // TensorProto.DataType INT64.
+        let ids = node.step("ids", "Cast", &[&x], vec![Attribute::int("to", 7)]);
+        node.op("Gather", &[&weight, &ids], vec![Attribute::int("axis", 0)]);
+        Ok(())
+    }
+}
+
 /// `mean_over_time`: `ReduceMean` over the steps (axis 1; an attribute at opset 17).
 pub struct MeanOverTime;
 

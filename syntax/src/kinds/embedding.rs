@@ -123,6 +123,11 @@ impl Layer for Embedding {
         }
     }
 
+    fn onnx(&self, _: &Emit<'_>) -> Option<proc_macro2::TokenStream> {
+        let rt = rt();
+        Some(quote::quote!(#rt::onnx::kinds::Embedding))
+    }
+
     fn forward(&self, e: &Emit<'_>) -> proc_macro2::TokenStream {
         let (rt, g, base) = (rt(), &e.g, &e.param_base);
         let (start, end) = self.range(e);
