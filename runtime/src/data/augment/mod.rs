@@ -251,7 +251,7 @@ impl Augmentation {
 
     /// Changes every sample of `images` `[N, C, H, W]` in place: `indices[i]` is sample
     /// `i`'s index in its dataset, which with `epoch` and the seed decides what is done to it.
-    /// The samples are split over the kernels' threads ([`set_threads`](crate::set_threads)),
+    /// The samples are split over the kernels' threads ([`set_threads`](crate::ops::parallel::set_threads)),
     /// which changes no result. Once the pipeline's buffers have grown to the images' size it allocates nothing, for
     /// images in standard layout; a view of another layout is copied sample by sample.
     ///

@@ -134,7 +134,7 @@ impl Augmentation {
     /// batches of `batch`, the last one smaller), each augmented as epoch `epoch`. Returns what
     /// `consume` returns, once every batch it asked for is made.
     ///
-    /// When the kernels use fewer threads ([`set_threads`](crate::set_threads)) than the
+    /// When the kernels use fewer threads ([`set_threads`](crate::ops::parallel::set_threads)) than the
     /// machine has cores, a worker thread on a spare core keeps up to two batches ready ahead
     /// of the one `consume` is on, so augmentation costs the training step nothing. When they
     /// use every core, a worker would take a core from the training step, whose threads wait
